@@ -1,0 +1,150 @@
+"""Dependencies that guard routes: API keys with scopes, HR users with roles, CSRF."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from app.auth import service as auth_service
+from app.auth.models import ApiKey, Role, User, UserSession
+from app.config import Settings
+from app.db import SessionDep
+from app.errors import DomainError, Forbidden, Unauthorized
+
+QUERY_KEY_PARAMS = {"api_key", "apikey", "key", "token", "access_token"}
+
+
+def get_app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def api_key(request: Request, session: SessionDep) -> ApiKey:
+    """The caller's API key, from ``Authorization: Bearer``; 401 when missing or bad."""
+    if QUERY_KEY_PARAMS & set(request.query_params.keys()):
+        # Keys in URLs end up in proxy logs and browser history: refuse them outright.
+        raise Unauthorized(
+            "API keys are accepted only in the Authorization header, never in the URL",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    token = _bearer(request)
+    key = auth_service.authenticate_api_key(session, token) if token else None
+    if key is None:
+        raise Unauthorized(
+            "A valid API key is required: send 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return key
+
+
+ApiKeyDep = Annotated[ApiKey, Depends(api_key)]
+
+
+def require_scopes(*scopes: str) -> Callable[..., ApiKey]:
+    """A dependency that admits only API keys carrying every scope named."""
+
+    def _check(key: ApiKeyDep) -> ApiKey:
+        missing = [s for s in scopes if s not in (key.scopes or [])]
+        if missing:
+            raise Forbidden(f"This API key lacks the scope(s): {', '.join(missing)}")
+        return key
+
+    return _check
+
+
+# --- HR users -------------------------------------------------------------------------
+
+
+def session_cookie_name(settings: Settings) -> str:
+    # The __Host- prefix pins the cookie to this host, path / and HTTPS.
+    return "__Host-p360_session" if settings.https else "p360_session"
+
+
+@dataclass
+class Principal:
+    user: User
+    user_session: UserSession
+
+    @property
+    def role(self) -> Role:
+        return self.user.role
+
+    @property
+    def csrf_token(self) -> str:
+        return self.user_session.csrf_token
+
+
+class LoginRequired(DomainError):
+    """Raised on pages when nobody is logged in; pages redirect to the login form."""
+
+    status = 401
+    title = "Please log in"
+
+
+def optional_principal(
+    request: Request, session: SessionDep, settings: SettingsDep
+) -> Principal | None:
+    token = request.cookies.get(session_cookie_name(settings))
+    if not token:
+        return None
+    found = auth_service.resolve_user_session(
+        session, token=token, idle=timedelta(minutes=settings.hr_session_idle_minutes)
+    )
+    if found is None:
+        return None
+    principal = Principal(user=found[0], user_session=found[1])
+    request.state.principal = principal
+    return principal
+
+
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
+
+
+def current_principal(principal: OptionalPrincipal) -> Principal:
+    if principal is None:
+        raise LoginRequired("Please log in to continue.")
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require_role(*roles: Role) -> Callable[..., Principal]:
+    """Admit logged-in users whose role is listed (admin also passes where hr does)."""
+
+    def _check(principal: CurrentPrincipal) -> Principal:
+        if not auth_service.role_allows(principal.role, roles):
+            raise Forbidden("Your role does not give access to this page.")
+        return principal
+
+    return _check
+
+
+async def csrf_protect(request: Request, principal: CurrentPrincipal) -> None:
+    """Every state-changing form posts the session's CSRF token as ``csrf_token``."""
+    given: Any = request.headers.get("x-csrf-token")
+    if given is None:
+        form = await request.form()
+        given = form.get("csrf_token")
+    if not auth_service.check_csrf(principal.csrf_token, given if isinstance(given, str) else None):
+        raise Forbidden("The form has expired. Go back, reload the page and try again.")
+
+
+CsrfProtect = Depends(csrf_protect)
+HrOnly = Depends(require_role(Role.hr))
+AdminOnly = Depends(require_role(Role.admin))

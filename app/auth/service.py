@@ -1,0 +1,243 @@
+"""Credentials and access: API keys, HR sessions, passwords, rate limits, audit log."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable
+from datetime import timedelta
+
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.auth.models import ApiKey, AuditEntry, RateLimit, Role, User, UserSession
+from app.db import utcnow
+from app.errors import Conflict, Invalid
+
+SCOPES: dict[str, str] = {
+    "org:read": "Read departments, employees, competencies and the matrix",
+    "org:write": "Create and change departments, employees, competencies and the matrix",
+    "cycles:read": "Read rating cycles and their progress",
+    "cycles:write": "Create, launch, remind and close rating cycles",
+    "results:read": "Read the results of closed cycles (aggregates only)",
+}
+API_KEY_PREFIX = "p360_"
+
+
+def hash_secret(value: str) -> str:
+    """SHA-256 hex of a high-entropy secret (tokens, keys): enough, as they are random."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def new_secret(nbytes: int = 32) -> str:
+    """A URL-safe random secret from the OS CSPRNG (32 bytes = 256 bits)."""
+    return secrets.token_urlsafe(nbytes)
+
+
+def create_api_key(
+    session: Session, *, name: str, scopes: Iterable[str], created_by: str | None = None
+) -> tuple[ApiKey, str]:
+    """Create a key; returns the row and the plaintext, which is never stored."""
+    scope_list = sorted(set(scopes))
+    unknown = [s for s in scope_list if s not in SCOPES]
+    if unknown:
+        raise Invalid(
+            f"Unknown scope(s): {', '.join(unknown)}",
+            errors=[{"field": "scopes", "message": f"unknown scope {s!r}"} for s in unknown],
+        )
+    if not name.strip():
+        raise Invalid("A key needs a name", errors=[{"field": "name", "message": "required"}])
+    plaintext = API_KEY_PREFIX + new_secret(32)
+    key = ApiKey(
+        name=name.strip(),
+        prefix=plaintext[:12],
+        key_hash=hash_secret(plaintext),
+        scopes=scope_list,
+        created_by=created_by,
+    )
+    session.add(key)
+    session.flush()
+    return key, plaintext
+
+
+def authenticate_api_key(session: Session, plaintext: str) -> ApiKey | None:
+    """The active key with this plaintext, or None."""
+    if not plaintext.startswith(API_KEY_PREFIX) or len(plaintext) > 200:
+        return None
+    key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_secret(plaintext)))
+    if key is None or key.revoked_at is not None:
+        return None
+    now = utcnow()
+    # Touch at most once a minute so reads do not turn every request into a write.
+    if key.last_used_at is None or now - key.last_used_at > timedelta(minutes=1):
+        key.last_used_at = now
+    return key
+
+
+def revoke_api_key(session: Session, *, key_id: int) -> ApiKey | None:
+    key = session.get(ApiKey, key_id)
+    if key is not None and key.revoked_at is None:
+        key.revoked_at = utcnow()
+        session.flush()
+    return key
+
+
+def list_api_keys(session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id.desc())))
+
+
+# --- HR sessions ------------------------------------------------------------------
+
+
+def start_user_session(session: Session, *, user: User) -> tuple[str, UserSession]:
+    """A fresh random session id at every login (no fixation); returns the cookie value."""
+    token = new_secret(32)
+    row = UserSession(id_hash=hash_secret(token), user_id=user.id, csrf_token=new_secret(24))
+    session.add(row)
+    user.last_login_at = utcnow()
+    session.flush()
+    return token, row
+
+
+def resolve_user_session(
+    session: Session, *, token: str, idle: timedelta
+) -> tuple[User, UserSession] | None:
+    """The user behind a session cookie, if the session exists and has not idled out."""
+    if not token or len(token) > 200:
+        return None
+    row = session.get(UserSession, hash_secret(token))
+    if row is None:
+        return None
+    now = utcnow()
+    if now - row.last_seen_at > idle:
+        session.delete(row)
+        return None
+    user = session.get(User, row.user_id)
+    if user is None or not user.active:
+        return None
+    if now - row.last_seen_at > timedelta(seconds=30):
+        row.last_seen_at = now
+    return user, row
+
+
+def end_user_session(session: Session, *, token: str) -> None:
+    row = session.get(UserSession, hash_secret(token))
+    if row is not None:
+        session.delete(row)
+        session.flush()
+
+
+def check_csrf(expected: str, given: str | None) -> bool:
+    return bool(given) and hmac.compare_digest(expected, given or "")
+
+
+# --- rate limits ------------------------------------------------------------------
+
+
+def hit_rate_limit(session: Session, *, key: str, limit: int, window: timedelta) -> bool:
+    """Count one event for ``key``; True when the window's count now exceeds ``limit``."""
+    now = utcnow()
+    row = session.get(RateLimit, key, with_for_update=True)
+    if row is None:
+        row = RateLimit(key=key, window_started_at=now, count=0)
+        session.add(row)
+    elif now - row.window_started_at > window:
+        row.window_started_at = now
+        row.count = 0
+    row.count += 1
+    session.flush()
+    return row.count > limit
+
+
+def rate_limited(session: Session, *, key: str, limit: int, window: timedelta) -> bool:
+    """True when ``key`` is over its limit in the current window (counts nothing)."""
+    row = session.get(RateLimit, key)
+    return bool(row and utcnow() - row.window_started_at <= window and row.count >= limit)
+
+
+def clear_rate_limit(session: Session, *, key: str) -> None:
+    session.execute(update(RateLimit).where(RateLimit.key == key).values(count=0))
+
+
+# --- audit --------------------------------------------------------------------------
+
+
+def record_audit(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    entity: str,
+    entity_id: str | int | None = None,
+    detail: str | None = None,
+) -> None:
+    """Note who changed what. Callers must never pass rater answers here."""
+    session.add(
+        AuditEntry(
+            actor=actor,
+            action=action,
+            entity=entity,
+            entity_id=None if entity_id is None else str(entity_id),
+            detail=detail,
+        )
+    )
+
+
+def role_allows(role: Role, allowed: Iterable[Role]) -> bool:
+    allowed = set(allowed)
+    # Admins run the system and may do everything HR does.
+    return role in allowed or (role == Role.admin and Role.hr in allowed)
+
+
+
+
+# --- HR users and passwords ---------------------------------------------------------
+
+# Argon2id with OWASP's recommended minimum (19 MiB, t=2, p=1).
+_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, type=Type.ID)
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerifyMismatchError, InvalidHashError, VerificationError):
+        return False
+
+
+def create_user(
+    session: Session,
+    *,
+    email: str,
+    password: str,
+    role: Role,
+    full_name: str = "",
+    employee_id: int | None = None,
+) -> User:
+    """Create an HR user; the email is stored lower-cased."""
+    email = email.strip().lower()
+    if "@" not in email:
+        raise Invalid("Enter a valid email address", errors=[{"field": "email", "message": "invalid"}])
+    if len(password) < 10:
+        raise Invalid(
+            "The password must have at least 10 characters",
+            errors=[{"field": "password", "message": "at least 10 characters"}],
+        )
+    if session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise Conflict(f"A user with email {email} already exists")
+    user = User(
+        email=email,
+        full_name=full_name,
+        password_hash=hash_password(password),
+        role=role,
+        employee_id=employee_id,
+    )
+    session.add(user)
+    session.flush()
+    return user

@@ -1,0 +1,200 @@
+"""Command line: ``python -m app <command>``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from app.config import Settings, get_settings
+from app.db import make_engine, make_sessionmaker
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from app.migrate import upgrade
+
+    upgrade(settings.database_url)
+    print(f"database is at the latest schema ({_safe_url(settings.database_url)})")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from app.main import create_app
+
+    if args.migrate:
+        cmd_migrate(args, settings)
+    app = create_app(settings)
+    worker = None
+    if args.with_worker:
+        from app.mail.worker import start_background_worker
+
+        worker = start_background_worker(settings, app.state.engine)
+    _print_banner(settings, args.host, args.port)
+    try:
+        # access_log off: our own access log redacts private rating links.
+        uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="warning")
+    finally:
+        if worker is not None:
+            worker.stop()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from app.mail.worker import run_worker
+
+    run_worker(settings, make_engine(settings.database_url), once=args.once)
+    return 0
+
+
+def cmd_seed_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from app.demo import seed_demo
+
+    engine = make_engine(settings.database_url)
+    with make_sessionmaker(engine)() as session:
+        created = seed_demo(session, settings, only_if_empty=args.if_empty)
+        session.commit()
+    print("demo company seeded" if created else "database already has data; demo not seeded")
+    return 0
+
+
+def cmd_create_api_key(args: argparse.Namespace, settings: Settings) -> int:
+    from app.auth import service as auth_service
+
+    engine = make_engine(settings.database_url)
+    with make_sessionmaker(engine)() as session:
+        key, plaintext = auth_service.create_api_key(
+            session, name=args.name, scopes=args.scopes, created_by="cli"
+        )
+        session.commit()
+    print(f"API key {key.name!r} with scopes {', '.join(key.scopes)}")
+    print(f"  {plaintext}")
+    print("Store it now: it is shown only once.")
+    return 0
+
+
+def cmd_create_user(args: argparse.Namespace, settings: Settings) -> int:
+    import getpass
+
+    from app.auth import service as auth_service
+    from app.auth.models import Role
+
+    password = args.password or getpass.getpass("Password: ")
+    engine = make_engine(settings.database_url)
+    with make_sessionmaker(engine)() as session:
+        user = auth_service.create_user(
+            session,
+            email=args.email,
+            password=password,
+            role=Role(args.role),
+            full_name=args.name or "",
+        )
+        session.commit()
+    print(f"created {user.role} user {user.email}")
+    return 0
+
+
+def cmd_new_cycle(args: argparse.Namespace, settings: Settings) -> int:
+    from app.cycles import service as cycles_service
+
+    engine = make_engine(settings.database_url)
+    with make_sessionmaker(engine)() as session:
+        cycle = cycles_service.create_quarter_cycle(session, quarter=args.quarter)
+        session.commit()
+    print(f"created cycle {cycle.name} (id {cycle.id}), state {cycle.state}")
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def _print_banner(settings: Settings, host: str, port: int) -> None:
+    from app.demo import read_demo_credentials
+
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"  # noqa: S104
+    lines = [
+        "",
+        "Peer360 is running.",
+        f"  HR web app:      {base}/",
+        f"  API docs:        {base}/api/docs",
+        f"  Local outbox:    {base}/outbox   (no SMTP configured: mail is kept here)"
+        if not settings.smtp_host
+        else f"  Mail via SMTP:   {settings.smtp_host}:{settings.smtp_port}",
+    ]
+    creds = read_demo_credentials(settings)
+    if creds:
+        lines.append("  Demo logins and API key:")
+        lines.extend(f"    {line}" for line in creds)
+    lines.append("Press Ctrl+C to stop.")
+    print("\n".join(lines), flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m app", description="Peer360 service")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the web server")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--with-worker", action="store_true", help="also run the mail worker in-process")
+    p.add_argument("--migrate", action="store_true", help="migrate the database first")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("worker", help="deliver mail, send reminders, close due cycles")
+    p.add_argument("--once", action="store_true", help="one pass, then exit")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("migrate", help="upgrade the database to the latest schema")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("seed-demo", help="load the demo company")
+    p.add_argument("--if-empty", action="store_true", help="only when the database is empty")
+    p.set_defaults(func=cmd_seed_demo)
+
+    p = sub.add_parser("create-api-key", help="create an API key for the HRIS")
+    p.add_argument("--name", required=True)
+    p.add_argument("--scopes", nargs="+", required=True, help="e.g. org:read org:write")
+    p.set_defaults(func=cmd_create_api_key)
+
+    p = sub.add_parser("create-user", help="create an HR web app user")
+    p.add_argument("--email", required=True)
+    p.add_argument("--role", required=True, choices=["admin", "hr", "manager"])
+    p.add_argument("--name")
+    p.add_argument("--password", help="prompted for when omitted")
+    p.set_defaults(func=cmd_create_user)
+
+    p = sub.add_parser("new-cycle", help="create the draft cycle of a quarter, e.g. 2026Q4")
+    p.add_argument("--quarter", required=True)
+    p.set_defaults(func=cmd_new_cycle)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    _configure_logging(settings)
+    try:
+        result: int = args.func(args, settings)
+    except Exception as exc:  # a clear one-line message rather than a traceback
+        from app.errors import DomainError
+
+        if isinstance(exc, DomainError):
+            print(f"error: {exc.detail}", file=sys.stderr)
+            return 2
+        raise
+    return result

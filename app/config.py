@@ -1,0 +1,89 @@
+"""Settings, read from the environment (and an optional .env file).
+
+Settings are built by :func:`get_settings` (cached) or directly by tests, never at
+import time, so a test can choose its own database without environment tricks.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev-secret-change-me"}
+DEV_SECRET = "dev-secret-change-me"
+DATA_DIR = Path("data")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str = f"sqlite:///./{DATA_DIR}/peer360.sqlite3"
+    base_url: str = "http://127.0.0.1:8000"
+    secret_key: str = DEV_SECRET
+
+    # Mail. With no SMTP_HOST the worker writes every message as an .eml file under
+    # MAIL_DIR and HR sees it on the local outbox page, so nothing is silently dropped.
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = 30.0
+    mail_from: str = "Peer360 <no-reply@peer360.local>"
+    mail_dir: Path = DATA_DIR / "mail"
+    mail_max_attempts: int = 8
+
+    # Anonymity: results are shown only for employees with at least this many raters.
+    # Never below 3: with two raters each could deduce the other's scores.
+    anonymity_min_raters: int = Field(default=3, ge=3)
+
+    reminder_days_before_close: list[int] = Field(default_factory=lambda: [3])
+    rating_session_minutes: int = 60
+    hr_session_idle_minutes: int = 30
+    login_max_failures: int = 5
+    login_lockout_minutes: int = 15
+    bad_token_limit_per_minute: int = 10
+    max_request_bytes: int = 10 * 1024 * 1024
+
+    results_webhook_url: str | None = None
+    results_webhook_secret: str | None = None
+
+    worker_poll_seconds: float = 2.0
+    log_level: str = "INFO"
+
+    @field_validator("reminder_days_before_close", mode="before")
+    @classmethod
+    def _split_days(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [int(part) for part in value.replace(";", ",").split(",") if part.strip()]
+        if isinstance(value, int):
+            return [value]
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secret(self) -> Settings:
+        if self.environment == "production" and (
+            self.secret_key.strip().lower() in PLACEHOLDER_SECRETS or len(self.secret_key) < 32
+        ):
+            raise ValueError(
+                "SECRET_KEY must be set to a random value of at least 32 characters in production"
+            )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def https(self) -> bool:
+        return self.base_url.startswith("https://")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

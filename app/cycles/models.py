@@ -1,0 +1,153 @@
+"""Quarterly rating cycles, their launch-time snapshots and the invitations."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, utcnow
+
+
+class CycleState(enum.StrEnum):
+    draft = "draft"
+    open = "open"
+    closed = "closed"
+
+
+class Cycle(Base):
+    __tablename__ = "cycle"
+    __table_args__ = (
+        CheckConstraint("scale_min < scale_max", name="scale_range"),
+        CheckConstraint("period_start <= period_end", name="period_range"),
+        CheckConstraint("opens_at < closes_at", name="open_before_close"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), unique=True)
+    period_start: Mapped[date] = mapped_column(Date)
+    period_end: Mapped[date] = mapped_column(Date)
+    opens_at: Mapped[datetime] = mapped_column(DateTime)
+    closes_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    state: Mapped[CycleState] = mapped_column(
+        Enum(CycleState, native_enum=False, length=10, validate_strings=True),
+        default=CycleState.draft,
+        index=True,
+    )
+    scale_min: Mapped[int] = mapped_column(Integer, default=1)
+    scale_max: Mapped[int] = mapped_column(Integer, default=10)
+    ask_nps: Mapped[bool] = mapped_column(Boolean, default=True)
+    ask_comment: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    launched_at: Mapped[datetime | None] = mapped_column(DateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Set once the ballots were rewritten in random order (see ratings.service.seal).
+    sealed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Set once the reports for this cycle are computed and stored.
+    results_ready_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class CycleCompetency(Base):
+    """A competency as it was when the cycle launched (HR edits never rewrite history)."""
+
+    __tablename__ = "cycle_competency"
+    __table_args__ = (UniqueConstraint("cycle_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycle.id", ondelete="CASCADE"), index=True)
+    competency_id: Mapped[int | None] = mapped_column(
+        ForeignKey("competency.id", ondelete="SET NULL")
+    )
+    code: Mapped[str] = mapped_column(String(50))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    indicators: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    weight: Mapped[float] = mapped_column(Float, default=1.0)
+    display_order: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CycleDepartment(Base):
+    """The department tree as it was at launch; parent_id names another snapshot row."""
+
+    __tablename__ = "cycle_department"
+
+    cycle_id: Mapped[int] = mapped_column(
+        ForeignKey("cycle.id", ondelete="CASCADE"), primary_key=True
+    )
+    department_id: Mapped[int] = mapped_column(
+        ForeignKey("department.id", ondelete="RESTRICT"), primary_key=True
+    )
+    parent_id: Mapped[int | None] = mapped_column(Integer)
+    external_id: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class CycleEmployee(Base):
+    """Every employee who takes part (as supplier or customer), with the department at launch."""
+
+    __tablename__ = "cycle_employee"
+    __table_args__ = (Index("ix_cycle_employee_cycle_id_department_id", "cycle_id", "department_id"),)
+
+    cycle_id: Mapped[int] = mapped_column(
+        ForeignKey("cycle.id", ondelete="CASCADE"), primary_key=True
+    )
+    employee_id: Mapped[int] = mapped_column(
+        ForeignKey("employee.id", ondelete="RESTRICT"), primary_key=True
+    )
+    department_id: Mapped[int | None] = mapped_column(Integer)
+    manager_id: Mapped[int | None] = mapped_column(Integer)
+    full_name: Mapped[str] = mapped_column(String(200))
+    external_id: Mapped[str] = mapped_column(String(100))
+
+
+class CyclePair(Base):
+    """The matrix as it was at launch: customer_id rates supplier_id in this cycle."""
+
+    __tablename__ = "cycle_pair"
+    __table_args__ = (Index("ix_cycle_pair_cycle_id_customer_id", "cycle_id", "customer_id"),)
+
+    cycle_id: Mapped[int] = mapped_column(
+        ForeignKey("cycle.id", ondelete="CASCADE"), primary_key=True
+    )
+    supplier_id: Mapped[int] = mapped_column(
+        ForeignKey("employee.id", ondelete="RESTRICT"), primary_key=True
+    )
+    customer_id: Mapped[int] = mapped_column(
+        ForeignKey("employee.id", ondelete="RESTRICT"), primary_key=True
+    )
+
+
+class Invitation(Base):
+    """One customer's private link for one cycle.
+
+    Only the SHA-256 of the token is kept. ``used`` records that the customer answered,
+    never when: a timestamp could be matched against ballot order.
+    """
+
+    __tablename__ = "invitation"
+    __table_args__ = (UniqueConstraint("cycle_id", "customer_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycle.id", ondelete="CASCADE"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("employee.id", ondelete="RESTRICT"))
+    # Erased (NULL) when the cycle closes: every link dies with it.
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    used: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_reminded_on: Mapped[date | None] = mapped_column(Date)

@@ -1,0 +1,24 @@
+"""Imports every domain's ORM models so ``Base.metadata`` knows all tables
+(Alembic autogenerate and the schema test rely on it)."""
+
+from app.auth import models as auth_models
+from app.cycles import models as cycles_models
+from app.db import Base
+from app.mail import models as mail_models
+from app.matrix import models as matrix_models
+from app.org import models as org_models
+from app.ratings import models as ratings_models
+from app.reports import models as reports_models
+
+metadata = Base.metadata
+
+__all__ = [
+    "auth_models",
+    "cycles_models",
+    "mail_models",
+    "matrix_models",
+    "metadata",
+    "org_models",
+    "ratings_models",
+    "reports_models",
+]

@@ -1,0 +1,44 @@
+"""Anonymous ballots.
+
+A ballot deliberately has no column, key or foreign key that points at the rater or the
+invitation, and no timestamp: with those, anyone with database access could read how a
+colleague voted. At close the ballots are rewritten in random order (``seal``) so that
+row order, SQLite rowids and PostgreSQL ``xmin``/``ctid`` do not betray the order of
+submission either.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import ForeignKey, Index, Integer, Text, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base
+
+
+class Ballot(Base):
+    """One customer's answers about one supplier in one cycle (the rater is not recorded)."""
+
+    __tablename__ = "ballot"
+    __table_args__ = (Index("ix_ballot_cycle_id_supplier_id", "cycle_id", "supplier_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycle.id", ondelete="CASCADE"))
+    supplier_id: Mapped[int] = mapped_column(ForeignKey("employee.id", ondelete="RESTRICT"))
+    nps: Mapped[int | None] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)
+
+
+class BallotScore(Base):
+    """One competency score on a ballot; ``score`` NULL means "can't judge"."""
+
+    __tablename__ = "ballot_score"
+
+    ballot_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("ballot.id", ondelete="CASCADE"), primary_key=True
+    )
+    cycle_competency_id: Mapped[int] = mapped_column(
+        ForeignKey("cycle_competency.id", ondelete="CASCADE"), primary_key=True
+    )
+    score: Mapped[int | None] = mapped_column(Integer)

@@ -1,0 +1,1 @@
+"""Stored results of closed cycles (filled in by the reports issue)."""

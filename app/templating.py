@@ -1,0 +1,60 @@
+"""One Jinja environment for pages and emails, with gettext translations."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment
+from starlette.responses import HTMLResponse
+
+from app import i18n
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+
+@lru_cache
+def templates() -> Jinja2Templates:
+    t = Jinja2Templates(directory=str(TEMPLATES_DIR), extensions=["jinja2.ext.i18n"])
+    env = t.env
+    env.autoescape = True
+    # Fallback callables; render() passes the request's language ones in the context.
+    env.install_gettext_translations(i18n.translations("en"), newstyle=True)  # type: ignore[attr-defined]
+    return t
+
+
+def environment() -> Environment:
+    return templates().env
+
+
+def render(
+    request: Request,
+    name: str,
+    context: dict[str, Any] | None = None,
+    *,
+    status_code: int = 200,
+    lang: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
+    """Render a page with the request, the logged-in principal and its CSRF token."""
+    ctx: dict[str, Any] = dict(context or {})
+    principal = getattr(request.state, "principal", None)
+    ctx.setdefault("principal", principal)
+    ctx.setdefault("csrf_token", principal.csrf_token if principal else "")
+    language = lang or ctx.get("lang") or "en"
+    ctx["lang"] = language
+    ctx.update(i18n.jinja_callables(language))
+    return templates().TemplateResponse(
+        request, name, ctx, status_code=status_code, headers=headers
+    )
+
+
+def render_string(name: str, context: dict[str, Any], *, lang: str = "en") -> str:
+    """Render a template outside a request (emails)."""
+    ctx = dict(context)
+    ctx["lang"] = lang
+    ctx.update(i18n.jinja_callables(lang))
+    return environment().get_template(name).render(ctx)
