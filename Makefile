@@ -42,9 +42,13 @@ browser-deps:
 		echo "chromium is not installed and cannot be installed here: browser tests will be skipped"; \
 	fi
 
+# Both databases always run, so one failing does not hide the other's result.
 test: install-dev browser-deps
 	rm -rf test-reports
-	$(MAKE) --no-print-directory test-sqlite test-postgresql
+	@status=0; \
+	$(MAKE) --no-print-directory test-sqlite || status=1; \
+	$(MAKE) --no-print-directory test-postgresql || status=1; \
+	exit $$status
 
 test-sqlite:
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --db sqlite -q $(PYTEST_ARGS)

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth import api as auth_api
 from app.auth import pages as auth_pages
+from app.auth.deps import LoginRequired
 from app.config import Settings, get_settings
 from app.cycles import api as cycles_api
 from app.cycles import pages as cycles_pages
@@ -99,6 +100,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.sessionmaker = make_sessionmaker(engine)
 
     install_error_handlers(app)
+    # Pages send visitors who are not logged in to the login form (and back afterwards).
+    app.add_exception_handler(LoginRequired, auth_pages.login_redirect)
 
     @app.middleware("http")
     async def security_headers(

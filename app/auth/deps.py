@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -79,14 +79,30 @@ def session_cookie_name(settings: Settings) -> str:
 class Principal:
     user: User
     user_session: UserSession
+    # Plain copies taken when the session is resolved: an error page renders after the
+    # request's transaction rolled back, when the ORM objects above are expired.
+    user_id: int = field(init=False)
+    email: str = field(init=False)
+    display_name: str = field(init=False)
+    employee_id: int | None = field(init=False)
+    _role: Role = field(init=False, repr=False)
+    _csrf_token: str = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.user_id = self.user.id
+        self.email = self.user.email
+        self.display_name = self.user.full_name or self.user.email
+        self.employee_id = self.user.employee_id
+        self._role = self.user.role
+        self._csrf_token = self.user_session.csrf_token
 
     @property
     def role(self) -> Role:
-        return self.user.role
+        return self._role
 
     @property
     def csrf_token(self) -> str:
-        return self.user_session.csrf_token
+        return self._csrf_token
 
 
 class LoginRequired(DomainError):

@@ -10,12 +10,12 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import select, update
+from sqlalchemy import column, delete, func, select, table, update
 from sqlalchemy.orm import Session
 
 from app.auth.models import ApiKey, AuditEntry, RateLimit, Role, User, UserSession
 from app.db import utcnow
-from app.errors import Conflict, Invalid
+from app.errors import Conflict, Invalid, NotFound
 
 SCOPES: dict[str, str] = {
     "org:read": "Read departments, employees, competencies and the matrix",
@@ -86,7 +86,9 @@ def revoke_api_key(session: Session, *, key_id: int) -> ApiKey | None:
 
 
 def list_api_keys(session: Session) -> list[ApiKey]:
-    return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id.desc())))
+    return list(
+        session.scalars(select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id.desc()))
+    )
 
 
 # --- HR sessions ------------------------------------------------------------------
@@ -192,8 +194,6 @@ def role_allows(role: Role, allowed: Iterable[Role]) -> bool:
     return role in allowed or (role == Role.admin and Role.hr in allowed)
 
 
-
-
 # --- HR users and passwords ---------------------------------------------------------
 
 # Argon2id with OWASP's recommended minimum (19 MiB, t=2, p=1).
@@ -223,7 +223,9 @@ def create_user(
     """Create an HR user; the email is stored lower-cased."""
     email = email.strip().lower()
     if "@" not in email:
-        raise Invalid("Enter a valid email address", errors=[{"field": "email", "message": "invalid"}])
+        raise Invalid(
+            "Enter a valid email address", errors=[{"field": "email", "message": "invalid"}]
+        )
     if len(password) < 10:
         raise Invalid(
             "The password must have at least 10 characters",
@@ -241,3 +243,206 @@ def create_user(
     session.add(user)
     session.flush()
     return user
+
+
+# --- logging in ------------------------------------------------------------------------
+
+# Verifying against this when the email is unknown makes both failures take as long,
+# so response times do not reveal which addresses have accounts.
+_DUMMY_HASH = _hasher.hash("not-a-real-password-" + new_secret(8))
+
+
+def login_failure_keys(*, email: str, ip: str) -> tuple[str, str]:
+    """The rate-limit keys counting failed logins for this email and this client."""
+    return f"login:email:{hash_secret(email)[:40]}", f"login:ip:{ip[:100]}"
+
+
+# Many people may share one office IP, so the per-IP allowance is wider than per email.
+IP_FAILURE_FACTOR = 4
+
+
+def login_throttled(
+    session: Session, *, email: str, ip: str, max_failures: int, window: timedelta
+) -> bool:
+    """True while this email or this client has too many recent failed logins."""
+    email_key, ip_key = login_failure_keys(email=email, ip=ip)
+    return rate_limited(session, key=email_key, limit=max_failures, window=window) or rate_limited(
+        session, key=ip_key, limit=max_failures * IP_FAILURE_FACTOR, window=window
+    )
+
+
+def note_login_failure(
+    session: Session, *, email: str, ip: str, max_failures: int, window: timedelta
+) -> None:
+    """Count one failed login against the email and against the client."""
+    email_key, ip_key = login_failure_keys(email=email, ip=ip)
+    hit_rate_limit(session, key=email_key, limit=max_failures, window=window)
+    hit_rate_limit(session, key=ip_key, limit=max_failures * IP_FAILURE_FACTOR, window=window)
+
+
+def authenticate_user(session: Session, *, email: str, password: str) -> User | None:
+    """The active user with this email and password, or None (same cost either way)."""
+    email = email.strip().lower()
+    user = session.scalar(select(User).where(User.email == email)) if email else None
+    if user is None:
+        verify_password(_DUMMY_HASH, password)
+        return None
+    if not verify_password(user.password_hash, password) or not user.active:
+        return None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    return user
+
+
+def purge_idle_sessions(session: Session, *, idle: timedelta) -> int:
+    """Delete sessions idle longer than ``idle``; returns how many went."""
+    cutoff = utcnow() - idle
+    result = session.execute(delete(UserSession).where(UserSession.last_seen_at < cutoff))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def end_all_sessions(session: Session, *, user_id: int) -> None:
+    """Log a user out everywhere (deactivation, role change)."""
+    session.execute(delete(UserSession).where(UserSession.user_id == user_id))
+
+
+# --- managing users -------------------------------------------------------------------
+
+
+def list_users(session: Session) -> list[User]:
+    """Every HR user, active ones first, then by email."""
+    return list(session.scalars(select(User).order_by(User.active.desc(), User.email)))
+
+
+def get_user(session: Session, *, user_id: int) -> User:
+    """One user, or NotFound."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("No such user")
+    return user
+
+
+def count_active_admins(session: Session) -> int:
+    """How many admins can still log in (the last one may not be demoted)."""
+    return int(
+        session.scalar(
+            select(func.count()).select_from(User).where(User.role == Role.admin, User.active)
+        )
+        or 0
+    )
+
+
+def update_user(
+    session: Session,
+    *,
+    user: User,
+    role: Role,
+    full_name: str,
+    employee_id: int | None,
+) -> list[str]:
+    """Change a user's role, name or linked employee; returns what changed (for the audit)."""
+    if (
+        user.role == Role.admin
+        and role != Role.admin
+        and user.active
+        and count_active_admins(session) <= 1
+    ):
+        raise Invalid(
+            "The last admin cannot lose the admin role",
+            errors=[{"field": "role", "message": "the last active admin must stay admin"}],
+        )
+    if role == Role.manager and employee_id is None:
+        raise Invalid(
+            "A manager account must be linked to an employee",
+            errors=[{"field": "employee_email", "message": "required for a manager"}],
+        )
+    changes = []
+    if user.role != role:
+        changes.append(f"role {user.role} -> {role}")
+        user.role = role
+        # A role change takes effect at once: existing sessions carry the old rights.
+        end_all_sessions(session, user_id=user.id)
+    if user.full_name != full_name.strip():
+        changes.append("name")
+        user.full_name = full_name.strip()[:200]
+    if user.employee_id != employee_id:
+        changes.append(f"employee {user.employee_id} -> {employee_id}")
+        user.employee_id = employee_id
+    session.flush()
+    return changes
+
+
+def set_user_active(session: Session, *, user: User, active: bool) -> None:
+    """Deactivate (ends every session) or reactivate a user; never the last admin."""
+    if not active and user.role == Role.admin and user.active and count_active_admins(session) <= 1:
+        raise Invalid("The last active admin cannot be deactivated")
+    user.active = active
+    if not active:
+        end_all_sessions(session, user_id=user.id)
+    session.flush()
+
+
+# --- reading the audit log ----------------------------------------------------------------
+
+
+def list_audit(
+    session: Session,
+    *,
+    actor: str | None = None,
+    entity: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[AuditEntry], int]:
+    """Audit entries, newest first, optionally filtered; returns the page and the total."""
+    query = select(AuditEntry)
+    if actor:
+        query = query.where(AuditEntry.actor == actor.strip().lower())
+    if entity:
+        query = query.where(AuditEntry.entity == entity)
+    total = int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    rows = session.scalars(
+        query.order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(rows), total
+
+
+def audit_entities(session: Session) -> list[str]:
+    """The kinds of things the audit log mentions (for its filter)."""
+    return list(session.scalars(select(AuditEntry.entity).distinct().order_by(AuditEntry.entity)))
+
+
+# --- the employee a manager account stands for ---------------------------------------------
+
+# auth imports no domain: the employee table is named here like the foreign key names it.
+_employee = table("employee", column("id"), column("email"), column("full_name"), column("active"))
+
+
+def find_employee_ref(session: Session, *, email: str) -> tuple[int, str] | None:
+    """(id, full name) of the active employee with this email, or None."""
+    row = session.execute(
+        select(_employee.c.id, _employee.c.full_name).where(
+            _employee.c.email == email.strip().lower(), _employee.c.active.is_(True)
+        )
+    ).first()
+    return (int(row[0]), str(row[1])) if row else None
+
+
+def employee_labels(session: Session, *, ids: Iterable[int]) -> dict[int, str]:
+    """``{employee id: "Name <email>"}`` for showing which employee an account stands for."""
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(_employee.c.id, _employee.c.full_name, _employee.c.email).where(
+            _employee.c.id.in_(wanted)
+        )
+    )
+    return {int(r[0]): f"{r[1]} <{r[2]}>" for r in rows}
+
+
+def employee_email(session: Session, *, employee_id: int | None) -> str:
+    if employee_id is None:
+        return ""
+    return str(session.scalar(select(_employee.c.email).where(_employee.c.id == employee_id)) or "")

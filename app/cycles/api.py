@@ -1,5 +1,265 @@
-"""Routes of this domain (filled in by its issue)."""
+"""Cycles API (``/api/v1/cycles``): create, read, launch, remind, close."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+from starlette.background import BackgroundTask
+from starlette.responses import JSONResponse
+
+from app import lifecycle
+from app.auth import service as auth_service
+from app.auth.deps import ApiKeyDep, SettingsDep, require_scopes
+from app.cycles import service as cycles_service
+from app.cycles.models import Cycle
+from app.cycles.schemas import (
+    CycleCreate,
+    CycleDetail,
+    CycleRead,
+    DepartmentProgressRead,
+    RemindersQueued,
+)
+from app.db import SessionDep
+from app.errors import PROBLEM_JSON
+
+router = APIRouter(prefix="/cycles", tags=["cycles"])
+
+READ = [Depends(require_scopes("cycles:read"))]
+WRITE = [Depends(require_scopes("cycles:write"))]
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {
+            PROBLEM_JSON: {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "type": {"type": "string"},
+                        "title": {"type": "string"},
+                        "status": {"type": "integer"},
+                        "detail": {"type": "string"},
+                        "errors": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "field": {"type": "string"},
+                                    "message": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                }
+            }
+        },
+    }
+
+
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: _problem("No valid API key in `Authorization: Bearer`."),
+    403: _problem("The API key lacks the required scope."),
+}
+NOT_FOUND = {404: _problem("No cycle with this id.")}
+
+
+def _to_read(cycle: Cycle, counts: tuple[int, int]) -> CycleRead:
+    invited, responded = counts
+    fields = {name: getattr(cycle, name) for name in CycleRead.model_fields if hasattr(cycle, name)}
+    return CycleRead.model_validate(
+        {
+            **fields,
+            "invited": invited,
+            "responded": responded,
+            "response_rate": responded / invited if invited else 0.0,
+        }
+    )
+
+
+def _read(session: Session, cycle: Cycle) -> CycleRead:
+    return _to_read(cycle, cycles_service.response_counts(session, cycle_ids=[cycle.id])[cycle.id])
+
+
+def _audit(session: Session, key: ApiKeyDep, action: str, cycle: Cycle) -> None:
+    auth_service.record_audit(
+        session,
+        actor=f"api-key:{key.name}",
+        action=action,
+        entity="cycle",
+        entity_id=cycle.id,
+        detail=cycle.name,
+    )
+
+
+@router.get(
+    "",
+    dependencies=READ,
+    summary="List cycles",
+    description="Every rating cycle, newest period first, with invited and responded counts.",
+    responses=AUTH_ERRORS,
+)
+def list_cycles(session: SessionDep) -> list[CycleRead]:
+    cycles = cycles_service.list_cycles(session)
+    counts = cycles_service.response_counts(session, cycle_ids=[c.id for c in cycles])
+    return [_to_read(cycle, counts[cycle.id]) for cycle in cycles]
+
+
+@router.post(
+    "",
+    status_code=201,
+    dependencies=WRITE,
+    summary="Create a cycle",
+    description=(
+        "Create a **draft** cycle. Send `{\"quarter\": \"2026Q4\"}` to get the quarter's "
+        "cycle named `2026-Q4`, covering the quarter, opening two weeks before it ends (or "
+        "now, if later) and closing three weeks after opening; or give `name`, "
+        "`period_start`, `period_end`, `opens_at` and `closes_at` yourself. The scale "
+        "(default 1 to 10) and the optional NPS and comment questions are set per cycle. "
+        "Nothing is sent until the cycle is launched."
+    ),
+    responses={
+        **AUTH_ERRORS,
+        409: _problem("A cycle with this name already exists."),
+        422: _problem("A bad quarter, dates in the wrong order or a bad scale."),
+    },
+)
+def create_cycle(body: CycleCreate, session: SessionDep, key: ApiKeyDep) -> CycleRead:
+    options = {
+        "scale_min": body.scale_min,
+        "scale_max": body.scale_max,
+        "ask_nps": body.ask_nps,
+        "ask_comment": body.ask_comment,
+    }
+    if body.quarter is not None:
+        cycle = cycles_service.create_quarter_cycle(session, quarter=body.quarter, **options)
+    else:
+        assert body.name and body.period_start and body.period_end
+        assert body.opens_at and body.closes_at
+        cycle = cycles_service.create_cycle(
+            session,
+            name=body.name,
+            period_start=body.period_start,
+            period_end=body.period_end,
+            opens_at=body.opens_at,
+            closes_at=body.closes_at,
+            **options,
+        )
+    _audit(session, key, "create", cycle)
+    return _read(session, cycle)
+
+
+@router.get(
+    "/{cycle_id}",
+    dependencies=READ,
+    summary="Read a cycle and its progress",
+    description=(
+        "The cycle's state (`draft`, `open`, `closed`), invited and responded counts "
+        "overall and per department (as the departments were at launch), and how many "
+        "emails were undeliverable. Counts only: never who responded."
+    ),
+    responses={**AUTH_ERRORS, **NOT_FOUND},
+)
+def read_cycle(cycle_id: int, session: SessionDep) -> CycleDetail:
+    cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
+    progress = cycles_service.cycle_progress(session, cycle_id=cycle.id)
+    base = _read(session, cycle).model_dump()
+    return CycleDetail(
+        **base,
+        undeliverable=progress.undeliverable,
+        departments=[
+            DepartmentProgressRead(
+                department_id=d.department_id,
+                name=d.name,
+                invited=d.invited,
+                responded=d.responded,
+                response_rate=d.response_rate,
+            )
+            for d in progress.departments
+        ],
+    )
+
+
+@router.post(
+    "/{cycle_id}/launch",
+    dependencies=WRITE,
+    summary="Launch a cycle",
+    description=(
+        "Take the snapshot (active competencies with indicators and weights, departments, "
+        "active employees and the matrix between them), create one private link per "
+        "internal customer with at least one supplier and queue one invitation email "
+        "each, all in one transaction. Launching an open or closed cycle changes nothing "
+        "and returns it as it is."
+    ),
+    responses={
+        **AUTH_ERRORS,
+        **NOT_FOUND,
+        422: _problem("The close date has passed, or there is nothing to rate."),
+    },
+)
+def launch_cycle(
+    cycle_id: int, session: SessionDep, settings: SettingsDep, key: ApiKeyDep
+) -> CycleRead:
+    before = cycles_service.get_cycle(session, cycle_id=cycle_id).state
+    cycle = cycles_service.launch_cycle(session, cycle_id=cycle_id, settings=settings)
+    if cycle.state != before:
+        _audit(session, key, "launch", cycle)
+    return _read(session, cycle)
+
+
+@router.post(
+    "/{cycle_id}/reminders",
+    dependencies=WRITE,
+    summary="Send reminders now",
+    description=(
+        "Queue a reminder for every invited customer who has not submitted and has not "
+        "had a reminder today. The reminder carries a fresh link; the invitation's link "
+        "keeps working too. A reminder sent this way on or after a scheduled reminder "
+        "date counts as that date's reminder, so nobody gets two the same day."
+    ),
+    responses={**AUTH_ERRORS, **NOT_FOUND, 409: _problem("The cycle is not open.")},
+)
+def send_reminders(
+    cycle_id: int, session: SessionDep, settings: SettingsDep, key: ApiKeyDep
+) -> RemindersQueued:
+    queued = cycles_service.send_reminders(session, cycle_id=cycle_id, settings=settings)
+    _audit(session, key, "remind", cycles_service.get_cycle(session, cycle_id=cycle_id))
+    return RemindersQueued(queued=queued)
+
+
+def _committed_to_engine(session: Session) -> bool:
+    # A session bound to an outer connection (a nested transaction) has not committed
+    # anything the vacuum could purge yet.
+    return isinstance(session.get_bind(), Engine)
+
+
+@router.post(
+    "/{cycle_id}/close",
+    dependencies=WRITE,
+    response_model=CycleRead,
+    summary="Close a cycle",
+    description=(
+        "End every link, seal the ballots (rewritten in random order so nothing ties one "
+        "to its rater) and compute the results, in one transaction; afterwards the tables "
+        "are vacuumed so no old row version survives. Closing a closed cycle changes "
+        "nothing. Open cycles also close on their own at `closes_at`."
+    ),
+    responses={**AUTH_ERRORS, **NOT_FOUND, 409: _problem("The cycle was never launched.")},
+)
+def close_cycle(
+    cycle_id: int, request: Request, session: SessionDep, key: ApiKeyDep
+) -> JSONResponse:
+    before = cycles_service.get_cycle(session, cycle_id=cycle_id).state
+    cycle = lifecycle.close_cycle(session, cycle_id=cycle_id)
+    changed = cycle.state != before
+    if changed:
+        _audit(session, key, "close", cycle)
+    body = _read(session, cycle).model_dump(mode="json")
+    task = None
+    if changed and _committed_to_engine(session):
+        # Runs after the response, so after the route's session has committed.
+        task = BackgroundTask(lifecycle.vacuum_after_close, request.app.state.engine)
+    return JSONResponse(body, background=task)

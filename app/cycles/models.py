@@ -149,5 +149,9 @@ class Invitation(Base):
     customer_id: Mapped[int] = mapped_column(ForeignKey("employee.id", ondelete="RESTRICT"))
     # Erased (NULL) when the cycle closes: every link dies with it.
     token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # The link in the latest reminder. Only the hash is stored, so a reminder cannot repeat
+    # the original link; it carries a second one and both keep working until close.
+    reminder_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     used: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Erased at close too: "not yet answered on that date" is a hint about when they did.
     last_reminded_on: Mapped[date | None] = mapped_column(Date)

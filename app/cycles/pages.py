@@ -1,5 +1,362 @@
-"""Routes of this domain (filled in by its issue)."""
+"""HR screens for rating cycles, and the start page every role lands on.
 
-from fastapi import APIRouter
+The start page lives here because cycles is the highest domain it reads (org counts,
+the matrix, the current cycle's progress); reports only receive a link.
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, aliased
+from starlette.background import BackgroundTask
+from starlette.responses import Response
+
+from app.auth import service as auth_service
+from app.auth.deps import CsrfProtect, CurrentPrincipal, HrOnly, SettingsDep
+from app.auth.models import Role
+from app.cycles import service as cycles_service
+from app.cycles.models import Cycle, CycleState
+from app.db import SessionDep, utcnow
+from app.errors import Conflict, DomainError
+from app.matrix.models import MatrixLink
+from app.org.models import Competency, Department, Employee
+from app.web import field_errors, page, parse_int, see_other
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/")
+def dashboard(request: Request, session: SessionDep, principal: CurrentPrincipal) -> Response:
+    if principal.role == Role.manager:
+        team = None
+        if principal.employee_id is not None:
+            team = session.scalar(
+                select(func.count())
+                .select_from(Employee)
+                .where(Employee.manager_id == principal.employee_id, Employee.active)
+            )
+        return page(request, "hr/dashboard_manager.html", {"direct_reports": team})
+
+    def count(query: object) -> int:
+        return int(session.scalar(query) or 0)  # type: ignore[call-overload]
+
+    stats = {
+        "employees": count(select(func.count()).select_from(Employee).where(Employee.active)),
+        "departments": count(select(func.count()).select_from(Department)),
+        "links": count(select(func.count()).select_from(MatrixLink)),
+        "competencies": count(
+            select(func.count()).select_from(Competency).where(Competency.active)
+        ),
+    }
+    cycles = list(session.scalars(select(Cycle).order_by(Cycle.opens_at.desc()).limit(4)))
+    counts = cycles_service.response_counts(session, cycle_ids=[c.id for c in cycles])
+    return page(
+        request,
+        "hr/dashboard.html",
+        {"stats": stats, "cycles": cycles, "counts": counts},
+    )
+
+
+# --- cycles -------------------------------------------------------------------------------
+
+
+def next_quarter(session: Session, *, today: date) -> str:
+    """The quarter the one-click button creates: this one, or the one after the newest."""
+    year, quarter = cycles_service.quarter_of(today)
+    newest = session.scalar(select(func.max(Cycle.period_start)))
+    if newest is not None and cycles_service.quarter_of(newest) >= (year, quarter):
+        year, quarter = cycles_service.quarter_of(newest)
+        year, quarter = (year + 1, 1) if quarter == 4 else (year, quarter + 1)
+    return f"{year}Q{quarter}"
+
+
+def _audit(request: Request, session: Session, action: str, cycle: Cycle, detail: str = "") -> None:
+    auth_service.record_audit(
+        session,
+        actor=request.state.principal.email,
+        action=action,
+        entity="cycle",
+        entity_id=cycle.id,
+        detail=f"{cycle.name}{': ' + detail if detail else ''}",
+    )
+
+
+@router.get("/cycles", dependencies=[HrOnly])
+def cycles_list(request: Request, session: SessionDep) -> Response:
+    cycles = cycles_service.list_cycles(session)
+    quarter = next_quarter(session, today=utcnow().date())
+    year, number = cycles_service.parse_quarter(quarter)
+    return page(
+        request,
+        "hr/cycles/list.html",
+        {
+            "cycles": cycles,
+            "counts": cycles_service.response_counts(session, cycle_ids=[c.id for c in cycles]),
+            "next_quarter": quarter,
+            "next_name": cycles_service.quarter_name(year, number),
+        },
+    )
+
+
+@router.post("/cycles/next", dependencies=[HrOnly, CsrfProtect])
+def cycles_create_next(request: Request, session: SessionDep) -> Response:
+    quarter = next_quarter(session, today=utcnow().date())
+    cycle = cycles_service.create_quarter_cycle(session, quarter=quarter)
+    _audit(request, session, "create", cycle, "next quarter, one click")
+    return see_other(f"/cycles/{cycle.id}", notice="cycle-created")
+
+
+def _default_form(session: Session) -> dict[str, Any]:
+    year, number = cycles_service.parse_quarter(next_quarter(session, today=utcnow().date()))
+    start, end = cycles_service.quarter_period(year, number)
+    now = utcnow().replace(second=0, microsecond=0)
+    opens = max(now, datetime.combine(end, datetime.min.time()) - timedelta(days=14))
+    return {
+        "name": cycles_service.quarter_name(year, number),
+        "period_start": start.isoformat(),
+        "period_end": end.isoformat(),
+        "opens_at": opens.strftime("%Y-%m-%dT%H:%M"),
+        "closes_at": (opens + timedelta(days=21)).strftime("%Y-%m-%dT%H:%M"),
+        "scale_min": "1",
+        "scale_max": "10",
+        "ask_nps": True,
+        "ask_comment": True,
+    }
+
+
+def _cycle_form(
+    request: Request,
+    form: dict[str, Any],
+    errors: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> Response:
+    return page(
+        request,
+        "hr/cycles/new.html",
+        {"form": form, "errors": errors or {}},
+        status_code=status_code,
+    )
+
+
+@router.get("/cycles/new", dependencies=[HrOnly])
+def cycle_new_form(request: Request, session: SessionDep) -> Response:
+    return _cycle_form(request, _default_form(session))
+
+
+def _parse_date(value: str, field: str, errors: dict[str, str]) -> date | None:
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        errors[field] = "Enter a date as YYYY-MM-DD"
+        return None
+
+
+def _parse_datetime(value: str, field: str, errors: dict[str, str]) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        errors[field] = "Enter a date and time as YYYY-MM-DD HH:MM"
+        return None
+    return parsed.replace(tzinfo=None, second=0, microsecond=0)
+
+
+def _parse_scale(value: str, field: str, errors: dict[str, str]) -> int | None:
+    try:
+        return int(value.strip())
+    except ValueError:
+        errors[field] = "Enter a whole number"
+        return None
+
+
+@router.post("/cycles/new", dependencies=[HrOnly, CsrfProtect])
+def cycle_new(
+    request: Request,
+    session: SessionDep,
+    name: Annotated[str, Form(max_length=200)] = "",
+    period_start: Annotated[str, Form(max_length=40)] = "",
+    period_end: Annotated[str, Form(max_length=40)] = "",
+    opens_at: Annotated[str, Form(max_length=40)] = "",
+    closes_at: Annotated[str, Form(max_length=40)] = "",
+    scale_min: Annotated[str, Form(max_length=10)] = "",
+    scale_max: Annotated[str, Form(max_length=10)] = "",
+    ask_nps: Annotated[str, Form(max_length=10)] = "",
+    ask_comment: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    form: dict[str, Any] = {
+        "name": name,
+        "period_start": period_start,
+        "period_end": period_end,
+        "opens_at": opens_at,
+        "closes_at": closes_at,
+        "scale_min": scale_min,
+        "scale_max": scale_max,
+        "ask_nps": bool(ask_nps),
+        "ask_comment": bool(ask_comment),
+    }
+    errors: dict[str, str] = {}
+    if not name.strip():
+        errors["name"] = "Give the cycle a name, e.g. 2026-Q4"
+    start = _parse_date(period_start, "period_start", errors)
+    end = _parse_date(period_end, "period_end", errors)
+    opens = _parse_datetime(opens_at, "opens_at", errors)
+    closes = _parse_datetime(closes_at, "closes_at", errors)
+    low = _parse_scale(scale_min, "scale_min", errors)
+    high = _parse_scale(scale_max, "scale_max", errors)
+    if errors or None in (start, end, opens, closes, low, high):
+        return _cycle_form(request, form, errors, status_code=422)
+    assert start and end and opens and closes and low is not None and high is not None
+    try:
+        cycle = cycles_service.create_cycle(
+            session,
+            name=name,
+            period_start=start,
+            period_end=end,
+            opens_at=opens,
+            closes_at=closes,
+            scale_min=low,
+            scale_max=high,
+            ask_nps=bool(ask_nps),
+            ask_comment=bool(ask_comment),
+        )
+    except DomainError as exc:
+        errors = field_errors(exc)
+        if exc.status == 409:
+            errors = {"name": exc.detail}
+        return _cycle_form(request, form, errors, status_code=422)
+    _audit(request, session, "create", cycle, f"{start} to {end}, scale {low}-{high}")
+    return see_other(f"/cycles/{cycle.id}", notice="cycle-created")
+
+
+@router.get("/cycles/{cycle_id}", dependencies=[HrOnly])
+def cycle_detail(request: Request, session: SessionDep, cycle_id: int) -> Response:
+    cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
+    progress = None
+    if cycle.state != CycleState.draft:
+        progress = cycles_service.cycle_progress(session, cycle_id=cycle.id)
+    reminded = parse_int(request.query_params.get("count"), minimum=0)
+    return page(
+        request,
+        "hr/cycles/detail.html",
+        {"cycle": cycle, "progress": progress, "reminded": reminded},
+    )
+
+
+def _launch_preview(session: Session) -> tuple[int, int, int]:
+    """(customers to invite, supplier-customer pairs, active competencies) if launched now."""
+    supplier, customer = aliased(Employee), aliased(Employee)
+    active_links = (
+        select(MatrixLink.customer_id)
+        .join(supplier, supplier.id == MatrixLink.supplier_id)
+        .join(customer, customer.id == MatrixLink.customer_id)
+        .where(supplier.active, customer.active)
+    )
+    pairs = int(session.scalar(select(func.count()).select_from(active_links.subquery())) or 0)
+    customers = int(
+        session.scalar(select(func.count(func.distinct(active_links.subquery().c.customer_id))))
+        or 0
+    )
+    competencies = int(
+        session.scalar(select(func.count()).select_from(Competency).where(Competency.active)) or 0
+    )
+    return customers, pairs, competencies
+
+
+@router.get("/cycles/{cycle_id}/launch", dependencies=[HrOnly])
+def cycle_launch_confirm(request: Request, session: SessionDep, cycle_id: int) -> Response:
+    cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
+    if cycle.state != CycleState.draft:
+        return see_other(f"/cycles/{cycle.id}")
+    customers, pairs, competencies = _launch_preview(session)
+    return page(
+        request,
+        "hr/confirm.html",
+        {
+            "title": f"Launch {cycle.name}?",
+            "crumbs": [
+                ("Cycles", "/cycles"),
+                (cycle.name, f"/cycles/{cycle.id}"),
+                ("Launch", None),
+            ],
+            "message": "Launching takes a snapshot of the matrix, the departments and the "
+            "competencies as they are now, and emails every internal customer their private "
+            "link. It cannot be undone.",
+            "details": [
+                f"{customers} customers will be invited to rate {pairs} supplier relations",
+                f"{competencies} active competencies, scale {cycle.scale_min} to {cycle.scale_max}",
+                f"Open until {cycle.closes_at:%d %b %Y %H:%M} UTC",
+            ],
+            "action": f"/cycles/{cycle.id}/launch",
+            "button": "Launch and send invitations",
+            "safe_action": True,
+            "cancel": f"/cycles/{cycle.id}",
+        },
+    )
+
+
+@router.post("/cycles/{cycle_id}/launch", dependencies=[HrOnly, CsrfProtect])
+def cycle_launch(
+    request: Request, session: SessionDep, settings: SettingsDep, cycle_id: int
+) -> Response:
+    cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
+    was_draft = cycle.state == CycleState.draft
+    cycle = cycles_service.launch_cycle(session, cycle_id=cycle_id, settings=settings)
+    if was_draft:
+        invited = cycles_service.response_counts(session, cycle_ids=[cycle.id])[cycle.id][0]
+        _audit(request, session, "launch", cycle, f"{invited} invitations")
+    return see_other(f"/cycles/{cycle.id}", notice="launched")
+
+
+@router.post("/cycles/{cycle_id}/remind", dependencies=[HrOnly, CsrfProtect])
+def cycle_remind(
+    request: Request, session: SessionDep, settings: SettingsDep, cycle_id: int
+) -> Response:
+    cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
+    count = cycles_service.send_reminders(session, cycle_id=cycle.id, settings=settings)
+    _audit(request, session, "remind", cycle, f"{count} reminders queued")
+    return see_other(f"/cycles/{cycle.id}?count={count}", notice="reminded")
+
+
+@router.get("/cycles/{cycle_id}/close", dependencies=[HrOnly])
+def cycle_close_confirm(request: Request, session: SessionDep, cycle_id: int) -> Response:
+    cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
+    if cycle.state != CycleState.open:
+        return see_other(f"/cycles/{cycle.id}")
+    invited, responded = cycles_service.response_counts(session, cycle_ids=[cycle.id])[cycle.id]
+    return page(
+        request,
+        "hr/confirm.html",
+        {
+            "title": f"Close {cycle.name} now?",
+            "crumbs": [("Cycles", "/cycles"), (cycle.name, f"/cycles/{cycle.id}"), ("Close", None)],
+            "message": "Every private link stops working at once; customers who have not "
+            "answered can no longer do so. The answers are sealed and the results computed. "
+            "This cannot be undone.",
+            "details": [
+                f"{responded} of {invited} customers have answered",
+                f"Scheduled close: {cycle.closes_at:%d %b %Y %H:%M} UTC",
+            ],
+            "action": f"/cycles/{cycle.id}/close",
+            "button": "Close the cycle",
+            "cancel": f"/cycles/{cycle.id}",
+        },
+    )
+
+
+@router.post("/cycles/{cycle_id}/close", dependencies=[HrOnly, CsrfProtect])
+def cycle_close(request: Request, session: SessionDep, cycle_id: int) -> Response:
+    from app import lifecycle  # late: lifecycle sits above cycles (it also seals ballots)
+
+    cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
+    if cycle.state != CycleState.open:
+        raise Conflict(f"Cycle {cycle.name} is {cycle.state}; only an open cycle can be closed.")
+    lifecycle.close_cycle(session, cycle_id=cycle.id)
+    _audit(request, session, "close", cycle)
+    response = see_other(f"/cycles/{cycle.id}", notice="closed")
+    # After the commit (background tasks run once the response is sent): purge the
+    # pre-seal ballot rows from free pages / dead tuples.
+    response.background = BackgroundTask(lifecycle.vacuum_after_close, request.app.state.engine)
+    return response

@@ -1,5 +1,299 @@
-"""Routes of this domain (filled in by its issue)."""
+"""The public rating page: private link -> short-lived cookie -> form -> anonymous ballots.
 
-from fastapi import APIRouter
+``GET /r/{token}`` swaps the token for a signed, HttpOnly cookie and redirects to
+``/rate``, so the token never stays in the address bar, the history or a Referer. Every
+invalid link gets the same page with the same status, whatever the reason.
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import re
+import time
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.datastructures import UploadFile
+from starlette.responses import RedirectResponse, Response
+
+from app import i18n
+from app.auth import service as auth_service
+from app.auth.deps import SettingsDep
+from app.config import Settings
+from app.cycles import service as cycles_service
+from app.db import SessionDep
+from app.errors import Invalid, NotFound
+from app.ratings import service as ratings_service
+from app.ratings.schemas import COMMENT_MAX_LENGTH, NPS_RANGE, ParsedForm, RatingForm
+from app.templating import render
+
+log = logging.getLogger(__name__)
+router = APIRouter(include_in_schema=False)
+
+TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+_DIGITS = re.compile(r"[0-9]{1,15}")
+MAX_FORM_FIELDS = 20_000
+# No Referer from these pages, no caching of a page that holds someone's answers.
+PRIVATE_HEADERS = {
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Robots-Tag": "noindex, nofollow",
+}
+
+
+# --- the rating cookie ------------------------------------------------------------------
+
+
+def cookie_name(settings: Settings) -> str:
+    return "__Host-p360_rating" if settings.https else "p360_rating"
+
+
+def _mac(settings: Settings, purpose: str, value: str) -> str:
+    digest = hmac.new(
+        settings.secret_key.encode(), f"{purpose}:{value}".encode(), hashlib.sha256
+    ).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def sign_rating_cookie(settings: Settings, invitation_id: int, *, now: float | None = None) -> str:
+    """``<invitation id>.<expiry>.<hmac>``: proves which invitation, for a short while."""
+    expires = int((now or time.time()) + settings.rating_session_minutes * 60)
+    payload = f"{invitation_id}.{expires}"
+    return f"{payload}.{_mac(settings, 'rating-cookie', payload)}"
+
+
+def read_rating_cookie(settings: Settings, value: str | None) -> int | None:
+    """The invitation id in a valid, unexpired cookie; None for anything else."""
+    if not value or len(value) > 200:
+        return None
+    parts = value.split(".")
+    if len(parts) != 3 or not all(_DIGITS.fullmatch(part) for part in parts[:2]):
+        return None
+    payload = f"{parts[0]}.{parts[1]}"
+    if not hmac.compare_digest(_mac(settings, "rating-cookie", payload).encode(), parts[2].encode()):
+        return None
+    if int(parts[1]) < time.time():
+        return None
+    return int(parts[0])
+
+
+def form_token(settings: Settings, invitation_id: int) -> str:
+    """The rating form's CSRF token: an HMAC of the invitation the cookie names.
+
+    Stable across page loads, so a second tab does not invalidate the first one's form.
+    """
+    return _mac(settings, "rating-form", str(invitation_id))
+
+
+def progress_key(settings: Settings, invitation_id: int) -> str:
+    """Names the browser's saved progress without revealing the invitation id."""
+    return _mac(settings, "rating-progress", str(invitation_id))[:22]
+
+
+def _set_cookie(response: Response, settings: Settings, value: str) -> None:
+    response.set_cookie(
+        cookie_name(settings),
+        value,
+        max_age=settings.rating_session_minutes * 60,
+        httponly=True,
+        samesite="lax",
+        secure=settings.https,
+        path="/",
+    )
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def request_language(request: Request, preferred: str | None = None) -> str:
+    """The employee's language when we have its catalog, else the browser's, else en."""
+    available = i18n.available_languages()
+    if preferred and preferred.split("-")[0].lower() in available:
+        return i18n.normalize_language(preferred)
+    header = request.headers.get("accept-language", "")
+    for part in header.split(",")[:10]:
+        tag = part.split(";")[0].strip()
+        if tag and tag.replace("_", "-").split("-")[0].lower() in available:
+            return i18n.normalize_language(tag)
+    return i18n.DEFAULT_LANGUAGE
+
+
+def _client_key(request: Request) -> str:
+    host = request.client.host if request.client else "unknown"
+    return f"bad-rating-link:{host}"
+
+
+def _page(
+    request: Request,
+    name: str,
+    context: dict[str, Any],
+    *,
+    lang: str,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    return render(
+        request,
+        name,
+        context,
+        lang=lang,
+        status_code=status_code,
+        headers={**PRIVATE_HEADERS, **(headers or {})},
+    )
+
+
+def invalid_link_page(request: Request, *, status_code: int = 404) -> Response:
+    """The one page for every bad link: unknown, altered, expired, closed."""
+    lang = request_language(request)
+    headers = {"Retry-After": "60"} if status_code == 429 else None
+    response = _page(
+        request,
+        "rating/invalid.html",
+        {"too_many": status_code == 429},
+        lang=lang,
+        status_code=status_code,
+        headers=headers,
+    )
+    response.delete_cookie(cookie_name(request.app.state.settings), path="/")
+    return response
+
+
+def _submitted_page(request: Request, settings: Settings, lang: str) -> Response:
+    response = _page(request, "rating/submitted.html", {}, lang=lang)
+    response.delete_cookie(cookie_name(settings), path="/")
+    return response
+
+
+async def posted_form(request: Request) -> dict[str, str]:
+    """The posted fields as strings (files ignored); parsed once, with a field cap."""
+    form = await request.form(max_fields=MAX_FORM_FIELDS, max_files=0)
+    return {key: value for key, value in form.items() if not isinstance(value, UploadFile)}
+
+
+PostedForm = Annotated[dict[str, str], Depends(posted_form)]
+
+
+# --- routes ----------------------------------------------------------------------------
+
+
+@router.get("/r/{token}")
+def open_link(token: str, request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    """Exchange a private link for the rating cookie, then leave the token behind."""
+    key = _client_key(request)
+    window = timedelta(minutes=1)
+    limit = settings.bad_token_limit_per_minute
+    if auth_service.rate_limited(session, key=key, limit=limit, window=window):
+        return invalid_link_page(request, status_code=429)
+    invitation = None
+    if TOKEN_PATTERN.fullmatch(token):
+        invitation = cycles_service.find_invitation_by_token(session, token=token)
+    if invitation is not None:
+        try:
+            ratings_service.open_invitation(session, invitation_id=invitation.id)
+        except ratings_service.AlreadySubmitted:
+            return _submitted_page(request, settings, request_language(request))
+        except NotFound:
+            invitation = None
+    if invitation is None:
+        over = auth_service.hit_rate_limit(session, key=key, limit=limit, window=window)
+        return invalid_link_page(request, status_code=429 if over else 404)
+    response = RedirectResponse("/rate", status_code=303, headers=PRIVATE_HEADERS)
+    _set_cookie(response, settings, sign_rating_cookie(settings, invitation.id))
+    return response
+
+
+def _form_context(
+    settings: Settings, form: RatingForm, parsed: ParsedForm | None = None
+) -> dict[str, Any]:
+    return {
+        "form": form,
+        "values": parsed.values if parsed else {},
+        "errors": parsed.errors if parsed else {},
+        "form_token": form_token(settings, form.invitation_id),
+        "progress_key": progress_key(settings, form.invitation_id),
+        "cant_judge": ratings_service.CANT_JUDGE,
+        "score_field": ratings_service.score_field,
+        "nps_field": ratings_service.nps_field,
+        "comment_field": ratings_service.comment_field,
+        "nps_scale": list(range(NPS_RANGE[0], NPS_RANGE[1] + 1)),
+        "comment_max": COMMENT_MAX_LENGTH,
+    }
+
+
+@router.get("/rate")
+def rating_page(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    """The customer's personal page: every supplier, every competency."""
+    invitation_id = read_rating_cookie(settings, request.cookies.get(cookie_name(settings)))
+    if invitation_id is None:
+        return invalid_link_page(request)
+    try:
+        form = ratings_service.load_rating_form(session, invitation_id=invitation_id)
+    except ratings_service.AlreadySubmitted:
+        return _submitted_page(request, settings, request_language(request))
+    except NotFound:
+        return invalid_link_page(request)
+    lang = request_language(request, form.language)
+    # A fresh cookie on every view: the session lasts from the last page load.
+    fresh = sign_rating_cookie(settings, invitation_id)
+    response = _page(
+        request, "rating/form.html", _form_context(settings, form), lang=lang
+    )
+    _set_cookie(response, settings, fresh)
+    return response
+
+
+@router.post("/rate")
+def submit_rating(
+    request: Request, session: SessionDep, settings: SettingsDep, data: PostedForm
+) -> Response:
+    """Validate everything, then store the ballots (all or nothing) and say thank you."""
+    invitation_id = read_rating_cookie(settings, request.cookies.get(cookie_name(settings)))
+    if invitation_id is None:
+        return invalid_link_page(request)
+    try:
+        form = ratings_service.load_rating_form(session, invitation_id=invitation_id)
+    except ratings_service.AlreadySubmitted:
+        return _submitted_page(request, settings, request_language(request))
+    except NotFound:
+        return invalid_link_page(request)
+    lang = request_language(request, form.language)
+    given_token = data.get("form_token", "")
+    if not hmac.compare_digest(
+        form_token(settings, invitation_id).encode(), given_token.encode()
+    ):
+        return _page(
+            request, "rating/expired.html", {}, lang=lang, status_code=403
+        )
+    parsed = ratings_service.parse_form(form, data)
+    if parsed.foreign:
+        return _page(request, "rating/tampered.html", {}, lang=lang, status_code=422)
+    if parsed.errors:
+        return _page(
+            request,
+            "rating/form.html",
+            _form_context(settings, form, parsed),
+            lang=lang,
+            status_code=422,
+        )
+    try:
+        ratings_service.submit_answers(
+            session, invitation_id=invitation_id, answers=parsed.answers
+        )
+    except ratings_service.AlreadySubmitted:
+        return _submitted_page(request, settings, lang)
+    except NotFound:
+        return invalid_link_page(request)
+    except Invalid:
+        return _page(request, "rating/tampered.html", {}, lang=lang, status_code=422)
+    response = _page(
+        request,
+        "rating/thanks.html",
+        {"progress_key": progress_key(settings, invitation_id), "cycle_name": form.cycle_name},
+        lang=lang,
+    )
+    response.delete_cookie(cookie_name(settings), path="/")
+    return response

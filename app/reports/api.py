@@ -1,5 +1,125 @@
-"""Routes of this domain (filled in by its issue)."""
+"""Results for the HRIS (scope ``results:read``): tables, trends and charts of closed cycles.
 
-from fastapi import APIRouter
+Unknown cycles answer 404, cycles not closed (or not computed yet) 409, both as
+problem+json. Everything comes from the stored, already suppressed results.
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import Response
+
+from app.auth.deps import require_scopes
+from app.db import SessionDep
+from app.errors import NotFound
+from app.reports import charts, service
+from app.reports.schemas import (
+    CompanyResultRead,
+    DepartmentList,
+    EmployeePage,
+    EmployeeTrend,
+)
+
+router = APIRouter(tags=["results"], dependencies=[Depends(require_scopes("results:read"))])
+
+CycleId = Annotated[int, Path(ge=1, le=2_147_483_647, description="the cycle's id")]
+ExternalId = Annotated[str, Path(min_length=1, max_length=100)]
+Selector = Annotated[str | None, Query(max_length=100)]
+
+
+def chart_cache(request: Request) -> charts.ChartCache:
+    """The app's chart cache (one per app, created on first use)."""
+    cache: charts.ChartCache | None = getattr(request.app.state, "chart_cache", None)
+    if cache is None:
+        cache = charts.ChartCache()
+        request.app.state.chart_cache = cache
+    return cache
+
+
+@router.get("/cycles/{cycle_id}/results/employees", response_model=EmployeePage)
+def employee_results(
+    cycle_id: CycleId,
+    session: SessionDep,
+    department: Selector = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> EmployeePage:
+    """Every supplier's result (paged); ``department`` (id or external id) filters its subtree.
+
+    An employee with fewer than k raters has ``status: not_enough_responses`` and no figures.
+    """
+    cycle = service.results_cycle(session, cycle_id=cycle_id)
+    department_id = (
+        service.department_in_cycle(session, cycle_id=cycle_id, department=department).department_id
+        if department
+        else None
+    )
+    total, items = service.employee_results(
+        session, cycle_id=cycle_id, department_id=department_id, limit=limit, offset=offset
+    )
+    return EmployeePage(
+        cycle=service.cycle_ref(session, cycle=cycle), total=total, limit=limit, offset=offset, items=items
+    )
+
+
+@router.get("/cycles/{cycle_id}/results/departments", response_model=DepartmentList)
+def department_results(cycle_id: CycleId, session: SessionDep) -> DepartmentList:
+    """Every department's figures, rolled up over its sub-departments (tree order)."""
+    cycle = service.results_cycle(session, cycle_id=cycle_id)
+    return DepartmentList(
+        cycle=service.cycle_ref(session, cycle=cycle),
+        items=service.department_results(session, cycle_id=cycle_id),
+    )
+
+
+@router.get("/cycles/{cycle_id}/results/company", response_model=CompanyResultRead)
+def company_results(cycle_id: CycleId, session: SessionDep) -> CompanyResultRead:
+    """The company's figures, the distribution of coefficients and the response rate."""
+    return service.company_results(session, cycle_id=cycle_id)
+
+
+@router.get("/employees/{external_id}/results", response_model=EmployeeTrend)
+def employee_trend(external_id: ExternalId, session: SessionDep) -> EmployeeTrend:
+    """One employee's results over every closed cycle they were rated in (oldest first)."""
+    employee = service.employee_by_external_id(session, external_id=external_id)
+    return EmployeeTrend(
+        external_id=employee.external_id,
+        full_name=employee.full_name,
+        points=service.employee_trend(session, employee_id=employee.id),
+    )
+
+
+@router.get(
+    "/cycles/{cycle_id}/charts/{filename}",
+    response_class=Response,
+    responses={200: {"content": {m: {} for m in charts.FORMATS.values()}}},
+)
+def chart(
+    request: Request,
+    cycle_id: CycleId,
+    filename: Annotated[str, Path(max_length=60, description="e.g. heatmap.png, trend-employee.svg")],
+    session: SessionDep,
+    department: Selector = None,
+    employee: Selector = None,
+) -> Response:
+    """A chart as PNG, SVG or PDF: departments, heatmap, distribution, employee (needs
+    ``employee``), trend-company, trend-department (needs ``department``), trend-employee."""
+    name, dot, fmt = filename.rpartition(".")
+    if not dot:
+        raise NotFound("Name the chart with its format, e.g. heatmap.png.")
+    data = charts.chart_bytes(
+        session,
+        cycle_id=cycle_id,
+        chart=name,
+        fmt=fmt,
+        department=department,
+        employee=employee,
+        cache=chart_cache(request),
+    )
+    return Response(
+        data,
+        media_type=charts.FORMATS[fmt],
+        headers={"Content-Disposition": f'inline; filename="{name}.{fmt}"', "Cache-Control": "private, max-age=300"},
+    )

@@ -1,9 +1,1032 @@
-"""Reports: computing and reading the results of closed cycles (reports issue)."""
+"""Reports: computing the results of a cycle when it closes, and reading them.
+
+``compute_cycle_results`` runs inside the closing transaction (it only flushes). The
+heavy work is done by the database: GROUP BY aggregations over ``ballot_score`` joined
+to the cycle's snapshots, written with INSERT ... SELECT. Python only touches one row
+per employee (ranks, intervals, deltas), never one row per score. The formulas are the
+ones of :mod:`app.reports.coefficients`, which the tests hold the SQL to.
+
+Anonymity: every figure built from fewer than k answers is dropped *before* it is
+stored, so the reading side can show everything it finds.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Literal
+
+from sqlalchemy import Float, and_, case, cast, delete, func, insert, literal, or_, select
 from sqlalchemy.orm import Session
 
+from app.config import get_settings
+from app.cycles.models import (
+    Cycle,
+    CycleCompetency,
+    CycleDepartment,
+    CycleEmployee,
+    CyclePair,
+    CycleState,
+    Invitation,
+)
+from app.db import utcnow
+from app.errors import Conflict, NotFound
+from app.org.models import Employee
+from app.ratings.models import Ballot, BallotScore
+from app.reports import coefficients as calc
+from app.reports.models import (
+    CompanyCompetencyResult,
+    CompanyResult,
+    DepartmentClosure,
+    DepartmentCompetencyResult,
+    DepartmentResult,
+    EmployeeComment,
+    EmployeeCompetencyResult,
+    EmployeeResult,
+    WebhookDelivery,
+)
+from app.reports.schemas import (
+    NOT_ENOUGH,
+    CompanyResultRead,
+    CompetencyMean,
+    CompetencyRef,
+    CycleRef,
+    DepartmentResultRead,
+    EmployeeResultRead,
+    HistogramRead,
+    TrendPoint,
+)
 
-def compute_cycle_results(session: Session, *, cycle_id: int) -> None:
-    """Compute and store every result of a cycle that has just closed (stub for now)."""
+RESULTS_READY_EVENT = "cycle.results_ready"
+RESULT_TABLES = (
+    EmployeeComment,
+    EmployeeCompetencyResult,
+    EmployeeResult,
+    DepartmentCompetencyResult,
+    DepartmentResult,
+    DepartmentClosure,
+    CompanyCompetencyResult,
+    CompanyResult,
+)
+
+
+# --- computing at close ------------------------------------------------------------------
+
+
+def compute_cycle_results(
+    session: Session, *, cycle_id: int, min_raters: int | None = None
+) -> None:
+    """Compute and store every result of a cycle that has just closed (flush only)."""
+    cycle = session.get(Cycle, cycle_id)
+    if cycle is None:
+        raise NotFound(f"There is no cycle {cycle_id}.")
+    k = max(min_raters if min_raters is not None else get_settings().anonymity_min_raters, 3)
+    session.flush()
+    for table in RESULT_TABLES:
+        session.execute(delete(table).where(table.cycle_id == cycle_id))  # type: ignore[attr-defined]
+
+    _store_closure(session, cycle_id=cycle_id)
+    _store_employee_competencies(session, cycle_id=cycle_id, k=k)
+    previous = _previous_cycle(session, cycle=cycle)
+    scale = calc.Scale(cycle.scale_min, cycle.scale_max)
+    _store_employees(session, cycle_id=cycle_id, k=k, scale=scale, previous=previous)
+    _store_departments(session, cycle_id=cycle_id, scale=scale, previous=previous)
+    _store_company(session, cycle=cycle, k=k, scale=scale, previous=previous)
+    _store_comments(session, cycle_id=cycle_id)
+
+    cycle.results_ready_at = utcnow()
+    session.add(
+        WebhookDelivery(
+            event=RESULTS_READY_EVENT,
+            cycle_id=cycle_id,
+            payload={"cycle_id": cycle_id, "cycle_name": cycle.name},
+        )
+    )
+    session.flush()
+
+
+def _store_closure(session: Session, *, cycle_id: int) -> None:
+    parents = dict(
+        session.execute(
+            select(CycleDepartment.department_id, CycleDepartment.parent_id).where(
+                CycleDepartment.cycle_id == cycle_id
+            )
+        ).all()
+    )
+    rows = []
+    for dept in parents:
+        node: int | None = dept
+        depth = 0
+        seen: set[int] = set()
+        while node is not None and node in parents and node not in seen:
+            seen.add(node)
+            rows.append({"cycle_id": cycle_id, "ancestor_id": node, "descendant_id": dept, "depth": depth})
+            node = parents[node]
+            depth += 1
+    if rows:
+        session.execute(insert(DepartmentClosure), rows)
+
+
+def _store_employee_competencies(session: Session, *, cycle_id: int, k: int) -> None:
+    # One pass over the scores: count(score) skips "can't judge" (NULL) by definition, and
+    # HAVING drops every mean with fewer than k real answers before it is written. Each
+    # ballot holds at most one score per competency, so k answers imply k raters.
+    b, bs = Ballot.__table__, BallotScore.__table__
+    answers = func.count(bs.c.score)
+    query = (
+        select(
+            literal(cycle_id),
+            b.c.supplier_id,
+            bs.c.cycle_competency_id,
+            answers,
+            func.avg(cast(bs.c.score, Float)),
+        )
+        .select_from(bs.join(b, b.c.id == bs.c.ballot_id))
+        .where(b.c.cycle_id == cycle_id)
+        .group_by(b.c.supplier_id, bs.c.cycle_competency_id)
+        .having(answers >= k)
+    )
+    session.execute(
+        insert(EmployeeCompetencyResult).from_select(
+            ["cycle_id", "employee_id", "cycle_competency_id", "answers", "mean"], query
+        )
+    )
+
+
+@dataclass
+class _Previous:
+    cycle_id: int
+    scale: calc.Scale
+    # id -> (coefficient, standard error)
+    employees: dict[int, tuple[float, float | None]]
+    departments: dict[int, tuple[float, float | None]]
+    company: tuple[float | None, float | None]
+
+
+def _previous_cycle(session: Session, *, cycle: Cycle) -> _Previous | None:
+    prev = session.scalars(
+        select(Cycle)
+        .where(
+            Cycle.id != cycle.id,
+            Cycle.state == CycleState.closed,
+            Cycle.results_ready_at.is_not(None),
+            or_(
+                Cycle.period_start < cycle.period_start,
+                and_(Cycle.period_start == cycle.period_start, Cycle.id < cycle.id),
+            ),
+        )
+        .order_by(Cycle.period_start.desc(), Cycle.id.desc())
+        .limit(1)
+    ).first()
+    if prev is None:
+        return None
+    employees = {
+        emp: (coef, calc.standard_error(sd, n))
+        for emp, coef, sd, n in session.execute(
+            select(
+                EmployeeResult.employee_id,
+                EmployeeResult.coefficient,
+                EmployeeResult.sd,
+                EmployeeResult.scored_raters,
+            ).where(EmployeeResult.cycle_id == prev.id, EmployeeResult.coefficient.is_not(None))
+        )
+    }
+    departments = {
+        dept: (coef, calc.standard_error(sd, n))
+        for dept, coef, sd, n in session.execute(
+            select(
+                DepartmentResult.department_id,
+                DepartmentResult.coefficient,
+                DepartmentResult.sd,
+                DepartmentResult.employees_included,
+            ).where(DepartmentResult.cycle_id == prev.id, DepartmentResult.coefficient.is_not(None))
+        )
+    }
+    company = session.get(CompanyResult, prev.id)
+    return _Previous(
+        cycle_id=prev.id,
+        scale=calc.Scale(prev.scale_min, prev.scale_max),
+        employees=employees,
+        departments=departments,
+        company=(
+            (company.coefficient, calc.standard_error(company.sd, company.employees_included))
+            if company
+            else (None, None)
+        ),
+    )
+
+
+def _f(value: Any) -> float | None:
+    # PostgreSQL returns avg() of integers as Decimal.
+    return None if value is None else float(value)
+
+
+def _store_employees(
+    session: Session, *, cycle_id: int, k: int, scale: calc.Scale, previous: _Previous | None
+) -> None:
+    b, bs = Ballot.__table__, BallotScore.__table__
+    cc, ecr = CycleCompetency.__table__, EmployeeCompetencyResult.__table__
+
+    suppliers = select(CyclePair.supplier_id.label("supplier_id")).where(
+        CyclePair.cycle_id == cycle_id
+    ).union(select(Ballot.supplier_id).where(Ballot.cycle_id == cycle_id)).subquery()
+    departments = dict(
+        session.execute(
+            select(suppliers.c.supplier_id, CycleEmployee.department_id)
+            .select_from(suppliers)
+            .outerjoin(
+                CycleEmployee,
+                and_(
+                    CycleEmployee.cycle_id == cycle_id,
+                    CycleEmployee.employee_id == suppliers.c.supplier_id,
+                ),
+            )
+        ).all()
+    )
+
+    promoters = func.sum(case((b.c.nps >= 9, 1), else_=0))
+    detractors = func.sum(case((b.c.nps <= 6, 1), else_=0))
+    per_ballot = {
+        row[0]: row[1:]
+        for row in session.execute(
+            select(b.c.supplier_id, func.count(), func.count(b.c.nps), promoters, detractors)
+            .where(b.c.cycle_id == cycle_id)
+            .group_by(b.c.supplier_id)
+        )
+    }
+
+    weight = cc.c.weight
+    coefficients = {
+        emp: _f(value)
+        for emp, value in session.execute(
+            select(ecr.c.employee_id, func.sum(weight * ecr.c.mean) / func.sum(weight))
+            .select_from(ecr.join(cc, cc.c.id == ecr.c.cycle_competency_id))
+            .where(ecr.c.cycle_id == cycle_id, weight > 0)
+            .group_by(ecr.c.employee_id)
+        )
+    }
+
+    # Each rater's weighted score over the competencies shown for that employee (the join
+    # on employee_competency_result keeps exactly those), then its moments per employee.
+    rater = (
+        select(
+            b.c.supplier_id.label("supplier_id"),
+            (func.sum(weight * bs.c.score) / func.sum(weight)).label("x"),
+        )
+        .select_from(
+            bs.join(b, b.c.id == bs.c.ballot_id)
+            .join(cc, cc.c.id == bs.c.cycle_competency_id)
+            .join(
+                ecr,
+                and_(
+                    ecr.c.cycle_id == cycle_id,
+                    ecr.c.employee_id == b.c.supplier_id,
+                    ecr.c.cycle_competency_id == bs.c.cycle_competency_id,
+                ),
+            )
+        )
+        .where(b.c.cycle_id == cycle_id, bs.c.score.is_not(None), weight > 0)
+        .group_by(b.c.id, b.c.supplier_id)
+        .subquery()
+    )
+    moments = {
+        row[0]: (row[1], _f(row[2]), _f(row[3]))
+        for row in session.execute(
+            select(rater.c.supplier_id, func.count(), func.avg(rater.c.x), func.avg(rater.c.x * rater.c.x))
+            .group_by(rater.c.supplier_id)
+        )
+    }
+
+    figures: dict[int, calc.EmployeeFigures] = {}
+    for emp, dept in departments.items():
+        raters, nps_answers, n_promoters, n_detractors = per_ballot.get(emp, (0, 0, 0, 0))
+        if raters < k:
+            figures[emp] = calc.EmployeeFigures(emp, dept, meets_k=False)
+            continue
+        coefficient = coefficients.get(emp)
+        scored, _mean, mean_sq = moments.get(emp, (0, None, None))
+        sd = calc.sd_from_moments(scored, _mean, mean_sq)
+        ci_low, ci_high = calc.confidence_interval(coefficient, sd, scored)
+        figures[emp] = calc.EmployeeFigures(
+            emp,
+            dept,
+            meets_k=True,
+            raters=raters,
+            scored_raters=scored,
+            coefficient=coefficient,
+            sd=sd,
+            ci_low=ci_low,
+            ci_high=ci_high,
+            nps=calc.nps_from_counts(nps_answers, int(n_promoters or 0), int(n_detractors or 0), k=k),
+            nps_answers=nps_answers,
+        )
+    calc.assign_ranks(figures, {e: f.coefficient for e, f in figures.items() if f.included})
+    if previous is not None:
+        for fig in figures.values():
+            before = previous.employees.get(fig.employee_id)
+            fig.delta, fig.delta_significant = calc.compare(
+                fig.coefficient,
+                fig.se,
+                before[0] if before else None,
+                before[1] if before else None,
+                scale=scale,
+                previous_scale=previous.scale,
+            )
+    rows = [
+        {
+            "cycle_id": cycle_id,
+            "employee_id": f.employee_id,
+            "department_id": f.department_id,
+            "meets_k": f.meets_k,
+            "raters": f.raters,
+            "scored_raters": f.scored_raters,
+            "coefficient": f.coefficient,
+            "sd": f.sd,
+            "ci_low": f.ci_low,
+            "ci_high": f.ci_high,
+            "nps": f.nps,
+            "nps_answers": f.nps_answers,
+            "delta": f.delta,
+            "delta_significant": f.delta_significant,
+            "company_rank": f.company_rank,
+            "company_percentile": f.company_percentile,
+            "department_rank": f.department_rank,
+            "department_percentile": f.department_percentile,
+        }
+        for f in figures.values()
+    ]
+    if rows:
+        session.execute(insert(EmployeeResult), rows)
+
+
+def _store_departments(
+    session: Session, *, cycle_id: int, scale: calc.Scale, previous: _Previous | None
+) -> None:
+    er, cl = EmployeeResult.__table__, DepartmentClosure.__table__
+    on_tree = and_(cl.c.cycle_id == er.c.cycle_id, cl.c.descendant_id == er.c.department_id)
+    suppliers = dict(
+        session.execute(
+            select(cl.c.ancestor_id, func.count())
+            .select_from(er.join(cl, on_tree))
+            .where(er.c.cycle_id == cycle_id)
+            .group_by(cl.c.ancestor_id)
+        ).all()
+    )
+    # Only included employees (a stored coefficient) count, each once: the figure is
+    # then a function of visible employee figures only, so it can reveal no hidden one.
+    rolled = {
+        row[0]: row[1:]
+        for row in session.execute(
+            select(
+                cl.c.ancestor_id,
+                func.count(),
+                func.avg(er.c.coefficient),
+                func.avg(er.c.coefficient * er.c.coefficient),
+                func.count(er.c.nps),
+                func.avg(er.c.nps),
+            )
+            .select_from(er.join(cl, on_tree))
+            .where(er.c.cycle_id == cycle_id, er.c.coefficient.is_not(None))
+            .group_by(cl.c.ancestor_id)
+        )
+    }
+    tree = session.execute(
+        select(CycleDepartment.department_id, CycleDepartment.parent_id).where(
+            CycleDepartment.cycle_id == cycle_id
+        )
+    ).all()
+    levels = dict(
+        session.execute(
+            select(cl.c.descendant_id, func.max(cl.c.depth))
+            .where(cl.c.cycle_id == cycle_id)
+            .group_by(cl.c.descendant_id)
+        ).all()
+    )
+    rows = []
+    for dept, parent in tree:
+        n, mean, mean_sq, nps_n, nps = rolled.get(dept, (0, None, None, 0, None))
+        coefficient = _f(mean)
+        sd = calc.sd_from_moments(n, coefficient, _f(mean_sq))
+        delta: float | None = None
+        significant: bool | None = None
+        if previous is not None:
+            before = previous.departments.get(dept)
+            delta, significant = calc.compare(
+                coefficient,
+                calc.standard_error(sd, n),
+                before[0] if before else None,
+                before[1] if before else None,
+                scale=scale,
+                previous_scale=previous.scale,
+            )
+        rows.append(
+            {
+                "cycle_id": cycle_id,
+                "department_id": dept,
+                "parent_id": parent,
+                "level": levels.get(dept, 0),
+                "suppliers": suppliers.get(dept, 0),
+                "employees_included": n,
+                "coefficient": coefficient,
+                "sd": sd,
+                "nps": _f(nps),
+                "nps_employees": nps_n,
+                "delta": delta,
+                "delta_significant": significant,
+            }
+        )
+    if rows:
+        session.execute(insert(DepartmentResult), rows)
+
+    ecr = EmployeeCompetencyResult.__table__
+    included = and_(
+        er.c.cycle_id == ecr.c.cycle_id,
+        er.c.employee_id == ecr.c.employee_id,
+        er.c.coefficient.is_not(None),
+    )
+    session.execute(
+        insert(DepartmentCompetencyResult).from_select(
+            ["cycle_id", "department_id", "cycle_competency_id", "employees", "mean"],
+            select(
+                literal(cycle_id),
+                cl.c.ancestor_id,
+                ecr.c.cycle_competency_id,
+                func.count(),
+                func.avg(ecr.c.mean),
+            )
+            .select_from(ecr.join(er, included).join(cl, on_tree))
+            .where(ecr.c.cycle_id == cycle_id)
+            .group_by(cl.c.ancestor_id, ecr.c.cycle_competency_id),
+        )
+    )
+    session.execute(
+        insert(CompanyCompetencyResult).from_select(
+            ["cycle_id", "cycle_competency_id", "employees", "mean"],
+            select(
+                literal(cycle_id), ecr.c.cycle_competency_id, func.count(), func.avg(ecr.c.mean)
+            )
+            .select_from(ecr.join(er, included))
+            .where(ecr.c.cycle_id == cycle_id)
+            .group_by(ecr.c.cycle_competency_id),
+        )
+    )
+
+
+def _store_company(
+    session: Session, *, cycle: Cycle, k: int, scale: calc.Scale, previous: _Previous | None
+) -> None:
+    er = EmployeeResult.__table__
+    suppliers = session.scalar(select(func.count()).where(er.c.cycle_id == cycle.id)) or 0
+    n, mean, mean_sq, nps_n, nps = session.execute(
+        select(
+            func.count(),
+            func.avg(er.c.coefficient),
+            func.avg(er.c.coefficient * er.c.coefficient),
+            func.count(er.c.nps),
+            func.avg(er.c.nps),
+        ).where(er.c.cycle_id == cycle.id, er.c.coefficient.is_not(None))
+    ).one()
+    coefficient = _f(mean)
+    sd = calc.sd_from_moments(n, coefficient, _f(mean_sq))
+    ci_low, ci_high = calc.confidence_interval(coefficient, sd, n)
+    delta: float | None = None
+    significant: bool | None = None
+    if previous is not None:
+        delta, significant = calc.compare(
+            coefficient,
+            calc.standard_error(sd, n),
+            previous.company[0],
+            previous.company[1],
+            scale=scale,
+            previous_scale=previous.scale,
+        )
+    invited, responded = session.execute(
+        select(func.count(), func.coalesce(func.sum(case((Invitation.used, 1), else_=0)), 0)).where(
+            Invitation.cycle_id == cycle.id
+        )
+    ).one()
+    values = session.scalars(
+        select(er.c.coefficient).where(er.c.cycle_id == cycle.id, er.c.coefficient.is_not(None))
+    ).all()
+    session.add(
+        CompanyResult(
+            cycle_id=cycle.id,
+            min_raters=k,
+            scale_min=cycle.scale_min,
+            scale_max=cycle.scale_max,
+            suppliers=suppliers,
+            employees_included=n,
+            coefficient=coefficient,
+            sd=sd,
+            ci_low=ci_low,
+            ci_high=ci_high,
+            nps=_f(nps),
+            nps_employees=nps_n,
+            delta=delta,
+            delta_significant=significant,
+            previous_cycle_id=previous.cycle_id if previous else None,
+            invited=invited,
+            responded=int(responded),
+            response_rate=(int(responded) / invited) if invited else None,
+            distribution=calc.histogram(values, low=cycle.scale_min, high=cycle.scale_max),
+        )
+    )
+    session.flush()
+
+
+def _store_comments(session: Session, *, cycle_id: int) -> None:
+    # Copied only for employees who meet k, with a random sort key and nothing else:
+    # no ballot id, no date, no order of submission.
+    b, er = Ballot.__table__, EmployeeResult.__table__
+    session.execute(
+        insert(EmployeeComment).from_select(
+            ["cycle_id", "employee_id", "sort_key", "text"],
+            select(literal(cycle_id), b.c.supplier_id, func.random(), func.trim(b.c.comment))
+            .select_from(
+                b.join(
+                    er,
+                    and_(er.c.cycle_id == b.c.cycle_id, er.c.employee_id == b.c.supplier_id),
+                )
+            )
+            .where(
+                b.c.cycle_id == cycle_id,
+                er.c.meets_k.is_(True),
+                b.c.comment.is_not(None),
+                func.trim(b.c.comment) != "",
+            ),
+        )
+    )
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+def results_cycle(session: Session, *, cycle_id: int) -> Cycle:
+    """The cycle, if its results may be shown: 404 unknown, 409 not closed or not ready."""
+    cycle = session.get(Cycle, cycle_id)
+    if cycle is None:
+        raise NotFound(f"There is no cycle {cycle_id}.")
+    if cycle.state != CycleState.closed:
+        # No live results: comparing before and after one more ballot would reveal it.
+        raise Conflict(f"Cycle {cycle.name} is not closed yet; results exist only for closed cycles.")
+    if cycle.results_ready_at is None or session.get(CompanyResult, cycle_id) is None:
+        raise Conflict(f"The results of cycle {cycle.name} are not ready yet.")
+    return cycle
+
+
+def closed_cycles(session: Session) -> list[Cycle]:
+    """Closed cycles with results, newest first."""
+    return list(
+        session.scalars(
+            select(Cycle)
+            .where(Cycle.state == CycleState.closed, Cycle.results_ready_at.is_not(None))
+            .order_by(Cycle.period_start.desc(), Cycle.id.desc())
+        )
+    )
+
+
+def cycle_ref(session: Session, *, cycle: Cycle) -> CycleRef:
+    company = session.get(CompanyResult, cycle.id)
+    return CycleRef(
+        id=cycle.id,
+        name=cycle.name,
+        period_start=cycle.period_start,
+        period_end=cycle.period_end,
+        scale_min=cycle.scale_min,
+        scale_max=cycle.scale_max,
+        min_raters=company.min_raters if company else get_settings().anonymity_min_raters,
+    )
+
+
+def competencies(session: Session, *, cycle_id: int) -> list[CompetencyRef]:
+    return [
+        CompetencyRef(id=c.id, code=c.code, name=c.name, weight=c.weight)
+        for c in session.scalars(
+            select(CycleCompetency)
+            .where(CycleCompetency.cycle_id == cycle_id)
+            .order_by(CycleCompetency.display_order, CycleCompetency.id)
+        )
+    ]
+
+
+def company_results(session: Session, *, cycle_id: int) -> CompanyResultRead:
+    """The company's figures for a closed cycle."""
+    cycle = results_cycle(session, cycle_id=cycle_id)
+    row = session.get(CompanyResult, cycle_id)
+    assert row is not None  # results_cycle checked it
+    comps = {c.id: c for c in competencies(session, cycle_id=cycle_id)}
+    means = [
+        CompetencyMean(code=comps[r.cycle_competency_id].code, name=comps[r.cycle_competency_id].name, mean=r.mean, count=r.employees)
+        for r in session.scalars(
+            select(CompanyCompetencyResult).where(CompanyCompetencyResult.cycle_id == cycle_id)
+        )
+    ]
+    order = {c.code: i for i, c in enumerate(comps.values())}
+    means.sort(key=lambda m: order[m.code])
+    return CompanyResultRead(
+        cycle=cycle_ref(session, cycle=cycle),
+        suppliers=row.suppliers,
+        employees_included=row.employees_included,
+        coefficient=row.coefficient,
+        sd=row.sd,
+        ci_low=row.ci_low,
+        ci_high=row.ci_high,
+        nps=row.nps,
+        nps_employees=row.nps_employees,
+        delta=row.delta,
+        delta_significant=row.delta_significant,
+        invited=row.invited,
+        responded=row.responded,
+        response_rate=row.response_rate,
+        distribution=HistogramRead(
+            edges=row.distribution.get("edges", []), counts=row.distribution.get("counts", [])
+        ),
+        competencies=means,
+    )
+
+
+def department_results(
+    session: Session, *, cycle_id: int, department_ids: Iterable[int] | None = None
+) -> list[DepartmentResultRead]:
+    """Every department's rolled-up figures (tree order: parents before children)."""
+    results_cycle(session, cycle_id=cycle_id)
+    query = (
+        select(DepartmentResult, CycleDepartment.external_id, CycleDepartment.name)
+        .join(
+            CycleDepartment,
+            and_(
+                CycleDepartment.cycle_id == DepartmentResult.cycle_id,
+                CycleDepartment.department_id == DepartmentResult.department_id,
+            ),
+        )
+        .where(DepartmentResult.cycle_id == cycle_id)
+    )
+    if department_ids is not None:
+        query = query.where(DepartmentResult.department_id.in_(list(department_ids)))
+    rows = session.execute(query).all()
+    comps = {c.id: c for c in competencies(session, cycle_id=cycle_id)}
+    order = {cid: i for i, cid in enumerate(comps)}
+    means: dict[int, list[tuple[int, CompetencyMean]]] = {}
+    for r in session.scalars(
+        select(DepartmentCompetencyResult).where(DepartmentCompetencyResult.cycle_id == cycle_id)
+    ):
+        c = comps[r.cycle_competency_id]
+        means.setdefault(r.department_id, []).append(
+            (order[c.id], CompetencyMean(code=c.code, name=c.name, mean=r.mean, count=r.employees))
+        )
+    out = [
+        DepartmentResultRead(
+            department_id=d.department_id,
+            external_id=ext,
+            name=name,
+            parent_id=d.parent_id,
+            level=d.level,
+            suppliers=d.suppliers,
+            employees_included=d.employees_included,
+            coefficient=d.coefficient,
+            sd=d.sd,
+            nps=d.nps,
+            nps_employees=d.nps_employees,
+            delta=d.delta,
+            delta_significant=d.delta_significant,
+            competencies=[m for _, m in sorted(means.get(d.department_id, []), key=lambda t: t[0])],
+        )
+        for d, ext, name in rows
+    ]
+    return _tree_order(out)
+
+
+def _tree_order(items: list[DepartmentResultRead]) -> list[DepartmentResultRead]:
+    children: dict[int | None, list[DepartmentResultRead]] = {}
+    ids = {d.department_id for d in items}
+    for d in items:
+        children.setdefault(d.parent_id if d.parent_id in ids else None, []).append(d)
+    for group in children.values():
+        group.sort(key=lambda d: d.name.lower())
+    out: list[DepartmentResultRead] = []
+    stack = list(reversed(children.get(None, [])))
+    while stack:
+        d = stack.pop()
+        out.append(d)
+        stack.extend(reversed(children.get(d.department_id, [])))
+    return out
+
+
+SortKey = Literal["name", "department", "coefficient", "raters", "nps", "delta", "rank"]
+SORT_KEYS: tuple[str, ...] = ("name", "department", "coefficient", "raters", "nps", "delta", "rank")
+
+
+def employee_results(
+    session: Session,
+    *,
+    cycle_id: int,
+    department_id: int | None = None,
+    employee_ids: Iterable[int] | None = None,
+    sort: str = "name",
+    descending: bool = False,
+    limit: int | None = 100,
+    offset: int = 0,
+    only_included: bool = False,
+    with_competencies: bool = True,
+) -> tuple[int, list[EmployeeResultRead]]:
+    """(total, one page) of the employee table; department_id filters its whole subtree."""
+    results_cycle(session, cycle_id=cycle_id)
+    er = EmployeeResult
+    query = (
+        select(er, CycleEmployee.full_name, CycleEmployee.external_id, CycleDepartment.external_id, CycleDepartment.name)
+        .join(
+            CycleEmployee,
+            and_(CycleEmployee.cycle_id == er.cycle_id, CycleEmployee.employee_id == er.employee_id),
+        )
+        .outerjoin(
+            CycleDepartment,
+            and_(CycleDepartment.cycle_id == er.cycle_id, CycleDepartment.department_id == er.department_id),
+        )
+        .where(er.cycle_id == cycle_id)
+    )
+    if department_id is not None:
+        query = query.where(
+            er.department_id.in_(
+                select(DepartmentClosure.descendant_id).where(
+                    DepartmentClosure.cycle_id == cycle_id,
+                    DepartmentClosure.ancestor_id == department_id,
+                )
+            )
+        )
+    if employee_ids is not None:
+        query = query.where(er.employee_id.in_(list(employee_ids)))
+    if only_included:
+        query = query.where(er.coefficient.is_not(None))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    column = {
+        "name": CycleEmployee.full_name,
+        "department": CycleDepartment.name,
+        "coefficient": er.coefficient,
+        "raters": er.raters,
+        "nps": er.nps,
+        "delta": er.delta,
+        "rank": er.company_rank,
+    }.get(sort, CycleEmployee.full_name)
+    # Suppressed rows (NULL) always sort last, whichever the direction.
+    order = [column.is_(None), column.desc() if descending else column.asc(), CycleEmployee.full_name, er.employee_id]
+    query = query.order_by(*order).offset(max(offset, 0))
+    if limit is not None:
+        query = query.limit(limit)
+    rows = session.execute(query).all()
+    means = (
+        _employee_means(session, cycle_id=cycle_id, employee_ids=[r[0].employee_id for r in rows])
+        if with_competencies
+        else {}
+    )
+    return total, [
+        _employee_read(r[0], full_name=r[1], external_id=r[2], dept_ext=r[3], dept_name=r[4], means=means.get(r[0].employee_id, []))
+        for r in rows
+    ]
+
+
+def _employee_means(
+    session: Session, *, cycle_id: int, employee_ids: Sequence[int]
+) -> dict[int, list[CompetencyMean]]:
+    out: dict[int, list[CompetencyMean]] = {}
+    if not employee_ids:
+        return out
+    cc = CycleCompetency
+    ecr = EmployeeCompetencyResult
+    for chunk_start in range(0, len(employee_ids), 900):
+        chunk = employee_ids[chunk_start : chunk_start + 900]
+        for emp, code, name, mean, answers in session.execute(
+            select(ecr.employee_id, cc.code, cc.name, ecr.mean, ecr.answers)
+            .join(cc, cc.id == ecr.cycle_competency_id)
+            .where(ecr.cycle_id == cycle_id, ecr.employee_id.in_(chunk))
+            .order_by(ecr.employee_id, cc.display_order, cc.id)
+        ):
+            out.setdefault(emp, []).append(CompetencyMean(code=code, name=name, mean=mean, count=answers))
+    return out
+
+
+def _employee_read(
+    row: EmployeeResult,
+    *,
+    full_name: str,
+    external_id: str,
+    dept_ext: str | None,
+    dept_name: str | None,
+    means: list[CompetencyMean],
+) -> EmployeeResultRead:
+    base = EmployeeResultRead(
+        employee_id=row.employee_id,
+        external_id=external_id,
+        full_name=full_name,
+        department_id=row.department_id,
+        department_external_id=dept_ext,
+        department_name=dept_name,
+        status="ok" if row.meets_k else NOT_ENOUGH,
+    )
+    if not row.meets_k:
+        return base
+    return base.model_copy(
+        update={
+            "raters": row.raters,
+            "coefficient": row.coefficient,
+            "sd": row.sd,
+            "ci_low": row.ci_low,
+            "ci_high": row.ci_high,
+            "nps": row.nps,
+            "nps_answers": row.nps_answers,
+            "delta": row.delta,
+            "delta_significant": row.delta_significant,
+            "company_rank": row.company_rank,
+            "company_percentile": row.company_percentile,
+            "department_rank": row.department_rank,
+            "department_percentile": row.department_percentile,
+            "competencies": means,
+        }
+    )
+
+
+def employee_result(session: Session, *, cycle_id: int, employee_id: int) -> EmployeeResultRead:
+    """One employee's result in a closed cycle (404 when they were not rated in it)."""
+    _total, rows = employee_results(
+        session, cycle_id=cycle_id, employee_ids=[employee_id], limit=1
+    )
+    if not rows:
+        raise NotFound("This employee has no results in this cycle.")
+    return rows[0]
+
+
+def leaderboard(
+    session: Session, *, cycle_id: int, limit: int = 10, employee_ids: Iterable[int] | None = None
+) -> list[EmployeeResultRead]:
+    """The best coefficients, among employees who meet k only."""
+    _total, rows = employee_results(
+        session,
+        cycle_id=cycle_id,
+        employee_ids=employee_ids,
+        sort="coefficient",
+        descending=True,
+        limit=limit,
+        only_included=True,
+        with_competencies=False,
+    )
+    return rows
+
+
+def decliners(
+    session: Session, *, cycle_id: int, limit: int = 10, employee_ids: Iterable[int] | None = None
+) -> list[EmployeeResultRead]:
+    """The employees whose coefficient fell the most since the previous cycle."""
+    _total, rows = employee_results(
+        session,
+        cycle_id=cycle_id,
+        employee_ids=employee_ids,
+        sort="delta",
+        descending=False,
+        limit=None,
+        only_included=True,
+        with_competencies=False,
+    )
+    return [r for r in rows if r.delta is not None and r.delta < 0][:limit]
+
+
+def comments(session: Session, *, cycle_id: int, employee_id: int) -> list[str]:
+    """An employee's comments in random order (stored only when they meet k)."""
+    results_cycle(session, cycle_id=cycle_id)
+    return list(
+        session.scalars(
+            select(EmployeeComment.text)
+            .where(EmployeeComment.cycle_id == cycle_id, EmployeeComment.employee_id == employee_id)
+            .order_by(EmployeeComment.sort_key, EmployeeComment.id)
+        )
+    )
+
+
+def heatmap(
+    session: Session, *, cycle_id: int, department_ids: Sequence[int] | None = None
+) -> tuple[list[DepartmentResultRead], list[CompetencyRef]]:
+    """Departments (rows) x competencies (columns); each cell a rolled-up competency mean."""
+    return (
+        department_results(session, cycle_id=cycle_id, department_ids=department_ids),
+        competencies(session, cycle_id=cycle_id),
+    )
+
+
+# --- trends --------------------------------------------------------------------------------
+
+
+def _index(value: float | None, scale_min: int, scale_max: int) -> float | None:
+    if value is None:
+        return None
+    return 100.0 * (value - scale_min) / (scale_max - scale_min)
+
+
+def _trend_cycles(session: Session, *, up_to: Cycle | None) -> list[Cycle]:
+    cycles = list(reversed(closed_cycles(session)))
+    if up_to is not None:
+        cycles = [
+            c for c in cycles if (c.period_start, c.id) <= (up_to.period_start, up_to.id)
+        ]
+    return cycles
+
+
+def company_trend(session: Session, *, up_to: Cycle | None = None) -> list[TrendPoint]:
+    """The company's figures over every closed cycle, oldest first."""
+    points = []
+    for cycle in _trend_cycles(session, up_to=up_to):
+        c = company_results(session, cycle_id=cycle.id)
+        points.append(
+            TrendPoint(
+                cycle=c.cycle,
+                status="ok" if c.coefficient is not None else NOT_ENOUGH,
+                coefficient=c.coefficient,
+                ci_low=c.ci_low,
+                ci_high=c.ci_high,
+                nps=c.nps,
+                employees_included=c.employees_included,
+                delta=c.delta,
+                delta_significant=c.delta_significant,
+                index=_index(c.coefficient, cycle.scale_min, cycle.scale_max),
+                competencies=c.competencies,
+            )
+        )
+    return points
+
+
+def department_trend(
+    session: Session, *, department_id: int, up_to: Cycle | None = None
+) -> list[TrendPoint]:
+    """A department's rolled-up figures over every closed cycle it existed in."""
+    points = []
+    for cycle in _trend_cycles(session, up_to=up_to):
+        found = department_results(session, cycle_id=cycle.id, department_ids=[department_id])
+        if not found:
+            continue
+        d = found[0]
+        points.append(
+            TrendPoint(
+                cycle=cycle_ref(session, cycle=cycle),
+                status="ok" if d.coefficient is not None else NOT_ENOUGH,
+                coefficient=d.coefficient,
+                nps=d.nps,
+                employees_included=d.employees_included,
+                delta=d.delta,
+                delta_significant=d.delta_significant,
+                index=_index(d.coefficient, cycle.scale_min, cycle.scale_max),
+                competencies=d.competencies,
+            )
+        )
+    return points
+
+
+def employee_trend(
+    session: Session, *, employee_id: int, up_to: Cycle | None = None
+) -> list[TrendPoint]:
+    """An employee's figures over every closed cycle they were rated in."""
+    points = []
+    for cycle in _trend_cycles(session, up_to=up_to):
+        _total, rows = employee_results(
+            session, cycle_id=cycle.id, employee_ids=[employee_id], limit=1
+        )
+        if not rows:
+            continue
+        e = rows[0]
+        points.append(
+            TrendPoint(
+                cycle=cycle_ref(session, cycle=cycle),
+                status=e.status,
+                coefficient=e.coefficient,
+                ci_low=e.ci_low,
+                ci_high=e.ci_high,
+                nps=e.nps,
+                raters=e.raters,
+                delta=e.delta,
+                delta_significant=e.delta_significant,
+                index=_index(e.coefficient, cycle.scale_min, cycle.scale_max),
+                competencies=e.competencies,
+            )
+        )
+    return points
+
+
+def employee_by_external_id(session: Session, *, external_id: str) -> Employee:
+    employee = session.scalar(select(Employee).where(Employee.external_id == external_id))
+    if employee is None:
+        raise NotFound(f"There is no employee with external id {external_id!r}.")
+    return employee
+
+
+def department_in_cycle(session: Session, *, cycle_id: int, department: str) -> CycleDepartment:
+    """A department of the cycle's snapshot, by id or external id (404 when unknown)."""
+    conditions = [CycleDepartment.external_id == department]
+    if department.isdigit() and len(department) < 12:
+        conditions.append(CycleDepartment.department_id == int(department))
+    found = session.scalars(
+        select(CycleDepartment).where(CycleDepartment.cycle_id == cycle_id, or_(*conditions))
+    ).first()
+    if found is None:
+        raise NotFound(f"There is no department {department!r} in this cycle.")
+    return found
+
+
+def trend_date(point: TrendPoint) -> date:
+    return point.cycle.period_start

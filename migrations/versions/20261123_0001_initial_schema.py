@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 18:48:47.535951
+Create Date: 2026-11-23 18:56:18.386443
 """
 
 from collections.abc import Sequence
@@ -158,6 +158,36 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("key", name=op.f("pk_rate_limit")),
     )
     op.create_table(
+        "company_result",
+        sa.Column("cycle_id", sa.Integer(), nullable=False),
+        sa.Column("min_raters", sa.Integer(), nullable=False),
+        sa.Column("scale_min", sa.Integer(), nullable=False),
+        sa.Column("scale_max", sa.Integer(), nullable=False),
+        sa.Column("suppliers", sa.Integer(), nullable=False),
+        sa.Column("employees_included", sa.Integer(), nullable=False),
+        sa.Column("coefficient", sa.Float(), nullable=True),
+        sa.Column("sd", sa.Float(), nullable=True),
+        sa.Column("ci_low", sa.Float(), nullable=True),
+        sa.Column("ci_high", sa.Float(), nullable=True),
+        sa.Column("nps", sa.Float(), nullable=True),
+        sa.Column("nps_employees", sa.Integer(), nullable=False),
+        sa.Column("delta", sa.Float(), nullable=True),
+        sa.Column("delta_significant", sa.Boolean(), nullable=True),
+        sa.Column("previous_cycle_id", sa.Integer(), nullable=True),
+        sa.Column("invited", sa.Integer(), nullable=False),
+        sa.Column("responded", sa.Integer(), nullable=False),
+        sa.Column("response_rate", sa.Float(), nullable=True),
+        sa.Column("distribution", sa.JSON(), nullable=False),
+        sa.Column("computed_at", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["cycle_id"],
+            ["cycle.id"],
+            name=op.f("fk_company_result_cycle_id_cycle"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("cycle_id", name=op.f("pk_company_result")),
+    )
+    op.create_table(
         "cycle_competency",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("cycle_id", sa.Integer(), nullable=False),
@@ -210,6 +240,51 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("cycle_id", "department_id", name=op.f("pk_cycle_department")),
     )
     op.create_table(
+        "department_closure",
+        sa.Column("cycle_id", sa.Integer(), nullable=False),
+        sa.Column("ancestor_id", sa.Integer(), nullable=False),
+        sa.Column("descendant_id", sa.Integer(), nullable=False),
+        sa.Column("depth", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["cycle_id"],
+            ["cycle.id"],
+            name=op.f("fk_department_closure_cycle_id_cycle"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint(
+            "cycle_id", "ancestor_id", "descendant_id", name=op.f("pk_department_closure")
+        ),
+    )
+    with op.batch_alter_table("department_closure", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_department_closure_cycle_id_descendant_id",
+            ["cycle_id", "descendant_id"],
+            unique=False,
+        )
+
+    op.create_table(
+        "department_result",
+        sa.Column("cycle_id", sa.Integer(), nullable=False),
+        sa.Column("department_id", sa.Integer(), nullable=False),
+        sa.Column("parent_id", sa.Integer(), nullable=True),
+        sa.Column("level", sa.Integer(), nullable=False),
+        sa.Column("suppliers", sa.Integer(), nullable=False),
+        sa.Column("employees_included", sa.Integer(), nullable=False),
+        sa.Column("coefficient", sa.Float(), nullable=True),
+        sa.Column("sd", sa.Float(), nullable=True),
+        sa.Column("nps", sa.Float(), nullable=True),
+        sa.Column("nps_employees", sa.Integer(), nullable=False),
+        sa.Column("delta", sa.Float(), nullable=True),
+        sa.Column("delta_significant", sa.Boolean(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["cycle_id"],
+            ["cycle.id"],
+            name=op.f("fk_department_result_cycle_id_cycle"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("cycle_id", "department_id", name=op.f("pk_department_result")),
+    )
+    op.create_table(
         "employee",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("external_id", sa.String(length=100), nullable=False),
@@ -243,6 +318,49 @@ def upgrade() -> None:
             batch_op.f("ix_employee_department_id"), ["department_id"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_employee_manager_id"), ["manager_id"], unique=False)
+
+    op.create_table(
+        "webhook_delivery",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("event", sa.String(length=50), nullable=False),
+        sa.Column("cycle_id", sa.Integer(), nullable=False),
+        sa.Column("payload", sa.JSON(), nullable=False),
+        sa.Column(
+            "status",
+            sa.Enum(
+                "pending",
+                "delivered",
+                "failed",
+                "skipped",
+                name="webhookstatus",
+                native_enum=False,
+                length=10,
+            ),
+            nullable=False,
+        ),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(), nullable=False),
+        sa.Column("locked_until", sa.DateTime(), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("delivered_at", sa.DateTime(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["cycle_id"],
+            ["cycle.id"],
+            name=op.f("fk_webhook_delivery_cycle_id_cycle"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_delivery")),
+    )
+    with op.batch_alter_table("webhook_delivery", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_webhook_delivery_cycle_id"), ["cycle_id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_webhook_delivery_status_next_attempt_at",
+            ["status", "next_attempt_at"],
+            unique=False,
+        )
 
     op.create_table(
         "app_user",
@@ -294,6 +412,28 @@ def upgrade() -> None:
             "ix_ballot_cycle_id_supplier_id", ["cycle_id", "supplier_id"], unique=False
         )
 
+    op.create_table(
+        "company_competency_result",
+        sa.Column("cycle_id", sa.Integer(), nullable=False),
+        sa.Column("cycle_competency_id", sa.Integer(), nullable=False),
+        sa.Column("employees", sa.Integer(), nullable=False),
+        sa.Column("mean", sa.Float(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["cycle_competency_id"],
+            ["cycle_competency.id"],
+            name=op.f("fk_company_competency_result_cycle_competency_id_cycle_competency"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["cycle_id"],
+            ["cycle.id"],
+            name=op.f("fk_company_competency_result_cycle_id_cycle"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint(
+            "cycle_id", "cycle_competency_id", name=op.f("pk_company_competency_result")
+        ),
+    )
     op.create_table(
         "cycle_employee",
         sa.Column("cycle_id", sa.Integer(), nullable=False),
@@ -352,6 +492,130 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_cycle_pair_cycle_id_customer_id", ["cycle_id", "customer_id"], unique=False
         )
+
+    op.create_table(
+        "department_competency_result",
+        sa.Column("cycle_id", sa.Integer(), nullable=False),
+        sa.Column("department_id", sa.Integer(), nullable=False),
+        sa.Column("cycle_competency_id", sa.Integer(), nullable=False),
+        sa.Column("employees", sa.Integer(), nullable=False),
+        sa.Column("mean", sa.Float(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["cycle_competency_id"],
+            ["cycle_competency.id"],
+            name=op.f("fk_department_competency_result_cycle_competency_id_cycle_competency"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["cycle_id"],
+            ["cycle.id"],
+            name=op.f("fk_department_competency_result_cycle_id_cycle"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint(
+            "cycle_id",
+            "department_id",
+            "cycle_competency_id",
+            name=op.f("pk_department_competency_result"),
+        ),
+    )
+    op.create_table(
+        "employee_comment",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("cycle_id", sa.Integer(), nullable=False),
+        sa.Column("employee_id", sa.Integer(), nullable=False),
+        sa.Column("sort_key", sa.Float(), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["cycle_id"],
+            ["cycle.id"],
+            name=op.f("fk_employee_comment_cycle_id_cycle"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["employee_id"],
+            ["employee.id"],
+            name=op.f("fk_employee_comment_employee_id_employee"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_employee_comment")),
+    )
+    with op.batch_alter_table("employee_comment", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_employee_comment_cycle_id_employee_id", ["cycle_id", "employee_id"], unique=False
+        )
+
+    op.create_table(
+        "employee_competency_result",
+        sa.Column("cycle_id", sa.Integer(), nullable=False),
+        sa.Column("employee_id", sa.Integer(), nullable=False),
+        sa.Column("cycle_competency_id", sa.Integer(), nullable=False),
+        sa.Column("answers", sa.Integer(), nullable=False),
+        sa.Column("mean", sa.Float(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["cycle_competency_id"],
+            ["cycle_competency.id"],
+            name=op.f("fk_employee_competency_result_cycle_competency_id_cycle_competency"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["cycle_id"],
+            ["cycle.id"],
+            name=op.f("fk_employee_competency_result_cycle_id_cycle"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["employee_id"],
+            ["employee.id"],
+            name=op.f("fk_employee_competency_result_employee_id_employee"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint(
+            "cycle_id",
+            "employee_id",
+            "cycle_competency_id",
+            name=op.f("pk_employee_competency_result"),
+        ),
+    )
+    op.create_table(
+        "employee_result",
+        sa.Column("cycle_id", sa.Integer(), nullable=False),
+        sa.Column("employee_id", sa.Integer(), nullable=False),
+        sa.Column("department_id", sa.Integer(), nullable=True),
+        sa.Column("meets_k", sa.Boolean(), nullable=False),
+        sa.Column("raters", sa.Integer(), nullable=True),
+        sa.Column("scored_raters", sa.Integer(), nullable=True),
+        sa.Column("coefficient", sa.Float(), nullable=True),
+        sa.Column("sd", sa.Float(), nullable=True),
+        sa.Column("ci_low", sa.Float(), nullable=True),
+        sa.Column("ci_high", sa.Float(), nullable=True),
+        sa.Column("nps", sa.Float(), nullable=True),
+        sa.Column("nps_answers", sa.Integer(), nullable=True),
+        sa.Column("delta", sa.Float(), nullable=True),
+        sa.Column("delta_significant", sa.Boolean(), nullable=True),
+        sa.Column("company_rank", sa.Integer(), nullable=True),
+        sa.Column("company_percentile", sa.Float(), nullable=True),
+        sa.Column("department_rank", sa.Integer(), nullable=True),
+        sa.Column("department_percentile", sa.Float(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["cycle_id"],
+            ["cycle.id"],
+            name=op.f("fk_employee_result_cycle_id_cycle"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["employee_id"],
+            ["employee.id"],
+            name=op.f("fk_employee_result_employee_id_employee"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("cycle_id", "employee_id", name=op.f("pk_employee_result")),
+    )
+    with op.batch_alter_table("employee_result", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_employee_result_cycle_id_department_id", ["cycle_id", "department_id"], unique=False
+        )
+        batch_op.create_index("ix_employee_result_employee_id", ["employee_id"], unique=False)
 
     op.create_table(
         "invitation",
@@ -464,6 +728,17 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_invitation_cycle_id"))
 
     op.drop_table("invitation")
+    with op.batch_alter_table("employee_result", schema=None) as batch_op:
+        batch_op.drop_index("ix_employee_result_employee_id")
+        batch_op.drop_index("ix_employee_result_cycle_id_department_id")
+
+    op.drop_table("employee_result")
+    op.drop_table("employee_competency_result")
+    with op.batch_alter_table("employee_comment", schema=None) as batch_op:
+        batch_op.drop_index("ix_employee_comment_cycle_id_employee_id")
+
+    op.drop_table("employee_comment")
+    op.drop_table("department_competency_result")
     with op.batch_alter_table("cycle_pair", schema=None) as batch_op:
         batch_op.drop_index("ix_cycle_pair_cycle_id_customer_id")
 
@@ -472,6 +747,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_cycle_employee_cycle_id_department_id")
 
     op.drop_table("cycle_employee")
+    op.drop_table("company_competency_result")
     with op.batch_alter_table("ballot", schema=None) as batch_op:
         batch_op.drop_index("ix_ballot_cycle_id_supplier_id")
 
@@ -480,17 +756,28 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_app_user_employee_id"))
 
     op.drop_table("app_user")
+    with op.batch_alter_table("webhook_delivery", schema=None) as batch_op:
+        batch_op.drop_index("ix_webhook_delivery_status_next_attempt_at")
+        batch_op.drop_index(batch_op.f("ix_webhook_delivery_cycle_id"))
+
+    op.drop_table("webhook_delivery")
     with op.batch_alter_table("employee", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_employee_manager_id"))
         batch_op.drop_index(batch_op.f("ix_employee_department_id"))
         batch_op.drop_index(batch_op.f("ix_employee_active"))
 
     op.drop_table("employee")
+    op.drop_table("department_result")
+    with op.batch_alter_table("department_closure", schema=None) as batch_op:
+        batch_op.drop_index("ix_department_closure_cycle_id_descendant_id")
+
+    op.drop_table("department_closure")
     op.drop_table("cycle_department")
     with op.batch_alter_table("cycle_competency", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_cycle_competency_cycle_id"))
 
     op.drop_table("cycle_competency")
+    op.drop_table("company_result")
     op.drop_table("rate_limit")
     with op.batch_alter_table("outbox_message", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_outbox_message_tag"))

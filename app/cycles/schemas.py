@@ -1,0 +1,99 @@
+"""The cycles API contract."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from app.cycles.models import CycleState
+
+
+def _naive_utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+class CycleCreate(BaseModel):
+    """Either ``quarter`` alone (dates follow from it) or name, period and dates."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    quarter: str | None = Field(
+        default=None, max_length=20, description="A quarter such as `2026Q4` or `2026-Q4`."
+    )
+    name: str | None = Field(default=None, max_length=50, examples=["2026-Q4"])
+    period_start: date | None = None
+    period_end: date | None = None
+    opens_at: datetime | None = Field(
+        default=None, description="ISO 8601; without a zone it is read as UTC."
+    )
+    closes_at: datetime | None = Field(
+        default=None, description="ISO 8601; without a zone it is read as UTC."
+    )
+    scale_min: int = Field(default=1, ge=0, le=100)
+    scale_max: int = Field(default=10, ge=1, le=100)
+    ask_nps: bool = True
+    ask_comment: bool = True
+
+    @field_validator("opens_at", "closes_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return _naive_utc(value)
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> CycleCreate:
+        explicit = ("name", "period_start", "period_end", "opens_at", "closes_at")
+        if self.quarter is not None:
+            given = [f for f in explicit if getattr(self, f) is not None]
+            if given:
+                raise ValueError(
+                    f"give either quarter or name and dates, not both (got {', '.join(given)})"
+                )
+        else:
+            missing = [f for f in explicit if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"without quarter, these are required: {', '.join(missing)}")
+        return self
+
+
+class DepartmentProgressRead(BaseModel):
+    department_id: int | None
+    name: str
+    invited: int
+    responded: int
+    response_rate: float
+
+
+class CycleRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    state: CycleState
+    period_start: date
+    period_end: date
+    opens_at: datetime
+    closes_at: datetime
+    scale_min: int
+    scale_max: int
+    ask_nps: bool
+    ask_comment: bool
+    launched_at: datetime | None
+    closed_at: datetime | None
+    results_ready_at: datetime | None
+    invited: int = Field(description="Customers invited (one link each).")
+    responded: int = Field(description="Customers who submitted (counts only, never who).")
+    response_rate: float
+
+
+class CycleDetail(CycleRead):
+    undeliverable: int = Field(description="Invitation or reminder emails the server refused.")
+    departments: list[DepartmentProgressRead] = Field(
+        description="Invited and responded per department at launch (counts only)."
+    )
+
+
+class RemindersQueued(BaseModel):
+    queued: int = Field(description="Reminder emails queued in the outbox.")

@@ -1,0 +1,106 @@
+"""The outbox: queue a message in the caller's transaction, read it back for HR.
+
+A private link never sits in a message body. The body holds :data:`LINK_PLACEHOLDER`;
+the link itself lives in ``secret_link`` only until the message is sent, when the sender
+substitutes it and erases the column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.mail.models import OutboxMessage, OutboxStatus
+
+LINK_PLACEHOLDER = "[[private-link]]"
+_COLUMNS = (
+    "kind",
+    "tag",
+    "to_address",
+    "to_name",
+    "subject",
+    "body_text",
+    "body_html",
+    "secret_link",
+)
+
+
+def enqueue_message(
+    session: Session,
+    *,
+    kind: str,
+    tag: str | None,
+    to_address: str,
+    to_name: str,
+    subject: str,
+    body_text: str,
+    body_html: str | None,
+    secret_link: str | None,
+) -> OutboxMessage:
+    """Queue one email; it is sent after the caller's transaction commits."""
+    message = OutboxMessage(
+        kind=kind,
+        tag=tag,
+        to_address=to_address,
+        to_name=to_name,
+        subject=subject,
+        body_text=body_text,
+        body_html=body_html,
+        secret_link=secret_link,
+        status=OutboxStatus.pending,
+        attempts=0,
+        next_attempt_at=utcnow(),
+    )
+    session.add(message)
+    session.flush()
+    return message
+
+
+def enqueue_messages(session: Session, *, messages: Iterable[Mapping[str, Any]]) -> int:
+    """Queue many emails with bulk inserts (a launch queues one per customer)."""
+    now = utcnow()
+    rows = [
+        {
+            **{column: message.get(column) for column in _COLUMNS},
+            "to_name": message.get("to_name") or "",
+            "status": OutboxStatus.pending,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+        for message in messages
+    ]
+    for start in range(0, len(rows), 5000):
+        session.execute(insert(OutboxMessage), rows[start : start + 5000])
+    return len(rows)
+
+
+def count_undeliverable(session: Session, *, tag: str) -> int:
+    """Messages with this tag that the mail server refused for good."""
+    return session.scalar(
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(OutboxMessage.tag == tag, OutboxMessage.status == OutboxStatus.undeliverable)
+    ) or 0
+
+
+def count_by_status(session: Session, *, tag: str | None = None) -> dict[str, int]:
+    """How many messages are pending, sent and undeliverable (optionally for one tag)."""
+    query = select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
+    if tag is not None:
+        query = query.where(OutboxMessage.tag == tag)
+    counts = {status.value: 0 for status in OutboxStatus}
+    for status, count in session.execute(query):
+        counts[OutboxStatus(status).value] = count
+    return counts
+
+
+def recent_messages(session: Session, *, limit: int = 100) -> list[OutboxMessage]:
+    """The newest messages first, for the HR outbox page."""
+    return list(
+        session.scalars(select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit))
+    )

@@ -1,0 +1,735 @@
+"""Bulk import from the HRIS (or an HR upload): parse, validate every row, then write.
+
+An import is all or nothing: every row is checked in memory first (set and dict
+lookups, no query per row) and every problem is reported with its line, field and
+message; only a clean batch is written, with bulk statements. The HRIS sends its whole
+company this way (50,000 employees in the benchmark), so nothing here may do a database
+round trip per row.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import zipfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.errors import Invalid, UnsupportedMediaType
+from app.org import service as org_service
+from app.org.models import Employee
+
+MAX_ERRORS_LISTED = 1000
+MAX_ROWS = 1_000_000
+CSV_FIELD_LIMIT = 10_000
+CSV_TYPES = {"text/csv", "application/csv"}
+JSON_TYPES = {"application/json"}
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+ACCEPTED_TYPES = ", ".join([*sorted(CSV_TYPES), *sorted(JSON_TYPES), XLSX_TYPE])
+
+EMPLOYEE_COLUMNS = (
+    "external_id",
+    "email",
+    "full_name",
+    "department_external_id",
+    "manager_external_id",
+    "language",
+    "active",
+)
+EMPLOYEE_REQUIRED = ("external_id", "email", "full_name")
+
+TRUE_WORDS = {"true", "1", "yes", "y", "t", "active"}
+FALSE_WORDS = {"false", "0", "no", "n", "f", "inactive"}
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    """One record of an upload: its line (CSV/XLSX row, or 1-based JSON item) and values."""
+
+    line: int
+    values: dict[str, Any]
+
+
+@dataclass
+class ParsedUpload:
+    rows: list[SourceRow] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class ImportReport:
+    """What an import did (or, in a dry run, would do)."""
+
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deactivated: int = 0
+    removed: int = 0
+    dry_run: bool = False
+
+
+def row_error(line: int, field_name: str, message: str) -> dict[str, Any]:
+    return {"line": line, "field": field_name, "message": message}
+
+
+def raise_row_errors(errors: list[dict[str, Any]], *, what: str) -> None:
+    """Reject the whole batch, listing the first MAX_ERRORS_LISTED problems."""
+    if not errors:
+        return
+    errors.sort(key=lambda e: (e["line"], e["field"]))
+    lines = len({e["line"] for e in errors})
+    detail = (
+        f"The {what} import was rejected and nothing was saved: {len(errors)} problem(s) "
+        f"on {lines} line(s)."
+    )
+    if len(errors) > MAX_ERRORS_LISTED:
+        detail += f" The first {MAX_ERRORS_LISTED} are listed."
+    raise Invalid(detail, errors=errors[:MAX_ERRORS_LISTED], error_count=len(errors))
+
+
+# --- parsing ---------------------------------------------------------------------------
+
+
+def media_type_of(content_type: str | None) -> tuple[str, str | None]:
+    """``text/csv; charset=windows-1251`` -> ("text/csv", "windows-1251")."""
+    if not content_type:
+        return "", None
+    media, *params = content_type.split(";")
+    charset = None
+    for param in params:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset":
+            charset = value.strip().strip('"') or None
+    return media.strip().lower(), charset
+
+
+def parse_upload(
+    data: bytes,
+    *,
+    content_type: str | None,
+    columns: Sequence[str],
+    required: Sequence[str],
+) -> ParsedUpload:
+    """Rows of a JSON array, a CSV file or an XLSX workbook, chosen by content type."""
+    media, charset = media_type_of(content_type)
+    if media in CSV_TYPES:
+        kind = "csv"
+    elif media in JSON_TYPES or media.endswith("+json"):
+        kind = "json"
+    elif media == XLSX_TYPE:
+        kind = "xlsx"
+    else:
+        shown = media or "none"
+        raise UnsupportedMediaType(
+            f"Unsupported content type {shown!r}: send {ACCEPTED_TYPES}",
+            headers={"Accept-Post": ACCEPTED_TYPES},
+        )
+    if not data.strip():
+        raise Invalid(
+            "The request body is empty: send at least one row",
+            errors=[{"field": "body", "message": "empty"}],
+        )
+    if kind == "xlsx":
+        return parse_xlsx(data, columns=columns, required=required)
+    text = decode_text(data, charset=charset if kind == "csv" else None)
+    if kind == "json":
+        return parse_json(text, columns=columns, required=required)
+    return parse_csv(text, columns=columns, required=required)
+
+
+def decode_text(data: bytes, *, charset: str | None = None) -> str:
+    """Bytes to text: UTF-8 (a BOM is fine) unless a charset is declared."""
+    encoding = "utf-8-sig"
+    if charset and charset.lower().replace("_", "-") not in ("utf-8", "utf8"):
+        try:
+            encoding = codecs.lookup(charset).name
+        except LookupError:
+            raise UnsupportedMediaType(
+                f"Unknown charset {charset!r}: send UTF-8 or name a standard encoding"
+            ) from None
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        shown = "UTF-8" if encoding == "utf-8-sig" else encoding
+        raise Invalid(
+            f"The file is not valid {shown} text (first bad byte on line {line}). "
+            "Save it as 'CSV UTF-8', or declare its encoding, e.g. "
+            "'Content-Type: text/csv; charset=windows-1251'.",
+            errors=[row_error(line, "body", f"not valid {shown}")],
+        ) from None
+
+
+def _header(raw: list[str], *, columns: Sequence[str], required: Sequence[str]) -> list[str]:
+    header = [name.strip().lower().lstrip("\ufeff") for name in raw]
+    errors = []
+    unknown = [name for name in header if name and name not in columns]
+    if unknown:
+        errors.append(
+            row_error(
+                1,
+                "header",
+                f"unknown column(s) {', '.join(map(repr, unknown))}; expected {', '.join(columns)}",
+            )
+        )
+    missing = [name for name in required if name not in header]
+    if missing:
+        errors.append(row_error(1, "header", f"missing column(s) {', '.join(missing)}"))
+    dupes = sorted({name for name in header if name and header.count(name) > 1})
+    if dupes:
+        errors.append(row_error(1, "header", f"repeated column(s) {', '.join(dupes)}"))
+    if errors:
+        raise Invalid(
+            "The header row is not usable: " + "; ".join(e["message"] for e in errors),
+            errors=errors,
+        )
+    return header
+
+
+def parse_csv(text: str, *, columns: Sequence[str], required: Sequence[str]) -> ParsedUpload:
+    """A CSV file with a header row (comma or, as Excel writes in many locales, ';')."""
+    first_line = text.split("\n", 1)[0]
+    delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
+    out = ParsedUpload()
+    # field_size_limit is process-global in the csv module, so long fields are checked
+    # per row below instead of changing it.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    header: list[str] | None = None
+    try:
+        for record in reader:
+            if header is None:
+                header = _header(record, columns=columns, required=required)
+                continue
+            line = reader.line_num
+            if not any(cell.strip() for cell in record):
+                continue
+            if len(record) > len(header):
+                out.errors.append(
+                    row_error(
+                        line,
+                        "row",
+                        f"has {len(record)} fields but the header has {len(header)}",
+                    )
+                )
+                continue
+            values = {
+                name: (cell.strip() or None)
+                for name, cell in zip(header, record, strict=False)
+                if name
+            }
+            out.rows.append(SourceRow(line, values))
+            if len(out.rows) > MAX_ROWS:
+                raise Invalid(f"Too many rows: at most {MAX_ROWS} per import")
+    except csv.Error as exc:
+        line = reader.line_num or 1
+        raise Invalid(
+            f"The CSV file is malformed near line {line}: {exc}",
+            errors=[row_error(line, "row", f"malformed CSV: {exc}")],
+        ) from None
+    if header is None:
+        raise Invalid("The CSV file is empty", errors=[row_error(1, "header", "missing")])
+    return out
+
+
+def parse_json(text: str, *, columns: Sequence[str], required: Sequence[str]) -> ParsedUpload:
+    """A JSON array of objects; an object's position (from 1) stands for its line."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise Invalid(
+            f"The body is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}",
+            errors=[row_error(exc.lineno, "body", exc.msg)],
+        ) from None
+    except (RecursionError, ValueError):
+        raise Invalid(
+            "The body is not usable JSON (too deeply nested or too large a number)"
+        ) from None
+    if not isinstance(data, list):
+        raise Invalid(
+            "The body must be a JSON array of objects",
+            errors=[{"field": "body", "message": "must be an array"}],
+        )
+    if len(data) > MAX_ROWS:
+        raise Invalid(f"Too many rows: at most {MAX_ROWS} per import")
+    out = ParsedUpload()
+    allowed = set(columns)
+    for index, item in enumerate(data, start=1):
+        if not isinstance(item, dict):
+            out.errors.append(row_error(index, "row", "must be an object"))
+            continue
+        unknown = [key for key in item if key not in allowed]
+        for key in unknown[:5]:
+            out.errors.append(row_error(index, str(key)[:100], "unknown field"))
+        out.rows.append(SourceRow(index, item))
+    return out
+
+
+def parse_xlsx(
+    data: bytes, *, columns: Sequence[str], required: Sequence[str], sheet: str | None = None
+) -> ParsedUpload:
+    """The first (or the named) sheet of an Excel workbook; row 1 is the header."""
+    from openpyxl import load_workbook  # late: only HR uploads need it
+
+    try:
+        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, TypeError, IndexError):
+        raise Invalid(
+            "The file is not a readable Excel workbook (.xlsx)",
+            errors=[{"field": "body", "message": "not an .xlsx workbook"}],
+        ) from None
+    except Exception:  # openpyxl raises many kinds on damaged files
+        raise Invalid(
+            "The file is not a readable Excel workbook (.xlsx)",
+            errors=[{"field": "body", "message": "not an .xlsx workbook"}],
+        ) from None
+    try:
+        ws = workbook[sheet] if sheet else workbook.worksheets[0]
+        out = ParsedUpload()
+        header: list[str] | None = None
+        for number, record in enumerate(ws.iter_rows(values_only=True), start=1):
+            cells = [_cell_text(value) for value in record]
+            if header is None:
+                if not any(cells):
+                    continue
+                header = _header([c or "" for c in cells], columns=columns, required=required)
+                continue
+            if not any(cells):
+                continue
+            extra = [c for c in cells[len(header) :] if c]
+            if extra:
+                out.errors.append(row_error(number, "row", "has values beyond the header"))
+                continue
+            out.rows.append(
+                SourceRow(number, {n: c for n, c in zip(header, cells, strict=False) if n})
+            )
+            if len(out.rows) > MAX_ROWS:
+                raise Invalid(f"Too many rows: at most {MAX_ROWS} per import")
+    except Invalid:
+        raise
+    except Exception:
+        raise Invalid(
+            "The workbook could not be read",
+            errors=[{"field": "body", "message": "unreadable sheet"}],
+        ) from None
+    finally:
+        workbook.close()
+    if header is None:
+        raise Invalid("The workbook is empty", errors=[row_error(1, "header", "missing")])
+    return out
+
+
+def _cell_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    text = str(value).strip()
+    return text or None
+
+
+# --- value coercion --------------------------------------------------------------------
+
+
+class _Bad(Exception):
+    pass
+
+
+def text_value(values: Mapping[str, Any], name: str) -> str | None:
+    """A text cell: strings as sent (trimmed), JSON integers as text, empty -> None."""
+    value = values.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise _Bad("must be a string")
+    text = str(value).strip()
+    return text or None
+
+
+def bool_value(values: Mapping[str, Any], name: str, *, default: bool) -> bool:
+    value = values.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if not word:
+            return default
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+    raise _Bad("must be true or false")
+
+
+def cycle_members(parents: Mapping[str, str | None], starts: Iterable[str]) -> set[str]:
+    """Every node on a loop reachable from ``starts`` (linear time, no recursion)."""
+    done: set[str] = set()
+    looped: set[str] = set()
+    for start in starts:
+        path: dict[str, int] = {}
+        order: list[str] = []
+        node: str | None = start
+        while node is not None and node not in done:
+            if node in path:
+                looped.update(order[path[node] :])
+                break
+            path[node] = len(order)
+            order.append(node)
+            node = parents.get(node)
+        done.update(order)
+    return looped
+
+
+def chunks(items: Sequence[Any], size: int = 5000) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# --- employees -------------------------------------------------------------------------
+
+
+@dataclass
+class _EmployeeRow:
+    line: int
+    external_id: str
+    email: str
+    full_name: str
+    department_id: int | None
+    manager_external_id: str | None
+    language: str
+    active: bool
+
+
+@dataclass
+class EmployeeImportPlan:
+    """The checked import: its errors, or what writing it will do."""
+
+    report: ImportReport
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[_EmployeeRow] = field(default_factory=list)
+    existing: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    deactivate_ids: list[int] = field(default_factory=list)
+
+
+def _check_employee_row(
+    source: SourceRow,
+    *,
+    departments: Mapping[str, int],
+    seen_ids: dict[str, int],
+    seen_emails: dict[str, int],
+) -> tuple[_EmployeeRow | None, list[dict[str, Any]]]:
+    """One row's own problems (and repeats of earlier rows); the row when it is clean."""
+    line, values = source.line, source.values
+    errors: list[dict[str, Any]] = []
+    cells: dict[str, Any] = {}
+    for name in EMPLOYEE_COLUMNS[:-1]:
+        try:
+            cells[name] = text_value(values, name)
+        except _Bad as exc:
+            errors.append(row_error(line, name, str(exc)))
+    try:
+        active = bool_value(values, "active", default=True)
+    except _Bad as exc:
+        errors.append(row_error(line, "active", str(exc)))
+        active = True
+
+    external_id = cells.get("external_id") or ""
+    if "external_id" in cells:
+        problem = org_service.external_id_problem(external_id)
+        if problem:
+            errors.append(row_error(line, "external_id", f"external_id {problem}"))
+        elif external_id in seen_ids:
+            errors.append(row_error(line, "external_id", f"repeats line {seen_ids[external_id]}"))
+        else:
+            seen_ids[external_id] = line
+    email = org_service.normalize_email(cells.get("email") or "")
+    if "email" in cells:
+        problem = org_service.email_problem(email)
+        if problem:
+            errors.append(row_error(line, "email", f"email {problem}"))
+        elif email in seen_emails:
+            errors.append(
+                row_error(line, "email", f"{email!r} is also on line {seen_emails[email]}")
+            )
+        else:
+            seen_emails[email] = line
+    full_name = cells.get("full_name") or ""
+    if "full_name" in cells:
+        problem = (
+            "is required"
+            if not full_name
+            else org_service.text_problem(full_name, max_length=org_service.NAME_MAX)
+        )
+        if problem:
+            errors.append(row_error(line, "full_name", f"full_name {problem}"))
+    department_id = None
+    dept_ext = cells.get("department_external_id")
+    if dept_ext is not None:
+        department_id = departments.get(dept_ext)
+        if department_id is None:
+            errors.append(
+                row_error(line, "department_external_id", f"unknown department {dept_ext[:100]!r}")
+            )
+    manager_ext = cells.get("manager_external_id")
+    if manager_ext is not None:
+        problem = org_service.external_id_problem(manager_ext)
+        if problem:
+            errors.append(row_error(line, "manager_external_id", f"manager_external_id {problem}"))
+        elif manager_ext == external_id:
+            errors.append(
+                row_error(line, "manager_external_id", "an employee cannot be their own manager")
+            )
+    language = org_service.normalize_language(cells.get("language"))
+    if "language" in cells:
+        problem = org_service.language_problem(language)
+        if problem:
+            errors.append(row_error(line, "language", f"language {problem}"))
+    if errors:
+        return None, errors
+    row = _EmployeeRow(
+        line=line,
+        external_id=external_id,
+        email=email,
+        full_name=full_name,
+        department_id=department_id,
+        manager_external_id=manager_ext,
+        language=language,
+        active=active,
+    )
+    return row, errors
+
+
+def plan_employee_import(
+    session: Session, *, rows: Sequence[SourceRow], deactivate_missing: bool = False
+) -> EmployeeImportPlan:
+    """Check every row against the file and the database; count what would change."""
+    report = ImportReport(rows=len(rows))
+    plan = EmployeeImportPlan(report=report)
+    errors = plan.errors
+    if not rows:
+        errors.append(row_error(1, "body", "the import contains no rows"))
+        return plan
+
+    departments = org_service.department_id_map(session)
+    # external id -> (id, email, full_name, department_id, manager_id, language, active)
+    existing: dict[str, tuple[Any, ...]] = {
+        r[0]: tuple(r[1:])
+        for r in session.execute(
+            select(
+                Employee.external_id,
+                Employee.id,
+                Employee.email,
+                Employee.full_name,
+                Employee.department_id,
+                Employee.manager_id,
+                Employee.language,
+                Employee.active,
+            )
+        ).tuples()
+    }
+    plan.existing = existing
+    email_holder = {values[1]: ext for ext, values in existing.items()}
+    ext_by_id = {values[0]: ext for ext, values in existing.items()}
+
+    seen_ids: dict[str, int] = {}
+    seen_emails: dict[str, int] = {}
+    for source in rows:
+        row, row_errors = _check_employee_row(
+            source, departments=departments, seen_ids=seen_ids, seen_emails=seen_emails
+        )
+        errors.extend(row_errors)
+        if row is not None:
+            plan.rows.append(row)
+
+    # Second pass: managers may be defined later in the same file.
+    in_file = {row.external_id: row for row in plan.rows}
+    all_ids = set(seen_ids)
+    for row in plan.rows:
+        manager = row.manager_external_id
+        if manager is not None and manager not in all_ids and manager not in existing:
+            errors.append(
+                row_error(row.line, "manager_external_id", f"unknown employee {manager!r}")
+            )
+        holder = email_holder.get(row.email)
+        if holder is not None and holder != row.external_id and holder not in seen_ids:
+            errors.append(
+                row_error(
+                    row.line, "email", f"{row.email!r} already belongs to employee {holder!r}"
+                )
+            )
+    if errors:
+        return plan
+
+    # Nobody may end up managing themselves round a loop.
+    parents: dict[str, str | None] = {
+        ext: ext_by_id.get(values[4]) for ext, values in existing.items()
+    }
+    parents.update({row.external_id: row.manager_external_id for row in plan.rows})
+    for ext in sorted(cycle_members(parents, in_file)):
+        if ext in in_file:
+            errors.append(
+                row_error(
+                    in_file[ext].line,
+                    "manager_external_id",
+                    "the reporting lines would form a loop through this employee",
+                )
+            )
+    if errors:
+        return plan
+
+    for row in plan.rows:
+        old = existing.get(row.external_id)
+        if old is None:
+            report.created += 1
+            continue
+        old_manager = ext_by_id.get(old[4])
+        if (old[1], old[2], old[3], old_manager, old[5], old[6]) == (
+            row.email,
+            row.full_name,
+            row.department_id,
+            row.manager_external_id,
+            row.language,
+            row.active,
+        ):
+            report.unchanged += 1
+        else:
+            report.updated += 1
+    if deactivate_missing:
+        plan.deactivate_ids = [
+            values[0] for ext, values in existing.items() if values[6] and ext not in in_file
+        ]
+        report.deactivated = len(plan.deactivate_ids)
+    return plan
+
+
+def apply_employee_import(session: Session, plan: EmployeeImportPlan) -> None:
+    """Write a clean plan with bulk statements (a handful of round trips in all)."""
+    if plan.errors:
+        raise_row_errors(plan.errors, what="employee")
+    session.flush()
+    table = Employee.__table__
+    existing = plan.existing
+    ext_by_id = {values[0]: ext for ext, values in existing.items()}
+    now = utcnow()
+    ids = {ext: values[0] for ext, values in existing.items()}
+
+    changed = []
+    for row in plan.rows:
+        old = existing.get(row.external_id)
+        if old is None:
+            continue
+        if (old[1], old[2], old[3], ext_by_id.get(old[4]), old[5], old[6]) != (
+            row.email,
+            row.full_name,
+            row.department_id,
+            row.manager_external_id,
+            row.language,
+            row.active,
+        ):
+            changed.append(row)
+
+    # Emails can move between employees in one import (A takes B's old address): park
+    # the addresses that move first, so the unique index never sees two holders.
+    claimed = {row.email for row in plan.rows}
+    moving = [
+        {"_id": existing[row.external_id][0], "email": f"#moving-{existing[row.external_id][0]}"}
+        for row in changed
+        if existing[row.external_id][1] != row.email and existing[row.external_id][1] in claimed
+    ]
+    by_id = table.c.id == bindparam("_id")
+    if moving:
+        session.execute(update(table).where(by_id), moving)
+
+    new_rows = [row for row in plan.rows if row.external_id not in existing]
+    if new_rows:
+        inserted = session.execute(
+            insert(table).returning(table.c.id, table.c.external_id, sort_by_parameter_order=True),
+            [
+                {
+                    "external_id": row.external_id,
+                    "email": row.email,
+                    "full_name": row.full_name,
+                    "department_id": row.department_id,
+                    "manager_id": ids.get(row.manager_external_id or ""),
+                    "language": row.language,
+                    "active": row.active,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for row in new_rows
+            ],
+        )
+        ids.update({ext: id_ for id_, ext in inserted.tuples()})
+        # Managers who are new in this same file get linked now that they have ids.
+        late = [
+            {"_id": ids[row.external_id], "manager_id": ids[row.manager_external_id]}
+            for row in new_rows
+            if row.manager_external_id is not None and row.manager_external_id not in existing
+        ]
+        if late:
+            session.execute(update(table).where(by_id), late)
+
+    if changed:
+        session.execute(
+            update(table).where(by_id),
+            [
+                {
+                    "_id": ids[row.external_id],
+                    "email": row.email,
+                    "full_name": row.full_name,
+                    "department_id": row.department_id,
+                    "manager_id": ids.get(row.manager_external_id or ""),
+                    "language": row.language,
+                    "active": row.active,
+                    "updated_at": now,
+                }
+                for row in changed
+            ],
+        )
+    if plan.deactivate_ids:
+        session.execute(
+            update(table).where(by_id),
+            [{"_id": id_, "active": False, "updated_at": now} for id_ in plan.deactivate_ids],
+        )
+    if plan.deactivate_ids or any(not row.active for row in changed):
+        org_service.drop_matrix_links_of_inactive(session)
+    # The bulk statements bypass the identity map: make loaded objects re-read.
+    session.expire_all()
+
+
+def import_employees(
+    session: Session,
+    *,
+    rows: Sequence[SourceRow],
+    deactivate_missing: bool = False,
+    dry_run: bool = False,
+    parse_errors: Sequence[dict[str, Any]] = (),
+) -> ImportReport:
+    """Validate every row, then write all of them or none (Invalid lists every problem).
+
+    With ``deactivate_missing`` the file is the whole company: active employees not in
+    it are deactivated. With ``dry_run`` nothing is written; the report says what would
+    change.
+    """
+    plan = plan_employee_import(session, rows=rows, deactivate_missing=deactivate_missing)
+    plan.errors.extend(parse_errors)
+    raise_row_errors(plan.errors, what="employee")
+    plan.report.dry_run = dry_run
+    if not dry_run:
+        apply_employee_import(session, plan)
+    return plan.report

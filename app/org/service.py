@@ -1,0 +1,739 @@
+"""The organisation's business rules: departments, employees, competencies.
+
+Every function takes the session first and keyword arguments after it, flushes but never
+commits (the request or the job commits once), and raises ``app.errors`` classes. The
+HRIS API, the HR pages and the bulk import all go through here, so a rule lives in one
+place.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import column, delete, func, or_, select, table
+from sqlalchemy.orm import Session, aliased, joinedload
+
+from app.errors import Conflict, Invalid, NotFound
+from app.org.models import Competency, Department, Employee
+
+EXTERNAL_ID_MAX = 100
+EMAIL_MAX = 320
+NAME_MAX = 200
+DESCRIPTION_MAX = 4000
+INDICATOR_MAX = 300
+INDICATORS_MAX_COUNT = 20
+CODE_MAX = 50
+DEFAULT_LANGUAGE = "en"
+
+# Deliberately simple: the HRIS owns addresses; we only refuse what cannot be an address
+# (the bulk import checks 50,000 of them, so no DNS or full RFC 5322 parsing here).
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,4})?$")
+CODE_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+# NUL and other control characters break PostgreSQL text or hide in a name; lone
+# surrogates (possible in JSON "\ud800") cannot be encoded as UTF-8 at all.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+_LINE_BREAK_RE = re.compile(r"[\r\n\t\u2028\u2029]")
+
+# The live matrix belongs to the matrix domain, which imports this one. Deactivating an
+# employee must still drop their live links (the matrix rule: both sides active), so we
+# name the table here rather than import upwards.
+_matrix_link = table("matrix_link", column("supplier_id"), column("customer_id"))
+
+
+class Outcome(enum.StrEnum):
+    """What an idempotent upsert did."""
+
+    created = "created"
+    updated = "updated"
+    unchanged = "unchanged"
+
+
+# --- field checks (shared with the schemas and the bulk import) ------------------------
+
+
+def text_problem(value: str, *, max_length: int, multiline: bool = False) -> str | None:
+    """Why ``value`` is not acceptable as stored text, or None when it is."""
+    if len(value) > max_length:
+        return f"must be at most {max_length} characters"
+    if _CONTROL_RE.search(value):
+        return "must not contain control characters"
+    if not multiline and _LINE_BREAK_RE.search(value):
+        return "must be a single line"
+    return None
+
+
+def external_id_problem(value: str) -> str | None:
+    """Why ``value`` is not a usable external id (the HRIS's key), or None."""
+    if not value:
+        return "is required"
+    if value != value.strip():
+        return "must not start or end with spaces"
+    if "/" in value:
+        return "must not contain '/'"
+    return text_problem(value, max_length=EXTERNAL_ID_MAX)
+
+
+def email_problem(value: str) -> str | None:
+    """Why ``value`` (already normalised) is not an email address, or None."""
+    if not value:
+        return "is required"
+    problem = text_problem(value, max_length=EMAIL_MAX)
+    if problem:
+        return problem
+    if not EMAIL_RE.match(value):
+        return "is not an email address"
+    return None
+
+
+def language_problem(value: str) -> str | None:
+    """Why ``value`` (already normalised) is not a language tag, or None."""
+    if not LANGUAGE_RE.match(value) or len(value) > 8:
+        return "must be a language tag such as 'en', 'ru' or 'pt-br'"
+    return None
+
+
+def normalize_email(value: str) -> str:
+    """Emails are unique case-insensitively, so they are stored lower-cased."""
+    return value.strip().lower()
+
+
+def normalize_language(value: str | None) -> str:
+    """``pt_BR`` -> ``pt-br``; empty -> the default language."""
+    return (value or "").strip().replace("_", "-").lower() or DEFAULT_LANGUAGE
+
+
+def _check(errors: list[dict[str, str]], field_name: str, problem: str | None) -> None:
+    if problem:
+        errors.append({"field": field_name, "message": f"{field_name} {problem}"})
+
+
+def _raise_if(errors: list[dict[str, str]], what: str) -> None:
+    if errors:
+        raise Invalid(
+            f"The {what} is not valid: " + "; ".join(e["message"] for e in errors), errors=errors
+        )
+
+
+# --- departments -----------------------------------------------------------------------
+
+
+def get_department(session: Session, *, external_id: str) -> Department:
+    """The department with this external id, or NotFound."""
+    dept = session.scalar(select(Department).where(Department.external_id == external_id))
+    if dept is None:
+        raise NotFound(f"No department has the external id {external_id!r}")
+    return dept
+
+
+def department_id_map(session: Session) -> dict[str, int]:
+    """External id -> id of every department (small: departments number in thousands)."""
+    return {ext: id_ for id_, ext in session.execute(select(Department.id, Department.external_id))}
+
+
+def find_cycle(parents: Mapping[Any, Any], start: Any) -> list[Any] | None:
+    """The loop reached by following ``parents`` from ``start``, or None when it ends."""
+    seen: dict[Any, int] = {}
+    path: list[Any] = []
+    node = start
+    while node is not None:
+        if node in seen:
+            return path[seen[node] :]
+        seen[node] = len(path)
+        path.append(node)
+        node = parents.get(node)
+    return None
+
+
+def upsert_department(
+    session: Session, *, external_id: str, name: str, parent_external_id: str | None = None
+) -> tuple[Department, Outcome]:
+    """Create or update a department by external id; refuses an unknown parent or a cycle."""
+    name = name.strip()
+    parent_external_id = (parent_external_id or "").strip() or None
+    errors: list[dict[str, str]] = []
+    _check(errors, "external_id", external_id_problem(external_id))
+    _check(errors, "name", "is required" if not name else text_problem(name, max_length=NAME_MAX))
+    if parent_external_id is not None:
+        _check(errors, "parent_external_id", external_id_problem(parent_external_id))
+        if parent_external_id == external_id:
+            _check(errors, "parent_external_id", "cannot be the department itself")
+    _raise_if(errors, "department")
+
+    dept = session.scalar(select(Department).where(Department.external_id == external_id))
+    parent_id: int | None = None
+    if parent_external_id is not None:
+        parent_id = session.scalar(
+            select(Department.id).where(Department.external_id == parent_external_id)
+        )
+        if parent_id is None:
+            raise Invalid(
+                f"Unknown parent department {parent_external_id!r}: create it first",
+                errors=[
+                    {
+                        "field": "parent_external_id",
+                        "message": f"no department has the external id {parent_external_id!r}",
+                    }
+                ],
+            )
+    if dept is not None and parent_id is not None:
+        parents = dict(session.execute(select(Department.id, Department.parent_id)).tuples().all())
+        parents[dept.id] = parent_id
+        loop = find_cycle(parents, dept.id)
+        if loop:
+            names = dict(
+                session.execute(
+                    select(Department.id, Department.external_id).where(Department.id.in_(loop))
+                ).tuples()
+            )
+            chain = " -> ".join(names[i] for i in [*loop, loop[0]])
+            raise Conflict(
+                f"Department {external_id!r} cannot be placed under {parent_external_id!r}: "
+                f"the tree would contain a cycle ({chain})",
+                errors=[{"field": "parent_external_id", "message": "would create a cycle"}],
+            )
+
+    if dept is None:
+        dept = Department(external_id=external_id, name=name, parent_id=parent_id)
+        session.add(dept)
+        session.flush()
+        return dept, Outcome.created
+    if dept.name == name and dept.parent_id == parent_id:
+        return dept, Outcome.unchanged
+    dept.name = name
+    dept.parent_id = parent_id
+    session.flush()
+    return dept, Outcome.updated
+
+
+def list_departments(session: Session) -> list[Department]:
+    """Every department with its parent loaded, ordered by name."""
+    return list(
+        session.scalars(
+            select(Department)
+            .options(joinedload(Department.parent))
+            .order_by(Department.name, Department.external_id)
+        )
+    )
+
+
+@dataclass
+class DepartmentNode:
+    """One department in the tree view, with its active head counts."""
+
+    id: int
+    external_id: str
+    name: str
+    parent_id: int | None
+    employee_count: int = 0
+    total_employee_count: int = 0
+    children: list[DepartmentNode] = field(default_factory=list)
+
+
+def department_tree(session: Session) -> list[DepartmentNode]:
+    """The department forest, children sorted by name; counts are of active employees.
+
+    ``employee_count`` is the department's own people, ``total_employee_count`` includes
+    every sub-department.
+    """
+    counts = dict(
+        session.execute(
+            select(Employee.department_id, func.count())
+            .where(Employee.active.is_(True), Employee.department_id.is_not(None))
+            .group_by(Employee.department_id)
+        )
+        .tuples()
+        .all()
+    )
+    nodes = {
+        id_: DepartmentNode(
+            id=id_, external_id=ext, name=name, parent_id=parent, employee_count=counts.get(id_, 0)
+        )
+        for id_, ext, name, parent in session.execute(
+            select(Department.id, Department.external_id, Department.name, Department.parent_id)
+        ).tuples()
+    }
+    roots: list[DepartmentNode] = []
+    for node in nodes.values():
+        parent = nodes.get(node.parent_id) if node.parent_id is not None else None
+        (parent.children if parent else roots).append(node)
+
+    def finish(node: DepartmentNode) -> int:
+        node.children.sort(key=lambda n: (n.name.lower(), n.external_id))
+        node.total_employee_count = node.employee_count + sum(finish(c) for c in node.children)
+        return node.total_employee_count
+
+    roots.sort(key=lambda n: (n.name.lower(), n.external_id))
+    for root in roots:
+        finish(root)
+    return roots
+
+
+def descendant_department_ids(session: Session, *, department_id: int) -> set[int]:
+    """The department and all its sub-departments, at any depth."""
+    tree = (
+        select(Department.id).where(Department.id == department_id).cte("subtree", recursive=True)
+    )
+    tree = tree.union(select(Department.id).where(Department.parent_id == tree.c.id))
+    return set(session.scalars(select(tree.c.id)))
+
+
+# --- employees -------------------------------------------------------------------------
+
+
+def get_employee(session: Session, *, external_id: str) -> Employee:
+    """The employee with this external id (active or not), or NotFound."""
+    emp = session.scalar(
+        select(Employee)
+        .options(joinedload(Employee.department), joinedload(Employee.manager))
+        .where(Employee.external_id == external_id)
+    )
+    if emp is None:
+        raise NotFound(f"No employee has the external id {external_id!r}")
+    return emp
+
+
+def get_employee_by_id(session: Session, *, employee_id: int) -> Employee:
+    """The employee with this internal id, or NotFound."""
+    emp = session.get(Employee, employee_id)
+    if emp is None:
+        raise NotFound(f"No employee has the id {employee_id}")
+    return emp
+
+
+def drop_matrix_links_of_inactive(session: Session) -> None:
+    """Remove live matrix links where either side is no longer active."""
+    inactive = select(Employee.id).where(Employee.active.is_(False))
+    session.execute(
+        delete(_matrix_link).where(
+            or_(_matrix_link.c.supplier_id.in_(inactive), _matrix_link.c.customer_id.in_(inactive))
+        )
+    )
+
+
+def _drop_matrix_links(session: Session, *, employee_id: int) -> None:
+    session.execute(
+        delete(_matrix_link).where(
+            or_(
+                _matrix_link.c.supplier_id == employee_id, _matrix_link.c.customer_id == employee_id
+            )
+        )
+    )
+
+
+def manager_chain_cycle(session: Session, *, employee_id: int, manager_id: int) -> list[int] | None:
+    """The loop in the reporting lines if ``employee_id`` reported to ``manager_id``."""
+    chain = (
+        select(Employee.id, Employee.manager_id)
+        .where(Employee.id == manager_id)
+        .cte("chain", recursive=True)
+    )
+    chain = chain.union(
+        select(Employee.id, Employee.manager_id).where(Employee.id == chain.c.manager_id)
+    )
+    above = dict(session.execute(select(chain.c.id, chain.c.manager_id)).tuples().all())
+    above[employee_id] = manager_id
+    return find_cycle(above, employee_id)
+
+
+def upsert_employee(
+    session: Session,
+    *,
+    external_id: str,
+    email: str,
+    full_name: str,
+    department_external_id: str | None = None,
+    manager_external_id: str | None = None,
+    language: str | None = DEFAULT_LANGUAGE,
+    active: bool = True,
+) -> tuple[Employee, Outcome]:
+    """Create or update an employee by external id (a PUT: omitted fields get defaults).
+
+    The email is stored lower-cased and must be unique; department and manager must
+    exist; nobody manages themselves, directly or round a loop. Deactivating drops the
+    employee's live matrix links.
+    """
+    email = normalize_email(email)
+    full_name = full_name.strip()
+    language = normalize_language(language)
+    department_external_id = (department_external_id or "").strip() or None
+    manager_external_id = (manager_external_id or "").strip() or None
+    errors: list[dict[str, str]] = []
+    _check(errors, "external_id", external_id_problem(external_id))
+    _check(errors, "email", email_problem(email))
+    _check(
+        errors,
+        "full_name",
+        "is required" if not full_name else text_problem(full_name, max_length=NAME_MAX),
+    )
+    _check(errors, "language", language_problem(language))
+    if department_external_id is not None:
+        _check(errors, "department_external_id", external_id_problem(department_external_id))
+    if manager_external_id is not None:
+        _check(errors, "manager_external_id", external_id_problem(manager_external_id))
+        if manager_external_id == external_id:
+            _check(errors, "manager_external_id", "cannot be the employee themselves")
+    _raise_if(errors, "employee")
+
+    department_id = None
+    if department_external_id is not None:
+        department_id = session.scalar(
+            select(Department.id).where(Department.external_id == department_external_id)
+        )
+        if department_id is None:
+            errors.append(
+                {
+                    "field": "department_external_id",
+                    "message": f"no department has the external id {department_external_id!r}",
+                }
+            )
+    manager_id = None
+    if manager_external_id is not None:
+        manager_id = session.scalar(
+            select(Employee.id).where(Employee.external_id == manager_external_id)
+        )
+        if manager_id is None:
+            errors.append(
+                {
+                    "field": "manager_external_id",
+                    "message": f"no employee has the external id {manager_external_id!r}",
+                }
+            )
+    _raise_if(errors, "employee")
+
+    emp = session.scalar(select(Employee).where(Employee.external_id == external_id))
+    holder = session.scalar(select(Employee.external_id).where(Employee.email == email))
+    if holder is not None and holder != external_id:
+        raise Conflict(
+            f"The email {email!r} already belongs to employee {holder!r}",
+            errors=[{"field": "email", "message": "already used by another employee"}],
+        )
+    if emp is not None and manager_id is not None:
+        loop = manager_chain_cycle(session, employee_id=emp.id, manager_id=manager_id)
+        if loop:
+            raise Conflict(
+                f"{manager_external_id!r} cannot manage {external_id!r}: "
+                "the reporting lines would form a loop",
+                errors=[{"field": "manager_external_id", "message": "would create a loop"}],
+            )
+
+    values = {
+        "email": email,
+        "full_name": full_name,
+        "department_id": department_id,
+        "manager_id": manager_id,
+        "language": language,
+        "active": active,
+    }
+    if emp is None:
+        emp = Employee(external_id=external_id, **values)
+        session.add(emp)
+        session.flush()
+        return emp, Outcome.created
+    if all(getattr(emp, key) == value for key, value in values.items()):
+        return emp, Outcome.unchanged
+    was_active = emp.active
+    for key, value in values.items():
+        setattr(emp, key, value)
+    session.flush()
+    if was_active and not active:
+        _drop_matrix_links(session, employee_id=emp.id)
+    return emp, Outcome.updated
+
+
+@dataclass
+class EmployeePage:
+    items: list[Employee]
+    total: int
+    offset: int
+    limit: int
+
+
+def list_employees(
+    session: Session,
+    *,
+    department_external_id: str | None = None,
+    department_id: int | None = None,
+    include_sub_departments: bool = False,
+    active: bool | None = None,
+    search: str | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> EmployeePage:
+    """A page of employees ordered by name, with the total matching the filters.
+
+    An unknown department external id is NotFound (a typo should not look like an
+    empty department).
+    """
+    query = select(Employee)
+    if department_external_id is not None:
+        department_id = get_department(session, external_id=department_external_id).id
+    if department_id is not None:
+        if include_sub_departments:
+            ids = descendant_department_ids(session, department_id=department_id)
+            query = query.where(Employee.department_id.in_(ids))
+        else:
+            query = query.where(Employee.department_id == department_id)
+    if active is not None:
+        query = query.where(Employee.active.is_(active))
+    text = (search or "").strip()
+    if text:
+        problem = text_problem(text, max_length=NAME_MAX)
+        if problem:
+            raise Invalid(f"search {problem}", errors=[{"field": "q", "message": problem}])
+        query = query.where(
+            or_(
+                Employee.full_name.ilike(f"%{_escape_like(text)}%", escape="\\"),
+                Employee.email.ilike(f"%{_escape_like(text.lower())}%", escape="\\"),
+                Employee.external_id == text,
+            )
+        )
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    items = session.scalars(
+        query.options(joinedload(Employee.department), joinedload(Employee.manager))
+        .order_by(Employee.full_name, Employee.external_id)
+        .offset(max(offset, 0))
+        .limit(max(limit, 0))
+    )
+    return EmployeePage(items=list(items), total=total, offset=offset, limit=limit)
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def deactivate_employee(session: Session, *, external_id: str) -> Employee:
+    """Mark a leaver inactive (never deleted: their history stays) and drop their live
+    matrix links; past cycles keep their own snapshots. Idempotent."""
+    emp = get_employee(session, external_id=external_id)
+    if emp.active:
+        emp.active = False
+        session.flush()
+        _drop_matrix_links(session, employee_id=emp.id)
+    return emp
+
+
+def reactivate_employee(session: Session, *, external_id: str) -> Employee:
+    """Bring a returning employee back; their matrix links must be added again."""
+    emp = get_employee(session, external_id=external_id)
+    if not emp.active:
+        emp.active = True
+        session.flush()
+    return emp
+
+
+def reporting_line_ids(session: Session, *, manager_employee_id: int) -> set[int]:
+    """Ids of everyone under this manager at any depth (not the manager themselves)."""
+    line = (
+        select(Employee.id)
+        .where(Employee.manager_id == manager_employee_id)
+        .cte("reporting_line", recursive=True)
+    )
+    # UNION (not UNION ALL) stops even if bad data ever closed a loop.
+    line = line.union(select(Employee.id).where(Employee.manager_id == line.c.id))
+    ids = set(session.scalars(select(line.c.id)))
+    ids.discard(manager_employee_id)
+    return ids
+
+
+# --- competencies ----------------------------------------------------------------------
+
+
+def get_competency(session: Session, *, code: str) -> Competency:
+    """The competency with this code, or NotFound."""
+    comp = session.scalar(select(Competency).where(Competency.code == code))
+    if comp is None:
+        raise NotFound(f"No competency has the code {code!r}")
+    return comp
+
+
+def upsert_competency(
+    session: Session,
+    *,
+    code: str,
+    name: str,
+    description: str = "",
+    indicators: Sequence[str] = (),
+    weight: float = 1.0,
+    display_order: int = 0,
+    active: bool = True,
+) -> tuple[Competency, Outcome]:
+    """Create or update a competency by code; weight must be positive."""
+    name = name.strip()
+    description = description.strip()
+    cleaned = [text.strip() for text in indicators if text.strip()]
+    errors: list[dict[str, str]] = []
+    if not CODE_RE.match(code) or len(code) > CODE_MAX:
+        _check(
+            errors,
+            "code",
+            f"must be 1-{CODE_MAX} lower-case letters, digits, '_', '.' or '-'",
+        )
+    _check(errors, "name", "is required" if not name else text_problem(name, max_length=NAME_MAX))
+    _check(
+        errors,
+        "description",
+        text_problem(description, max_length=DESCRIPTION_MAX, multiline=True),
+    )
+    if len(cleaned) > INDICATORS_MAX_COUNT:
+        _check(errors, "indicators", f"must list at most {INDICATORS_MAX_COUNT} items")
+    for i, text in enumerate(cleaned):
+        problem = text_problem(text, max_length=INDICATOR_MAX)
+        if problem:
+            errors.append({"field": f"indicators.{i}", "message": f"indicator {i + 1} {problem}"})
+    if not (weight > 0 and weight <= 100):  # also refuses NaN
+        _check(errors, "weight", "must be greater than 0 and at most 100")
+    if not -1_000_000 <= display_order <= 1_000_000:
+        _check(errors, "display_order", "must be between -1000000 and 1000000")
+    _raise_if(errors, "competency")
+
+    values: dict[str, Any] = {
+        "name": name,
+        "description": description,
+        "indicators": cleaned,
+        "weight": float(weight),
+        "display_order": display_order,
+        "active": active,
+    }
+    comp = session.scalar(select(Competency).where(Competency.code == code))
+    if comp is None:
+        comp = Competency(code=code, **values)
+        session.add(comp)
+        session.flush()
+        return comp, Outcome.created
+    if all(getattr(comp, key) == value for key, value in values.items()):
+        return comp, Outcome.unchanged
+    for key, value in values.items():
+        setattr(comp, key, value)
+    session.flush()
+    return comp, Outcome.updated
+
+
+def list_competencies(session: Session, *, active: bool | None = None) -> list[Competency]:
+    """Competencies in the order raters see them."""
+    query = select(Competency).order_by(Competency.display_order, Competency.code)
+    if active is not None:
+        query = query.where(Competency.active.is_(active))
+    return list(session.scalars(query))
+
+
+DEFAULT_COMPETENCIES: list[dict[str, Any]] = [
+    {
+        "code": "professionalism",
+        "name": "Professionalism",
+        "description": "Knows their field and applies it to the customer's problem, "
+        "not just to the request as written.",
+        "indicators": [
+            "Gives accurate, well-founded answers",
+            "Explains the reasoning behind a recommendation",
+            "Points out risks I had not seen",
+            "Keeps their knowledge up to date",
+        ],
+    },
+    {
+        "code": "responsiveness",
+        "name": "Responsiveness",
+        "description": "Reacts to requests quickly and keeps me informed while the work "
+        "is in progress.",
+        "indicators": [
+            "Acknowledges a request within one working day",
+            "Tells me early when a deadline is at risk",
+            "Is reachable when something is urgent",
+        ],
+    },
+    {
+        "code": "quality",
+        "name": "Quality of work",
+        "description": "Delivers results that are complete, correct and usable without rework.",
+        "indicators": [
+            "Work arrives complete and correct the first time",
+            "Checks their own work before handing it over",
+            "Follows agreed standards and formats",
+            "Fixes mistakes quickly and without fuss",
+        ],
+    },
+    {
+        "code": "communication",
+        "name": "Communication",
+        "description": "Communicates clearly, listens, and makes sure both sides share the "
+        "same understanding.",
+        "indicators": [
+            "Asks questions to understand what I actually need",
+            "Writes and speaks clearly, without jargon",
+            "Confirms agreements and next steps",
+        ],
+    },
+    {
+        "code": "teamwork",
+        "name": "Teamwork",
+        "description": "Works with other teams towards a shared result rather than "
+        "defending their own area.",
+        "indicators": [
+            "Looks for solutions that work for both teams",
+            "Shares information without being asked",
+            "Helps out beyond their formal responsibilities",
+            "Treats colleagues with respect",
+        ],
+    },
+    {
+        "code": "reliability",
+        "name": "Reliability",
+        "description": "Does what they promised, when they promised it.",
+        "indicators": [
+            "Meets agreed deadlines",
+            "Follows through without reminders",
+            "Gives realistic commitments",
+        ],
+    },
+]
+
+
+def seed_default_competencies(session: Session) -> int:
+    """Add any missing default competency (HR's edits are never overwritten); returns how
+    many were created."""
+    existing = set(session.scalars(select(Competency.code)))
+    created = 0
+    for order, spec in enumerate(DEFAULT_COMPETENCIES, start=1):
+        if spec["code"] in existing:
+            continue
+        upsert_competency(session, **spec, weight=1.0, display_order=order * 10)
+        created += 1
+    return created
+
+
+# --- small lookups for other domains ---------------------------------------------------
+
+
+def employee_ids_by_external_id(
+    session: Session, *, external_ids: Iterable[str] | None = None
+) -> dict[str, tuple[int, bool]]:
+    """External id -> (id, active), for all employees or the ones named."""
+    query = select(Employee.external_id, Employee.id, Employee.active)
+    if external_ids is not None:
+        wanted = list(set(external_ids))
+        if not wanted:
+            return {}
+        query = query.where(Employee.external_id.in_(wanted))
+    return {ext: (id_, active) for ext, id_, active in session.execute(query).tuples()}
+
+
+def count_employees(session: Session, *, active: bool | None = True) -> int:
+    """How many employees there are (active ones by default)."""
+    query = select(func.count()).select_from(Employee)
+    if active is not None:
+        query = query.where(Employee.active.is_(active))
+    return session.scalar(query) or 0
+
+
+def manager_of(session: Session, *, employee_id: int) -> Employee | None:
+    """The employee's line manager, if any."""
+    manager = aliased(Employee)
+    return session.scalar(
+        select(manager)
+        .join(Employee, Employee.manager_id == manager.id)
+        .where(Employee.id == employee_id)
+    )

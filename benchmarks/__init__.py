@@ -1,0 +1,1 @@
+"""Benchmarks: a generated company run through a whole quarter (``make bench``)."""

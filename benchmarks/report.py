@@ -1,0 +1,145 @@
+"""Results: one row per figure, printed as a table and saved as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Figure:
+    """One measured figure next to its reference.
+
+    ``ratio`` is always oriented so that the goal reads naturally: for rates and
+    throughput it is ours / reference (goal: at least x), for durations it is
+    ours / reference too (goal: at most x). ``ours`` is None when the step could not
+    run (its feature is missing); ``note`` then says why.
+    """
+
+    step: str
+    db: str
+    size: int
+    metric: str
+    unit: str
+    ours: float | None
+    reference: float | None = None
+    reference_name: str = ""
+    goal: str = ""
+    passed: bool | None = None
+    note: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        if self.ours is None or not self.reference:
+            return None
+        return self.ours / self.reference
+
+
+def at_least_ratio(fig: Figure, minimum: float) -> Figure:
+    fig.goal = f"ratio >= {minimum:g}"
+    fig.passed = None if fig.ratio is None else fig.ratio >= minimum
+    return fig
+
+
+def at_most_ratio(fig: Figure, maximum: float) -> Figure:
+    fig.goal = f"ratio <= {maximum:g}"
+    fig.passed = None if fig.ratio is None else fig.ratio <= maximum
+    return fig
+
+
+def at_most(fig: Figure, maximum: float) -> Figure:
+    fig.goal = f"< {maximum:g} {fig.unit}"
+    fig.passed = None if fig.ours is None else fig.ours < maximum
+    return fig
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}"
+
+
+def table(figures: list[Figure]) -> str:
+    """The run as a Markdown table (readable in a terminal and in the README)."""
+    header = ["step", "db", "size", "figure", "ours", "reference", "ratio", "goal", "result"]
+    rows = []
+    for f in figures:
+        ref = f"{_fmt(f.reference)} ({f.reference_name})" if f.reference_name else _fmt(f.reference)
+        if f.passed is None:
+            result = f"n/a: {f.note}" if f.note else "-"
+        else:
+            result = "pass" if f.passed else "FAIL"
+        rows.append(
+            [
+                f.step,
+                f.db,
+                f"{f.size:,}",
+                f"{f.metric} ({f.unit})",
+                _fmt(f.ours),
+                ref,
+                _fmt(f.ratio),
+                f.goal or "-",
+                result,
+            ]
+        )
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    out = [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out.extend(line(r) for r in rows)
+    return "\n".join(out)
+
+
+def machine() -> dict[str, str]:
+    """What the run ran on: numbers on shared machines mean little without it."""
+    cpu = ""
+    try:
+        match = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        cpu = match.group(1).strip() if match else ""
+    except OSError:
+        pass
+    mem = ""
+    try:
+        mem = subprocess.run(["free", "-h"], capture_output=True, text=True, check=False).stdout
+        mem = mem.splitlines()[1].split()[1] if mem else ""
+    except (OSError, IndexError):
+        pass
+    return {
+        "cpu": cpu or platform.processor(),
+        "nproc": str(os.cpu_count()),
+        "memory": mem,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def save(figures: list[Figure], sizes: list[int], extra: dict[str, Any]) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    label = "-".join(str(s) for s in sizes)
+    path = RESULTS_DIR / f"latest-{label}.json"
+    document = {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        **extra,
+        "figures": [{**asdict(f), "ratio": f.ratio} for f in figures],
+    }
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(document, indent=2, ensure_ascii=False))
+    tmp.replace(path)
+    return path

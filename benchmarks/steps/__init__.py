@@ -1,0 +1,1 @@
+"""One module per step of a quarter; each drives the app's public interfaces."""

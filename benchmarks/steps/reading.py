@@ -1,0 +1,102 @@
+"""Step 5: reading results, as HR and the HRIS do: the employee table, a department
+page, a chart. Reference: the app's own /healthz at the same concurrency, i.e. the
+cost of a request that does no work (the floor set by the stack and the machine)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import httpx
+
+from benchmarks.context import Context, percentile, route_missing
+from benchmarks.report import at_most
+
+STEP = "5 read"
+GOAL_MS = 300
+
+
+def _targets(ctx: Context) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """Name -> (paths to request, headers). Department pages need an HR session."""
+    rng = random.Random(ctx.company.seed)
+    bearer = {"Authorization": f"Bearer {ctx.api_key}"}
+    cookie = {"Cookie": "; ".join(f"{k}={v}" for k, v in ctx.hr_cookie.items())}
+    departments = list(ctx.department_ids.values())
+    department_keys = list(ctx.department_ids)
+    suppliers = len({s for s, _ in ctx.company.pairs})
+    n = ctx.read_requests
+    cycle = ctx.cycle_id
+    page = 500
+    return {
+        # HR pages through the table; each request a different page of 500 rows.
+        "employee table (API)": (
+            [
+                f"/api/v1/cycles/{cycle}/results/employees?limit={page}"
+                f"&offset={rng.randrange(0, max(1, suppliers), page)}"
+                for _ in range(n)
+            ],
+            bearer,
+        ),
+        "department page (HTML)": (
+            [f"/cycles/{cycle}/departments/{rng.choice(departments)}" for _ in range(n)],
+            cookie,
+        ),
+        # A different department each time, so the app's chart cache rarely helps.
+        "department heatmap (PNG)": (
+            [
+                f"/api/v1/cycles/{cycle}/charts/heatmap.png?department={rng.choice(department_keys)}"
+                for _ in range(n)
+            ],
+            bearer,
+        ),
+    }
+
+
+def run(ctx: Context) -> None:
+    if ctx.cycle_id is None:
+        ctx.missing(STEP, "p99", "ms", "no closed cycle to read")
+        return
+    healthz = [{"method": "GET", "url": "/healthz"} for _ in range(ctx.read_requests)]
+    floor = ctx.loadgen("run", ctx.app_url, healthz, ctx.read_concurrency)
+    floor_p99 = percentile(floor["latencies_ms"], 99)
+    with ctx.memory("read"):
+        for name, (paths, headers) in _targets(ctx).items():
+            probe = httpx.get(ctx.app_url + paths[0], headers=headers, timeout=120)
+            if route_missing(probe) or probe.status_code != 200:
+                ctx.missing(
+                    STEP,
+                    f"{name} p99",
+                    "ms",
+                    f"GET {paths[0]} answered {probe.status_code}",
+                    reference=floor_p99,
+                    reference_name="/healthz p99",
+                )
+                continue
+            requests: list[dict[str, Any]] = [
+                {"method": "GET", "url": p, "headers": headers} for p in paths
+            ]
+            result = ctx.loadgen("run", ctx.app_url, requests, ctx.read_concurrency)
+            bad = {s: c for s, c in result["statuses"].items() if s != "200"}
+            if bad:
+                raise RuntimeError(f"{name}: unexpected statuses {bad}")
+            lat = result["latencies_ms"]
+            p50, p99 = percentile(lat, 50), percentile(lat, 99)
+            ctx.seconds[f"read {name} p50"] = p50 / 1000
+            ctx.say(f"read {name}: p50 {p50:.1f} ms, p99 {p99:.1f} ms ({len(lat)} requests)")
+            at_most(
+                ctx.figure(
+                    STEP,
+                    f"{name} p99",
+                    "ms",
+                    p99,
+                    reference=floor_p99,
+                    reference_name="/healthz p99",
+                    detail={
+                        "p50_ms": p50,
+                        "requests": len(lat),
+                        "concurrency": ctx.read_concurrency,
+                        "bytes_per_response": result["bytes"] / max(1, len(lat)),
+                    },
+                ),
+                GOAL_MS,
+            )

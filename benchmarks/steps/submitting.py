@@ -1,0 +1,175 @@
+"""Step 3: customers submit their ballots through the rating page, 32 at a time.
+
+The private links are read from the emails the SMTP server received (step 2). The load
+process first opens every link (token -> cookie -> page) and fills in the form, then,
+measured, posts every form. The reference gets exactly the same bodies.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import urlsplit
+
+from benchmarks.context import Context, percentile
+from benchmarks.infra import driver_connect, start_uvicorn
+from benchmarks.ref_rating_app import count_rows, create_schema
+from benchmarks.report import at_least_ratio, at_most
+
+STEP = "3 submit"
+P99_GOAL_MS = 250
+
+
+def cycle_competency_ids(ctx: Context) -> dict[str, int]:
+    conn = driver_connect(ctx.database_url)
+    try:
+        cur = conn.cursor()
+        mark = "?" if ctx.db == "sqlite" else "%s"
+        cur.execute(
+            f"SELECT code, id FROM cycle_competency WHERE cycle_id = {mark}", (ctx.cycle_id,)
+        )
+        return {row[0]: row[1] for row in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+def count_ballots(ctx: Context) -> int:
+    conn = driver_connect(ctx.database_url)
+    try:
+        cur = conn.cursor()
+        mark = "?" if ctx.db == "sqlite" else "%s"
+        cur.execute(f"SELECT count(*) FROM ballot WHERE cycle_id = {mark}", (ctx.cycle_id,))
+        return int(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
+def jobs(ctx: Context) -> list[dict[str, Any]]:
+    company = ctx.company
+    cc = cycle_competency_ids(ctx)
+    codes = [code for code, _ in company.competencies]
+    result = []
+    for customer in sorted(company.responders):
+        token = ctx.tokens.get(customer)
+        if token is None:
+            raise RuntimeError(f"no link was emailed to customer {customer}")
+        answers = {}
+        for supplier in company.suppliers_of[customer]:
+            answer = company.answer(customer, supplier)
+            answers[ctx.employee_ids[supplier]] = {
+                "scores": {cc[code]: s for code, s in zip(codes, answer.scores, strict=True)},
+                "nps": answer.nps,
+                "comment": answer.comment,
+            }
+        result.append({"token": token, "answers": answers})
+    return result
+
+
+def run(ctx: Context) -> None:
+    if not ctx.tokens:
+        ctx.missing(STEP, "requests/s", "req/s", "no private links were received (step 2)")
+        return
+    work = jobs(ctx)
+    expected_ballots = ctx.company.ballot_count
+    submissions, opened = ctx.loadgen("open", ctx.app_url, work, ctx.concurrency)
+    if opened["error_count"]:
+        raise RuntimeError(
+            f"{opened['error_count']} of {len(work)} rating pages could not be opened or "
+            f"filled in, e.g. {opened['errors'][:2]}"
+        )
+    open_lat = [s["open_ms"] for s in submissions]
+    requests = [
+        {
+            "method": "POST",
+            "url": urlsplit(s["url"]).path,
+            "headers": {
+                "content-type": s["content_type"],
+                "cookie": "; ".join(f"{k}={v}" for k, v in s["cookies"].items()),
+            },
+            "content": s["body"],
+        }
+        for s in submissions
+    ]
+    with ctx.memory("submit"):
+        ours = ctx.loadgen("run", ctx.app_url, requests, ctx.concurrency)
+    stored = count_ballots(ctx)
+    bad = {k: v for k, v in ours["statuses"].items() if not k.startswith(("2", "3"))}
+    if bad or stored != expected_ballots:
+        raise RuntimeError(
+            f"submits answered {ours['statuses']}; {stored} ballots stored, "
+            f"{expected_ballots} expected"
+        )
+
+    # The reference: the same bodies, to a bare endpoint writing to the reference database.
+    create_schema(ctx.ref_url)
+    orientation = submissions[0]["orientation"]
+    env = {
+        "REF_DATABASE_URL": ctx.ref_url,
+        "REF_CYCLE_ID": str(ctx.cycle_id),
+        "REF_ORIENTATION": f"{orientation[0]},{orientation[1]}",
+    }
+    ref_server, ref_url = start_uvicorn(
+        "ref-rating",
+        "benchmarks.ref_rating_app:create_app",
+        env={**os.environ, **env},
+        workdir=ctx.workdir,
+        workers=ctx.web_workers,
+    )
+    try:
+        ref_requests = [{**r, "url": "/rate"} for r in requests]
+        ref = ctx.loadgen("run", ref_url, ref_requests, ctx.concurrency)
+    finally:
+        ref_server.stop()
+    ref_ballots, _ = count_rows(ctx.ref_url)
+    if ref_ballots != expected_ballots:
+        raise RuntimeError(
+            f"the reference stored {ref_ballots} ballots, {expected_ballots} expected"
+        )
+
+    n = len(requests)
+    rate, ref_rate = n / ours["wall_seconds"], n / ref["wall_seconds"]
+    p50, p99 = percentile(ours["latencies_ms"], 50), percentile(ours["latencies_ms"], 99)
+    ref_p99 = percentile(ref["latencies_ms"], 99)
+    ctx.seconds["submit"] = ours["wall_seconds"]
+    ctx.say(
+        f"submit: {n} forms ({expected_ballots} ballots) at {rate:.0f}/s, p50 {p50:.0f} ms, "
+        f"p99 {p99:.0f} ms; reference {ref_rate:.0f}/s p99 {ref_p99:.0f} ms; opening the links "
+        f"took {opened['wall_seconds']:.1f}s (p99 {percentile(open_lat, 99):.0f} ms)"
+    )
+    detail = {
+        "forms": n,
+        "ballots": expected_ballots,
+        "concurrency": ctx.concurrency,
+        "web_workers": ctx.web_workers,
+        "seconds": ours["wall_seconds"],
+        "reference_seconds": ref["wall_seconds"],
+        "p50_ms": p50,
+        "reference_p50_ms": percentile(ref["latencies_ms"], 50),
+        "open_link_and_page_p50_ms": percentile(open_lat, 50),
+        "open_link_and_page_p99_ms": percentile(open_lat, 99),
+        "load_process_cpu_seconds": ours["cpu_seconds"],
+    }
+    at_least_ratio(
+        ctx.figure(
+            STEP,
+            "throughput",
+            "req/s",
+            rate,
+            reference=ref_rate,
+            reference_name="bare Starlette",
+            detail=detail,
+        ),
+        0.5,
+    )
+    at_most(
+        ctx.figure(
+            STEP,
+            f"p99 at {ctx.concurrency} clients",
+            "ms",
+            p99,
+            reference=ref_p99,
+            reference_name="bare Starlette",
+            detail={"p50_ms": p50},
+        ),
+        P99_GOAL_MS,
+    )

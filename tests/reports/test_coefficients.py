@@ -1,0 +1,222 @@
+"""Hand-computed cases for every formula of the pure module (numbers worked out in the
+comments; the README's worked example is the first case)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from app.reports import coefficients as calc
+from app.reports.coefficients import BallotAnswers as B
+
+WEIGHTS = {"A": 2.0, "B": 1.0, "C": 1.0}
+# A: 8, 6, 7        -> 3 answers, mean 7
+# B: 6, 9, 9        -> 3 answers, mean 8   (r2 can't judge)
+# C: 4              -> 1 answer: below k = 3, not shown
+BALLOTS = [
+    B({"A": 8, "B": 6, "C": None}, nps=10),
+    B({"A": 6, "B": None, "C": None}, nps=9),
+    B({"A": 7, "B": 9, "C": 4}, nps=6),
+    B({"A": None, "B": 9, "C": None}, nps=None),
+]
+
+
+def test_competency_means_skip_cant_judge_and_need_k_answers() -> None:
+    assert calc.competency_means(BALLOTS, WEIGHTS, k=3) == {"A": (3, 7.0), "B": (3, 8.0)}
+    assert calc.competency_means(BALLOTS, WEIGHTS, k=4) == {}
+
+
+def test_weighted_coefficient_renormalises_over_shown_competencies() -> None:
+    # (2*7 + 1*8) / (2 + 1) = 22/3; C is not shown, so its weight drops out.
+    assert calc.weighted_coefficient({"A": 7.0, "B": 8.0}, WEIGHTS) == pytest.approx(22 / 3)
+    assert calc.weighted_coefficient({}, WEIGHTS) is None
+    # A zero weight never divides by zero.
+    assert calc.weighted_coefficient({"A": 5.0}, {"A": 0.0}) is None
+
+
+def test_rater_scores_use_each_raters_answered_competencies() -> None:
+    # r1 (2*8+6)/3 = 22/3, r2 A only = 6, r3 (2*7+9)/3 = 23/3 (C is not shown), r4 B only = 9
+    scores = calc.rater_scores(BALLOTS, ["A", "B"], WEIGHTS)
+    assert scores == pytest.approx([22 / 3, 6.0, 23 / 3, 9.0])
+    assert calc.rater_scores([B({"A": None})], ["A"], {"A": 1.0}) == []
+
+
+def test_mean_sd_and_moments_agree() -> None:
+    values = [22 / 3, 6.0, 23 / 3, 9.0]
+    mean, sd = calc.mean_sd(values)
+    # mean 7.5; squared deviations 1/36 + 2.25 + 1/36 + 2.25 = 41/9; / 3 -> sd = sqrt(41/27)
+    assert mean == pytest.approx(7.5)
+    assert sd == pytest.approx(math.sqrt(41 / 27)) == pytest.approx(1.2322818)
+    mean_sq = sum(v * v for v in values) / 4
+    assert calc.sd_from_moments(4, 7.5, mean_sq) == pytest.approx(sd)
+    assert calc.mean_sd([]) == (None, None)
+    assert calc.mean_sd([3.0]) == (3.0, None)
+    assert calc.sd_from_moments(1, 3.0, 9.0) is None
+    # A zero variance that rounding makes slightly negative is still 0.
+    assert calc.sd_from_moments(3, 0.1, 0.01 - 1e-18) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("df", "expected"),
+    [(1, 12.7062), (2, 4.3027), (3, 3.1824), (4, 2.7764), (9, 2.2622), (10, 2.2281), (30, 2.0423), (120, 1.9799), (1000, 1.9623)],
+)
+def test_t_quantile_matches_the_tables(df: int, expected: float) -> None:
+    assert calc.t_quantile_975(df) == pytest.approx(expected, abs=1e-4)
+
+
+def test_t_quantile_rejects_zero_df() -> None:
+    with pytest.raises(ValueError):
+        calc.t_quantile_975(0)
+
+
+def test_confidence_interval_is_a_t_interval() -> None:
+    # 22/3 ± t(0.975, 3) * 1.2322818 / sqrt(4) = 7.3333 ± 3.18245 * 0.61614 = ± 1.96084
+    low, high = calc.confidence_interval(22 / 3, math.sqrt(41 / 27), 4)
+    assert low == pytest.approx(5.372498, abs=1e-6)
+    assert high == pytest.approx(9.294169, abs=1e-6)
+    assert calc.confidence_interval(5.0, None, 4) == (None, None)
+    assert calc.confidence_interval(5.0, 1.0, 1) == (None, None)
+
+
+def test_nps_counts_promoters_and_detractors_and_needs_k_answers() -> None:
+    # answers 10, 9, 6: promoters 2, detractors 1 -> (2 - 1) / 3 = 33.3
+    assert calc.net_promoter_score([10, 9, 6, None], k=3) == (3, pytest.approx(100 / 3))
+    assert calc.net_promoter_score([10, 9, 6, None], k=4) == (3, None)
+    # 7 and 8 are passives: counted in the denominator only.
+    assert calc.net_promoter_score([7, 8, 9, 0], k=3) == (4, 0.0)
+    assert calc.nps_from_counts(0, 0, 0, k=3) is None
+
+
+def test_employee_figures_combine_everything() -> None:
+    fig = calc.employee_figures(1, 5, BALLOTS, WEIGHTS, k=3)
+    assert fig.meets_k and fig.included
+    assert fig.raters == 4 and fig.scored_raters == 4
+    assert fig.coefficient == pytest.approx(22 / 3)
+    assert fig.sd == pytest.approx(1.2322818)
+    assert (fig.ci_low, fig.ci_high) == (pytest.approx(5.372498), pytest.approx(9.294169))
+    assert fig.nps == pytest.approx(100 / 3) and fig.nps_answers == 3
+    assert fig.competencies == {"A": (3, 7.0), "B": (3, 8.0)}
+
+
+def test_employee_below_k_gets_nothing_but_the_status() -> None:
+    fig = calc.employee_figures(1, 5, BALLOTS[:2], WEIGHTS, k=3)
+    assert not fig.meets_k and not fig.included
+    assert fig.raters is None and fig.coefficient is None and fig.competencies == {}
+    assert fig.nps is None and fig.comments == [] and fig.sd is None
+
+
+def test_compare_same_scale_not_significant_when_within_uncertainty() -> None:
+    # delta 22/3 - 6 = 1.3333; se_now = 1.23228/2 = 0.61614, se_before = 0.3
+    # 1.96 * sqrt(0.61614² + 0.3²) = 1.96 * 0.68530 = 1.3432 > 1.3333 -> not significant
+    se = math.sqrt(41 / 27) / 2
+    scale = calc.Scale(1, 10)
+    delta, significant = calc.compare(22 / 3, se, 6.0, 0.3, scale=scale, previous_scale=scale)
+    assert delta == pytest.approx(4 / 3)
+    assert significant is False
+    delta, significant = calc.compare(22 / 3, se, 5.0, 0.3, scale=scale, previous_scale=scale)
+    assert delta == pytest.approx(7 / 3) and significant is True
+
+
+def test_compare_across_scales_maps_the_previous_value_onto_the_current_scale() -> None:
+    # 3 on 1..5 is at 50% of the scale -> 1 + 0.5 * 9 = 5.5 on 1..10; delta 7.3333 - 5.5
+    # se_before 0.2 * 9/4 = 0.45; 1.96 * sqrt(0.61614² + 0.45²) = 1.4954 < 1.8333 -> significant
+    se = math.sqrt(41 / 27) / 2
+    delta, significant = calc.compare(
+        22 / 3, se, 3.0, 0.2, scale=calc.Scale(1, 10), previous_scale=calc.Scale(1, 5)
+    )
+    assert delta == pytest.approx(11 / 6)
+    assert significant is True
+    assert calc.rescale(3.0, calc.Scale(1, 5), calc.Scale(1, 10)) == 5.5
+    assert calc.rescale(0.0, calc.Scale(0, 10), calc.Scale(0, 10)) == 0.0
+
+
+def test_compare_without_previous_or_uncertainty() -> None:
+    scale = calc.Scale(1, 10)
+    assert calc.compare(7.0, 0.1, None, None, scale=scale, previous_scale=scale) == (None, None)
+    assert calc.compare(None, None, 7.0, 0.1, scale=scale, previous_scale=scale) == (None, None)
+    assert calc.compare(7.0, None, 6.0, 0.1, scale=scale, previous_scale=scale) == (1.0, None)
+
+
+def test_ranks_share_ties_and_skip() -> None:
+    values = {"a": 8.0, "b": 7.0, "c": 7.0 + 1e-12, "d": 5.0}
+    assert calc.competition_ranks(values) == {"a": 1, "b": 2, "c": 2, "d": 4}
+    # sorted ascending 5, 7, 7, 8: below d 0, below b/c 1, below a 3; / (n - 1) = 3
+    assert calc.percentiles(values) == {
+        "a": 100.0,
+        "b": pytest.approx(100 / 3),
+        "c": pytest.approx(100 / 3),
+        "d": 0.0,
+    }
+    assert calc.percentiles({"x": 3.0}) == {"x": 100.0}
+    assert calc.percentiles({}) == {}
+
+
+def test_histogram_bins_are_half_open_except_the_last() -> None:
+    hist = calc.histogram([1.0, 2.0, 5.6, 10.0], low=1, high=10)
+    assert hist["counts"] == [1, 1, 0, 0, 0, 1, 0, 0, 0, 1]
+    assert hist["edges"][0] == 1.0 and hist["edges"][-1] == 10.0 and len(hist["edges"]) == 11
+
+
+def three_level_company() -> calc.CycleInput:
+    """R > C1 > G1, and a second root R2; one competency so coefficients are plain means.
+
+    e1 (R) 8,8,8 -> 8   e2 (C1) 6,7,8 -> 7   e3 (G1) 4,5,6 -> 5
+    e4 (G1) 10,10 -> below k   e5 (R2) 9,9,9 -> 9   e6 (R2) no ballots -> below k
+    """
+    def ballots(*scores: int) -> list[B]:
+        return [B({"q": s}) for s in scores]
+
+    return calc.CycleInput(
+        scale=calc.Scale(1, 10),
+        weights={"q": 1.0},
+        departments={1: None, 2: 1, 3: 2, 4: None},
+        suppliers={11: 1, 12: 2, 13: 3, 14: 3, 15: 4, 16: 4},
+        ballots={
+            11: ballots(8, 8, 8),
+            12: ballots(6, 7, 8),
+            13: ballots(4, 5, 6),
+            14: ballots(10, 10),
+            15: ballots(9, 9, 9),
+        },
+        invited=12,
+        responded=9,
+    )
+
+
+def test_department_rollup_over_a_three_level_tree() -> None:
+    res = calc.compute_cycle(three_level_company(), k=3)
+    g1, c1, r, r2 = (res.departments[d] for d in (3, 2, 1, 4))
+    assert (g1.coefficient, g1.employees_included, g1.suppliers) == (5.0, 1, 2)  # e4 left out
+    assert (c1.coefficient, c1.employees_included) == (6.0, 2)  # (7 + 5) / 2
+    assert r.coefficient == pytest.approx(20 / 3) and r.employees_included == 3  # (8+7+5)/3
+    assert (r2.coefficient, r2.employees_included, r2.suppliers) == (9.0, 1, 2)
+    assert res.company.coefficient == 7.25 and res.company.employees_included == 4
+    assert res.company.suppliers == 6
+    assert res.response_rate == 0.75
+    assert res.company.competencies == {"q": (4, 7.25)}
+    # ranks: e5 9, e1 8, e2 7, e3 5; each department rank inside its own department
+    assert [res.employees[e].company_rank for e in (15, 11, 12, 13)] == [1, 2, 3, 4]
+    assert res.employees[13].department_rank == 1 and res.employees[13].department_percentile == 100.0
+    assert res.employees[14].company_rank is None
+    # a first cycle: nothing to compare with
+    assert all(e.delta is None for e in res.employees.values())
+    assert res.company.delta is None
+
+
+def test_second_cycle_reports_deltas() -> None:
+    first = calc.compute_cycle(three_level_company(), k=3)
+    data = three_level_company()
+    data.ballots = {**data.ballots, 13: [B({"q": 9})] * 3, 14: [B({"q": 2})] * 3}
+    second = calc.compute_cycle(data, k=3, previous=first)
+    e3 = second.employees[13]
+    # 9 with sd 0 now vs 5 with sd 1 before: se = 0 and 1/sqrt(3); 4 > 1.96 * 0.577
+    assert e3.delta == 4.0 and e3.delta_significant is True
+    # e4 was below k before: no delta even though it is shown now
+    assert second.employees[14].coefficient == 2.0 and second.employees[14].delta is None
+    # G1: before 5 (only e3), now (9 + 2) / 2 = 5.5
+    assert second.departments[3].delta == pytest.approx(0.5)
+
+
+def test_subtree_includes_self_and_all_descendants() -> None:
+    assert calc.subtree({1: None, 2: 1, 3: 2, 4: None}) == {1: {1, 2, 3}, 2: {2, 3}, 3: {3}, 4: {4}}

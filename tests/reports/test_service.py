@@ -1,0 +1,278 @@
+"""The SQL aggregation: hand-computed cases, equality with the pure module on a random
+company, and the anonymity rules as they reach storage."""
+
+from __future__ import annotations
+
+import random
+from datetime import date
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.cycles.models import CycleState
+from app.errors import Conflict, NotFound
+from app.reports import coefficients as calc
+from app.reports import service
+from app.reports.models import (
+    EmployeeComment,
+    EmployeeCompetencyResult,
+    EmployeeResult,
+    WebhookDelivery,
+)
+from tests.factories import make_department, make_employee
+from tests.reports.factories import (
+    close,
+    make_cycle,
+    random_company,
+    random_org,
+    rate,
+    snapshot_competency,
+    snapshot_department,
+    snapshot_employee,
+)
+
+
+def build_three_levels(session: Session) -> dict[str, object]:
+    """The tree of the pure test (R > C1 > G1, R2), as database rows."""
+    r = make_department(session, name="Root")
+    c1 = make_department(session, parent=r, name="Child")
+    g1 = make_department(session, parent=c1, name="Grandchild")
+    r2 = make_department(session, name="Other root")
+    emps = {
+        name: make_employee(session, department=dept, full_name=name)
+        for name, dept in [("e1", r), ("e2", c1), ("e3", g1), ("e4", g1), ("e5", r2), ("e6", r2)]
+    }
+    cycle = make_cycle(session, state=CycleState.open)
+    q = snapshot_competency(session, cycle, code="quality")
+    for dept, parent in [(r, None), (c1, r), (g1, c1), (r2, None)]:
+        snapshot_department(session, cycle, dept, parent=parent)
+    for emp in emps.values():
+        snapshot_employee(session, cycle, emp)
+    rate(session, cycle, emps["e1"], [[8], [8], [8]], [q], comments=["Always helps", None, "x"])
+    rate(session, cycle, emps["e2"], [[6], [7], [8]], [q], nps=[10, 9, 3])
+    rate(session, cycle, emps["e3"], [[4], [5], [6]], [q])
+    rate(session, cycle, emps["e4"], [[10], [10]], [q], nps=[10, 10], comments=["secret praise", "and more"])
+    rate(session, cycle, emps["e5"], [[9], [9], [9]], [q])
+    rate(session, cycle, emps["e6"], [], [q])
+    close(session, cycle)
+    return {"cycle": cycle, "r": r, "c1": c1, "g1": g1, "r2": r2, **emps}
+
+
+def test_three_level_tree_hand_computed(db: Session) -> None:
+    t = build_three_levels(db)
+    cycle = t["cycle"]
+    departments = {
+        d.name: d for d in service.department_results(db, cycle_id=cycle.id)  # type: ignore[attr-defined]
+    }
+    assert departments["Grandchild"].coefficient == 5.0
+    assert departments["Grandchild"].employees_included == 1
+    assert departments["Grandchild"].suppliers == 2
+    assert departments["Child"].coefficient == 6.0
+    assert departments["Root"].coefficient == pytest.approx(20 / 3)
+    assert departments["Other root"].coefficient == 9.0
+    assert [d.name for d in service.department_results(db, cycle_id=cycle.id)] == [  # type: ignore[attr-defined]
+        "Other root",
+        "Root",
+        "Child",
+        "Grandchild",
+    ]
+    company = service.company_results(db, cycle_id=cycle.id)  # type: ignore[attr-defined]
+    assert company.coefficient == 7.25 and company.employees_included == 4 and company.suppliers == 6
+    assert company.delta is None  # first cycle
+    assert company.cycle.min_raters == 3
+    e2 = service.employee_result(db, cycle_id=cycle.id, employee_id=t["e2"].id)  # type: ignore[attr-defined]
+    assert e2.coefficient == 7.0 and e2.raters == 3 and e2.sd == pytest.approx(1.0)
+    assert e2.nps == pytest.approx(100 / 3)
+    assert (e2.company_rank, e2.department_rank) == (3, 1)
+    assert e2.delta is None
+
+
+def test_hidden_figures_are_never_stored(db: Session) -> None:
+    t = build_three_levels(db)
+    cycle_id = t["cycle"].id  # type: ignore[attr-defined]
+    for name in ("e4", "e6"):
+        row = db.get(EmployeeResult, (cycle_id, t[name].id))  # type: ignore[attr-defined]
+        assert row is not None and row.meets_k is False
+        assert (row.raters, row.coefficient, row.nps, row.sd, row.company_rank) == (None,) * 5
+        assert not db.scalars(
+            select(EmployeeCompetencyResult).where(
+                EmployeeCompetencyResult.employee_id == t[name].id  # type: ignore[attr-defined]
+            )
+        ).all()
+    texts = set(db.scalars(select(EmployeeComment.text)))
+    assert texts == {"Always helps", "x"}
+    assert "secret praise" not in texts
+    read = service.employee_result(db, cycle_id=cycle_id, employee_id=t["e4"].id)  # type: ignore[attr-defined]
+    assert read.status == "not_enough_responses"
+    assert read.model_dump(exclude={"employee_id", "external_id", "full_name", "department_id", "department_external_id", "department_name", "status", "competencies"}) == dict.fromkeys(
+        ("raters", "coefficient", "sd", "ci_low", "ci_high", "nps", "nps_answers", "delta", "delta_significant", "company_rank", "company_percentile", "department_rank", "department_percentile")
+    )
+    assert service.comments(db, cycle_id=cycle_id, employee_id=t["e4"].id) == []  # type: ignore[attr-defined]
+
+
+def test_webhook_delivery_is_queued_and_results_marked_ready(db: Session) -> None:
+    t = build_three_levels(db)
+    cycle = t["cycle"]
+    assert cycle.results_ready_at is not None  # type: ignore[attr-defined]
+    rows = db.scalars(select(WebhookDelivery).where(WebhookDelivery.cycle_id == cycle.id)).all()  # type: ignore[attr-defined]
+    assert len(rows) == 1 and rows[0].event == "cycle.results_ready"
+
+
+def test_recomputing_replaces_results(db: Session) -> None:
+    t = build_three_levels(db)
+    cycle = t["cycle"]
+    service.compute_cycle_results(db, cycle_id=cycle.id, min_raters=3)  # type: ignore[attr-defined]
+    count = db.scalar(select(func.count()).select_from(EmployeeResult).where(EmployeeResult.cycle_id == cycle.id))  # type: ignore[attr-defined]
+    assert count == 6
+
+
+def test_unknown_and_open_cycles_have_no_results(db: Session) -> None:
+    with pytest.raises(NotFound):
+        service.company_results(db, cycle_id=987654)
+    with pytest.raises(NotFound):
+        service.compute_cycle_results(db, cycle_id=987654, min_raters=3)
+    open_cycle = make_cycle(db, state=CycleState.open)
+    with pytest.raises(Conflict):
+        service.employee_results(db, cycle_id=open_cycle.id)
+    closed_not_computed = make_cycle(db, state=CycleState.closed)
+    with pytest.raises(Conflict):
+        service.department_results(db, cycle_id=closed_not_computed.id)
+
+
+def test_k_above_three_suppresses_more(db: Session) -> None:
+    dept = make_department(db)
+    emp = make_employee(db, department=dept)
+    cycle = make_cycle(db, state=CycleState.open)
+    q = snapshot_competency(db, cycle, code="q")
+    snapshot_department(db, cycle, dept)
+    snapshot_employee(db, cycle, emp)
+    rate(db, cycle, emp, [[5], [6], [7], [8]], [q])
+    close(db, cycle, k=5)
+    assert service.employee_result(db, cycle_id=cycle.id, employee_id=emp.id).status == "not_enough_responses"
+    assert service.company_results(db, cycle_id=cycle.id).cycle.min_raters == 5
+
+
+def _assert_same(sql: service.EmployeeResultRead, pure: calc.EmployeeFigures) -> None:
+    assert sql.status == ("ok" if pure.meets_k else "not_enough_responses")
+    for name in (
+        "raters",
+        "coefficient",
+        "sd",
+        "ci_low",
+        "ci_high",
+        "nps",
+        "nps_answers",
+        "delta",
+        "company_rank",
+        "company_percentile",
+        "department_rank",
+        "department_percentile",
+    ):
+        got, want = getattr(sql, name), getattr(pure, name)
+        if want is None:
+            assert got is None, name
+        else:
+            assert got == pytest.approx(want, rel=1e-9, abs=1e-9), name
+    if pure.delta_significant is not None:
+        assert sql.delta_significant == pure.delta_significant
+    assert {m.code: (m.count, pytest.approx(m.mean)) for m in sql.competencies} == pure.competencies
+
+
+@pytest.mark.parametrize("seed", [7, 2026])
+def test_sql_equals_pure_module_on_a_random_company(db: Session, seed: int) -> None:
+    rng = random.Random(seed)
+    org = random_org(db, rng, employees=70, departments=10)
+    first = random_company(db, rng, org=org, name=f"R{seed}-Q1", period_start=date(2026, 1, 1))
+    close(db, first.cycle)
+    # The second cycle uses another scale, so deltas go through the rescaling too.
+    second = random_company(
+        db, rng, org=org, name=f"R{seed}-Q2", period_start=date(2026, 4, 1), scale=(0, 5)
+    )
+    close(db, second.cycle)
+
+    pure_first = calc.compute_cycle(first.data, k=3)
+    pure_second = calc.compute_cycle(second.data, k=3, previous=pure_first)
+    assert any(e.delta is not None for e in pure_second.employees.values())
+    assert any(d.delta is not None for d in pure_second.departments.values())
+
+    for company, pure in ((first, pure_first), (second, pure_second)):
+        cycle_id = company.cycle.id
+        total, rows = service.employee_results(db, cycle_id=cycle_id, limit=None)
+        assert total == len(pure.employees) == len(rows)
+        assert sum(1 for e in pure.employees.values() if not e.meets_k) > 0  # the test covers suppression
+        for row in rows:
+            _assert_same(row, pure.employees[row.employee_id])
+            assert sorted(service.comments(db, cycle_id=cycle_id, employee_id=row.employee_id)) == sorted(
+                c.strip() for c in pure.employees[row.employee_id].comments if c.strip()
+            )
+        for dept in service.department_results(db, cycle_id=cycle_id):
+            want = pure.departments[dept.department_id]
+            assert dept.employees_included == want.employees_included
+            assert dept.suppliers == want.suppliers
+            assert dept.coefficient == pytest.approx(want.coefficient)
+            assert dept.sd == pytest.approx(want.sd)
+            assert dept.nps == pytest.approx(want.nps)
+            assert dept.delta == pytest.approx(want.delta)
+            assert {m.code: (m.count, pytest.approx(m.mean)) for m in dept.competencies} == want.competencies
+        summary = service.company_results(db, cycle_id=cycle_id)
+        assert summary.coefficient == pytest.approx(pure.company.coefficient)
+        assert summary.sd == pytest.approx(pure.company.sd)
+        assert (summary.ci_low, summary.ci_high) == (pytest.approx(pure.ci_low), pytest.approx(pure.ci_high))
+        assert summary.nps == pytest.approx(pure.company.nps)
+        assert summary.delta == pytest.approx(pure.company.delta)
+        assert summary.employees_included == pure.company.employees_included
+        assert (summary.invited, summary.responded) == (pure.invited, pure.responded)
+        assert summary.distribution.counts == pure.distribution["counts"]
+        assert {m.code: (m.count, pytest.approx(m.mean)) for m in summary.competencies} == pure.company.competencies
+
+
+def test_department_figure_is_the_mean_of_visible_employee_figures(db: Session) -> None:
+    """Recomputing from what is shown reveals nothing hidden: every department figure is
+    exactly the mean of the *visible* employee figures of its subtree."""
+    rng = random.Random(11)
+    org = random_org(db, rng, employees=80, departments=12)
+    company = random_company(db, rng, org=org, name="V-Q1", period_start=date(2026, 1, 1))
+    close(db, company.cycle)
+    cycle_id = company.cycle.id
+    _total, employees = service.employee_results(db, cycle_id=cycle_id, limit=None)
+    departments = service.department_results(db, cycle_id=cycle_id)
+    tree = calc.subtree({d.department_id: d.parent_id for d in departments})
+    hidden = [e for e in employees if e.status != "ok"]
+    assert hidden, "the random company must contain employees below k"
+    for dept in departments:
+        visible = [e for e in employees if e.department_id in tree[dept.department_id] and e.coefficient is not None]
+        assert dept.employees_included == len(visible)
+        if visible:
+            assert dept.coefficient == pytest.approx(sum(e.coefficient or 0 for e in visible) / len(visible))
+            for m in dept.competencies:
+                shown = [c.mean for e in visible for c in e.competencies if c.code == m.code]
+                assert m.count == len(shown)
+                assert m.mean == pytest.approx(sum(shown) / len(shown))
+            npss = [e.nps for e in visible if e.nps is not None]
+            assert dept.nps == (pytest.approx(sum(npss) / len(npss)) if npss else None)
+        else:
+            assert dept.coefficient is None and dept.competencies == []
+    company_figures = service.company_results(db, cycle_id=cycle_id)
+    visible_all = [e.coefficient for e in employees if e.coefficient is not None]
+    assert company_figures.coefficient == pytest.approx(sum(visible_all) / len(visible_all))
+    assert sum(company_figures.distribution.counts) == len(visible_all)
+
+
+def test_trends_follow_closed_cycles(db: Session) -> None:
+    rng = random.Random(3)
+    org = random_org(db, rng, employees=40, departments=5)
+    one = random_company(db, rng, org=org, name="T-Q1", period_start=date(2026, 1, 1))
+    close(db, one.cycle)
+    two = random_company(db, rng, org=org, name="T-Q2", period_start=date(2026, 4, 1))
+    close(db, two.cycle)
+    still_open = make_cycle(db, name="T-Q3", period_start=date(2026, 7, 1), state=CycleState.open)
+    points = service.company_trend(db)
+    names = [p.cycle.name for p in points]
+    assert names.index("T-Q1") < names.index("T-Q2") and still_open.name not in names
+    assert [p.cycle.name for p in service.company_trend(db, up_to=one.cycle)][-1] == "T-Q1"
+    emp_id = next(iter(two.data.suppliers))
+    emp_points = service.employee_trend(db, employee_id=emp_id)
+    assert emp_points and all(p.cycle.name in ("T-Q1", "T-Q2") for p in emp_points)
+    dept_id = next(iter(two.data.departments))
+    assert [p.cycle.name for p in service.department_trend(db, department_id=dept_id)][-2:] == ["T-Q1", "T-Q2"]
