@@ -92,7 +92,9 @@ def vacuum_after_close(engine: Engine) -> bool:
 # --- the worker's scheduled jobs ---------------------------------------------------------
 
 
-def close_due_cycles_job(settings: Settings, engine: Engine, factory: sessionmaker[Session]) -> None:
+def close_due_cycles_job(
+    settings: Settings, engine: Engine, factory: sessionmaker[Session]
+) -> None:
     """Close each due cycle in its own transaction, then vacuum."""
     with factory() as session:
         due = cycles_service.cycles_due_to_close(session, now=utcnow())

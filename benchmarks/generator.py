@@ -13,6 +13,7 @@ reference inside one run) see exactly the same data. Shape, as issue 6 asks:
 from __future__ import annotations
 
 import random
+import unicodedata
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -195,7 +196,7 @@ def _employees(
         employees.append(
             Employee(
                 external_id=ext,
-                email=f"{first.lower()}.{last.lower()}.{i}@bench.example.com",
+                email=f"{_ascii(first)}.{_ascii(last)}.{i}@bench.example.com",
                 full_name=f"{first} {last} {i}",
                 department_external_id=dept.external_id,
                 manager_external_id=manager,
@@ -214,6 +215,12 @@ def _employees(
         team = rng.choice(teams)
         add(team, head_of.get(team.external_id))
     return employees
+
+
+def _ascii(name: str) -> str:
+    # Addresses stay ASCII (no SMTPUTF8 on most relays); names keep their accents.
+    folded = unicodedata.normalize("NFKD", name.replace("ü", "ue"))
+    return folded.encode("ascii", "ignore").decode().lower()
 
 
 def _matrix(

@@ -70,7 +70,9 @@ def driver_connect(url: str) -> Any:
     if url.startswith("sqlite"):
         import sqlite3
 
-        conn = sqlite3.connect(url.split("///", 1)[1], timeout=30, isolation_level=None)
+        conn = sqlite3.connect(
+            url.split("///", 1)[1], timeout=30, isolation_level=None, check_same_thread=False
+        )
         for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=NORMAL"):
             conn.execute(f"PRAGMA {pragma}")
         return conn
@@ -335,5 +337,5 @@ def links_by_recipient(messages: Sequence[Received]) -> dict[str, str]:
     return result
 
 
-def workdir(prefix: str = "peer360-bench-") -> tempfile.TemporaryDirectory[str]:
-    return tempfile.TemporaryDirectory(prefix=prefix)
+def workdir(prefix: str = "peer360-bench-") -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix))

@@ -194,6 +194,14 @@ def export_for_duckdb(url: str, cycle_id: int, workdir: Path) -> dict[str, Path]
     return files
 
 
+DUCK_TYPES = {
+    "ballot": {"id": "VARCHAR", "supplier_id": "INTEGER", "nps": "INTEGER"},
+    "ballot_score": {"ballot_id": "VARCHAR", "cycle_competency_id": "INTEGER", "score": "INTEGER"},
+    "competency": {"id": "INTEGER", "weight": "DOUBLE"},
+    "employee": {"employee_id": "INTEGER", "department_id": "INTEGER"},
+    "department": {"department_id": "INTEGER", "parent_id": "INTEGER"},
+}
+
 DUCK_SQL = """
 CREATE TABLE competency_mean AS
 SELECT b.supplier_id, s.cycle_competency_id, avg(s.score) AS mean, count(s.score) AS n
@@ -244,7 +252,11 @@ def duckdb_close(files: dict[str, Path], *, min_raters: int) -> tuple[float, dic
 
     con = duckdb.connect()
     for name, path in files.items():
-        con.execute(f"CREATE TABLE {name} AS SELECT * FROM read_csv_auto('{path}', header=true)")
+        columns = ", ".join(f"'{c}': '{t}'" for c, t in DUCK_TYPES[name].items())
+        con.execute(
+            f"CREATE TABLE {name} AS SELECT * FROM "
+            f"read_csv('{path}', header=true, columns={{{columns}}})"
+        )
     started = time.perf_counter()
     for statement in DUCK_SQL.replace("$k", str(int(min_raters))).split(";"):
         if statement.strip():

@@ -77,7 +77,23 @@ def table(figures: list[Figure]) -> str:
     """The run as a Markdown table (readable in a terminal and in the README)."""
     header = ["step", "db", "size", "figure", "ours", "reference", "ratio", "goal", "result"]
     rows = []
-    for f in figures:
+    # Group by run, then step (memory next to its step), keeping measurement order.
+    order = {(f.size, f.db): i for i, f in reversed(list(enumerate(figures)))}
+
+    def key(f: Figure) -> tuple[int, int, str]:
+        step = f.step.split(": ", 1)[-1] if f.step.startswith("6 memory") else f.step
+        rank = next((s for s in ("1", "2", "3", "4", "5", "7") if step.startswith(s)), "9")
+        if f.step.startswith("6 memory"):
+            rank = {
+                "import": "1",
+                "launch+send": "2",
+                "submit": "3",
+                "close": "4",
+                "read": "5",
+            }.get(step, "6") + "m"
+        return f.size, order.get((f.size, f.db), 0), rank
+
+    for f in sorted(figures, key=key):
         ref = f"{_fmt(f.reference)} ({f.reference_name})" if f.reference_name else _fmt(f.reference)
         if f.passed is None:
             result = f"n/a: {f.note}" if f.note else "-"

@@ -4,6 +4,7 @@ every step of a quarter measured against its reference."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -28,11 +29,7 @@ from benchmarks.report import Figure
 from benchmarks.steps import closing, importing, reading, sending, submitting
 
 STEPS: list[tuple[str, Callable[[Context], None]]] = [
-    ("import", importing.run),
-    ("launch+send", sending.run),
-    ("submit", submitting.run),
-    ("close", closing.run),
-    ("read", reading.run),
+    (module.STEP, module.run) for module in (importing, sending, submitting, closing, reading)
 ]
 
 
@@ -102,8 +99,7 @@ def run_one(company: Company, db: str, config: RunConfig) -> Context:
     """Every step for one company on one database kind."""
     from app.migrate import upgrade
 
-    tmp = workdir()
-    work = Path(tmp.name)
+    work = workdir()
     workers = config.web_workers or (2 if db == "postgresql" else 1)
     try:
         with (
@@ -155,7 +151,11 @@ def run_one(company: Company, db: str, config: RunConfig) -> Context:
                         except Exception as exc:
                             ctx.say(f"{name} failed: {exc}\n{traceback.format_exc()}")
                             ctx.missing(name, "-", "-", f"error: {str(exc).splitlines()[0][:200]}")
-                        ctx.say(f"{name} took {time.perf_counter() - started:.1f}s in all")
+                        # Other work on a shared machine skews timings: say how busy it was.
+                        ctx.say(
+                            f"{name} took {time.perf_counter() - started:.1f}s in all; "
+                            f"load average {Path('/proc/loadavg').read_text().split()[0]}"
+                        )
                 finally:
                     ctx.worker.stop()
                 return ctx
@@ -165,7 +165,7 @@ def run_one(company: Company, db: str, config: RunConfig) -> Context:
         if config.keep_workdir:
             print(f"work directory kept: {work}", file=sys.stderr)
         else:
-            tmp.cleanup()
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _with_root(env: dict[str, str]) -> dict[str, str]:

@@ -180,6 +180,12 @@ def _empty_all_tables(engine: Engine) -> None:
             names = ", ".join(f'"{t.name}"' for t in tables)
             conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         else:
+            # ON DELETE RESTRICT fires per row on SQLite: cut self-references (a department
+            # tree) first so a parent row is never deleted while its child still exists.
+            for table in tables:
+                for fk in table.foreign_keys:
+                    if fk.column.table is table and fk.parent.nullable:
+                        conn.execute(table.update().values({fk.parent.name: None}))
             for table in tables:
                 conn.execute(table.delete())
 

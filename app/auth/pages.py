@@ -181,9 +181,7 @@ def logout(
 ) -> Response:
     token = request.cookies.get(session_cookie_name(settings), "")
     auth_service.end_user_session(session, token=token)
-    auth_service.record_audit(
-        session, actor=principal.email, action="logout", entity="session"
-    )
+    auth_service.record_audit(session, actor=principal.email, action="logout", entity="session")
     response = see_other("/login", notice="logged-out")
     response.delete_cookie(
         session_cookie_name(settings), path="/", secure=settings.https, httponly=True

@@ -64,7 +64,7 @@ AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: _problem("No valid API key in `Authorization: Bearer`."),
     403: _problem("The API key lacks the required scope."),
 }
-NOT_FOUND = {404: _problem("No cycle with this id.")}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _problem("No cycle with this id.")}
 
 
 def _to_read(cycle: Cycle, counts: tuple[int, int]) -> CycleRead:
@@ -114,7 +114,7 @@ def list_cycles(session: SessionDep) -> list[CycleRead]:
     dependencies=WRITE,
     summary="Create a cycle",
     description=(
-        "Create a **draft** cycle. Send `{\"quarter\": \"2026Q4\"}` to get the quarter's "
+        'Create a **draft** cycle. Send `{"quarter": "2026Q4"}` to get the quarter\'s '
         "cycle named `2026-Q4`, covering the quarter, opening two weeks before it ends (or "
         "now, if later) and closing three weeks after opening; or give `name`, "
         "`period_start`, `period_end`, `opens_at` and `closes_at` yourself. The scale "
@@ -128,14 +128,15 @@ def list_cycles(session: SessionDep) -> list[CycleRead]:
     },
 )
 def create_cycle(body: CycleCreate, session: SessionDep, key: ApiKeyDep) -> CycleRead:
-    options = {
-        "scale_min": body.scale_min,
-        "scale_max": body.scale_max,
-        "ask_nps": body.ask_nps,
-        "ask_comment": body.ask_comment,
-    }
     if body.quarter is not None:
-        cycle = cycles_service.create_quarter_cycle(session, quarter=body.quarter, **options)
+        cycle = cycles_service.create_quarter_cycle(
+            session,
+            quarter=body.quarter,
+            scale_min=body.scale_min,
+            scale_max=body.scale_max,
+            ask_nps=body.ask_nps,
+            ask_comment=body.ask_comment,
+        )
     else:
         assert body.name and body.period_start and body.period_end
         assert body.opens_at and body.closes_at
@@ -146,7 +147,10 @@ def create_cycle(body: CycleCreate, session: SessionDep, key: ApiKeyDep) -> Cycl
             period_end=body.period_end,
             opens_at=body.opens_at,
             closes_at=body.closes_at,
-            **options,
+            scale_min=body.scale_min,
+            scale_max=body.scale_max,
+            ask_nps=body.ask_nps,
+            ask_comment=body.ask_comment,
         )
     _audit(session, key, "create", cycle)
     return _read(session, cycle)

@@ -103,7 +103,9 @@ class CycleEmployee(Base):
     """Every employee who takes part (as supplier or customer), with the department at launch."""
 
     __tablename__ = "cycle_employee"
-    __table_args__ = (Index("ix_cycle_employee_cycle_id_department_id", "cycle_id", "department_id"),)
+    __table_args__ = (
+        Index("ix_cycle_employee_cycle_id_department_id", "cycle_id", "department_id"),
+    )
 
     cycle_id: Mapped[int] = mapped_column(
         ForeignKey("cycle.id", ondelete="CASCADE"), primary_key=True

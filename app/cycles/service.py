@@ -585,7 +585,9 @@ def send_scheduled_reminders(
     due = scheduled_reminder_date(cycle, settings, today=now.date())
     if due is None:
         return 0
-    return _remind(session, cycle=cycle, settings=settings, not_reminded_since=due, today=now.date())
+    return _remind(
+        session, cycle=cycle, settings=settings, not_reminded_since=due, today=now.date()
+    )
 
 
 def open_cycle_ids(session: Session) -> list[int]:

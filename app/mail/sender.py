@@ -14,6 +14,7 @@ records the outcome of a whole batch in one short transaction:
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import smtplib
@@ -162,17 +163,13 @@ class SmtpTransport:
     def _drop(self) -> None:
         smtp, self._smtp = self._smtp, None
         if smtp is not None:
-            try:
+            with contextlib.suppress(OSError):
                 smtp.close()
-            except OSError:
-                pass
 
     def close(self) -> None:
         if self._smtp is not None:
-            try:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
                 self._smtp.quit()
-            except (OSError, smtplib.SMTPException):
-                pass
             self._drop()
 
 
@@ -371,7 +368,11 @@ def _send_batch(
     released: list[int] = []
     server_down = False
     for index, message in enumerate(batch):
-        if server_down or time.monotonic() > deadline:
+        if server_down:
+            # The server is unreachable: the rest of the batch backs off with it.
+            failed.extend((m, failed[-1][1]) for m in batch[index:])
+            break
+        if time.monotonic() > deadline:
             released.extend(m.id for m in batch[index:])
             break
         try:
@@ -423,4 +424,3 @@ def _send_with_one_reconnect(transport: Transport, message: Outgoing, data: byte
             raise
         # A server may drop an idle or long-used connection: reconnect once.
         transport.send(message, data)
-

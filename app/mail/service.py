@@ -81,11 +81,14 @@ def enqueue_messages(session: Session, *, messages: Iterable[Mapping[str, Any]])
 
 def count_undeliverable(session: Session, *, tag: str) -> int:
     """Messages with this tag that the mail server refused for good."""
-    return session.scalar(
-        select(func.count())
-        .select_from(OutboxMessage)
-        .where(OutboxMessage.tag == tag, OutboxMessage.status == OutboxStatus.undeliverable)
-    ) or 0
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(OutboxMessage)
+            .where(OutboxMessage.tag == tag, OutboxMessage.status == OutboxStatus.undeliverable)
+        )
+        or 0
+    )
 
 
 def count_by_status(session: Session, *, tag: str | None = None) -> dict[str, int]:
@@ -99,8 +102,11 @@ def count_by_status(session: Session, *, tag: str | None = None) -> dict[str, in
     return counts
 
 
-def recent_messages(session: Session, *, limit: int = 100) -> list[OutboxMessage]:
-    """The newest messages first, for the HR outbox page."""
-    return list(
-        session.scalars(select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit))
-    )
+def recent_messages(
+    session: Session, *, limit: int = 100, status: OutboxStatus | None = None
+) -> list[OutboxMessage]:
+    """The newest messages first (optionally of one status), for the HR outbox page."""
+    query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
+    if status is not None:
+        query = query.where(OutboxMessage.status == status)
+    return list(session.scalars(query))

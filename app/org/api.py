@@ -1,5 +1,325 @@
-"""Routes of this domain (filled in by its issue)."""
+"""HRIS API for the organisation: departments, employees, competencies, employee import."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.security import HTTPBearer
+
+from app.auth.deps import require_scopes
+from app.db import SessionDep
+from app.org import importing
+from app.org import service as org_service
+from app.org.schemas import (
+    EMPLOYEE_IMPORT_BODY,
+    CompetencyRead,
+    CompetencyUpsert,
+    DepartmentRead,
+    DepartmentUpsert,
+    EmployeePageRead,
+    EmployeeRead,
+    EmployeeUpsert,
+    ExternalId,
+    ImportReportRead,
+    problems,
+)
+
+# Documents the Bearer scheme in OpenAPI (the "Authorize" button); the real check,
+# with scopes and the refusal of keys in URLs, is ``require_scopes``.
+bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer p360_...`")
+
+router = APIRouter(dependencies=[Depends(bearer)])
+READ = [Depends(require_scopes("org:read"))]
+WRITE = [Depends(require_scopes("org:write"))]
+
+ExternalIdPath = Annotated[ExternalId, Path(description="The HRIS's id of the record.")]
+CodePath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=org_service.CODE_MAX,
+        pattern=org_service.CODE_RE.pattern,
+        description="The competency's code, e.g. `responsiveness`.",
+    ),
+]
+
+
+def upsert_status(response: Response, request: Request, outcome: org_service.Outcome) -> None:
+    """PUT answers 201 with a Location when it created the record, else 200."""
+    if outcome is org_service.Outcome.created:
+        response.status_code = 201
+        response.headers["Location"] = str(request.url.path)
+
+
+async def raw_body(request: Request) -> bytes:
+    # Read here (async) so the import route itself stays a sync def in the threadpool.
+    return await request.body()
+
+
+RawBody = Annotated[bytes, Depends(raw_body)]
+
+
+# --- departments -----------------------------------------------------------------------
+
+
+@router.put(
+    "/departments/{external_id}",
+    response_model=DepartmentRead,
+    status_code=200,
+    dependencies=WRITE,
+    tags=["departments"],
+    summary="Create or update a department",
+    description="Idempotent upsert by external id (scope `org:write`). Answers 201 when "
+    "created, 200 otherwise. The parent must already exist (422), and a move that would "
+    "make the tree loop is refused (409).",
+    responses={201: {"description": "Created", "model": DepartmentRead}, **problems(404, 409, 422)},
+)
+def put_department(
+    external_id: ExternalIdPath,
+    body: DepartmentUpsert,
+    session: SessionDep,
+    request: Request,
+    response: Response,
+) -> DepartmentRead:
+    dept, outcome = org_service.upsert_department(
+        session,
+        external_id=external_id,
+        name=body.name,
+        parent_external_id=body.parent_external_id,
+    )
+    upsert_status(response, request, outcome)
+    session.refresh(dept, ["parent"])
+    return DepartmentRead.of(dept)
+
+
+@router.get(
+    "/departments",
+    response_model=list[DepartmentRead],
+    dependencies=READ,
+    tags=["departments"],
+    summary="List departments",
+    description="Every department with its parent's external id, ordered by name "
+    "(scope `org:read`). Rebuild the tree from `parent_external_id`.",
+    responses=problems(),
+)
+def get_departments(session: SessionDep) -> list[DepartmentRead]:
+    return [DepartmentRead.of(d) for d in org_service.list_departments(session)]
+
+
+@router.get(
+    "/departments/{external_id}",
+    response_model=DepartmentRead,
+    dependencies=READ,
+    tags=["departments"],
+    summary="Read one department",
+    description="Scope `org:read`.",
+    responses=problems(404, 422),
+)
+def get_department(external_id: ExternalIdPath, session: SessionDep) -> DepartmentRead:
+    return DepartmentRead.of(org_service.get_department(session, external_id=external_id))
+
+
+# --- employees -------------------------------------------------------------------------
+
+
+@router.put(
+    "/employees/{external_id}",
+    response_model=EmployeeRead,
+    status_code=200,
+    dependencies=WRITE,
+    tags=["employees"],
+    summary="Create or update an employee",
+    description="Idempotent upsert by external id (scope `org:write`): sending the same "
+    "body twice changes nothing. 201 when created, 200 otherwise. The email is unique "
+    "regardless of case (409); department and manager must exist (422); nobody manages "
+    "themselves (422) or loops round a reporting line (409). `active: false` deactivates "
+    "and removes the employee from the live matrix.",
+    responses={201: {"description": "Created", "model": EmployeeRead}, **problems(409, 422)},
+)
+def put_employee(
+    external_id: ExternalIdPath,
+    body: EmployeeUpsert,
+    session: SessionDep,
+    request: Request,
+    response: Response,
+) -> EmployeeRead:
+    emp, outcome = org_service.upsert_employee(
+        session,
+        external_id=external_id,
+        email=body.email,
+        full_name=body.full_name,
+        department_external_id=body.department_external_id,
+        manager_external_id=body.manager_external_id,
+        language=body.language,
+        active=body.active,
+    )
+    upsert_status(response, request, outcome)
+    session.refresh(emp, ["department", "manager"])
+    return EmployeeRead.of(emp)
+
+
+@router.get(
+    "/employees/{external_id}",
+    response_model=EmployeeRead,
+    dependencies=READ,
+    tags=["employees"],
+    summary="Read one employee",
+    description="Active or not (scope `org:read`).",
+    responses=problems(404, 422),
+)
+def get_employee(external_id: ExternalIdPath, session: SessionDep) -> EmployeeRead:
+    return EmployeeRead.of(org_service.get_employee(session, external_id=external_id))
+
+
+@router.get(
+    "/employees",
+    response_model=EmployeePageRead,
+    dependencies=READ,
+    tags=["employees"],
+    summary="List employees",
+    description="A page of employees ordered by name (scope `org:read`), filtered by "
+    "department (optionally with its sub-departments), active flag and a search text "
+    "matched against name, email and external id. An unknown department is 404.",
+    responses=problems(404, 422),
+)
+def list_employees(
+    session: SessionDep,
+    department: Annotated[ExternalId | None, Query(description="Department external id.")] = None,
+    include_sub_departments: Annotated[
+        bool, Query(description="Also list the department's sub-departments.")
+    ] = False,
+    active: Annotated[bool | None, Query(description="Only active (or inactive) ones.")] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Search in name, email, external id.")
+    ] = None,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> EmployeePageRead:
+    page = org_service.list_employees(
+        session,
+        department_external_id=department,
+        include_sub_departments=include_sub_departments,
+        active=active,
+        search=q,
+        offset=offset,
+        limit=limit,
+    )
+    return EmployeePageRead(
+        items=[EmployeeRead.of(e) for e in page.items],
+        total=page.total,
+        offset=page.offset,
+        limit=page.limit,
+    )
+
+
+@router.delete(
+    "/employees/{external_id}",
+    response_model=EmployeeRead,
+    dependencies=WRITE,
+    tags=["employees"],
+    summary="Deactivate an employee",
+    description="Leavers are deactivated, never deleted, so their history stays (scope "
+    "`org:write`). They leave the live matrix (as supplier and as customer); closed and "
+    "running cycles keep their own snapshot. Idempotent: answers the employee.",
+    responses=problems(404, 422),
+)
+def delete_employee(external_id: ExternalIdPath, session: SessionDep) -> EmployeeRead:
+    emp = org_service.deactivate_employee(session, external_id=external_id)
+    return EmployeeRead.of(emp)
+
+
+# --- competencies ----------------------------------------------------------------------
+
+
+@router.put(
+    "/competencies/{code}",
+    response_model=CompetencyRead,
+    status_code=200,
+    dependencies=WRITE,
+    tags=["competencies"],
+    summary="Create or update a competency",
+    description="Idempotent upsert by code (scope `org:write`); 201 when created, 200 "
+    "otherwise. Changes apply to cycles launched afterwards: a launched cycle keeps the "
+    "competencies it started with.",
+    responses={201: {"description": "Created", "model": CompetencyRead}, **problems(422)},
+)
+def put_competency(
+    code: CodePath,
+    body: CompetencyUpsert,
+    session: SessionDep,
+    request: Request,
+    response: Response,
+) -> CompetencyRead:
+    comp, outcome = org_service.upsert_competency(
+        session,
+        code=code,
+        name=body.name,
+        description=body.description,
+        indicators=body.indicators,
+        weight=body.weight,
+        display_order=body.display_order,
+        active=body.active,
+    )
+    upsert_status(response, request, outcome)
+    return CompetencyRead.of(comp)
+
+
+@router.get(
+    "/competencies",
+    response_model=list[CompetencyRead],
+    dependencies=READ,
+    tags=["competencies"],
+    summary="List competencies",
+    description="In the order raters see them (scope `org:read`).",
+    responses=problems(422),
+)
+def list_competencies(
+    session: SessionDep,
+    active: Annotated[bool | None, Query(description="Only active (or inactive) ones.")] = None,
+) -> list[CompetencyRead]:
+    return [CompetencyRead.of(c) for c in org_service.list_competencies(session, active=active)]
+
+
+# --- bulk import -----------------------------------------------------------------------
+
+
+@router.post(
+    "/import/employees",
+    response_model=ImportReportRead,
+    dependencies=WRITE,
+    tags=["import"],
+    summary="Import employees in bulk (all or nothing)",
+    description="Upserts every employee in the upload (scope `org:write`). Every row is "
+    "checked first; one bad row rejects the whole batch with a 422 listing each problem "
+    "as `{line, field, message}` (the first 1000; `error_count` has the total) and nothing "
+    "is saved. Lines are file lines for CSV/XLSX (the header is line 1) and 1-based "
+    "positions for JSON. Re-sending the same import changes nothing. "
+    "`deactivate_missing=true` treats the upload as the whole company and deactivates "
+    "active employees it leaves out; `dry_run=true` only validates and counts.",
+    openapi_extra={"requestBody": EMPLOYEE_IMPORT_BODY},
+    responses=problems(413, 415, 422),
+)
+def import_employees(
+    request: Request,
+    body: RawBody,
+    session: SessionDep,
+    deactivate_missing: Annotated[
+        bool, Query(description="Deactivate active employees missing from the upload.")
+    ] = False,
+    dry_run: Annotated[bool, Query(description="Validate and count; write nothing.")] = False,
+) -> ImportReportRead:
+    parsed = importing.parse_upload(
+        body,
+        content_type=request.headers.get("content-type"),
+        columns=importing.EMPLOYEE_COLUMNS,
+        required=importing.EMPLOYEE_REQUIRED,
+    )
+    report = importing.import_employees(
+        session,
+        rows=parsed.rows,
+        deactivate_missing=deactivate_missing,
+        dry_run=dry_run,
+        parse_errors=parsed.errors,
+    )
+    return ImportReportRead.model_validate(report, from_attributes=True)

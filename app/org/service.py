@@ -181,14 +181,14 @@ def upsert_department(
                 ],
             )
     if dept is not None and parent_id is not None:
-        parents = dict(session.execute(select(Department.id, Department.parent_id)).tuples().all())
+        parents = dict(session.execute(select(Department.id, Department.parent_id)).all())
         parents[dept.id] = parent_id
         loop = find_cycle(parents, dept.id)
         if loop:
             names = dict(
                 session.execute(
                     select(Department.id, Department.external_id).where(Department.id.in_(loop))
-                ).tuples()
+                ).all()
             )
             chain = " -> ".join(names[i] for i in [*loop, loop[0]])
             raise Conflict(
@@ -245,9 +245,7 @@ def department_tree(session: Session) -> list[DepartmentNode]:
             select(Employee.department_id, func.count())
             .where(Employee.active.is_(True), Employee.department_id.is_not(None))
             .group_by(Employee.department_id)
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     nodes = {
         id_: DepartmentNode(
@@ -255,7 +253,7 @@ def department_tree(session: Session) -> list[DepartmentNode]:
         )
         for id_, ext, name, parent in session.execute(
             select(Department.id, Department.external_id, Department.name, Department.parent_id)
-        ).tuples()
+        )
     }
     roots: list[DepartmentNode] = []
     for node in nodes.values():
@@ -335,7 +333,7 @@ def manager_chain_cycle(session: Session, *, employee_id: int, manager_id: int) 
     chain = chain.union(
         select(Employee.id, Employee.manager_id).where(Employee.id == chain.c.manager_id)
     )
-    above = dict(session.execute(select(chain.c.id, chain.c.manager_id)).tuples().all())
+    above = dict(session.execute(select(chain.c.id, chain.c.manager_id)).all())
     above[employee_id] = manager_id
     return find_cycle(above, employee_id)
 
@@ -718,7 +716,7 @@ def employee_ids_by_external_id(
         if not wanted:
             return {}
         query = query.where(Employee.external_id.in_(wanted))
-    return {ext: (id_, active) for ext, id_, active in session.execute(query).tuples()}
+    return {ext: (id_, active) for ext, id_, active in session.execute(query)}
 
 
 def count_employees(session: Session, *, active: bool | None = True) -> int:

@@ -74,7 +74,8 @@ def read_rating_cookie(settings: Settings, value: str | None) -> int | None:
     if len(parts) != 3 or not all(_DIGITS.fullmatch(part) for part in parts[:2]):
         return None
     payload = f"{parts[0]}.{parts[1]}"
-    if not hmac.compare_digest(_mac(settings, "rating-cookie", payload).encode(), parts[2].encode()):
+    expected = _mac(settings, "rating-cookie", payload)
+    if not hmac.compare_digest(expected.encode(), parts[2].encode()):
         return None
     if int(parts[1]) < time.time():
         return None
@@ -239,9 +240,7 @@ def rating_page(request: Request, session: SessionDep, settings: SettingsDep) ->
     lang = request_language(request, form.language)
     # A fresh cookie on every view: the session lasts from the last page load.
     fresh = sign_rating_cookie(settings, invitation_id)
-    response = _page(
-        request, "rating/form.html", _form_context(settings, form), lang=lang
-    )
+    response = _page(request, "rating/form.html", _form_context(settings, form), lang=lang)
     _set_cookie(response, settings, fresh)
     return response
 
@@ -262,12 +261,8 @@ def submit_rating(
         return invalid_link_page(request)
     lang = request_language(request, form.language)
     given_token = data.get("form_token", "")
-    if not hmac.compare_digest(
-        form_token(settings, invitation_id).encode(), given_token.encode()
-    ):
-        return _page(
-            request, "rating/expired.html", {}, lang=lang, status_code=403
-        )
+    if not hmac.compare_digest(form_token(settings, invitation_id).encode(), given_token.encode()):
+        return _page(request, "rating/expired.html", {}, lang=lang, status_code=403)
     parsed = ratings_service.parse_form(form, data)
     if parsed.foreign:
         return _page(request, "rating/tampered.html", {}, lang=lang, status_code=422)
@@ -280,9 +275,7 @@ def submit_rating(
             status_code=422,
         )
     try:
-        ratings_service.submit_answers(
-            session, invitation_id=invitation_id, answers=parsed.answers
-        )
+        ratings_service.submit_answers(session, invitation_id=invitation_id, answers=parsed.answers)
     except ratings_service.AlreadySubmitted:
         return _submitted_page(request, settings, lang)
     except NotFound:

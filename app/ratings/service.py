@@ -45,7 +45,7 @@ CANT_JUDGE = "na"
 FIELD_PATTERN = re.compile(r"^s(\d{1,12})-(?:c(\d{1,12})|(nps)|(comment))$")
 
 
-def N_(message: str) -> str:  # noqa: N802 - the gettext marker Babel extracts
+def N_(message: str) -> str:
     """Mark a message for translation; it is translated where it is shown."""
     return message
 
@@ -189,9 +189,11 @@ def parse_form(form: RatingForm, data: Mapping[str, str]) -> ParsedForm:
             continue
         sid = int(match.group(1))
         cid = match.group(2)
-        if sid not in supplier_ids or (cid is not None and int(cid) not in competency_ids):
-            parsed.foreign.append(key)
-        elif match.group(3) and not form.ask_nps or match.group(4) and not form.ask_comment:
+        unknown = sid not in supplier_ids or (cid is not None and int(cid) not in competency_ids)
+        not_asked = (match.group(3) and not form.ask_nps) or (
+            match.group(4) and not form.ask_comment
+        )
+        if unknown or not_asked:
             parsed.foreign.append(key)
     low, high = form.scale[0], form.scale[-1]
     for supplier in form.suppliers:
@@ -274,8 +276,9 @@ def _validate_answers(
                 not is_int(score) or not cycle.scale_min <= score <= cycle.scale_max
             ):
                 errors.append({"field": score_field(sid, cid), "message": "out of range"})
+        low, high = NPS_RANGE
         if answer.nps is not None and (
-            not cycle.ask_nps or not is_int(answer.nps) or not NPS_RANGE[0] <= answer.nps <= NPS_RANGE[1]
+            not cycle.ask_nps or not is_int(answer.nps) or not low <= answer.nps <= high
         ):
             errors.append({"field": nps_field(sid), "message": "not a valid answer"})
         if answer.comment is not None and (
@@ -353,7 +356,7 @@ def seal_ballots(session: Session, *, cycle_id: int) -> int:
     ``lifecycle.vacuum_after_close`` after the commit. Returns the number of ballots.
     """
     sqlite = is_sqlite(session)
-    temp = "CREATE TEMP TABLE {name} AS " if sqlite else "CREATE TEMP TABLE {name} ON COMMIT DROP AS "
+    temp = "CREATE TEMP TABLE {name} " + ("AS " if sqlite else "ON COMMIT DROP AS ")
     params = {"cycle_id": cycle_id}
     statements = [
         temp.format(name="seal_ballot")

@@ -60,7 +60,11 @@ def employee_results(
         session, cycle_id=cycle_id, department_id=department_id, limit=limit, offset=offset
     )
     return EmployeePage(
-        cycle=service.cycle_ref(session, cycle=cycle), total=total, limit=limit, offset=offset, items=items
+        cycle=service.cycle_ref(session, cycle=cycle),
+        total=total,
+        limit=limit,
+        offset=offset,
+        items=items,
     )
 
 
@@ -99,7 +103,9 @@ def employee_trend(external_id: ExternalId, session: SessionDep) -> EmployeeTren
 def chart(
     request: Request,
     cycle_id: CycleId,
-    filename: Annotated[str, Path(max_length=60, description="e.g. heatmap.png, trend-employee.svg")],
+    filename: Annotated[
+        str, Path(max_length=60, description="e.g. heatmap.png, trend-employee.svg")
+    ],
     session: SessionDep,
     department: Selector = None,
     employee: Selector = None,
@@ -121,5 +127,8 @@ def chart(
     return Response(
         data,
         media_type=charts.FORMATS[fmt],
-        headers={"Content-Disposition": f'inline; filename="{name}.{fmt}"', "Cache-Control": "private, max-age=300"},
+        headers={
+            "Content-Disposition": f'inline; filename="{name}.{fmt}"',
+            "Cache-Control": "private, max-age=300",
+        },
     )

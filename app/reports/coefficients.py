@@ -74,7 +74,9 @@ def rater_scores(
     shown = [c for c in shown if weights.get(c, 0) > 0]
     out = []
     for ballot in ballots:
-        answered = [(weights[c], ballot.scores[c]) for c in shown if ballot.scores.get(c) is not None]
+        answered = [
+            (weights[c], ballot.scores[c]) for c in shown if ballot.scores.get(c) is not None
+        ]
         total_weight = sum(w for w, _ in answered)
         if total_weight > 0:
             out.append(sum(w * s for w, s in answered if s is not None) / total_weight)
@@ -430,7 +432,9 @@ def compute_cycle(
         group = [e for e in employees.values() if e.department_id in members]
         departments[dept] = group_figures(group, suppliers=len(group))
     company = group_figures(employees.values(), suppliers=len(employees))
-    ci_low, ci_high = confidence_interval(company.coefficient, company.sd, company.employees_included)
+    ci_low, ci_high = confidence_interval(
+        company.coefficient, company.sd, company.employees_included
+    )
 
     included = {e.employee_id: e.coefficient for e in employees.values() if e.included}
     assign_ranks(employees, included)

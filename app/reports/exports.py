@@ -82,7 +82,9 @@ def _employee_rows(rows: Sequence[EmployeeResultRead], codes: Sequence[tuple[str
     return header, out
 
 
-def _department_rows(rows: Sequence[DepartmentResultRead], codes: Sequence[tuple[str, str]], *, heatmap: bool) -> Table:
+def _department_rows(
+    rows: Sequence[DepartmentResultRead], codes: Sequence[tuple[str, str]], *, heatmap: bool
+) -> Table:
     if heatmap:
         header = ["external_id", "department", *[name for _, name in codes]]
     else:
@@ -133,18 +135,28 @@ def build_table(
     codes = [(c.code, c.name) for c in service.competencies(session, cycle_id=cycle_id)]
     ids = list(employee_ids) if employee_ids is not None else None
     if name == "employees":
-        _total, rows = service.employee_results(session, cycle_id=cycle_id, employee_ids=ids, limit=None)
+        _total, rows = service.employee_results(
+            session, cycle_id=cycle_id, employee_ids=ids, limit=None
+        )
         return _employee_rows(rows, codes)
     if name == "leaderboard":
-        return _employee_rows(service.leaderboard(session, cycle_id=cycle_id, limit=50, employee_ids=ids), [])
+        return _employee_rows(
+            service.leaderboard(session, cycle_id=cycle_id, limit=50, employee_ids=ids), []
+        )
     if name == "decliners":
-        return _employee_rows(service.decliners(session, cycle_id=cycle_id, limit=50, employee_ids=ids), [])
+        return _employee_rows(
+            service.decliners(session, cycle_id=cycle_id, limit=50, employee_ids=ids), []
+        )
     if name in ("departments", "heatmap"):
-        return _department_rows(service.department_results(session, cycle_id=cycle_id), codes, heatmap=name == "heatmap")
+        return _department_rows(
+            service.department_results(session, cycle_id=cycle_id), codes, heatmap=name == "heatmap"
+        )
     company = service.company_results(session, cycle_id=cycle_id)
     if name == "distribution":
         edges, counts = company.distribution.edges, company.distribution.counts
-        return ["from", "to", "employees"], [[_r(a), _r(b), n] for a, b, n in zip(edges, edges[1:], counts, strict=False)]
+        return ["from", "to", "employees"], [
+            [_r(a), _r(b), n] for a, b, n in zip(edges, edges[1:], counts, strict=False)
+        ]
     pairs: list[list[Any]] = [
         ["cycle", company.cycle.name],
         ["scale", f"{company.cycle.scale_min}-{company.cycle.scale_max}"],

@@ -116,8 +116,12 @@ def cycle_results(
             "order": order,
             "department": department,
             "is_hr": is_hr,
-            "leaders": service.leaderboard(session, cycle_id=cycle_id, limit=10, employee_ids=allowed),
-            "decliners": service.decliners(session, cycle_id=cycle_id, limit=10, employee_ids=allowed),
+            "leaders": service.leaderboard(
+                session, cycle_id=cycle_id, limit=10, employee_ids=allowed
+            ),
+            "decliners": service.decliners(
+                session, cycle_id=cycle_id, limit=10, employee_ids=allowed
+            ),
             "q": lambda **kw: _query(request, **kw),
             "export_tables": exports.TABLES if is_hr else exports.EMPLOYEE_TABLES,
             "state_closed": cycle.state,
@@ -145,7 +149,9 @@ def employee_page(
             "cycle": company.cycle,
             "company": company,
             "employee": employee,
-            "comments": service.comments(session, cycle_id=cycle_id, employee_id=employee_id) if ok else [],
+            "comments": service.comments(session, cycle_id=cycle_id, employee_id=employee_id)
+            if ok
+            else [],
             "trend": service.employee_trend(session, employee_id=employee_id) if ok else [],
         },
     )

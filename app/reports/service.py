@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 
-from sqlalchemy import Float, and_, case, cast, delete, func, insert, literal, or_, select
+from sqlalchemy import Float, and_, case, cast, delete, func, insert, literal, or_, select, text
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
@@ -30,7 +30,7 @@ from app.cycles.models import (
     CycleState,
     Invitation,
 )
-from app.db import utcnow
+from app.db import Base, is_sqlite, utcnow
 from app.errors import Conflict, NotFound
 from app.org.models import Employee
 from app.ratings.models import Ballot, BallotScore
@@ -83,14 +83,21 @@ def compute_cycle_results(
         raise NotFound(f"There is no cycle {cycle_id}.")
     k = max(min_raters if min_raters is not None else get_settings().anonymity_min_raters, 3)
     session.flush()
+    if not is_sqlite(session):
+        # The aggregations hash millions of scores: give this transaction room to do it
+        # in memory instead of spilling batches to disk (reset at commit).
+        session.execute(text("SET LOCAL work_mem = '256MB'"))
     for table in RESULT_TABLES:
-        session.execute(delete(table).where(table.cycle_id == cycle_id))  # type: ignore[attr-defined]
+        session.execute(delete(table).where(table.cycle_id == cycle_id))
 
     _store_closure(session, cycle_id=cycle_id)
+    _analyze(session, DepartmentClosure)
     _store_employee_competencies(session, cycle_id=cycle_id, k=k)
+    _analyze(session, EmployeeCompetencyResult)
     previous = _previous_cycle(session, cycle=cycle)
     scale = calc.Scale(cycle.scale_min, cycle.scale_max)
     _store_employees(session, cycle_id=cycle_id, k=k, scale=scale, previous=previous)
+    _analyze(session, EmployeeResult)
     _store_departments(session, cycle_id=cycle_id, scale=scale, previous=previous)
     _store_company(session, cycle=cycle, k=k, scale=scale, previous=previous)
     _store_comments(session, cycle_id=cycle_id)
@@ -104,6 +111,13 @@ def compute_cycle_results(
         )
     )
     session.flush()
+
+
+def _analyze(session: Session, model: type[Base]) -> None:
+    # The rows were written moments ago in this transaction: without fresh statistics
+    # PostgreSQL plans the next joins for an empty table (nested loops over millions).
+    if not is_sqlite(session):
+        session.execute(text(f"ANALYZE {model.__tablename__}"))
 
 
 def _store_closure(session: Session, *, cycle_id: int) -> None:
@@ -121,11 +135,13 @@ def _store_closure(session: Session, *, cycle_id: int) -> None:
         seen: set[int] = set()
         while node is not None and node in parents and node not in seen:
             seen.add(node)
-            rows.append({"cycle_id": cycle_id, "ancestor_id": node, "descendant_id": dept, "depth": depth})
+            rows.append(
+                {"cycle_id": cycle_id, "ancestor_id": node, "descendant_id": dept, "depth": depth}
+            )
             node = parents[node]
             depth += 1
     if rows:
-        session.execute(insert(DepartmentClosure), rows)
+        session.execute(insert(DepartmentClosure).execution_options(render_nulls=True), rows)
 
 
 def _store_employee_competencies(session: Session, *, cycle_id: int, k: int) -> None:
@@ -159,8 +175,8 @@ class _Previous:
     cycle_id: int
     scale: calc.Scale
     # id -> (coefficient, standard error)
-    employees: dict[int, tuple[float, float | None]]
-    departments: dict[int, tuple[float, float | None]]
+    employees: dict[int, tuple[float | None, float | None]]
+    departments: dict[int, tuple[float | None, float | None]]
     company: tuple[float | None, float | None]
 
 
@@ -228,10 +244,13 @@ def _store_employees(
     b, bs = Ballot.__table__, BallotScore.__table__
     cc, ecr = CycleCompetency.__table__, EmployeeCompetencyResult.__table__
 
-    suppliers = select(CyclePair.supplier_id.label("supplier_id")).where(
-        CyclePair.cycle_id == cycle_id
-    ).union(select(Ballot.supplier_id).where(Ballot.cycle_id == cycle_id)).subquery()
-    departments = dict(
+    suppliers = (
+        select(CyclePair.supplier_id.label("supplier_id"))
+        .where(CyclePair.cycle_id == cycle_id)
+        .union(select(Ballot.supplier_id).where(Ballot.cycle_id == cycle_id))
+        .subquery()
+    )
+    departments: dict[int, int | None] = dict(
         session.execute(
             select(suppliers.c.supplier_id, CycleEmployee.department_id)
             .select_from(suppliers)
@@ -293,8 +312,12 @@ def _store_employees(
     moments = {
         row[0]: (row[1], _f(row[2]), _f(row[3]))
         for row in session.execute(
-            select(rater.c.supplier_id, func.count(), func.avg(rater.c.x), func.avg(rater.c.x * rater.c.x))
-            .group_by(rater.c.supplier_id)
+            select(
+                rater.c.supplier_id,
+                func.count(),
+                func.avg(rater.c.x),
+                func.avg(rater.c.x * rater.c.x),
+            ).group_by(rater.c.supplier_id)
         )
     }
 
@@ -318,7 +341,9 @@ def _store_employees(
             sd=sd,
             ci_low=ci_low,
             ci_high=ci_high,
-            nps=calc.nps_from_counts(nps_answers, int(n_promoters or 0), int(n_detractors or 0), k=k),
+            nps=calc.nps_from_counts(
+                nps_answers, int(n_promoters or 0), int(n_detractors or 0), k=k
+            ),
             nps_answers=nps_answers,
         )
     calc.assign_ranks(figures, {e: f.coefficient for e, f in figures.items() if f.included})
@@ -357,7 +382,7 @@ def _store_employees(
         for f in figures.values()
     ]
     if rows:
-        session.execute(insert(EmployeeResult), rows)
+        session.execute(insert(EmployeeResult).execution_options(render_nulls=True), rows)
 
 
 def _store_departments(
@@ -365,7 +390,7 @@ def _store_departments(
 ) -> None:
     er, cl = EmployeeResult.__table__, DepartmentClosure.__table__
     on_tree = and_(cl.c.cycle_id == er.c.cycle_id, cl.c.descendant_id == er.c.department_id)
-    suppliers = dict(
+    suppliers: dict[int, int] = dict(
         session.execute(
             select(cl.c.ancestor_id, func.count())
             .select_from(er.join(cl, on_tree))
@@ -437,7 +462,7 @@ def _store_departments(
             }
         )
     if rows:
-        session.execute(insert(DepartmentResult), rows)
+        session.execute(insert(DepartmentResult).execution_options(render_nulls=True), rows)
 
     ecr = EmployeeCompetencyResult.__table__
     included = and_(
@@ -463,9 +488,7 @@ def _store_departments(
     session.execute(
         insert(CompanyCompetencyResult).from_select(
             ["cycle_id", "cycle_competency_id", "employees", "mean"],
-            select(
-                literal(cycle_id), ecr.c.cycle_competency_id, func.count(), func.avg(ecr.c.mean)
-            )
+            select(literal(cycle_id), ecr.c.cycle_competency_id, func.count(), func.avg(ecr.c.mean))
             .select_from(ecr.join(er, included))
             .where(ecr.c.cycle_id == cycle_id)
             .group_by(ecr.c.cycle_competency_id),
@@ -569,7 +592,9 @@ def results_cycle(session: Session, *, cycle_id: int) -> Cycle:
         raise NotFound(f"There is no cycle {cycle_id}.")
     if cycle.state != CycleState.closed:
         # No live results: comparing before and after one more ballot would reveal it.
-        raise Conflict(f"Cycle {cycle.name} is not closed yet; results exist only for closed cycles.")
+        raise Conflict(
+            f"Cycle {cycle.name} is not closed yet; results exist only for closed cycles."
+        )
     if cycle.results_ready_at is None or session.get(CompanyResult, cycle_id) is None:
         raise Conflict(f"The results of cycle {cycle.name} are not ready yet.")
     return cycle
@@ -617,7 +642,12 @@ def company_results(session: Session, *, cycle_id: int) -> CompanyResultRead:
     assert row is not None  # results_cycle checked it
     comps = {c.id: c for c in competencies(session, cycle_id=cycle_id)}
     means = [
-        CompetencyMean(code=comps[r.cycle_competency_id].code, name=comps[r.cycle_competency_id].name, mean=r.mean, count=r.employees)
+        CompetencyMean(
+            code=comps[r.cycle_competency_id].code,
+            name=comps[r.cycle_competency_id].name,
+            mean=r.mean,
+            count=r.employees,
+        )
         for r in session.scalars(
             select(CompanyCompetencyResult).where(CompanyCompetencyResult.cycle_id == cycle_id)
         )
@@ -734,14 +764,25 @@ def employee_results(
     results_cycle(session, cycle_id=cycle_id)
     er = EmployeeResult
     query = (
-        select(er, CycleEmployee.full_name, CycleEmployee.external_id, CycleDepartment.external_id, CycleDepartment.name)
+        select(
+            er,
+            CycleEmployee.full_name,
+            CycleEmployee.external_id,
+            CycleDepartment.external_id,
+            CycleDepartment.name,
+        )
         .join(
             CycleEmployee,
-            and_(CycleEmployee.cycle_id == er.cycle_id, CycleEmployee.employee_id == er.employee_id),
+            and_(
+                CycleEmployee.cycle_id == er.cycle_id, CycleEmployee.employee_id == er.employee_id
+            ),
         )
         .outerjoin(
             CycleDepartment,
-            and_(CycleDepartment.cycle_id == er.cycle_id, CycleDepartment.department_id == er.department_id),
+            and_(
+                CycleDepartment.cycle_id == er.cycle_id,
+                CycleDepartment.department_id == er.department_id,
+            ),
         )
         .where(er.cycle_id == cycle_id)
     )
@@ -759,7 +800,7 @@ def employee_results(
     if only_included:
         query = query.where(er.coefficient.is_not(None))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    column = {
+    columns: dict[str, Any] = {
         "name": CycleEmployee.full_name,
         "department": CycleDepartment.name,
         "coefficient": er.coefficient,
@@ -767,9 +808,15 @@ def employee_results(
         "nps": er.nps,
         "delta": er.delta,
         "rank": er.company_rank,
-    }.get(sort, CycleEmployee.full_name)
+    }
+    column = columns.get(sort, CycleEmployee.full_name)
     # Suppressed rows (NULL) always sort last, whichever the direction.
-    order = [column.is_(None), column.desc() if descending else column.asc(), CycleEmployee.full_name, er.employee_id]
+    order: list[Any] = [
+        column.is_(None),
+        column.desc() if descending else column.asc(),
+        CycleEmployee.full_name,
+        er.employee_id,
+    ]
     query = query.order_by(*order).offset(max(offset, 0))
     if limit is not None:
         query = query.limit(limit)
@@ -780,7 +827,14 @@ def employee_results(
         else {}
     )
     return total, [
-        _employee_read(r[0], full_name=r[1], external_id=r[2], dept_ext=r[3], dept_name=r[4], means=means.get(r[0].employee_id, []))
+        _employee_read(
+            r[0],
+            full_name=r[1],
+            external_id=r[2],
+            dept_ext=r[3],
+            dept_name=r[4],
+            means=means.get(r[0].employee_id, []),
+        )
         for r in rows
     ]
 
@@ -801,7 +855,9 @@ def _employee_means(
             .where(ecr.cycle_id == cycle_id, ecr.employee_id.in_(chunk))
             .order_by(ecr.employee_id, cc.display_order, cc.id)
         ):
-            out.setdefault(emp, []).append(CompetencyMean(code=code, name=name, mean=mean, count=answers))
+            out.setdefault(emp, []).append(
+                CompetencyMean(code=code, name=name, mean=mean, count=answers)
+            )
     return out
 
 
@@ -847,9 +903,7 @@ def _employee_read(
 
 def employee_result(session: Session, *, cycle_id: int, employee_id: int) -> EmployeeResultRead:
     """One employee's result in a closed cycle (404 when they were not rated in it)."""
-    _total, rows = employee_results(
-        session, cycle_id=cycle_id, employee_ids=[employee_id], limit=1
-    )
+    _total, rows = employee_results(session, cycle_id=cycle_id, employee_ids=[employee_id], limit=1)
     if not rows:
         raise NotFound("This employee has no results in this cycle.")
     return rows[0]
@@ -923,9 +977,7 @@ def _index(value: float | None, scale_min: int, scale_max: int) -> float | None:
 def _trend_cycles(session: Session, *, up_to: Cycle | None) -> list[Cycle]:
     cycles = list(reversed(closed_cycles(session)))
     if up_to is not None:
-        cycles = [
-            c for c in cycles if (c.period_start, c.id) <= (up_to.period_start, up_to.id)
-        ]
+        cycles = [c for c in cycles if (c.period_start, c.id) <= (up_to.period_start, up_to.id)]
     return cycles
 
 

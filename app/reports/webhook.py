@@ -109,7 +109,10 @@ def deliver_due_webhooks(
                 row.locked_until = None
                 row.last_error = "RESULTS_WEBHOOK_URL is not set"
             return 0
-        claimed = [(row.id, payload_body(row, settings, now=now), row.attempts) for row in _claim(session, now=now)]
+        claimed = [
+            (row.id, payload_body(row, settings, now=now), row.attempts)
+            for row in _claim(session, now=now)
+        ]
     if not claimed:
         return 0
 
@@ -126,9 +129,10 @@ def deliver_due_webhooks(
     delivered = 0
     with writer_session(session_factory) as session, session.begin():
         for delivery_id, attempts, error in outcomes:
-            row = session.get(WebhookDelivery, delivery_id)
-            if row is None:
+            found = session.get(WebhookDelivery, delivery_id)
+            if found is None:
                 continue
+            row = found
             row.locked_until = None
             if error is None:
                 row.status = WebhookStatus.delivered
@@ -141,11 +145,15 @@ def deliver_due_webhooks(
                     row.status = WebhookStatus.failed
                 else:
                     row.next_attempt_at = now + backoff(attempts)
-                log.warning("results webhook %s attempt %s failed: %s", delivery_id, attempts, error[:200])
+                log.warning(
+                    "results webhook %s attempt %s failed: %s", delivery_id, attempts, error[:200]
+                )
     return delivered
 
 
-def _post(http: httpx.Client, url: str, secret: str | None, delivery_id: int, body: bytes) -> str | None:
+def _post(
+    http: httpx.Client, url: str, secret: str | None, delivery_id: int, body: bytes
+) -> str | None:
     """POST one body; None on a 2xx answer, else why it failed."""
     if not secret:
         # Unsigned results notifications could be forged by anyone; wait for a secret.

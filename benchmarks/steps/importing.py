@@ -51,12 +51,9 @@ def put_competencies(ctx: Context) -> None:
         ours = {c for c, _ in COMPETENCIES}
         for item in items:
             if item["code"] not in ours and item.get("active", True):
-                check(
-                    http.put(
-                        f"/api/v1/competencies/{item['code']}", json={**item, "active": False}
-                    ),
-                    "competencies",
-                )
+                fields = ("name", "description", "indicators", "weight", "display_order")
+                body = {k: item[k] for k in fields if k in item} | {"active": False}
+                check(http.put(f"/api/v1/competencies/{item['code']}", json=body), "competencies")
 
 
 def import_through_api(ctx: Context) -> float:
@@ -120,8 +117,9 @@ def run(ctx: Context) -> None:
         put_competencies(ctx)
         with ctx.memory("import"):
             seconds = import_through_api(ctx)
-    except FeatureMissing as exc:
-        ctx.missing(STEP, "rows/s", "rows/s", str(exc), reference=ref_rate, reference_name=ref_name)
+    except (FeatureMissing, RuntimeError) as exc:
+        why = str(exc) if isinstance(exc, FeatureMissing) else f"error: {str(exc)[:300]}"
+        ctx.missing(STEP, "rows/s", "rows/s", why, reference=ref_rate, reference_name=ref_name)
         # Later steps still need the company: load it the bare way into the app's database.
         _load_directly(ctx)
         load_ids(ctx)

@@ -38,7 +38,7 @@ def _targets(ctx: Context) -> dict[str, tuple[list[str], dict[str, str]]]:
             bearer,
         ),
         "department page (HTML)": (
-            [f"/cycles/{cycle}/departments/{rng.choice(departments)}" for _ in range(n)],
+            [f"/results/{cycle}?department={rng.choice(departments)}" for _ in range(n)],
             cookie,
         ),
         # A different department each time, so the app's chart cache rarely helps.

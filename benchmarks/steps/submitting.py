@@ -120,6 +120,9 @@ def run(ctx: Context) -> None:
         ref = ctx.loadgen("run", ref_url, ref_requests, ctx.concurrency)
     finally:
         ref_server.stop()
+    ref_bad = {k: v for k, v in ref["statuses"].items() if not k.startswith(("2", "3"))}
+    if ref_bad:
+        raise RuntimeError(f"the reference answered {ref['statuses']}:\n{ref_server.log_tail()}")
     ref_ballots, _ = count_rows(ctx.ref_url)
     if ref_ballots != expected_ballots:
         raise RuntimeError(

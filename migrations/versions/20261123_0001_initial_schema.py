@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 18:56:18.386443
+Create Date: 2026-11-23 19:05:18.352417
 """
 
 from collections.abc import Sequence
@@ -623,6 +623,7 @@ def upgrade() -> None:
         sa.Column("cycle_id", sa.Integer(), nullable=False),
         sa.Column("customer_id", sa.Integer(), nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=True),
+        sa.Column("reminder_token_hash", sa.String(length=64), nullable=True),
         sa.Column("used", sa.Boolean(), nullable=False),
         sa.Column("last_reminded_on", sa.Date(), nullable=True),
         sa.ForeignKeyConstraint(
@@ -641,6 +642,7 @@ def upgrade() -> None:
         sa.UniqueConstraint(
             "cycle_id", "customer_id", name=op.f("uq_invitation_cycle_id_customer_id")
         ),
+        sa.UniqueConstraint("reminder_token_hash", name=op.f("uq_invitation_reminder_token_hash")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_invitation_token_hash")),
     )
     with op.batch_alter_table("invitation", schema=None) as batch_op:

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
@@ -154,6 +155,43 @@ def close(session: Session, cycle: Cycle, *, k: int = 3) -> None:
     compute_cycle_results(session, cycle_id=cycle.id, min_raters=k)
 
 
+# --- a small hand-computed company ---------------------------------------------------
+
+
+def build_three_levels(session: Session, *, name: str | None = None) -> dict[str, Any]:
+    """The tree of the pure test (R > C1 > G1, R2), as database rows."""
+    r = make_department(session, name="Root")
+    c1 = make_department(session, parent=r, name="Child")
+    g1 = make_department(session, parent=c1, name="Grandchild")
+    r2 = make_department(session, name="Other root")
+    emps = {
+        name: make_employee(session, department=dept, full_name=name)
+        for name, dept in [("e1", r), ("e2", c1), ("e3", g1), ("e4", g1), ("e5", r2), ("e6", r2)]
+    }
+    cycle = make_cycle(session, name=name, state=CycleState.open)
+    q = snapshot_competency(session, cycle, code="quality")
+    for dept, parent in [(r, None), (c1, r), (g1, c1), (r2, None)]:
+        snapshot_department(session, cycle, dept, parent=parent)
+    for emp in emps.values():
+        snapshot_employee(session, cycle, emp)
+    rate(session, cycle, emps["e1"], [[8], [8], [8]], [q], comments=["Always helps", None, "x"])
+    rate(session, cycle, emps["e2"], [[6], [7], [8]], [q], nps=[10, 9, 3])
+    rate(session, cycle, emps["e3"], [[4], [5], [6]], [q])
+    rate(
+        session,
+        cycle,
+        emps["e4"],
+        [[10], [10]],
+        [q],
+        nps=[10, 10],
+        comments=["secret praise", "and more"],
+    )
+    rate(session, cycle, emps["e5"], [[9], [9], [9]], [q])
+    rate(session, cycle, emps["e6"], [], [q])
+    close(session, cycle)
+    return {"cycle": cycle, "r": r, "c1": c1, "g1": g1, "r2": r2, **emps}
+
+
 # --- a random company ------------------------------------------------------------------
 
 
@@ -198,7 +236,9 @@ def random_company(
 ) -> RandomCompany:
     """A closed cycle over the org with random ballots; not yet computed."""
     depts, parents, emps = org
-    cycle = make_cycle(session, name=name, period_start=period_start, scale=scale, state=CycleState.open)
+    cycle = make_cycle(
+        session, name=name, period_start=period_start, scale=scale, state=CycleState.open
+    )
     weights = weights or {"quality": 2.0, "speed": 1.0, "communication": 1.5, "reliability": 0.5}
     comps = [snapshot_competency(session, cycle, code=c, weight=w) for c, w in weights.items()]
     by_code = {c.code: c for c in comps}
@@ -241,7 +281,9 @@ def random_company(
         customers = rng.sample([e for e in emps if e.id != supplier.id], rng.randint(1, 9))
         level = rng.uniform(scale[0], scale[1])
         for customer in customers:
-            pairs.append({"cycle_id": cycle.id, "supplier_id": supplier.id, "customer_id": customer.id})
+            pairs.append(
+                {"cycle_id": cycle.id, "supplier_id": supplier.id, "customer_id": customer.id}
+            )
             invitations.setdefault(customer.id, False)
             if rng.random() > 0.8:
                 continue  # did not answer
@@ -256,7 +298,13 @@ def random_company(
             nps = rng.randint(0, 10) if rng.random() < 0.7 else None
             comment = rng.choice([None, None, "Great help", "  ", "Slow to answer"])
             ballots.append(
-                {"id": ballot_id, "cycle_id": cycle.id, "supplier_id": supplier.id, "nps": nps, "comment": comment}
+                {
+                    "id": ballot_id,
+                    "cycle_id": cycle.id,
+                    "supplier_id": supplier.id,
+                    "nps": nps,
+                    "comment": comment,
+                }
             )
             scores += [
                 {"ballot_id": ballot_id, "cycle_competency_id": by_code[code].id, "score": s}

@@ -59,7 +59,17 @@ def test_mean_sd_and_moments_agree() -> None:
 
 @pytest.mark.parametrize(
     ("df", "expected"),
-    [(1, 12.7062), (2, 4.3027), (3, 3.1824), (4, 2.7764), (9, 2.2622), (10, 2.2281), (30, 2.0423), (120, 1.9799), (1000, 1.9623)],
+    [
+        (1, 12.7062),
+        (2, 4.3027),
+        (3, 3.1824),
+        (4, 2.7764),
+        (9, 2.2622),
+        (10, 2.2281),
+        (30, 2.0423),
+        (120, 1.9799),
+        (1000, 1.9623),
+    ],
 )
 def test_t_quantile_matches_the_tables(df: int, expected: float) -> None:
     assert calc.t_quantile_975(df) == pytest.approx(expected, abs=1e-4)
@@ -164,6 +174,7 @@ def three_level_company() -> calc.CycleInput:
     e1 (R) 8,8,8 -> 8   e2 (C1) 6,7,8 -> 7   e3 (G1) 4,5,6 -> 5
     e4 (G1) 10,10 -> below k   e5 (R2) 9,9,9 -> 9   e6 (R2) no ballots -> below k
     """
+
     def ballots(*scores: int) -> list[B]:
         return [B({"q": s}) for s in scores]
 
@@ -197,7 +208,9 @@ def test_department_rollup_over_a_three_level_tree() -> None:
     assert res.company.competencies == {"q": (4, 7.25)}
     # ranks: e5 9, e1 8, e2 7, e3 5; each department rank inside its own department
     assert [res.employees[e].company_rank for e in (15, 11, 12, 13)] == [1, 2, 3, 4]
-    assert res.employees[13].department_rank == 1 and res.employees[13].department_percentile == 100.0
+    assert (
+        res.employees[13].department_rank == 1 and res.employees[13].department_percentile == 100.0
+    )
     assert res.employees[14].company_rank is None
     # a first cycle: nothing to compare with
     assert all(e.delta is None for e in res.employees.values())

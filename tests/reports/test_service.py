@@ -22,6 +22,7 @@ from app.reports.models import (
 )
 from tests.factories import make_department, make_employee
 from tests.reports.factories import (
+    build_three_levels,
     close,
     make_cycle,
     random_company,
@@ -33,55 +34,29 @@ from tests.reports.factories import (
 )
 
 
-def build_three_levels(session: Session) -> dict[str, object]:
-    """The tree of the pure test (R > C1 > G1, R2), as database rows."""
-    r = make_department(session, name="Root")
-    c1 = make_department(session, parent=r, name="Child")
-    g1 = make_department(session, parent=c1, name="Grandchild")
-    r2 = make_department(session, name="Other root")
-    emps = {
-        name: make_employee(session, department=dept, full_name=name)
-        for name, dept in [("e1", r), ("e2", c1), ("e3", g1), ("e4", g1), ("e5", r2), ("e6", r2)]
-    }
-    cycle = make_cycle(session, state=CycleState.open)
-    q = snapshot_competency(session, cycle, code="quality")
-    for dept, parent in [(r, None), (c1, r), (g1, c1), (r2, None)]:
-        snapshot_department(session, cycle, dept, parent=parent)
-    for emp in emps.values():
-        snapshot_employee(session, cycle, emp)
-    rate(session, cycle, emps["e1"], [[8], [8], [8]], [q], comments=["Always helps", None, "x"])
-    rate(session, cycle, emps["e2"], [[6], [7], [8]], [q], nps=[10, 9, 3])
-    rate(session, cycle, emps["e3"], [[4], [5], [6]], [q])
-    rate(session, cycle, emps["e4"], [[10], [10]], [q], nps=[10, 10], comments=["secret praise", "and more"])
-    rate(session, cycle, emps["e5"], [[9], [9], [9]], [q])
-    rate(session, cycle, emps["e6"], [], [q])
-    close(session, cycle)
-    return {"cycle": cycle, "r": r, "c1": c1, "g1": g1, "r2": r2, **emps}
-
-
 def test_three_level_tree_hand_computed(db: Session) -> None:
     t = build_three_levels(db)
     cycle = t["cycle"]
-    departments = {
-        d.name: d for d in service.department_results(db, cycle_id=cycle.id)  # type: ignore[attr-defined]
-    }
+    departments = {d.name: d for d in service.department_results(db, cycle_id=cycle.id)}
     assert departments["Grandchild"].coefficient == 5.0
     assert departments["Grandchild"].employees_included == 1
     assert departments["Grandchild"].suppliers == 2
     assert departments["Child"].coefficient == 6.0
     assert departments["Root"].coefficient == pytest.approx(20 / 3)
     assert departments["Other root"].coefficient == 9.0
-    assert [d.name for d in service.department_results(db, cycle_id=cycle.id)] == [  # type: ignore[attr-defined]
+    assert [d.name for d in service.department_results(db, cycle_id=cycle.id)] == [
         "Other root",
         "Root",
         "Child",
         "Grandchild",
     ]
-    company = service.company_results(db, cycle_id=cycle.id)  # type: ignore[attr-defined]
-    assert company.coefficient == 7.25 and company.employees_included == 4 and company.suppliers == 6
+    company = service.company_results(db, cycle_id=cycle.id)
+    assert (
+        company.coefficient == 7.25 and company.employees_included == 4 and company.suppliers == 6
+    )
     assert company.delta is None  # first cycle
     assert company.cycle.min_raters == 3
-    e2 = service.employee_result(db, cycle_id=cycle.id, employee_id=t["e2"].id)  # type: ignore[attr-defined]
+    e2 = service.employee_result(db, cycle_id=cycle.id, employee_id=t["e2"].id)
     assert e2.coefficient == 7.0 and e2.raters == 3 and e2.sd == pytest.approx(1.0)
     assert e2.nps == pytest.approx(100 / 3)
     assert (e2.company_rank, e2.department_rank) == (3, 1)
@@ -90,40 +65,67 @@ def test_three_level_tree_hand_computed(db: Session) -> None:
 
 def test_hidden_figures_are_never_stored(db: Session) -> None:
     t = build_three_levels(db)
-    cycle_id = t["cycle"].id  # type: ignore[attr-defined]
+    cycle_id = t["cycle"].id
     for name in ("e4", "e6"):
-        row = db.get(EmployeeResult, (cycle_id, t[name].id))  # type: ignore[attr-defined]
+        row = db.get(EmployeeResult, (cycle_id, t[name].id))
         assert row is not None and row.meets_k is False
         assert (row.raters, row.coefficient, row.nps, row.sd, row.company_rank) == (None,) * 5
         assert not db.scalars(
             select(EmployeeCompetencyResult).where(
-                EmployeeCompetencyResult.employee_id == t[name].id  # type: ignore[attr-defined]
+                EmployeeCompetencyResult.employee_id == t[name].id
             )
         ).all()
     texts = set(db.scalars(select(EmployeeComment.text)))
     assert texts == {"Always helps", "x"}
     assert "secret praise" not in texts
-    read = service.employee_result(db, cycle_id=cycle_id, employee_id=t["e4"].id)  # type: ignore[attr-defined]
+    read = service.employee_result(db, cycle_id=cycle_id, employee_id=t["e4"].id)
     assert read.status == "not_enough_responses"
-    assert read.model_dump(exclude={"employee_id", "external_id", "full_name", "department_id", "department_external_id", "department_name", "status", "competencies"}) == dict.fromkeys(
-        ("raters", "coefficient", "sd", "ci_low", "ci_high", "nps", "nps_answers", "delta", "delta_significant", "company_rank", "company_percentile", "department_rank", "department_percentile")
+    assert read.model_dump(
+        exclude={
+            "employee_id",
+            "external_id",
+            "full_name",
+            "department_id",
+            "department_external_id",
+            "department_name",
+            "status",
+            "competencies",
+        }
+    ) == dict.fromkeys(
+        (
+            "raters",
+            "coefficient",
+            "sd",
+            "ci_low",
+            "ci_high",
+            "nps",
+            "nps_answers",
+            "delta",
+            "delta_significant",
+            "company_rank",
+            "company_percentile",
+            "department_rank",
+            "department_percentile",
+        )
     )
-    assert service.comments(db, cycle_id=cycle_id, employee_id=t["e4"].id) == []  # type: ignore[attr-defined]
+    assert service.comments(db, cycle_id=cycle_id, employee_id=t["e4"].id) == []
 
 
 def test_webhook_delivery_is_queued_and_results_marked_ready(db: Session) -> None:
     t = build_three_levels(db)
     cycle = t["cycle"]
-    assert cycle.results_ready_at is not None  # type: ignore[attr-defined]
-    rows = db.scalars(select(WebhookDelivery).where(WebhookDelivery.cycle_id == cycle.id)).all()  # type: ignore[attr-defined]
+    assert cycle.results_ready_at is not None
+    rows = db.scalars(select(WebhookDelivery).where(WebhookDelivery.cycle_id == cycle.id)).all()
     assert len(rows) == 1 and rows[0].event == "cycle.results_ready"
 
 
 def test_recomputing_replaces_results(db: Session) -> None:
     t = build_three_levels(db)
     cycle = t["cycle"]
-    service.compute_cycle_results(db, cycle_id=cycle.id, min_raters=3)  # type: ignore[attr-defined]
-    count = db.scalar(select(func.count()).select_from(EmployeeResult).where(EmployeeResult.cycle_id == cycle.id))  # type: ignore[attr-defined]
+    service.compute_cycle_results(db, cycle_id=cycle.id, min_raters=3)
+    count = db.scalar(
+        select(func.count()).select_from(EmployeeResult).where(EmployeeResult.cycle_id == cycle.id)
+    )
     assert count == 6
 
 
@@ -149,7 +151,10 @@ def test_k_above_three_suppresses_more(db: Session) -> None:
     snapshot_employee(db, cycle, emp)
     rate(db, cycle, emp, [[5], [6], [7], [8]], [q])
     close(db, cycle, k=5)
-    assert service.employee_result(db, cycle_id=cycle.id, employee_id=emp.id).status == "not_enough_responses"
+    assert (
+        service.employee_result(db, cycle_id=cycle.id, employee_id=emp.id).status
+        == "not_enough_responses"
+    )
     assert service.company_results(db, cycle_id=cycle.id).cycle.min_raters == 5
 
 
@@ -200,12 +205,14 @@ def test_sql_equals_pure_module_on_a_random_company(db: Session, seed: int) -> N
         cycle_id = company.cycle.id
         total, rows = service.employee_results(db, cycle_id=cycle_id, limit=None)
         assert total == len(pure.employees) == len(rows)
-        assert sum(1 for e in pure.employees.values() if not e.meets_k) > 0  # the test covers suppression
+        assert (
+            sum(1 for e in pure.employees.values() if not e.meets_k) > 0
+        )  # the test covers suppression
         for row in rows:
             _assert_same(row, pure.employees[row.employee_id])
-            assert sorted(service.comments(db, cycle_id=cycle_id, employee_id=row.employee_id)) == sorted(
-                c.strip() for c in pure.employees[row.employee_id].comments if c.strip()
-            )
+            assert sorted(
+                service.comments(db, cycle_id=cycle_id, employee_id=row.employee_id)
+            ) == sorted(c.strip() for c in pure.employees[row.employee_id].comments if c.strip())
         for dept in service.department_results(db, cycle_id=cycle_id):
             want = pure.departments[dept.department_id]
             assert dept.employees_included == want.employees_included
@@ -214,17 +221,24 @@ def test_sql_equals_pure_module_on_a_random_company(db: Session, seed: int) -> N
             assert dept.sd == pytest.approx(want.sd)
             assert dept.nps == pytest.approx(want.nps)
             assert dept.delta == pytest.approx(want.delta)
-            assert {m.code: (m.count, pytest.approx(m.mean)) for m in dept.competencies} == want.competencies
+            assert {
+                m.code: (m.count, pytest.approx(m.mean)) for m in dept.competencies
+            } == want.competencies
         summary = service.company_results(db, cycle_id=cycle_id)
         assert summary.coefficient == pytest.approx(pure.company.coefficient)
         assert summary.sd == pytest.approx(pure.company.sd)
-        assert (summary.ci_low, summary.ci_high) == (pytest.approx(pure.ci_low), pytest.approx(pure.ci_high))
+        assert (summary.ci_low, summary.ci_high) == (
+            pytest.approx(pure.ci_low),
+            pytest.approx(pure.ci_high),
+        )
         assert summary.nps == pytest.approx(pure.company.nps)
         assert summary.delta == pytest.approx(pure.company.delta)
         assert summary.employees_included == pure.company.employees_included
         assert (summary.invited, summary.responded) == (pure.invited, pure.responded)
         assert summary.distribution.counts == pure.distribution["counts"]
-        assert {m.code: (m.count, pytest.approx(m.mean)) for m in summary.competencies} == pure.company.competencies
+        assert {
+            m.code: (m.count, pytest.approx(m.mean)) for m in summary.competencies
+        } == pure.company.competencies
 
 
 def test_department_figure_is_the_mean_of_visible_employee_figures(db: Session) -> None:
@@ -241,10 +255,16 @@ def test_department_figure_is_the_mean_of_visible_employee_figures(db: Session) 
     hidden = [e for e in employees if e.status != "ok"]
     assert hidden, "the random company must contain employees below k"
     for dept in departments:
-        visible = [e for e in employees if e.department_id in tree[dept.department_id] and e.coefficient is not None]
+        visible = [
+            e
+            for e in employees
+            if e.department_id in tree[dept.department_id] and e.coefficient is not None
+        ]
         assert dept.employees_included == len(visible)
         if visible:
-            assert dept.coefficient == pytest.approx(sum(e.coefficient or 0 for e in visible) / len(visible))
+            assert dept.coefficient == pytest.approx(
+                sum(e.coefficient or 0 for e in visible) / len(visible)
+            )
             for m in dept.competencies:
                 shown = [c.mean for e in visible for c in e.competencies if c.code == m.code]
                 assert m.count == len(shown)
@@ -275,4 +295,7 @@ def test_trends_follow_closed_cycles(db: Session) -> None:
     emp_points = service.employee_trend(db, employee_id=emp_id)
     assert emp_points and all(p.cycle.name in ("T-Q1", "T-Q2") for p in emp_points)
     dept_id = next(iter(two.data.departments))
-    assert [p.cycle.name for p in service.department_trend(db, department_id=dept_id)][-2:] == ["T-Q1", "T-Q2"]
+    assert [p.cycle.name for p in service.department_trend(db, department_id=dept_id)][-2:] == [
+        "T-Q1",
+        "T-Q2",
+    ]

@@ -1,0 +1,340 @@
+"""The HRIS API's contract for the organisation: what integrators send and receive."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from app.org import service as org_service
+from app.org.models import Competency, Department, Employee
+
+
+def _external_id(value: str) -> str:
+    problem = org_service.external_id_problem(value)
+    if problem:
+        raise ValueError(f"external id {problem}")
+    return value
+
+
+def _single_line(value: str) -> str:
+    problem = org_service.text_problem(value, max_length=org_service.DESCRIPTION_MAX)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _multi_line(value: str) -> str:
+    problem = org_service.text_problem(
+        value, max_length=org_service.DESCRIPTION_MAX, multiline=True
+    )
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+ExternalId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=org_service.EXTERNAL_ID_MAX,
+        description="The HRIS's own key for the record (no '/', no surrounding spaces).",
+        examples=["E-1042"],
+    ),
+    AfterValidator(_external_id),
+]
+Name = Annotated[
+    str, Field(min_length=1, max_length=org_service.NAME_MAX), AfterValidator(_single_line)
+]
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document, as every error under /api is returned."""
+
+    type: str = Field(default="about:blank", examples=["about:blank"])
+    title: str = Field(examples=["Validation failed"])
+    status: int = Field(examples=[422])
+    detail: str | None = Field(
+        default=None, examples=["The employee is not valid: email is not an email address"]
+    )
+    errors: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Per-field (and, for imports, per-line) problems: `{line?, field, message}`.",
+        examples=[[{"line": 3, "field": "email", "message": "email is not an email address"}]],
+    )
+
+
+PROBLEM_TEXT = {
+    400: "The request is malformed.",
+    401: "No API key, or an unknown or revoked one (or a key sent in the URL).",
+    403: "The API key lacks the scope this route needs.",
+    404: "No record has this id.",
+    409: "The change conflicts with existing data (a duplicate email, a cycle).",
+    413: "The request body is larger than the configured limit.",
+    415: "The body's content type is not supported.",
+    422: "The input breaks a rule; `errors` names each field (and line) and the reason.",
+}
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses a route can answer (plus auth)."""
+    return {
+        code: {"model": Problem, "description": PROBLEM_TEXT[code]}
+        for code in sorted({401, 403, *codes})
+    }
+
+
+# --- departments -----------------------------------------------------------------------
+
+
+class DepartmentUpsert(BaseModel):
+    """A department as the HRIS describes it. PUT replaces every field."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "Payroll", "parent_external_id": "D-FIN"}]},
+    )
+
+    name: Name = Field(description="Display name.")
+    parent_external_id: ExternalId | None = Field(
+        default=None,
+        description="External id of the parent department; omit or null for a top-level one. "
+        "The parent must exist, and the tree must not loop.",
+    )
+
+
+class DepartmentRead(BaseModel):
+    external_id: str = Field(examples=["D-PAY"])
+    name: str = Field(examples=["Payroll"])
+    parent_external_id: str | None = Field(examples=["D-FIN"])
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, dept: Department) -> DepartmentRead:
+        return cls(
+            external_id=dept.external_id,
+            name=dept.name,
+            parent_external_id=dept.parent.external_id if dept.parent else None,
+            created_at=dept.created_at,
+            updated_at=dept.updated_at,
+        )
+
+
+# --- employees -------------------------------------------------------------------------
+
+
+class EmployeeUpsert(BaseModel):
+    """An employee as the HRIS describes them. PUT replaces every field: omitted optional
+    fields take their defaults (no department, no manager, language `en`, active)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "email": "Anna.Ivanova@example.com",
+                    "full_name": "Anna Ivanova",
+                    "department_external_id": "D-PAY",
+                    "manager_external_id": "E-1001",
+                    "language": "ru",
+                    "active": True,
+                }
+            ]
+        },
+    )
+
+    email: str = Field(
+        min_length=3,
+        max_length=org_service.EMAIL_MAX,
+        description="Work email; stored lower-cased and unique regardless of case.",
+    )
+    full_name: Name
+    department_external_id: ExternalId | None = Field(
+        default=None, description="External id of an existing department."
+    )
+    manager_external_id: ExternalId | None = Field(
+        default=None,
+        description="External id of the line manager (an existing employee, not themselves).",
+    )
+    language: str = Field(
+        default=org_service.DEFAULT_LANGUAGE,
+        max_length=8,
+        description="Preferred language for emails and the rating page (e.g. `en`, `ru`).",
+    )
+    active: bool = Field(
+        default=True,
+        description="False for leavers: they keep their history but leave the live matrix.",
+    )
+
+
+class EmployeeRead(BaseModel):
+    external_id: str = Field(examples=["E-1042"])
+    email: str = Field(examples=["anna.ivanova@example.com"])
+    full_name: str = Field(examples=["Anna Ivanova"])
+    department_external_id: str | None = Field(examples=["D-PAY"])
+    manager_external_id: str | None = Field(examples=["E-1001"])
+    language: str = Field(examples=["ru"])
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, emp: Employee) -> EmployeeRead:
+        return cls(
+            external_id=emp.external_id,
+            email=emp.email,
+            full_name=emp.full_name,
+            department_external_id=emp.department.external_id if emp.department else None,
+            manager_external_id=emp.manager.external_id if emp.manager else None,
+            language=emp.language,
+            active=emp.active,
+            created_at=emp.created_at,
+            updated_at=emp.updated_at,
+        )
+
+
+class EmployeePageRead(BaseModel):
+    """One page of employees; ``total`` counts every match of the filters."""
+
+    items: list[EmployeeRead]
+    total: int = Field(examples=[1342])
+    offset: int = Field(examples=[0])
+    limit: int = Field(examples=[50])
+
+
+# --- competencies ----------------------------------------------------------------------
+
+
+Indicator = Annotated[
+    str,
+    Field(min_length=1, max_length=org_service.INDICATOR_MAX),
+    AfterValidator(_single_line),
+]
+
+
+class CompetencyUpsert(BaseModel):
+    """A competency raters score. PUT replaces every field."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Responsiveness",
+                    "description": "Reacts to requests quickly and keeps me informed.",
+                    "indicators": [
+                        "Acknowledges a request within one working day",
+                        "Tells me early when a deadline is at risk",
+                    ],
+                    "weight": 1.0,
+                    "display_order": 20,
+                    "active": True,
+                }
+            ]
+        },
+    )
+
+    name: Name
+    description: Annotated[
+        str, Field(max_length=org_service.DESCRIPTION_MAX), AfterValidator(_multi_line)
+    ] = Field(default="", description="What the competency means, shown to raters.")
+    indicators: list[Indicator] = Field(
+        default_factory=list,
+        max_length=org_service.INDICATORS_MAX_COUNT,
+        description="Observable behaviours, short texts shown under the competency.",
+    )
+    weight: float = Field(
+        default=1.0, gt=0, le=100, description="Weight in the overall coefficient."
+    )
+    display_order: int = Field(
+        default=0, ge=-1_000_000, le=1_000_000, description="Lower comes first."
+    )
+    active: bool = Field(default=True, description="Inactive competencies are not asked.")
+
+
+class CompetencyRead(BaseModel):
+    code: str = Field(examples=["responsiveness"])
+    name: str
+    description: str
+    indicators: list[str]
+    weight: float
+    display_order: int
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, comp: Competency) -> CompetencyRead:
+        return cls(
+            code=comp.code,
+            name=comp.name,
+            description=comp.description,
+            indicators=[str(text) for text in comp.indicators or []],
+            weight=comp.weight,
+            display_order=comp.display_order,
+            active=comp.active,
+            created_at=comp.created_at,
+            updated_at=comp.updated_at,
+        )
+
+
+# --- imports ---------------------------------------------------------------------------
+
+
+class ImportReportRead(BaseModel):
+    """What an import did; in a dry run, what it would do (nothing was written)."""
+
+    rows: int = Field(description="Rows read from the upload.", examples=[1342])
+    created: int = Field(examples=[12])
+    updated: int = Field(examples=[30])
+    unchanged: int = Field(examples=[1300])
+    deactivated: int = Field(
+        description="Active employees deactivated because the full import left them out "
+        "(`deactivate_missing=true`).",
+        examples=[4],
+    )
+    removed: int = Field(
+        default=0, description="Matrix links removed (matrix imports only).", examples=[0]
+    )
+    dry_run: bool
+
+
+EMPLOYEE_IMPORT_BODY: dict[str, Any] = {
+    "required": True,
+    "description": "A CSV file (`text/csv`, UTF-8, header row, `,` or `;`), a JSON array, or "
+    "an Excel workbook. Columns: `external_id,email,full_name,department_external_id,"
+    "manager_external_id,language,active`; the first three are required. Managers may "
+    "appear later in the same file.",
+    "content": {
+        "text/csv": {
+            "schema": {"type": "string"},
+            "example": "external_id,email,full_name,department_external_id,"
+            "manager_external_id,language,active\n"
+            "E-1001,boss@example.com,Olga Boss,D-FIN,,en,true\n"
+            "E-1042,anna@example.com,Anna Ivanova,D-PAY,E-1001,ru,true\n",
+        },
+        "application/json": {
+            "schema": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "external_id": {"type": "string"},
+                        "email": {"type": "string"},
+                        "full_name": {"type": "string"},
+                        "department_external_id": {"type": ["string", "null"]},
+                        "manager_external_id": {"type": ["string", "null"]},
+                        "language": {"type": "string"},
+                        "active": {"type": "boolean"},
+                    },
+                    "required": ["external_id", "email", "full_name"],
+                },
+            }
+        },
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+            "schema": {"type": "string", "format": "binary"}
+        },
+    },
+}

@@ -1,0 +1,329 @@
+"""Closing a cycle: links die, ballots are sealed, and nothing links a rater to a ballot.
+
+The end-to-end test runs the whole quarter against a real SMTP server and real commits:
+launch -> email over SMTP -> link -> rating page -> submit -> close (API) -> vacuum.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select, text, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from app import lifecycle
+from app.config import Settings
+from app.cycles import service as cycles_service
+from app.cycles.models import Cycle, CycleState, Invitation
+from app.db import utcnow
+from app.errors import Conflict
+from app.mail import sender
+from app.mail.models import OutboxMessage, OutboxStatus
+from app.mail.worker import run_pass
+from app.ratings import service as ratings_service
+from app.ratings.models import Ballot, BallotScore
+from app.ratings.schemas import SupplierAnswer
+from tests.conftest import SmtpServer
+from tests.cycles.helpers import (
+    answers_for,
+    cycle_competency_ids,
+    form_for,
+    invitation_of,
+    launched_cycle,
+    links_by_customer,
+    make_company,
+    make_cycle,
+    token_of,
+)
+from tests.factories import auth_header, make_api_key
+
+LINK = re.compile(r"http://testserver/r/[A-Za-z0-9_-]+")
+FORM_TOKEN = re.compile(r'name="form_token" value="([^"]+)"')
+
+
+def server_log(caplog: pytest.LogCaptureFixture) -> str:
+    # httpx logs the URLs the test *client* requested (the browser's side): left out.
+    return "\n".join(
+        f"{r.name} {r.getMessage()} {r.exc_text or ''}"
+        for r in caplog.records
+        if not r.name.startswith(("httpx", "httpcore"))
+    )
+
+
+# --- close, on the rolled-back session ---------------------------------------------------
+
+
+def test_close_ends_links_keeps_answers_and_is_idempotent(db: Session, settings: Settings) -> None:
+    company = make_company(db, suppliers=2, customers=3)
+    cycle = launched_cycle(db, settings)
+    links = links_by_customer(db, cycle)
+    cycles_service.send_reminders(db, cycle_id=cycle.id, settings=settings)
+    for customer in company.customers[:2]:
+        invitation = invitation_of(db, cycle, customer)
+        ratings_service.submit_answers(
+            db,
+            invitation_id=invitation.id,
+            answers=answers_for(db, cycle, company.suppliers, score=4, nps=8, comment="fine"),
+        )
+    closed = lifecycle.close_cycle(db, cycle_id=cycle.id)
+    assert closed.state == CycleState.closed
+    assert closed.closed_at is not None and closed.sealed_at is not None
+    invitations = db.scalars(select(Invitation).where(Invitation.cycle_id == cycle.id)).all()
+    assert len(invitations) == 3
+    assert all(i.token_hash is None and i.reminder_token_hash is None for i in invitations)
+    assert all(i.last_reminded_on is None for i in invitations)
+    assert sum(i.used for i in invitations) == 2
+    for url in links.values():
+        assert cycles_service.find_invitation_by_token(db, token=token_of(url)) is None
+    assert db.scalar(select(func.count()).select_from(Ballot)) == 4
+    assert db.scalar(select(func.count()).select_from(BallotScore)) == 8
+    assert set(db.scalars(select(BallotScore.score))) == {4}
+    assert set(db.scalars(select(Ballot.comment))) == {"fine"}
+    # Closing again changes nothing.
+    again = lifecycle.close_cycle(db, cycle_id=cycle.id)
+    assert again.state == CycleState.closed
+    assert db.scalar(select(func.count()).select_from(Ballot)) == 4
+
+
+def test_a_draft_cannot_be_closed(db: Session) -> None:
+    cycle = make_cycle(db)
+    with pytest.raises(Conflict):
+        lifecycle.close_cycle(db, cycle_id=cycle.id)
+
+
+def test_submitting_after_close_is_refused(db: Session, settings: Settings) -> None:
+    company = make_company(db, suppliers=1, customers=1)
+    cycle = launched_cycle(db, settings)
+    invitation = invitation_of(db, cycle, company.customers[0])
+    lifecycle.close_cycle(db, cycle_id=cycle.id)
+    invitation = invitation_of(db, cycle, company.customers[0])
+    with pytest.raises(Exception) as err:
+        ratings_service.submit_answers(
+            db, invitation_id=invitation.id, answers=answers_for(db, cycle, company.suppliers)
+        )
+    assert getattr(err.value, "status", None) == 404
+    assert db.scalar(select(func.count()).select_from(Ballot)) == 0
+
+
+def test_close_due_cycles(db: Session, settings: Settings) -> None:
+    make_company(db)
+    now = utcnow()
+    due = launched_cycle(db, settings, closes_at=now + timedelta(hours=1))
+    later = launched_cycle(db, settings, closes_at=now + timedelta(days=3))
+    closed = lifecycle.close_due_cycles(db, now=now + timedelta(hours=2))
+    assert closed == [due.id]
+    db.refresh(later)
+    assert later.state == CycleState.open
+
+
+# --- the raw database after close ---------------------------------------------------------
+
+
+def _physical_order(session: Session, dialect: str) -> list[str]:
+    order = "rowid" if dialect == "sqlite" else "ctid"
+    return [str(c) for c in session.execute(text(f"SELECT comment FROM ballot ORDER BY {order}")).scalars()]
+
+
+def test_sealing_leaves_no_link_between_invitations_and_ballots(
+    committed_db: sessionmaker[Session],
+    engine: Engine,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    dialect = engine.dialect.name
+    n = 45
+    with committed_db() as session:
+        company = make_company(session, suppliers=1, customers=n, competencies=1)
+        cycle = launched_cycle(session, settings)
+        customer_ids = [c.id for c in company.customers]
+        supplier_id = company.suppliers[0].id
+        comp_id = cycle_competency_ids(session, cycle)[0]
+        cycle_id = cycle.id
+        session.commit()
+    # Customers submit one after another, each in its own transaction; the comment
+    # records the order so the test can see it.
+    with caplog.at_level(logging.DEBUG):
+        for i, customer_id in enumerate(customer_ids):
+            with committed_db() as session:
+                invitation_id = session.scalar(
+                    select(Invitation.id).where(
+                        Invitation.cycle_id == cycle_id, Invitation.customer_id == customer_id
+                    )
+                )
+                assert invitation_id is not None
+                ratings_service.submit_answers(
+                    session,
+                    invitation_id=invitation_id,
+                    answers={
+                        supplier_id: SupplierAnswer(
+                            scores={comp_id: 1 + i % 10}, comment=f"order-{i:03d}"
+                        )
+                    },
+                )
+                session.commit()
+    submitted = [f"order-{i:03d}" for i in range(n)]
+
+    with committed_db() as session:
+        # Before the seal the physical order *is* the submission order: the test can fail.
+        assert _physical_order(session, dialect) == submitted
+        if dialect == "postgresql":
+            # ...and each ballot shares its transaction id with its rater's invitation.
+            pairs = session.execute(
+                text(
+                    "SELECT i.customer_id FROM ballot b JOIN invitation i "
+                    "ON i.xmin::text = b.xmin::text ORDER BY b.ctid"
+                )
+            ).scalars().all()
+            assert list(pairs) == customer_ids
+            old_filenode = session.scalar(text("SELECT pg_relation_filenode('ballot')"))
+
+    with caplog.at_level(logging.DEBUG), committed_db() as session:
+        lifecycle.close_cycle(session, cycle_id=cycle_id)
+        session.commit()
+    assert lifecycle.vacuum_after_close(engine) is True
+
+    with committed_db() as session:
+        after = _physical_order(session, dialect)
+        assert sorted(after) == submitted  # every ballot is still there...
+        assert after != submitted  # ...but not in submission order
+        assert after != list(reversed(submitted))
+        assert session.scalar(select(func.count()).select_from(BallotScore)) == n
+        invitation_order = list(
+            session.execute(
+                text(f"SELECT customer_id FROM invitation ORDER BY {'rowid' if dialect == 'sqlite' else 'ctid'}")
+            ).scalars()
+        )
+        assert sorted(invitation_order) == sorted(customer_ids)
+        assert all(i.token_hash is None for i in session.scalars(select(Invitation)))
+        if dialect == "postgresql":
+            ballot_xmins = set(session.execute(text("SELECT xmin::text FROM ballot")).scalars())
+            score_xmins = set(session.execute(text("SELECT xmin::text FROM ballot_score")).scalars())
+            invitation_xmins = set(
+                session.execute(text("SELECT xmin::text FROM invitation")).scalars()
+            )
+            # Every row was rewritten by the one closing transaction.
+            assert len(ballot_xmins) == len(score_xmins) == len(invitation_xmins) == 1
+            assert ballot_xmins == invitation_xmins == score_xmins
+            # VACUUM FULL rewrote the table: the file holding the old versions is gone.
+            assert session.scalar(text("SELECT pg_relation_filenode('ballot')")) != old_filenode
+        else:
+            assert session.execute(text("PRAGMA freelist_count")).scalar() == 0
+            wal = Path(str(engine.url.database) + "-wal")
+            assert not wal.exists() or wal.stat().st_size == 0
+
+    # No log line pairs anyone with an answer.
+    log = server_log(caplog)
+    assert "order-0" not in log
+
+
+# --- the whole quarter, end to end ------------------------------------------------------
+
+
+def test_whole_flow_over_smtp(
+    committed_db: sessionmaker[Session],
+    live_app: FastAPI,
+    engine: Engine,
+    settings: Settings,
+    smtp_server: SmtpServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with committed_db() as session:
+        company = make_company(session, suppliers=2, customers=3, competencies=2)
+        cycle = launched_cycle(session, settings)
+        key = make_api_key(session, "cycles:read", "cycles:write")
+        cycle_id = cycle.id
+        suppliers = company.suppliers
+        session.commit()
+
+    smtp = settings.model_copy(update={"smtp_host": smtp_server.host, "smtp_port": smtp_server.port})
+    stats = sender.deliver_due(committed_db, smtp)
+    assert stats.sent == 3
+    emails = smtp_server.wait_for(3)
+    assert len(emails) == 3
+    links = []
+    for email in emails:
+        body = next(
+            p.get_payload(decode=True).decode()  # type: ignore[union-attr]
+            for p in email.walk()
+            if p.get_content_type() == "text/plain"
+        )
+        found = LINK.findall(body)
+        assert len(found) == 1
+        links.append(found[0])
+    with committed_db() as session:
+        assert session.scalar(
+            select(func.count()).select_from(OutboxMessage).where(OutboxMessage.secret_link.is_not(None))
+        ) == 0
+
+    comments = [f"secret-comment-{i}" for i in range(len(links))]
+    with caplog.at_level(logging.DEBUG):
+        for i, url in enumerate(links):
+            with TestClient(live_app) as browser, committed_db() as session:
+                opened = browser.get(url.replace("http://testserver", ""), follow_redirects=True)
+                assert opened.status_code == 200
+                assert token_of(url) not in str(opened.url)
+                token = FORM_TOKEN.search(opened.text)
+                assert token
+                data = form_for(session, cycle, suppliers, score=str(5 + i), form_token=token.group(1))
+                data[f"s{suppliers[0].id}-comment"] = comments[i]
+                done = browser.post("/rate", data=data)
+                assert done.status_code == 200 and "were stored anonymously" in done.text
+
+        with TestClient(live_app) as api:
+            progress = api.get(f"/api/v1/cycles/{cycle_id}", headers=auth_header(key)).json()
+            assert (progress["invited"], progress["responded"]) == (3, 3)
+            closed = api.post(f"/api/v1/cycles/{cycle_id}/close", headers=auth_header(key))
+            assert closed.status_code == 200
+            assert closed.json()["state"] == "closed"
+
+    with committed_db() as session:
+        assert session.scalar(select(func.count()).select_from(Ballot)) == 6
+        assert sorted(session.scalars(select(Ballot.comment).where(Ballot.comment.is_not(None)))) == comments
+        assert session.get(Cycle, cycle_id).state == CycleState.closed  # type: ignore[union-attr]
+    # Links are dead after close: the same generic page as any bad link.
+    with TestClient(live_app) as browser:
+        dead = browser.get(links[0].replace("http://testserver", ""))
+        unknown = browser.get("/r/never-issued-0123456789abcdef")
+        assert dead.status_code == unknown.status_code == 404
+        assert dead.text == unknown.text
+    log = server_log(caplog)
+    for url in links:
+        assert token_of(url) not in log
+    for comment in comments:
+        assert comment not in log
+
+
+def test_worker_pass_closes_due_cycles_and_delivers(
+    committed_db: sessionmaker[Session], engine: Engine, settings: Settings
+) -> None:
+    with committed_db() as session:
+        make_company(session, suppliers=1, customers=2)
+        cycle = launched_cycle(session, settings)
+        cycle_id = cycle.id
+        session.commit()
+    run_pass(settings, engine)
+    with committed_db() as session:
+        assert session.get(Cycle, cycle_id).state == CycleState.open  # type: ignore[union-attr]
+        statuses = set(session.scalars(select(OutboxMessage.status)))
+        assert statuses == {OutboxStatus.sent}
+        # Time passes: the close date is behind us.
+        session.execute(
+            update(Cycle)
+            .where(Cycle.id == cycle_id)
+            .values(opens_at=utcnow() - timedelta(days=30), closes_at=utcnow() - timedelta(minutes=1))
+        )
+        session.commit()
+    assert len(list(settings.mail_dir.glob("*.eml"))) == 2
+    run_pass(settings, engine)
+    with committed_db() as session:
+        closed = session.get(Cycle, cycle_id)
+        assert closed is not None and closed.state == CycleState.closed
+        assert closed.sealed_at is not None
+        assert all(i.token_hash is None for i in session.scalars(select(Invitation)))
