@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -24,15 +24,144 @@ def seed_demo(session: Session, settings: Settings, *, only_if_empty: bool = Tru
     return True
 
 
+# (external id, name, parent external id): Company > divisions > teams.
+DEMO_DEPARTMENTS = [
+    ("CO", "Northwind Group", None),
+    ("OPS", "Operations", "CO"),
+    ("TECH", "Technology", "CO"),
+    ("PEOPLE", "People & Finance", "CO"),
+    ("OPS-LOG", "Logistics", "OPS"),
+    ("OPS-CS", "Customer Service", "OPS"),
+    ("TECH-PLAT", "Platform", "TECH"),
+    ("TECH-APPS", "Business Applications", "TECH"),
+    ("PEOPLE-HR", "HR", "PEOPLE"),
+    ("PEOPLE-FIN", "Finance", "PEOPLE"),
+]
+# (external id, full name, department, manager, language)
+DEMO_EMPLOYEES = [
+    ("E001", "Margaret Hale", "CO", None, "en"),
+    ("E002", "Daniel Brooks", "OPS", "E001", "en"),
+    ("E003", "Priya Raman", "TECH", "E001", "en"),
+    ("E004", "Olga Smirnova", "PEOPLE", "E001", "ru"),
+    ("E010", "Tom Fischer", "OPS-LOG", "E002", "en"),
+    ("E011", "Lucia Romero", "OPS-LOG", "E010", "en"),
+    ("E012", "Ivan Petrov", "OPS-LOG", "E010", "ru"),
+    ("E013", "Grace Okafor", "OPS-LOG", "E010", "en"),
+    ("E014", "Henrik Larsen", "OPS-LOG", "E010", "en"),
+    ("E020", "Sofia Marino", "OPS-CS", "E002", "en"),
+    ("E021", "James Carter", "OPS-CS", "E020", "en"),
+    ("E022", "Mei Tanaka", "OPS-CS", "E020", "en"),
+    ("E023", "Anna Kuznetsova", "OPS-CS", "E020", "ru"),
+    ("E024", "Leo Dubois", "OPS-CS", "E020", "en"),
+    ("E025", "Hannah Schmidt", "OPS-CS", "E020", "en"),
+    ("E030", "Marcus Lee", "TECH-PLAT", "E003", "en"),
+    ("E031", "Elena Volkova", "TECH-PLAT", "E030", "ru"),
+    ("E032", "Ravi Shah", "TECH-PLAT", "E030", "en"),
+    ("E033", "Chloe Martin", "TECH-PLAT", "E030", "en"),
+    ("E034", "Nikolai Orlov", "TECH-PLAT", "E030", "ru"),
+    ("E035", "Sara Lindqvist", "TECH-PLAT", "E030", "en"),
+    ("E040", "Aisha Bello", "TECH-APPS", "E003", "en"),
+    ("E041", "Peter Novak", "TECH-APPS", "E040", "en"),
+    ("E042", "Julia Costa", "TECH-APPS", "E040", "en"),
+    ("E043", "Kenji Watanabe", "TECH-APPS", "E040", "en"),
+    ("E044", "Emma Wilson", "TECH-APPS", "E040", "en"),
+    ("E050", "Rachel Green", "PEOPLE-HR", "E004", "en"),
+    ("E051", "Omar Haddad", "PEOPLE-HR", "E050", "en"),
+    ("E052", "Natalia Sokolova", "PEOPLE-HR", "E050", "ru"),
+    ("E053", "Ben Taylor", "PEOPLE-HR", "E050", "en"),
+    ("E060", "Victor Almeida", "PEOPLE-FIN", "E004", "en"),
+    ("E061", "Laura Becker", "PEOPLE-FIN", "E060", "en"),
+    ("E062", "Dmitri Sokolov", "PEOPLE-FIN", "E060", "ru"),
+    ("E063", "Fatima Zahra", "PEOPLE-FIN", "E060", "en"),
+    ("E064", "George Evans", "PEOPLE-FIN", "E060", "en"),
+    ("E065", "Isabel Ruiz", "PEOPLE-FIN", "E060", "en"),
+    ("E070", "Chen Wei", "OPS-LOG", "E010", "en"),
+    ("E071", "Marta Kowalska", "OPS-CS", "E020", "en"),
+    ("E072", "Samuel Adeyemi", "TECH-APPS", "E040", "en"),
+    ("E073", "Yuki Sato", "TECH-PLAT", "E030", "en"),
+]
+# Who serves whom, by team: a team's internal customers mostly sit in these teams.
+DEMO_SERVES = {
+    "OPS-LOG": ["OPS-CS", "PEOPLE-FIN"],
+    "OPS-CS": ["OPS-LOG", "TECH-APPS"],
+    "TECH-PLAT": ["TECH-APPS", "OPS-CS"],
+    "TECH-APPS": ["OPS-CS", "PEOPLE-HR", "PEOPLE-FIN", "OPS-LOG"],
+    "PEOPLE-HR": ["OPS-LOG", "OPS-CS", "TECH-PLAT", "TECH-APPS", "PEOPLE-FIN"],
+    "PEOPLE-FIN": ["OPS", "TECH", "OPS-LOG", "PEOPLE-HR"],
+    "OPS": ["TECH", "PEOPLE", "OPS-LOG", "OPS-CS"],
+    "TECH": ["OPS", "PEOPLE", "TECH-PLAT", "TECH-APPS"],
+    "PEOPLE": ["OPS", "TECH", "PEOPLE-HR", "PEOPLE-FIN"],
+    "CO": ["OPS", "TECH", "PEOPLE"],
+}
+
+
 def seed_org(session: Session) -> None:
-    """Departments, employees, competencies and the matrix (foundation issue)."""
+    """Departments, employees, competencies and the matrix (foundation issue).
+
+    A 40-person company in a three-level tree, with line managers, a few Russian
+    speakers, the default competencies, and a matrix in which every supplier has 3 to 8
+    internal customers (so nearly everyone reaches the anonymity threshold of 3).
+    """
+    import random
+
+    from app.matrix import service as matrix_service
+    from app.org import service as org_service
+
+    for external_id, name, parent in DEMO_DEPARTMENTS:
+        org_service.upsert_department(
+            session, external_id=external_id, name=name, parent_external_id=parent
+        )
+    for external_id, full_name, dept, manager, language in DEMO_EMPLOYEES:
+        first, last = full_name.lower().split(" ", 1)
+        org_service.upsert_employee(
+            session,
+            external_id=external_id,
+            email=f"{first}.{last.replace(' ', '')}@northwind.example",
+            full_name=full_name,
+            department_external_id=dept,
+            manager_external_id=manager,
+            language=language,
+        )
+    org_service.seed_default_competencies(session)
+
+    rnd = random.Random(360)  # the same demo matrix on every machine
+    by_dept: dict[str, list[str]] = {}
+    for external_id, _name, dept, _manager, _language in DEMO_EMPLOYEES:
+        by_dept.setdefault(dept, []).append(external_id)
+    everyone = [e[0] for e in DEMO_EMPLOYEES]
+    for supplier, _name, dept, _manager, _language in DEMO_EMPLOYEES:
+        near = [e for d in DEMO_SERVES.get(dept, []) for e in by_dept.get(d, [])]
+        near += [e for e in by_dept[dept] if e != supplier]  # teammates rely on them too
+        wanted = rnd.randint(3, 8)
+        pool = [e for e in dict.fromkeys(near) if e != supplier]
+        rnd.shuffle(pool)
+        customers = pool[:wanted]
+        while len(customers) < 3:  # small corners of the tree borrow from anywhere
+            extra = rnd.choice(everyone)
+            if extra != supplier and extra not in customers:
+                customers.append(extra)
+        matrix_service.replace_customers(
+            session, supplier_external_id=supplier, customer_external_ids=customers
+        )
+    session.flush()
 
 
 def seed_accounts(session: Session) -> list[str]:
     """Demo HR/admin/manager logins and an HRIS API key; returns lines to print."""
     lines: list[str] = []
     lines += _seed_demo_users(session)
+    lines += _seed_demo_api_key(session)
     return lines
+
+
+def _seed_demo_api_key(session: Session) -> list[str]:
+    """A demo HRIS key with every scope, so the API can be tried from the docs page."""
+    from app.auth import service as auth_service
+
+    _key, plaintext = auth_service.create_api_key(
+        session, name="Demo HRIS", scopes=auth_service.SCOPES, created_by="demo"
+    )
+    return [f"HRIS API key (all scopes): {plaintext}"]
 
 
 def _seed_demo_users(session: Session) -> list[str]:
@@ -79,8 +208,128 @@ def _seed_demo_users(session: Session) -> list[str]:
     return lines
 
 
+# Comments demo raters leave, by how well the colleague served them.
+_PRAISE = [
+    "Always answers quickly and explains the why, not just the what.",
+    "Reliable: when they say Friday, it is Friday.",
+    "Goes out of their way to unblock us.",
+    "Clear, friendly and well prepared in every meeting.",
+    "Thinks about how their work lands on our side.",
+]
+_CONCERNS = [
+    "Hard to reach when something is urgent.",
+    "Requests sometimes sit for a week without an answer.",
+    "Would help to get a heads-up before changes go live.",
+    "Good work, but priorities are not always clear to us.",
+]
+
+
 def seed_past_cycles(session: Session, settings: Settings) -> None:
-    """Two closed quarters with ballots, so results and trends show real data (reports)."""
+    """Two closed quarters with ballots, so results and trends show real data (reports).
+
+    2026-Q2 and 2026-Q3 go through the real services with historical clocks: created,
+    launched (snapshot and invitations), answered by most customers through
+    ``submit_answers``, and closed with ``close_cycle`` (sealing and results). About a
+    third of the suppliers improve visibly in Q3 and a few slip, so the trend, the
+    deltas and the "biggest declines" list have something to show.
+    """
+    import random
+    from datetime import date, datetime
+
+    from app import lifecycle
+    from app.cycles import service as cycles_service
+    from app.cycles.models import Cycle, CycleCompetency, CyclePair, Invitation
+    from app.mail.models import OutboxMessage
+    from app.matrix.models import MatrixLink
+    from app.ratings import service as ratings_service
+    from app.ratings.schemas import SupplierAnswer
+
+    if not session.scalar(select(func.count()).select_from(MatrixLink)):
+        return
+    rnd = random.Random(2026)
+    quarters = [
+        (
+            "2026-Q2",
+            date(2026, 4, 1),
+            date(2026, 6, 30),
+            datetime(2026, 6, 8, 9),
+            datetime(2026, 6, 29, 17),
+        ),
+        (
+            "2026-Q3",
+            date(2026, 7, 1),
+            date(2026, 9, 30),
+            datetime(2026, 9, 7, 9),
+            datetime(2026, 9, 28, 17),
+        ),
+    ]
+    level: dict[int, float] = {}  # each supplier's "true" service level, drifting per quarter
+    for index, (name, start, end, opens, closes) in enumerate(quarters):
+        if session.scalar(select(Cycle.id).where(Cycle.name == name)) is not None:
+            continue
+        cycle = cycles_service.create_cycle(
+            session, name=name, period_start=start, period_end=end, opens_at=opens, closes_at=closes
+        )
+        cycles_service.launch_cycle(session, cycle_id=cycle.id, settings=settings, now=opens)
+        competencies = list(
+            session.scalars(select(CycleCompetency).where(CycleCompetency.cycle_id == cycle.id))
+        )
+        quirk = {c.id: rnd.uniform(-0.6, 0.6) for c in competencies}
+        suppliers = set(
+            session.scalars(select(CyclePair.supplier_id).where(CyclePair.cycle_id == cycle.id))
+        )
+        for supplier in sorted(suppliers):
+            if supplier not in level:
+                level[supplier] = rnd.uniform(5.5, 8.6)
+            elif index > 0:
+                roll = rnd.random()
+                level[supplier] += (
+                    rnd.uniform(0.8, 1.6)
+                    if roll < 0.33
+                    else (-rnd.uniform(0.6, 1.2) if roll > 0.88 else rnd.uniform(-0.3, 0.3))
+                )
+        invitations = list(
+            session.scalars(
+                select(Invitation).where(Invitation.cycle_id == cycle.id).order_by(Invitation.id)
+            )
+        )
+        for invitation in invitations:
+            if rnd.random() > 0.85:
+                continue  # this customer never answered
+            served_by = session.scalars(
+                select(CyclePair.supplier_id).where(
+                    CyclePair.cycle_id == cycle.id, CyclePair.customer_id == invitation.customer_id
+                )
+            ).all()
+            answers = {}
+            for supplier in served_by:
+                mood = level[supplier] + rnd.gauss(0, 0.7)  # this rater's view of them
+                scores: dict[int, int | None] = {
+                    c.id: None
+                    if rnd.random() < 0.08  # "can't judge"
+                    else max(
+                        cycle.scale_min,
+                        min(cycle.scale_max, round(rnd.gauss(mood + quirk[c.id], 0.9))),
+                    )
+                    for c in competencies
+                }
+                nps = max(0, min(10, round(rnd.gauss(mood, 1.4)))) if rnd.random() < 0.8 else None
+                comment = None
+                if rnd.random() < 0.18:
+                    comment = rnd.choice(_PRAISE if mood >= 7 else _CONCERNS)
+                answers[supplier] = SupplierAnswer(scores=scores, nps=nps, comment=comment)
+            ratings_service.submit_answers(
+                session,
+                invitation_id=invitation.id,
+                answers=answers,
+                now=opens.replace(day=opens.day + 3),
+            )
+        lifecycle.close_cycle(session, cycle_id=cycle.id, now=closes)
+        # These quarters are history: their invitations must never be mailed now.
+        session.execute(
+            delete(OutboxMessage).where(OutboxMessage.tag == cycles_service.mail_tag(cycle.id))
+        )
+        session.flush()
 
 
 def seed_open_cycle(session: Session, settings: Settings) -> None:

@@ -20,6 +20,7 @@ from app.db import utcnow, writer_session
 from app.errors import Conflict
 from app.ratings import service as ratings_service
 from app.reports import service as reports_service
+from app.reports import webhook as reports_webhook
 
 log = logging.getLogger(__name__)
 
@@ -120,4 +121,8 @@ def reminders_job(settings: Settings, engine: Engine, factory: sessionmaker[Sess
 
 def scheduled_jobs() -> list[tuple[str, Callable[[Settings, Engine, sessionmaker[Session]], None]]]:
     """The worker's jobs above the mail domain, in the order each pass runs them."""
-    return [("close due cycles", close_due_cycles_job), ("send reminders", reminders_job)]
+    return [
+        ("close due cycles", close_due_cycles_job),
+        ("send reminders", reminders_job),
+        ("deliver results webhooks", reports_webhook.deliver_webhooks_job),
+    ]

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
-from jinja2 import Environment
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.responses import HTMLResponse
 
 from app import i18n
@@ -18,12 +18,14 @@ TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 @lru_cache
 def templates() -> Jinja2Templates:
-    t = Jinja2Templates(directory=str(TEMPLATES_DIR), extensions=["jinja2.ext.i18n"])
-    env = t.env
-    env.autoescape = True
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES_DIR)),
+        autoescape=select_autoescape(("html", "htm", "xml"), default_for_string=True),
+        extensions=["jinja2.ext.i18n"],
+    )
     # Fallback callables; render() passes the request's language ones in the context.
     env.install_gettext_translations(i18n.translations("en"), newstyle=True)  # type: ignore[attr-defined]
-    return t
+    return Jinja2Templates(env=env)
 
 
 def environment() -> Environment:

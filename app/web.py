@@ -55,6 +55,9 @@ def page(
 
     ctx = dict(context or {})
     ctx.setdefault("notice", notice_text(request))
+    # HR pages carry personal data: keep them out of shared caches and, after logout,
+    # out of the browser's back button.
+    headers = {"Cache-Control": "no-store", **(headers or {})}
     return render(request, name, ctx, status_code=status_code, headers=headers)
 
 

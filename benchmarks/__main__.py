@@ -4,11 +4,14 @@ Environment: ``BENCH_SIZE`` (5000; ``5000,50000`` runs both and reports growth),
 ``BENCH_DB`` (``sqlite,postgresql``), ``BENCH_SEED`` (42), ``BENCH_CONCURRENCY`` (32),
 ``BENCH_READ_REQUESTS`` (100 per kind), ``BENCH_READ_CONCURRENCY`` (2),
 ``BENCH_WEB_WORKERS`` (2 on PostgreSQL, 1 on SQLite), ``BENCH_POSTGRES_URL``,
-``BENCH_KEEP=1`` keeps the work directory (server and worker logs).
+``BENCH_KEEP=1`` keeps the work directory (server and worker logs), ``BENCH_STEPS`` runs
+only the named steps (e.g. ``import,launch``), ``BENCH_PROFILE`` records py-spy profiles
+of the named steps (``submit,close`` or ``all``).
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 
 from benchmarks.report import machine, save, table
@@ -16,6 +19,8 @@ from benchmarks.runner import RunConfig, run
 
 
 def main() -> int:
+    # SIGTERM unwinds like Ctrl+C, so servers stop and scratch databases are dropped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     config = RunConfig.from_env()
     figures, contexts = run(config)
     print()

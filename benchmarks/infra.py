@@ -150,6 +150,9 @@ def start_uvicorn(
     port = port or free_port()
     argv = [sys.executable, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--no-access-log", "--log-level", "warning", "--workers", str(workers)]
+    # Longer than uvicorn's 5 s default, so a client never reuses a connection the server
+    # is just closing while it is busy (a ReadError on a loaded two-core machine).
+    argv += ["--timeout-keep-alive", "60"]
     if factory:
         argv.append("--factory")
     env = {**env, "PYTHONPATH": str(ROOT)}

@@ -93,14 +93,24 @@ async def open_links(
         base_url=base, limits=_limits(concurrency), timeout=120, follow_redirects=False
     ) as client:
 
+        async def get(url: str, cookies: dict[str, str] | None = None) -> httpx.Response:
+            # Opening links only prepares the measured submits: retry a dropped connection.
+            for attempt in range(3):
+                try:
+                    return await client.get(url, cookies=cookies)
+                except httpx.TransportError:
+                    if attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
+
         async def work(job: dict[str, Any]) -> dict[str, Any] | str:
             started = time.perf_counter()
-            response = await client.get(f"/r/{job['token']}")
+            response = await get(f"/r/{job['token']}")
             if response.status_code not in (302, 303, 307):
                 return f"GET /r/<token> answered {response.status_code}"
             cookies = dict(response.cookies)
             location = response.headers["location"]
-            page = await client.get(location, cookies=cookies)
+            page = await get(location, cookies=cookies)
             if page.status_code != 200:
                 return f"GET {location} answered {page.status_code}"
             cookies.update(dict(page.cookies))

@@ -66,7 +66,12 @@ def recording(step: str, label: str, pids: dict[str, int]) -> Iterator[list[Path
                 proc.kill()
 
 
-def summarize(path: Path, top: int = 15, prefix: str = "/app/") -> str:
+def _is_app(frame: str) -> bool:
+    where = frame.rpartition(" (")[2]
+    return where.startswith(("app/", "templates/")) or "/app/" in where or ".html:" in where
+
+
+def summarize(path: Path, top: int = 15) -> str:
     """The app's hottest functions in a collapsed-stack file: self and inclusive share."""
     if not path.exists():
         return f"{path.name}: no profile written"
@@ -82,7 +87,7 @@ def summarize(path: Path, top: int = 15, prefix: str = "/app/") -> str:
         frames = stack.split(";")
         if frames:
             self_time[_short(frames[-1])] += count
-        for frame in {_short(f) for f in frames if prefix in f}:
+        for frame in {_short(f) for f in frames if _is_app(f)}:
             inclusive[frame] += count
     if not total:
         return f"{path.name}: empty profile"

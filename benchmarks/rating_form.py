@@ -136,6 +136,8 @@ def build_submission(html: str, answers: dict[int, Any], *, page_url: str) -> di
             nps = answers[numbers[-1]]["nps"]
             if nps is not None:
                 fields.append((name, str(nps)))
+            elif "" in form.choices.get(name, []):
+                fields.append((name, ""))  # the "no answer" choice a browser sends
         elif kind == "comment":
             comment = answers[numbers[-1]]["comment"]
             fields.append((name, comment or ""))

@@ -45,6 +45,9 @@ class RunConfig:
     web_workers: int | None = None
     keep_workdir: bool = False
     postgres_url: str = PG_ADMIN_URL
+    # Run only the steps whose names contain one of these (every step when empty); a
+    # step needs the ones before it, so "submit" alone runs nothing useful.
+    steps: list[str] = field(default_factory=list)
 
     @classmethod
     def from_env(cls) -> RunConfig:
@@ -62,6 +65,7 @@ class RunConfig:
             web_workers=int(workers) if workers else None,
             keep_workdir=env.get("BENCH_KEEP", "") not in ("", "0"),
             postgres_url=env.get("BENCH_POSTGRES_URL", PG_ADMIN_URL),
+            steps=[s.strip() for s in env.get("BENCH_STEPS", "").split(",") if s.strip()],
         )
 
 
@@ -145,6 +149,8 @@ def run_one(company: Company, db: str, config: RunConfig) -> Context:
                 )
                 try:
                     for name, step in STEPS:
+                        if config.steps and not any(s in name for s in config.steps):
+                            continue
                         started = time.perf_counter()
                         try:
                             step(ctx)

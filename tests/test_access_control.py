@@ -28,6 +28,7 @@ from app.auth import service as auth_service
 from app.auth.models import Role, User
 from app.cycles import service as cycles_service
 from app.db import utcnow
+from tests.auth.helpers import fast_user
 from tests.factories import (
     auth_header,
     link,
@@ -35,7 +36,6 @@ from tests.factories import (
     make_competency,
     make_department,
     make_employee,
-    make_user,
 )
 
 PUBLIC = "public"  # anyone, logged in or not
@@ -207,11 +207,11 @@ def world(db: Session, settings: Any) -> World:
     cycles_service.launch_cycle(db, cycle_id=cycle.id, settings=settings)
     lifecycle.close_cycle(db, cycle_id=cycle.id)
     users = {
-        "manager": make_user(db, role=Role.manager, employee=boss),
-        "hr": make_user(db, role=Role.hr),
-        "admin": make_user(db, role=Role.admin),
+        "manager": fast_user(db, role=Role.manager, employee=boss),
+        "hr": fast_user(db, role=Role.hr),
+        "admin": fast_user(db, role=Role.admin),
     }
-    victim = make_user(db, role=Role.hr, email="victim@example.com")
+    victim = fast_user(db, role=Role.hr, email="victim@example.com")
     key, _plain = auth_service.create_api_key(db, name="to revoke", scopes=["org:read"])
     db.commit()
     params = {

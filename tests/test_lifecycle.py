@@ -128,7 +128,10 @@ def test_close_due_cycles(db: Session, settings: Settings) -> None:
 
 def _physical_order(session: Session, dialect: str) -> list[str]:
     order = "rowid" if dialect == "sqlite" else "ctid"
-    return [str(c) for c in session.execute(text(f"SELECT comment FROM ballot ORDER BY {order}")).scalars()]
+    return [
+        str(c)
+        for c in session.execute(text(f"SELECT comment FROM ballot ORDER BY {order}")).scalars()
+    ]
 
 
 def test_sealing_leaves_no_link_between_invitations_and_ballots(
@@ -175,12 +178,16 @@ def test_sealing_leaves_no_link_between_invitations_and_ballots(
         assert _physical_order(session, dialect) == submitted
         if dialect == "postgresql":
             # ...and each ballot shares its transaction id with its rater's invitation.
-            pairs = session.execute(
-                text(
-                    "SELECT i.customer_id FROM ballot b JOIN invitation i "
-                    "ON i.xmin::text = b.xmin::text ORDER BY b.ctid"
+            pairs = (
+                session.execute(
+                    text(
+                        "SELECT i.customer_id FROM ballot b JOIN invitation i "
+                        "ON i.xmin::text = b.xmin::text ORDER BY b.ctid"
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
             assert list(pairs) == customer_ids
             old_filenode = session.scalar(text("SELECT pg_relation_filenode('ballot')"))
 
@@ -189,6 +196,7 @@ def test_sealing_leaves_no_link_between_invitations_and_ballots(
         session.commit()
     assert lifecycle.vacuum_after_close(engine) is True
 
+    order_column = "rowid" if dialect == "sqlite" else "ctid"
     with committed_db() as session:
         after = _physical_order(session, dialect)
         assert sorted(after) == submitted  # every ballot is still there...
@@ -197,14 +205,16 @@ def test_sealing_leaves_no_link_between_invitations_and_ballots(
         assert session.scalar(select(func.count()).select_from(BallotScore)) == n
         invitation_order = list(
             session.execute(
-                text(f"SELECT customer_id FROM invitation ORDER BY {'rowid' if dialect == 'sqlite' else 'ctid'}")
+                text(f"SELECT customer_id FROM invitation ORDER BY {order_column}")
             ).scalars()
         )
         assert sorted(invitation_order) == sorted(customer_ids)
         assert all(i.token_hash is None for i in session.scalars(select(Invitation)))
         if dialect == "postgresql":
             ballot_xmins = set(session.execute(text("SELECT xmin::text FROM ballot")).scalars())
-            score_xmins = set(session.execute(text("SELECT xmin::text FROM ballot_score")).scalars())
+            score_xmins = set(
+                session.execute(text("SELECT xmin::text FROM ballot_score")).scalars()
+            )
             invitation_xmins = set(
                 session.execute(text("SELECT xmin::text FROM invitation")).scalars()
             )
@@ -242,7 +252,9 @@ def test_whole_flow_over_smtp(
         suppliers = company.suppliers
         session.commit()
 
-    smtp = settings.model_copy(update={"smtp_host": smtp_server.host, "smtp_port": smtp_server.port})
+    smtp = settings.model_copy(
+        update={"smtp_host": smtp_server.host, "smtp_port": smtp_server.port}
+    )
     stats = sender.deliver_due(committed_db, smtp)
     assert stats.sent == 3
     emails = smtp_server.wait_for(3)
@@ -258,9 +270,14 @@ def test_whole_flow_over_smtp(
         assert len(found) == 1
         links.append(found[0])
     with committed_db() as session:
-        assert session.scalar(
-            select(func.count()).select_from(OutboxMessage).where(OutboxMessage.secret_link.is_not(None))
-        ) == 0
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(OutboxMessage)
+                .where(OutboxMessage.secret_link.is_not(None))
+            )
+            == 0
+        )
 
     comments = [f"secret-comment-{i}" for i in range(len(links))]
     with caplog.at_level(logging.DEBUG):
@@ -271,7 +288,9 @@ def test_whole_flow_over_smtp(
                 assert token_of(url) not in str(opened.url)
                 token = FORM_TOKEN.search(opened.text)
                 assert token
-                data = form_for(session, cycle, suppliers, score=str(5 + i), form_token=token.group(1))
+                data = form_for(
+                    session, cycle, suppliers, score=str(5 + i), form_token=token.group(1)
+                )
                 data[f"s{suppliers[0].id}-comment"] = comments[i]
                 done = browser.post("/rate", data=data)
                 assert done.status_code == 200 and "were stored anonymously" in done.text
@@ -285,7 +304,10 @@ def test_whole_flow_over_smtp(
 
     with committed_db() as session:
         assert session.scalar(select(func.count()).select_from(Ballot)) == 6
-        assert sorted(session.scalars(select(Ballot.comment).where(Ballot.comment.is_not(None)))) == comments
+        assert (
+            sorted(session.scalars(select(Ballot.comment).where(Ballot.comment.is_not(None))))
+            == comments
+        )
         assert session.get(Cycle, cycle_id).state == CycleState.closed  # type: ignore[union-attr]
     # Links are dead after close: the same generic page as any bad link.
     with TestClient(live_app) as browser:
@@ -317,7 +339,9 @@ def test_worker_pass_closes_due_cycles_and_delivers(
         session.execute(
             update(Cycle)
             .where(Cycle.id == cycle_id)
-            .values(opens_at=utcnow() - timedelta(days=30), closes_at=utcnow() - timedelta(minutes=1))
+            .values(
+                opens_at=utcnow() - timedelta(days=30), closes_at=utcnow() - timedelta(minutes=1)
+            )
         )
         session.commit()
     assert len(list(settings.mail_dir.glob("*.eml"))) == 2

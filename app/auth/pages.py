@@ -192,10 +192,14 @@ def logout(
 # --- admin: users -----------------------------------------------------------------------
 
 ROLE_LABELS = {
-    Role.admin: "Admin: users, API keys, settings, and everything HR can do",
-    Role.hr: "HR: organisation, matrix, cycles, all results, outbox",
-    Role.manager: "Manager: results of their own reporting line only",
+    Role.hr: "HR",
+    Role.manager: "Manager",
+    Role.admin: "Admin",
 }
+ROLE_HINT = (
+    "HR: organisation, matrix, cycles, all results, outbox. Manager: the results of their "
+    "own reporting line only. Admin: users, API keys, settings, and everything HR can do."
+)
 
 
 def _parse_role(value: str) -> Role | None:
@@ -225,6 +229,7 @@ def _users_page(
             "users": users,
             "employees": labels,
             "roles": ROLE_LABELS,
+            "role_hint": ROLE_HINT,
             "form": form or {"role": "hr"},
             "errors": errors or {},
             "created": created,
@@ -314,7 +319,13 @@ def _user_form_page(
     return page(
         request,
         "hr/admin/user_edit.html",
-        {"user": user, "form": form, "errors": errors or {}, "roles": ROLE_LABELS},
+        {
+            "user": user,
+            "form": form,
+            "errors": errors or {},
+            "roles": ROLE_LABELS,
+            "role_hint": ROLE_HINT,
+        },
         status_code=status_code,
     )
 

@@ -13,10 +13,10 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from babel.dates import format_datetime
-from sqlalchemy import Integer, and_, case, func, insert, literal, or_, select, update
+from sqlalchemy import Integer, Table, and_, case, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from app import i18n
@@ -320,7 +320,9 @@ def launch_cycle(
             )
         )
     for start in range(0, len(invitations), INSERT_CHUNK):
-        session.execute(insert(Invitation), invitations[start : start + INSERT_CHUNK])
+        session.execute(
+            insert(cast(Table, Invitation.__table__)), invitations[start : start + INSERT_CHUNK]
+        )
     mail_service.enqueue_messages(session, messages=messages)
 
     cycle.state = CycleState.open

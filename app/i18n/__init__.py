@@ -19,7 +19,9 @@ CATALOG_DIR = Path(__file__).resolve().parent
 DEFAULT_LANGUAGE = "en"
 
 
+@lru_cache
 def available_languages() -> list[str]:
+    # Cached: a launch asks once per customer, and the catalogs ship with the code.
     langs = {DEFAULT_LANGUAGE}
     for po in CATALOG_DIR.glob("*/LC_MESSAGES/messages.po"):
         langs.add(po.parent.parent.name)

@@ -14,16 +14,18 @@ records the outcome of a whole batch in one short transaction:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import html
 import logging
+import secrets
 import smtplib
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email import policy
-from email.message import EmailMessage
-from email.utils import formataddr, formatdate, make_msgid, parseaddr
+from email.header import Header
+from email.utils import formataddr, formatdate, parseaddr
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -44,8 +46,6 @@ LEASE = timedelta(minutes=5)
 LEASE_MARGIN_SECONDS = 60
 BACKOFF_BASE_SECONDS = 30
 BACKOFF_MAX_SECONDS = 3600
-# Quoted-printable/base64 bodies: safe for any relay, 8BITMIME or not.
-MAIL_POLICY = policy.SMTP.clone(cte_type="7bit")
 
 
 @dataclass(frozen=True)
@@ -97,24 +97,65 @@ def _header_safe(value: str) -> str:
     return " ".join(value.replace("\r", " ").replace("\n", " ").split())
 
 
-def build_email(settings: Settings, message: Outgoing) -> EmailMessage:
-    """The MIME message, with the private link put in place of the placeholder."""
+def build_email(settings: Settings, message: Outgoing) -> bytes:
+    """The MIME message as bytes, with the private link put in place of the placeholder.
+
+    Built by hand rather than with ``email.message.EmailMessage``: the structure is fixed
+    (text, optionally with an HTML alternative, both base64 UTF-8), and the standard
+    header machinery costs several times more than sending the message over loopback.
+    """
     link = message.secret_link or ""
-    email = EmailMessage(policy=MAIL_POLICY)
-    email["Subject"] = _header_safe(message.subject)
-    email["From"] = settings.mail_from
-    email["To"] = formataddr((_header_safe(message.to_name), message.to_address))
-    email["Date"] = formatdate(usegmt=True)
     domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "peer360.local"
-    email["Message-ID"] = make_msgid(idstring=f"outbox{message.id}", domain=domain)
-    email["Auto-Submitted"] = "auto-generated"
-    email.set_content(message.body_text.replace(LINK_PLACEHOLDER, link))
-    if message.body_html:
-        email.add_alternative(
-            message.body_html.replace(LINK_PLACEHOLDER, html.escape(link, quote=True)),
-            subtype="html",
-        )
-    return email
+    headers = [
+        f"From: {_encode_header(settings.mail_from, address=True)}",
+        f"To: {formataddr((_header_safe(message.to_name), message.to_address), 'utf-8')}",
+        f"Subject: {_encode_header(_header_safe(message.subject))}",
+        f"Date: {formatdate(usegmt=True)}",
+        f"Message-ID: <{message.id}.{secrets.token_hex(8)}@{domain}>",
+        "Auto-Submitted: auto-generated",
+        "MIME-Version: 1.0",
+    ]
+    text = _base64_part("plain", message.body_text.replace(LINK_PLACEHOLDER, link))
+    if not message.body_html:
+        return CRLF.join([*headers, *text]).encode("ascii") + CRLF_BYTES
+    boundary = f"=_peer360_{secrets.token_hex(12)}"
+    body_html = message.body_html.replace(LINK_PLACEHOLDER, html.escape(link, quote=True))
+    lines = [
+        *headers,
+        f'Content-Type: multipart/alternative; boundary="{boundary}"',
+        "",
+        f"--{boundary}",
+        *text,
+        f"--{boundary}",
+        *_base64_part("html", body_html),
+        f"--{boundary}--",
+        "",
+    ]
+    return CRLF.join(lines).encode("ascii")
+
+
+CRLF = "\r\n"
+CRLF_BYTES = b"\r\n"
+
+
+def _base64_part(subtype: str, content: str) -> list[str]:
+    encoded = base64.encodebytes(content.replace("\r\n", "\n").replace("\n", "\r\n").encode())
+    return [
+        f'Content-Type: text/{subtype}; charset="utf-8"',
+        "Content-Transfer-Encoding: base64",
+        "",
+        encoded.decode("ascii").rstrip("\n").replace("\n", CRLF),
+    ]
+
+
+@lru_cache(maxsize=1024)
+def _encode_header(value: str, *, address: bool = False) -> str:
+    if address:
+        name, addr = parseaddr(value)
+        return formataddr((name, addr), "utf-8") if addr else _encode_header(value)
+    if value.isascii():
+        return value
+    return Header(value, "utf-8").encode()
 
 
 class SmtpTransport:
@@ -367,19 +408,21 @@ def _send_batch(
     refused: list[tuple[Outgoing, str]] = []
     released: list[int] = []
     server_down = False
-    for index, message in enumerate(batch):
-        if server_down:
-            # The server is unreachable: the rest of the batch backs off with it.
-            failed.extend((m, failed[-1][1]) for m in batch[index:])
-            break
-        if time.monotonic() > deadline:
-            released.extend(m.id for m in batch[index:])
-            break
+    # Build the whole batch first, then send it in a tight loop.
+    prepared: list[tuple[Outgoing, bytes]] = []
+    for message in batch:
         try:
-            data = build_email(settings, message).as_bytes()
+            prepared.append((message, build_email(settings, message)))
         except (ValueError, TypeError, UnicodeError) as exc:
             refused.append((message, f"cannot build the message: {exc}"))
-            continue
+    for index, (message, data) in enumerate(prepared):
+        if server_down:
+            # The server is unreachable: the rest of the batch backs off with it.
+            failed.extend((m, failed[-1][1]) for m, _data in prepared[index:])
+            break
+        if time.monotonic() > deadline:
+            released.extend(m.id for m, _data in prepared[index:])
+            break
         try:
             _send_with_one_reconnect(transport, message, data)
         except TemporaryFailure as exc:

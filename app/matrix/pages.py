@@ -8,6 +8,7 @@ import csv
 import io
 import zlib
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from openpyxl import Workbook
@@ -176,7 +177,7 @@ def add_customer(
         f"{supplier.external_id}<-{customer.external_id}",
         f"{customer.full_name} now rates {supplier.full_name}",
     )
-    suffix = f"?q={q}" if q else ""
+    suffix = f"?{urlencode({'q': q})}" if q else ""
     return see_other(f"/matrix/suppliers/{supplier.id}{suffix}", notice="link-added")
 
 

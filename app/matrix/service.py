@@ -322,18 +322,23 @@ class MatrixImportPlan:
 
 
 def plan_matrix_import(
-    session: Session, *, rows: Sequence[importing.SourceRow], replace_all: bool = False
+    session: Session,
+    *,
+    rows: Sequence[importing.SourceRow],
+    replace_all: bool = False,
+    parse_errors: Sequence[dict[str, Any]] = (),
 ) -> MatrixImportPlan:
     """Check every pair; work out which links to add and remove.
 
     Each supplier in the upload gets exactly the customers listed for them; suppliers
     not in it keep theirs, unless ``replace_all`` makes the upload the whole matrix.
     """
-    report = importing.ImportReport(rows=len(rows))
-    plan = MatrixImportPlan(report=report)
+    report = importing.ImportReport(rows=len(rows) + len(parse_errors))
+    plan = MatrixImportPlan(report=report, errors=list(parse_errors))
     errors = plan.errors
     if not rows:
-        errors.append(importing.row_error(1, "body", "the import contains no rows"))
+        if not errors:
+            errors.append(importing.row_error(1, "body", "the import contains no rows"))
         return plan
     employees = org_service.employee_ids_by_external_id(session)
     get = employees.get
@@ -452,8 +457,9 @@ def import_matrix(
     parse_errors: Sequence[dict[str, Any]] = (),
 ) -> importing.ImportReport:
     """Validate every pair, then write all or none (Invalid lists every problem)."""
-    plan = plan_matrix_import(session, rows=rows, replace_all=replace_all)
-    plan.errors.extend(parse_errors)
+    plan = plan_matrix_import(
+        session, rows=rows, replace_all=replace_all, parse_errors=parse_errors
+    )
     importing.raise_row_errors(plan.errors, what="matrix")
     plan.report.dry_run = dry_run
     if not dry_run:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.security import HTTPBearer
@@ -49,7 +50,8 @@ def upsert_status(response: Response, request: Request, outcome: org_service.Out
     """PUT answers 201 with a Location when it created the record, else 200."""
     if outcome is org_service.Outcome.created:
         response.status_code = 201
-        response.headers["Location"] = str(request.url.path)
+        # Percent-encoded: external ids may hold any Unicode, headers only Latin-1.
+        response.headers["Location"] = quote(request.url.path, safe="/")
 
 
 async def raw_body(request: Request) -> bytes:

@@ -642,14 +642,23 @@ def _check_employee_row(
 
 
 def plan_employee_import(
-    session: Session, *, rows: Sequence[SourceRow], deactivate_missing: bool = False
+    session: Session,
+    *,
+    rows: Sequence[SourceRow],
+    deactivate_missing: bool = False,
+    parse_errors: Sequence[dict[str, Any]] = (),
 ) -> EmployeeImportPlan:
-    """Check every row against the file and the database; count what would change."""
-    report = ImportReport(rows=len(rows))
-    plan = EmployeeImportPlan(report=report)
+    """Check every row against the file and the database; count what would change.
+
+    ``parse_errors`` are the upload's own problems (from ``parse_upload``), reported
+    together with the rows' problems.
+    """
+    report = ImportReport(rows=len(rows) + len(parse_errors))
+    plan = EmployeeImportPlan(report=report, errors=list(parse_errors))
     errors = plan.errors
     if not rows:
-        errors.append(row_error(1, "body", "the import contains no rows"))
+        if not errors:
+            errors.append(row_error(1, "body", "the import contains no rows"))
         return plan
 
     departments = org_service.department_id_map(session)
@@ -881,8 +890,9 @@ def import_employees(
     it are deactivated. With ``dry_run`` nothing is written; the report says what would
     change.
     """
-    plan = plan_employee_import(session, rows=rows, deactivate_missing=deactivate_missing)
-    plan.errors.extend(parse_errors)
+    plan = plan_employee_import(
+        session, rows=rows, deactivate_missing=deactivate_missing, parse_errors=parse_errors
+    )
     raise_row_errors(plan.errors, what="employee")
     plan.report.dry_run = dry_run
     if not dry_run:

@@ -124,6 +124,8 @@ def _raise_if(errors: list[dict[str, str]], what: str) -> None:
 
 def get_department(session: Session, *, external_id: str) -> Department:
     """The department with this external id, or NotFound."""
+    if external_id_problem(external_id):
+        raise NotFound(f"No department has the external id {external_id[:100]!r}")
     dept = session.scalar(select(Department).where(Department.external_id == external_id))
     if dept is None:
         raise NotFound(f"No department has the external id {external_id!r}")
@@ -285,6 +287,8 @@ def descendant_department_ids(session: Session, *, department_id: int) -> set[in
 
 def get_employee(session: Session, *, external_id: str) -> Employee:
     """The employee with this external id (active or not), or NotFound."""
+    if external_id_problem(external_id):  # e.g. a NUL, which PostgreSQL cannot even compare
+        raise NotFound(f"No employee has the external id {external_id[:100]!r}")
     emp = session.scalar(
         select(Employee)
         .options(joinedload(Employee.department), joinedload(Employee.manager))
@@ -543,6 +547,8 @@ def reporting_line_ids(session: Session, *, manager_employee_id: int) -> set[int
 
 def get_competency(session: Session, *, code: str) -> Competency:
     """The competency with this code, or NotFound."""
+    if not CODE_RE.match(code) or len(code) > CODE_MAX:
+        raise NotFound(f"No competency has the code {code[:100]!r}")
     comp = session.scalar(select(Competency).where(Competency.code == code))
     if comp is None:
         raise NotFound(f"No competency has the code {code!r}")

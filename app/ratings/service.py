@@ -12,9 +12,9 @@ import re
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, insert, select, text, update
+from sqlalchemy import Table, and_, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from app import i18n
@@ -335,9 +335,9 @@ def submit_answers(
             {"ballot_id": ballot_id, "cycle_competency_id": cid, "score": score}
             for cid, score in answer.scores.items()
         )
-    session.execute(insert(Ballot), ballots)
+    session.execute(insert(cast(Table, Ballot.__table__)), ballots)
     if scores:
-        session.execute(insert(BallotScore), scores)
+        session.execute(insert(cast(Table, BallotScore.__table__)), scores)
     session.expire(invitation, ["used"])
     return len(ballots)
 

@@ -25,7 +25,7 @@ from app.reports.schemas import (
 router = APIRouter(tags=["results"], dependencies=[Depends(require_scopes("results:read"))])
 
 CycleId = Annotated[int, Path(ge=1, le=2_147_483_647, description="the cycle's id")]
-ExternalId = Annotated[str, Path(min_length=1, max_length=100)]
+ExternalId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[^\x00]+$")]
 Selector = Annotated[str | None, Query(max_length=100)]
 
 

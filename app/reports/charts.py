@@ -23,10 +23,11 @@ matplotlib.use("Agg")
 from matplotlib import rc_context
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.cycles.models import Cycle
+from app.cycles.models import Cycle, CycleDepartment
 from app.errors import Invalid, NotFound
 from app.reports import service
 from app.reports.schemas import (
@@ -125,6 +126,12 @@ def _message(fig: Figure, message: str) -> None:
     ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=13, color="#5b6478", wrap=True)
 
 
+def _label(d: DepartmentResultRead, shown: Sequence[DepartmentResultRead]) -> str:
+    # Right-aligned tick labels swallow indentation: mark sub-departments instead.
+    top = min(x.level for x in shown)
+    return ("↳ " * (d.level - top)) + d.name
+
+
 # --- the charts -----------------------------------------------------------------------
 
 
@@ -139,7 +146,7 @@ def departments_bar(
             _footer(fig, cycle)
             return fig
         ax = fig.add_subplot()
-        labels = [("  " * d.level) + d.name for d in departments]
+        labels = [_label(d, departments) for d in departments]
         values = [d.coefficient if d.coefficient is not None else 0.0 for d in departments]
         y = list(range(len(departments)))
         bars = ax.barh(
@@ -214,7 +221,7 @@ def heatmap_chart(
                     color="#1d2433",
                 )
         ax.set_xticks(range(len(codes)), [name for _, name in codes], rotation=30, ha="right")
-        ax.set_yticks(range(len(departments)), [("  " * d.level) + d.name for d in departments])
+        ax.set_yticks(range(len(departments)), [_label(d, departments) for d in departments])
         ax.spines[:].set_visible(False)
         fig.colorbar(image, ax=ax, label="Mean score", shrink=0.8)
         ax.set_title(f"Department × competency — {cycle.name}")
@@ -245,6 +252,7 @@ def distribution_chart(cycle: CycleRef, company: CompanyResultRead) -> Figure:
             ax.legend(frameon=False)
         ax.set_xlabel("Customer-orientation coefficient")
         ax.set_ylabel("Employees")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlim(cycle.scale_min, cycle.scale_max)
         ax.set_title(
             f"Distribution of coefficients — {cycle.name} ({company.employees_included} employees)"
@@ -381,16 +389,18 @@ def chart_departments(
     session: Session, *, cycle_id: int, department: str | None
 ) -> list[DepartmentResultRead]:
     """The departments a chart shows: one department and its children, or the top levels."""
-    all_departments = service.department_results(session, cycle_id=cycle_id)
     if department:
         chosen = service.department_in_cycle(session, cycle_id=cycle_id, department=department)
-        picked = [
-            d
-            for d in all_departments
-            if d.department_id == chosen.department_id or d.parent_id == chosen.department_id
-        ]
+        children = session.scalars(
+            select(CycleDepartment.department_id).where(
+                CycleDepartment.cycle_id == cycle_id,
+                CycleDepartment.parent_id == chosen.department_id,
+            )
+        )
+        ids = [chosen.department_id, *children]
+        picked = service.department_results(session, cycle_id=cycle_id, department_ids=ids)
     else:
-        picked = [d for d in all_departments if d.level <= 1]
+        picked = service.department_results(session, cycle_id=cycle_id, max_level=1)
     if len(picked) > MAX_DEPARTMENTS:
         keep = {
             d.department_id for d in sorted(picked, key=lambda d: -d.suppliers)[:MAX_DEPARTMENTS]

@@ -84,8 +84,12 @@ def cycle_results(
     allowed = visible_employee_ids(session, principal)
     is_hr = allowed is None
     company = service.company_results(session, cycle_id=cycle_id)
-    departments = service.department_results(session, cycle_id=cycle_id) if is_hr else []
-    if department is not None and not any(d.department_id == department for d in departments):
+    # The table shows the top three levels; deeper departments are reached by filtering.
+    departments = (
+        service.department_results(session, cycle_id=cycle_id, max_level=2) if is_hr else []
+    )
+    department_choices = service.department_choices(session, cycle_id=cycle_id) if is_hr else []
+    if department is not None and not any(d[0] == department for d in department_choices):
         department = None
     sort = sort if sort in service.SORT_KEYS else "name"
     total, employees = service.employee_results(
@@ -107,6 +111,7 @@ def cycle_results(
             "cycle": company.cycle,
             "company": company,
             "departments": departments,
+            "department_choices": department_choices,
             "competencies": service.competencies(session, cycle_id=cycle_id),
             "employees": employees,
             "total": total,

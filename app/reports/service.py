@@ -101,6 +101,8 @@ def compute_cycle_results(
     _store_departments(session, cycle_id=cycle_id, scale=scale, previous=previous)
     _store_company(session, cycle=cycle, k=k, scale=scale, previous=previous)
     _store_comments(session, cycle_id=cycle_id)
+    for model in (DepartmentResult, DepartmentCompetencyResult, EmployeeComment):
+        _analyze(session, model)
 
     cycle.results_ready_at = utcnow()
     session.add(
@@ -677,10 +679,24 @@ def company_results(session: Session, *, cycle_id: int) -> CompanyResultRead:
 
 
 def department_results(
-    session: Session, *, cycle_id: int, department_ids: Iterable[int] | None = None
+    session: Session,
+    *,
+    cycle_id: int,
+    department_ids: Iterable[int] | None = None,
+    max_level: int | None = None,
 ) -> list[DepartmentResultRead]:
-    """Every department's rolled-up figures (tree order: parents before children)."""
+    """Every department's rolled-up figures (tree order: parents before children).
+
+    ``max_level`` keeps the top of the tree only (0 = roots), for pages and charts of a
+    company with thousands of departments.
+    """
     results_cycle(session, cycle_id=cycle_id)
+    dr = DepartmentResult
+    filters: list[Any] = [dr.cycle_id == cycle_id]
+    if department_ids is not None:
+        filters.append(dr.department_id.in_(list(department_ids)))
+    if max_level is not None:
+        filters.append(dr.level <= max_level)
     query = (
         select(DepartmentResult, CycleDepartment.external_id, CycleDepartment.name)
         .join(
@@ -690,16 +706,17 @@ def department_results(
                 CycleDepartment.department_id == DepartmentResult.department_id,
             ),
         )
-        .where(DepartmentResult.cycle_id == cycle_id)
+        .where(*filters)
     )
-    if department_ids is not None:
-        query = query.where(DepartmentResult.department_id.in_(list(department_ids)))
     rows = session.execute(query).all()
     comps = {c.id: c for c in competencies(session, cycle_id=cycle_id)}
     order = {cid: i for i, cid in enumerate(comps)}
     means: dict[int, list[tuple[int, CompetencyMean]]] = {}
+    dcr = DepartmentCompetencyResult
     for r in session.scalars(
-        select(DepartmentCompetencyResult).where(DepartmentCompetencyResult.cycle_id == cycle_id)
+        select(dcr)
+        .join(dr, and_(dr.cycle_id == dcr.cycle_id, dr.department_id == dcr.department_id))
+        .where(*filters)
     ):
         c = comps[r.cycle_competency_id]
         means.setdefault(r.department_id, []).append(
@@ -725,6 +742,37 @@ def department_results(
         for d, ext, name in rows
     ]
     return _tree_order(out)
+
+
+def department_choices(session: Session, *, cycle_id: int) -> list[tuple[int, str, int]]:
+    """(id, name, level) of every department of the cycle, in tree order (for filters)."""
+    rows = session.execute(
+        select(
+            DepartmentResult.department_id,
+            CycleDepartment.name,
+            DepartmentResult.level,
+            DepartmentResult.parent_id,
+        )
+        .join(
+            CycleDepartment,
+            and_(
+                CycleDepartment.cycle_id == DepartmentResult.cycle_id,
+                CycleDepartment.department_id == DepartmentResult.department_id,
+            ),
+        )
+        .where(DepartmentResult.cycle_id == cycle_id)
+    ).all()
+    children: dict[int | None, list[tuple[int, str, int]]] = {}
+    ids = {r[0] for r in rows}
+    for dept, name, level, parent in rows:
+        children.setdefault(parent if parent in ids else None, []).append((dept, name, level))
+    out: list[tuple[int, str, int]] = []
+    stack = sorted(children.get(None, []), key=lambda t: t[1].lower(), reverse=True)
+    while stack:
+        item = stack.pop()
+        out.append(item)
+        stack.extend(sorted(children.get(item[0], []), key=lambda t: t[1].lower(), reverse=True))
+    return out
 
 
 def _tree_order(items: list[DepartmentResultRead]) -> list[DepartmentResultRead]:
@@ -758,11 +806,30 @@ def employee_results(
     limit: int | None = 100,
     offset: int = 0,
     only_included: bool = False,
+    declined_only: bool = False,
     with_competencies: bool = True,
 ) -> tuple[int, list[EmployeeResultRead]]:
     """(total, one page) of the employee table; department_id filters its whole subtree."""
     results_cycle(session, cycle_id=cycle_id)
     er = EmployeeResult
+    filters: list[Any] = [er.cycle_id == cycle_id]
+    if department_id is not None:
+        filters.append(
+            er.department_id.in_(
+                select(DepartmentClosure.descendant_id).where(
+                    DepartmentClosure.cycle_id == cycle_id,
+                    DepartmentClosure.ancestor_id == department_id,
+                )
+            )
+        )
+    if employee_ids is not None:
+        filters.append(er.employee_id.in_(list(employee_ids)))
+    if only_included:
+        filters.append(er.coefficient.is_not(None))
+    if declined_only:
+        filters.append(er.delta < 0)
+    # Counted on the result table alone: the joins below only add names.
+    total = session.scalar(select(func.count()).select_from(er).where(*filters)) or 0
     query = (
         select(
             er,
@@ -784,22 +851,9 @@ def employee_results(
                 CycleDepartment.department_id == er.department_id,
             ),
         )
-        .where(er.cycle_id == cycle_id)
+        .where(*filters)
     )
-    if department_id is not None:
-        query = query.where(
-            er.department_id.in_(
-                select(DepartmentClosure.descendant_id).where(
-                    DepartmentClosure.cycle_id == cycle_id,
-                    DepartmentClosure.ancestor_id == department_id,
-                )
-            )
-        )
-    if employee_ids is not None:
-        query = query.where(er.employee_id.in_(list(employee_ids)))
-    if only_included:
-        query = query.where(er.coefficient.is_not(None))
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+
     columns: dict[str, Any] = {
         "name": CycleEmployee.full_name,
         "department": CycleDepartment.name,
@@ -936,11 +990,12 @@ def decliners(
         employee_ids=employee_ids,
         sort="delta",
         descending=False,
-        limit=None,
+        limit=limit,
         only_included=True,
+        declined_only=True,
         with_competencies=False,
     )
-    return [r for r in rows if r.delta is not None and r.delta < 0][:limit]
+    return rows
 
 
 def comments(session: Session, *, cycle_id: int, employee_id: int) -> list[str]:

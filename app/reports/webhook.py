@@ -172,3 +172,10 @@ def _post(
     if 200 <= response.status_code < 300:
         return None
     return f"HTTP {response.status_code}"
+
+
+def deliver_webhooks_job(settings: Settings, engine: Any, factory: sessionmaker[Session]) -> None:
+    """The worker's scheduled job: one delivery pass (signature of lifecycle's jobs)."""
+    delivered = deliver_due_webhooks(factory, settings)
+    if delivered:
+        log.info("results webhook: %d notification(s) delivered", delivered)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 19:05:18.352417
+Create Date: 2026-11-23 19:20:34.223836
 """
 
 from collections.abc import Sequence
@@ -112,6 +112,76 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("department", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_department_parent_id"), ["parent_id"], unique=False)
+
+    op.create_table(
+        "department_competency_result",
+        sa.Column("cycle_id", sa.Integer(), nullable=False),
+        sa.Column("department_id", sa.Integer(), nullable=False),
+        sa.Column("cycle_competency_id", sa.Integer(), nullable=False),
+        sa.Column("employees", sa.Integer(), nullable=False),
+        sa.Column("mean", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "cycle_id",
+            "department_id",
+            "cycle_competency_id",
+            name=op.f("pk_department_competency_result"),
+        ),
+    )
+    op.create_table(
+        "employee_comment",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("cycle_id", sa.Integer(), nullable=False),
+        sa.Column("employee_id", sa.Integer(), nullable=False),
+        sa.Column("sort_key", sa.Float(), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_employee_comment")),
+    )
+    with op.batch_alter_table("employee_comment", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_employee_comment_cycle_id_employee_id", ["cycle_id", "employee_id"], unique=False
+        )
+
+    op.create_table(
+        "employee_competency_result",
+        sa.Column("cycle_id", sa.Integer(), nullable=False),
+        sa.Column("employee_id", sa.Integer(), nullable=False),
+        sa.Column("cycle_competency_id", sa.Integer(), nullable=False),
+        sa.Column("answers", sa.Integer(), nullable=False),
+        sa.Column("mean", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "cycle_id",
+            "employee_id",
+            "cycle_competency_id",
+            name=op.f("pk_employee_competency_result"),
+        ),
+    )
+    op.create_table(
+        "employee_result",
+        sa.Column("cycle_id", sa.Integer(), nullable=False),
+        sa.Column("employee_id", sa.Integer(), nullable=False),
+        sa.Column("department_id", sa.Integer(), nullable=True),
+        sa.Column("meets_k", sa.Boolean(), nullable=False),
+        sa.Column("raters", sa.Integer(), nullable=True),
+        sa.Column("scored_raters", sa.Integer(), nullable=True),
+        sa.Column("coefficient", sa.Float(), nullable=True),
+        sa.Column("sd", sa.Float(), nullable=True),
+        sa.Column("ci_low", sa.Float(), nullable=True),
+        sa.Column("ci_high", sa.Float(), nullable=True),
+        sa.Column("nps", sa.Float(), nullable=True),
+        sa.Column("nps_answers", sa.Integer(), nullable=True),
+        sa.Column("delta", sa.Float(), nullable=True),
+        sa.Column("delta_significant", sa.Boolean(), nullable=True),
+        sa.Column("company_rank", sa.Integer(), nullable=True),
+        sa.Column("company_percentile", sa.Float(), nullable=True),
+        sa.Column("department_rank", sa.Integer(), nullable=True),
+        sa.Column("department_percentile", sa.Float(), nullable=True),
+        sa.PrimaryKeyConstraint("cycle_id", "employee_id", name=op.f("pk_employee_result")),
+    )
+    with op.batch_alter_table("employee_result", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_employee_result_cycle_id_department_id", ["cycle_id", "department_id"], unique=False
+        )
+        batch_op.create_index("ix_employee_result_employee_id", ["employee_id"], unique=False)
 
     op.create_table(
         "outbox_message",
@@ -258,7 +328,7 @@ def upgrade() -> None:
     with op.batch_alter_table("department_closure", schema=None) as batch_op:
         batch_op.create_index(
             "ix_department_closure_cycle_id_descendant_id",
-            ["cycle_id", "descendant_id"],
+            ["cycle_id", "descendant_id", "ancestor_id"],
             unique=False,
         )
 
@@ -494,130 +564,6 @@ def upgrade() -> None:
         )
 
     op.create_table(
-        "department_competency_result",
-        sa.Column("cycle_id", sa.Integer(), nullable=False),
-        sa.Column("department_id", sa.Integer(), nullable=False),
-        sa.Column("cycle_competency_id", sa.Integer(), nullable=False),
-        sa.Column("employees", sa.Integer(), nullable=False),
-        sa.Column("mean", sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["cycle_competency_id"],
-            ["cycle_competency.id"],
-            name=op.f("fk_department_competency_result_cycle_competency_id_cycle_competency"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["cycle_id"],
-            ["cycle.id"],
-            name=op.f("fk_department_competency_result_cycle_id_cycle"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint(
-            "cycle_id",
-            "department_id",
-            "cycle_competency_id",
-            name=op.f("pk_department_competency_result"),
-        ),
-    )
-    op.create_table(
-        "employee_comment",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("cycle_id", sa.Integer(), nullable=False),
-        sa.Column("employee_id", sa.Integer(), nullable=False),
-        sa.Column("sort_key", sa.Float(), nullable=False),
-        sa.Column("text", sa.Text(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["cycle_id"],
-            ["cycle.id"],
-            name=op.f("fk_employee_comment_cycle_id_cycle"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["employee_id"],
-            ["employee.id"],
-            name=op.f("fk_employee_comment_employee_id_employee"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_employee_comment")),
-    )
-    with op.batch_alter_table("employee_comment", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_employee_comment_cycle_id_employee_id", ["cycle_id", "employee_id"], unique=False
-        )
-
-    op.create_table(
-        "employee_competency_result",
-        sa.Column("cycle_id", sa.Integer(), nullable=False),
-        sa.Column("employee_id", sa.Integer(), nullable=False),
-        sa.Column("cycle_competency_id", sa.Integer(), nullable=False),
-        sa.Column("answers", sa.Integer(), nullable=False),
-        sa.Column("mean", sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["cycle_competency_id"],
-            ["cycle_competency.id"],
-            name=op.f("fk_employee_competency_result_cycle_competency_id_cycle_competency"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["cycle_id"],
-            ["cycle.id"],
-            name=op.f("fk_employee_competency_result_cycle_id_cycle"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["employee_id"],
-            ["employee.id"],
-            name=op.f("fk_employee_competency_result_employee_id_employee"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint(
-            "cycle_id",
-            "employee_id",
-            "cycle_competency_id",
-            name=op.f("pk_employee_competency_result"),
-        ),
-    )
-    op.create_table(
-        "employee_result",
-        sa.Column("cycle_id", sa.Integer(), nullable=False),
-        sa.Column("employee_id", sa.Integer(), nullable=False),
-        sa.Column("department_id", sa.Integer(), nullable=True),
-        sa.Column("meets_k", sa.Boolean(), nullable=False),
-        sa.Column("raters", sa.Integer(), nullable=True),
-        sa.Column("scored_raters", sa.Integer(), nullable=True),
-        sa.Column("coefficient", sa.Float(), nullable=True),
-        sa.Column("sd", sa.Float(), nullable=True),
-        sa.Column("ci_low", sa.Float(), nullable=True),
-        sa.Column("ci_high", sa.Float(), nullable=True),
-        sa.Column("nps", sa.Float(), nullable=True),
-        sa.Column("nps_answers", sa.Integer(), nullable=True),
-        sa.Column("delta", sa.Float(), nullable=True),
-        sa.Column("delta_significant", sa.Boolean(), nullable=True),
-        sa.Column("company_rank", sa.Integer(), nullable=True),
-        sa.Column("company_percentile", sa.Float(), nullable=True),
-        sa.Column("department_rank", sa.Integer(), nullable=True),
-        sa.Column("department_percentile", sa.Float(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["cycle_id"],
-            ["cycle.id"],
-            name=op.f("fk_employee_result_cycle_id_cycle"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["employee_id"],
-            ["employee.id"],
-            name=op.f("fk_employee_result_employee_id_employee"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("cycle_id", "employee_id", name=op.f("pk_employee_result")),
-    )
-    with op.batch_alter_table("employee_result", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_employee_result_cycle_id_department_id", ["cycle_id", "department_id"], unique=False
-        )
-        batch_op.create_index("ix_employee_result_employee_id", ["employee_id"], unique=False)
-
-    op.create_table(
         "invitation",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("cycle_id", sa.Integer(), nullable=False),
@@ -730,17 +676,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_invitation_cycle_id"))
 
     op.drop_table("invitation")
-    with op.batch_alter_table("employee_result", schema=None) as batch_op:
-        batch_op.drop_index("ix_employee_result_employee_id")
-        batch_op.drop_index("ix_employee_result_cycle_id_department_id")
-
-    op.drop_table("employee_result")
-    op.drop_table("employee_competency_result")
-    with op.batch_alter_table("employee_comment", schema=None) as batch_op:
-        batch_op.drop_index("ix_employee_comment_cycle_id_employee_id")
-
-    op.drop_table("employee_comment")
-    op.drop_table("department_competency_result")
     with op.batch_alter_table("cycle_pair", schema=None) as batch_op:
         batch_op.drop_index("ix_cycle_pair_cycle_id_customer_id")
 
@@ -786,6 +721,17 @@ def downgrade() -> None:
         batch_op.drop_index("ix_outbox_message_status_next_attempt_at")
 
     op.drop_table("outbox_message")
+    with op.batch_alter_table("employee_result", schema=None) as batch_op:
+        batch_op.drop_index("ix_employee_result_employee_id")
+        batch_op.drop_index("ix_employee_result_cycle_id_department_id")
+
+    op.drop_table("employee_result")
+    op.drop_table("employee_competency_result")
+    with op.batch_alter_table("employee_comment", schema=None) as batch_op:
+        batch_op.drop_index("ix_employee_comment_cycle_id_employee_id")
+
+    op.drop_table("employee_comment")
+    op.drop_table("department_competency_result")
     with op.batch_alter_table("department", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_department_parent_id"))
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from fastapi.testclient import TestClient
 from httpx import Response
@@ -12,7 +14,6 @@ from sqlalchemy.orm import Session
 from app.auth import service as auth_service
 from app.auth.models import Role, User
 from app.org.models import Employee
-from tests.factories import make_user
 
 PASSWORD = "correct horse battery"
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]*)"')
@@ -37,6 +38,34 @@ def login_via_form(
     return client.post("/login", data=data, follow_redirects=False)
 
 
+@lru_cache
+def _password_hash() -> str:
+    return auth_service.hash_password(PASSWORD)
+
+
+_seq = itertools.count(1)
+
+
+def fast_user(
+    db: Session,
+    *,
+    role: Role = Role.hr,
+    employee: Employee | None = None,
+    email: str | None = None,
+) -> User:
+    """Like ``make_user`` with the default password, without an Argon2 hash per user
+    (the suite makes hundreds of users; hashing is what the login tests measure)."""
+    user = User(
+        email=email or f"signed-in-{next(_seq)}@example.com",
+        password_hash=_password_hash(),
+        role=role,
+        employee_id=employee.id if employee else None,
+    )
+    db.add(user)
+    db.flush()
+    return user
+
+
 @dataclass
 class SignedIn:
     user: User
@@ -53,7 +82,7 @@ def sign_in(
     email: str | None = None,
 ) -> SignedIn:
     """A user of this role with a live session whose cookie the client now carries."""
-    user = make_user(db, role=role, employee=employee, email=email)
+    user = fast_user(db, role=role, employee=employee, email=email)
     token, row = auth_service.start_user_session(db, user=user)
     client.cookies.set("p360_session", token)
     # Release the savepoint: a request that fails rolls back only its own work.

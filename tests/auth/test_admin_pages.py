@@ -72,7 +72,10 @@ def test_user_form_errors_are_shown_next_to_fields(client: TestClient, db: Sessi
         ({"email": "ok@example.com", "role": "hr", "password": "short"}, "password"),
         ({"email": "ok@example.com", "role": "superuser"}, "role"),
         ({"email": "ok@example.com", "role": "manager"}, "employee_email"),
-        ({"email": "ok@example.com", "role": "hr", "employee_email": "ghost@x.com"}, "employee_email"),
+        (
+            {"email": "ok@example.com", "role": "hr", "employee_email": "ghost@x.com"},
+            "employee_email",
+        ),
     ]
     for data, field in cases:
         r = client.post("/admin/users", data={"csrf_token": signed.csrf, **data})
@@ -130,9 +133,7 @@ def test_deactivate_user_confirms_and_ends_sessions(client: TestClient, db: Sess
     assert not target.active
     assert db.get(UserSession, auth_service.hash_secret(token)) is None
     # Admins cannot lock themselves out.
-    r = client.post(
-        f"/admin/users/{signed.user.id}/deactivate", data={"csrf_token": signed.csrf}
-    )
+    r = client.post(f"/admin/users/{signed.user.id}/deactivate", data={"csrf_token": signed.csrf})
     assert r.status_code == 422
     r = client.post(
         f"/admin/users/{target.id}/reactivate",
@@ -188,7 +189,10 @@ def test_api_key_form_errors(client: TestClient, db: Session) -> None:
         assert r.status_code == 422
         assert f'id="{field}-error"' in r.text
     assert db.scalar(select(func.count()).select_from(ApiKey)) == 0
-    assert client.post("/admin/api-keys/9999/revoke", data={"csrf_token": signed.csrf}).status_code == 422
+    assert (
+        client.post("/admin/api-keys/9999/revoke", data={"csrf_token": signed.csrf}).status_code
+        == 422
+    )
 
 
 def test_audit_log_lists_and_filters(client: TestClient, db: Session) -> None:

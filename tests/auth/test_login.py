@@ -20,7 +20,9 @@ from tests.factories import make_user
 
 def _sessions(db: Session, user_id: int) -> int:
     return int(
-        db.scalar(select(func.count()).select_from(UserSession).where(UserSession.user_id == user_id))
+        db.scalar(
+            select(func.count()).select_from(UserSession).where(UserSession.user_id == user_id)
+        )
         or 0
     )
 
@@ -293,7 +295,9 @@ def test_csrf_missing_or_wrong_changes_nothing(client: TestClient, db: Session) 
 def test_csrf_token_of_another_session_is_refused(client: TestClient, db: Session) -> None:
     other = sign_in(client, db, role=Role.admin)
     sign_in(client, db, role=Role.admin)  # the client now carries this one's cookie
-    r = client.post("/admin/api-keys", data={"name": "k", "scopes": "org:read", "csrf_token": other.csrf})
+    r = client.post(
+        "/admin/api-keys", data={"name": "k", "scopes": "org:read", "csrf_token": other.csrf}
+    )
     assert r.status_code == 403
 
 
@@ -301,3 +305,23 @@ def test_password_hashes_are_argon2id(db: Session) -> None:
     user = make_user(db)
     assert user.password_hash.startswith("$argon2id$")
     assert "m=19456,t=2,p=1" in user.password_hash
+
+
+def test_expired_session_on_a_form_post_returns_to_the_page_after_login(
+    client: TestClient,
+) -> None:
+    r = client.post(
+        "/cycles/next",
+        data={"csrf_token": "x"},
+        headers={"referer": "http://testserver/cycles?tab=1"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    assert r.headers["location"] == "/login?next=%2Fcycles%3Ftab%3D1"
+    r = client.post(
+        "/cycles/next",
+        data={"csrf_token": "x"},
+        headers={"referer": "https://evil.example/cycles"},
+        follow_redirects=False,
+    )
+    assert r.headers["location"] == "/login"

@@ -17,9 +17,9 @@ from app.cycles import service as cycles_service
 from app.cycles.models import Cycle, CycleState, Invitation
 from app.db import utcnow
 from app.matrix.models import MatrixLink
-from tests.auth.helpers import PASSWORD
+from tests.auth.helpers import PASSWORD, fast_user
 from tests.conftest import LiveServer, screenshot
-from tests.factories import link, make_competency, make_department, make_employee, make_user
+from tests.factories import link, make_competency, make_department, make_employee
 
 pytestmark = pytest.mark.browser
 
@@ -60,7 +60,7 @@ def test_hr_logs_in_edits_the_matrix_launches_a_cycle_and_logs_out(
 ) -> None:
     with committed_db() as session:
         company = _company(session)
-        make_user(session, role=Role.hr, email="hr@example.com")
+        fast_user(session, role=Role.hr, email="hr@example.com")
         supplier_id = company["team"][2].id  # Uma: no customers yet
         session.commit()
     base = live_server.url
@@ -108,11 +108,14 @@ def test_hr_logs_in_edits_the_matrix_launches_a_cycle_and_logs_out(
     page.goto(f"{base}/matrix/import")
     screenshot(page, "hr-matrix-import")
     with committed_db() as session:
-        assert session.scalar(
-            select(func.count())
-            .select_from(MatrixLink)
-            .where(MatrixLink.supplier_id == supplier_id)
-        ) == 1
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(MatrixLink)
+                .where(MatrixLink.supplier_id == supplier_id)
+            )
+            == 1
+        )
 
     # A cycle: one click for the next quarter, then launch after the confirmation page.
     page.goto(f"{base}/cycles")
@@ -154,7 +157,7 @@ def test_manager_sees_only_their_own_team(
 ) -> None:
     with committed_db() as session:
         company = _company(session)
-        make_user(session, role=Role.manager, email="boss@example.com", employee=company["boss"])
+        fast_user(session, role=Role.manager, email="boss@example.com", employee=company["boss"])
         cycle = cycles_service.create_quarter_cycle(session, quarter="2026Q3", now=utcnow())
         cycles_service.launch_cycle(session, cycle_id=cycle.id, settings=settings)
         lifecycle.close_cycle(session, cycle_id=cycle.id)
@@ -183,7 +186,7 @@ def test_admin_screens(
     page: Any, live_server: LiveServer, committed_db: sessionmaker[Session]
 ) -> None:
     with committed_db() as session:
-        make_user(session, role=Role.admin, email="admin@example.com")
+        fast_user(session, role=Role.admin, email="admin@example.com")
         make_employee(session, email="lead@example.com", full_name="Lead Person")
         session.commit()
     base = live_server.url

@@ -19,7 +19,6 @@ from app.org.models import Competency, Department, Employee
 from app.ratings.schemas import SupplierAnswer
 from tests.factories import link, make_competency, make_department, make_employee
 
-
 _seq = itertools.count(1)
 
 
@@ -43,7 +42,9 @@ def make_company(
     """Every customer rates every supplier; suppliers and customers sit in two departments."""
     sales = make_department(session, name="Sales")
     it = make_department(session, name="IT")
-    sup = [make_employee(session, department=it, full_name=f"Supplier {i}") for i in range(suppliers)]
+    sup = [
+        make_employee(session, department=it, full_name=f"Supplier {i}") for i in range(suppliers)
+    ]
     cus = [
         make_employee(session, department=sales, full_name=f"Customer {i}", language=language)
         for i in range(customers)
@@ -73,7 +74,9 @@ def launched_cycle(session: Session, settings: Settings, **kw: Any) -> Cycle:
     return cycles_service.launch_cycle(session, cycle_id=cycle.id, settings=settings)
 
 
-def links_by_customer(session: Session, cycle: Cycle, *, kind: str = "invitation") -> dict[int, str]:
+def links_by_customer(
+    session: Session, cycle: Cycle, *, kind: str = "invitation"
+) -> dict[int, str]:
     """The private link queued for each customer (read from the outbox before sending)."""
     rows = session.execute(
         select(Employee.id, OutboxMessage.secret_link)
@@ -112,9 +115,7 @@ def answers_for(
     session: Session, cycle: Cycle, suppliers: list[Employee], score: int | None = 7, **kw: Any
 ) -> dict[int, SupplierAnswer]:
     comp_ids = cycle_competency_ids(session, cycle)
-    return {
-        s.id: SupplierAnswer(scores={c: score for c in comp_ids}, **kw) for s in suppliers
-    }
+    return {s.id: SupplierAnswer(scores={c: score for c in comp_ids}, **kw) for s in suppliers}
 
 
 def form_for(

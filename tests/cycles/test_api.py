@@ -136,9 +136,12 @@ def test_launch_read_remind_close(
     reminded = client.post(f"/api/v1/cycles/{cycle.id}/reminders", headers=hdr)
     assert reminded.status_code == 200 and reminded.json() == {"queued": 2}
     assert client.post(f"/api/v1/cycles/{cycle.id}/reminders", headers=hdr).json() == {"queued": 0}
-    assert db.scalar(
-        select(func.count()).select_from(OutboxMessage).where(OutboxMessage.kind == "reminder")
-    ) == 2
+    assert (
+        db.scalar(
+            select(func.count()).select_from(OutboxMessage).where(OutboxMessage.kind == "reminder")
+        )
+        == 2
+    )
 
     closed = client.post(f"/api/v1/cycles/{cycle.id}/close", headers=hdr)
     assert closed.status_code == 200, closed.text

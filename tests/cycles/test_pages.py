@@ -91,7 +91,12 @@ def test_custom_cycle_form(client: TestClient, db: Session) -> None:
     assert r.status_code == 303, r.text
     cycle = db.scalar(select(Cycle).where(Cycle.name == "Pilot 2026"))
     assert cycle is not None
-    assert (cycle.scale_min, cycle.scale_max, cycle.ask_nps, cycle.ask_comment) == (0, 5, False, True)
+    assert (cycle.scale_min, cycle.scale_max, cycle.ask_nps, cycle.ask_comment) == (
+        0,
+        5,
+        False,
+        True,
+    )
 
     # Bad input: errors next to the fields, typed values kept, nothing created.
     before = _count(db, Cycle)
@@ -131,7 +136,9 @@ def test_launch_confirm_then_progress_remind_and_close(
     assert "4 customers will be invited to rate 4 supplier relations" in confirm.text
     assert _count(db, Invitation) == 0  # the confirm page changes nothing
 
-    r = client.post(f"/cycles/{cycle_id}/launch", data={"csrf_token": signed.csrf}, follow_redirects=False)
+    r = client.post(
+        f"/cycles/{cycle_id}/launch", data={"csrf_token": signed.csrf}, follow_redirects=False
+    )
     assert r.status_code == 303
     assert _count(db, Invitation) == 4
     assert _count(db, OutboxMessage) == 4
@@ -149,21 +156,29 @@ def test_launch_confirm_then_progress_remind_and_close(
     assert re.search(r'<span class="stat">4</span><span class="stat-label">invited', html)
     assert re.search(r'<span class="stat">1</span><span class="stat-label">responded', html)
     assert "25%" in html
-    sales_row = re.search(r"<td>Sales</td><td class=\"num\">(\d+)</td><td class=\"num\">(\d+)</td>", html)
+    sales_row = re.search(
+        r"<td>Sales</td><td class=\"num\">(\d+)</td><td class=\"num\">(\d+)</td>", html
+    )
     assert sales_row and sales_row.groups() == ("3", "1")
     assert answered.full_name not in html and answered.email not in html
 
-    r = client.post(f"/cycles/{cycle_id}/remind", data={"csrf_token": signed.csrf}, follow_redirects=False)
+    r = client.post(
+        f"/cycles/{cycle_id}/remind", data={"csrf_token": signed.csrf}, follow_redirects=False
+    )
     assert r.status_code == 303 and "count=3" in r.headers["location"]
     assert _count(db, OutboxMessage) == 7
     assert "3 reminders queued" in client.get(r.headers["location"]).text
     # A second click the same day sends nobody a second reminder.
-    r = client.post(f"/cycles/{cycle_id}/remind", data={"csrf_token": signed.csrf}, follow_redirects=False)
+    r = client.post(
+        f"/cycles/{cycle_id}/remind", data={"csrf_token": signed.csrf}, follow_redirects=False
+    )
     assert "count=0" in r.headers["location"]
 
     close_confirm = client.get(f"/cycles/{cycle_id}/close")
     assert "1 of 4 customers have answered" in close_confirm.text
-    r = client.post(f"/cycles/{cycle_id}/close", data={"csrf_token": signed.csrf}, follow_redirects=False)
+    r = client.post(
+        f"/cycles/{cycle_id}/close", data={"csrf_token": signed.csrf}, follow_redirects=False
+    )
     assert r.status_code == 303
     db.refresh(cycle)
     assert cycle.state == CycleState.closed

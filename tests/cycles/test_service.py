@@ -203,7 +203,7 @@ def test_invitation_emails_use_the_customer_language(db: Session, settings: Sett
     assert message is not None
     assert "Оцените" in message.subject
     assert "Здравствуйте, Customer 0!" in message.body_text
-    assert "<html lang=\"ru\">" in (message.body_html or "")
+    assert '<html lang="ru">' in (message.body_html or "")
 
 
 def test_customer_names_are_escaped_in_html_mail(db: Session, settings: Settings) -> None:
@@ -274,28 +274,34 @@ def test_scheduled_reminders_once_per_reminder_date(db: Session, settings: Setti
     assert company.customers[0].email not in set(reminded)
 
 
-def test_manual_reminder_counts_as_that_days_scheduled_one(
-    db: Session, settings: Settings
-) -> None:
+def test_manual_reminder_counts_as_that_days_scheduled_one(db: Session, settings: Settings) -> None:
     make_company(db, suppliers=1, customers=2)
     now = utcnow()
     cycle = launched_cycle(db, settings, closes_at=now + timedelta(days=10))
     settings.reminder_days_before_close = [3]
     reminder_day = now + timedelta(days=7, hours=1)
-    assert cycles_service.send_reminders(
-        db, cycle_id=cycle.id, settings=settings, now=reminder_day
-    ) == 2
+    assert (
+        cycles_service.send_reminders(db, cycle_id=cycle.id, settings=settings, now=reminder_day)
+        == 2
+    )
     # The same day: neither another manual one nor the scheduled one.
-    assert cycles_service.send_reminders(
-        db, cycle_id=cycle.id, settings=settings, now=reminder_day
-    ) == 0
-    assert cycles_service.send_scheduled_reminders(
-        db, cycle_id=cycle.id, settings=settings, now=reminder_day
-    ) == 0
+    assert (
+        cycles_service.send_reminders(db, cycle_id=cycle.id, settings=settings, now=reminder_day)
+        == 0
+    )
+    assert (
+        cycles_service.send_scheduled_reminders(
+            db, cycle_id=cycle.id, settings=settings, now=reminder_day
+        )
+        == 0
+    )
     # A manual reminder the next day is allowed (once).
-    assert cycles_service.send_reminders(
-        db, cycle_id=cycle.id, settings=settings, now=reminder_day + timedelta(days=1)
-    ) == 2
+    assert (
+        cycles_service.send_reminders(
+            db, cycle_id=cycle.id, settings=settings, now=reminder_day + timedelta(days=1)
+        )
+        == 2
+    )
     assert _reminders(db) == 4
 
 

@@ -125,8 +125,11 @@ def test_local_mode_writes_eml_files_with_links(
     assert stats.sent == 2
     files = sorted(settings.mail_dir.glob("*.eml"))
     assert len(files) == 2
-    content = files[0].read_bytes().decode()
-    assert "secret-token-0000" in content
+    from email import message_from_bytes
+
+    text, html = text_and_html(message_from_bytes(files[0].read_bytes()))
+    assert "http://testserver/r/secret-token-0000-abcdefghijkl" in text
+    assert "secret-token-0000" in html
     assert all(r.status == OutboxStatus.sent and r.secret_link is None for r in rows(db))
 
 
@@ -145,7 +148,9 @@ def test_permanent_failure_is_undeliverable_and_counted(
     # Never retried.
     smtp_server.handler.fail_with = None
     later = utcnow() + timedelta(days=1)
-    assert sender.deliver_due(factory, smtp_settings(settings, smtp_server), now=later).attempted == 0
+    assert (
+        sender.deliver_due(factory, smtp_settings(settings, smtp_server), now=later).attempted == 0
+    )
     assert smtp_server.messages == []
 
 

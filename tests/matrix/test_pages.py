@@ -6,6 +6,7 @@ import io
 import re
 
 from fastapi.testclient import TestClient
+from httpx import Response
 from openpyxl import Workbook, load_workbook
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -59,7 +60,7 @@ def test_add_a_customer_through_the_search_box(client: TestClient, db: Session) 
     assert "Bob Customer" in r.text and "Cid Customer" in r.text
     assert "Dee Other" not in r.text
     # The supplier never appears as a candidate for themselves.
-    assert re.search(r'name="customer_id" value="%d"' % ada.id, r.text) is None
+    assert re.search(f'name="customer_id" value="{ada.id}"', r.text) is None
 
     r = client.post(
         f"/matrix/suppliers/{ada.id}/customers",
@@ -71,10 +72,19 @@ def test_add_a_customer_through_the_search_box(client: TestClient, db: Session) 
     assert _links(db) == {(ada.id, bob.id)}
     page = client.get(r.headers["location"])
     assert "Customer added." in page.text
+    r = client.post(
+        f"/matrix/suppliers/{ada.id}/customers",
+        data={"csrf_token": signed.csrf, "customer_id": str(p["Cid Customer"].id), "q": "a&b=c"},
+        follow_redirects=False,
+    )
+    assert r.headers["location"] == f"/matrix/suppliers/{ada.id}?q=a%26b%3Dc&notice=link-added"
     # Bob is now listed as a customer and no longer offered.
-    assert not re.search(r'name="customer_id" value="%d"' % bob.id, page.text)
-    entry = db.scalar(select(AuditEntry).where(AuditEntry.entity == "matrix"))
-    assert entry is not None and entry.action == "add customer" and entry.entity_id == "S1<-C1"
+    assert not re.search(f'name="customer_id" value="{bob.id}"', page.text)
+    entries = list(db.scalars(select(AuditEntry).where(AuditEntry.entity == "matrix")))
+    assert [(e.action, e.entity_id) for e in entries] == [
+        ("add customer", "S1<-C1"),
+        ("add customer", "S1<-C2"),
+    ]
 
 
 def test_add_refuses_self_duplicate_inactive_and_junk(client: TestClient, db: Session) -> None:
@@ -131,7 +141,7 @@ def test_reverse_view_shows_whom_a_customer_rates(client: TestClient, db: Sessio
 
 def _upload(
     client: TestClient, signed: SignedIn, content: bytes, *, name: str = "m.csv", **extra: str
-) -> object:
+) -> Response:
     ctype = XLSX if name.endswith(".xlsx") else "text/csv"
     return client.post(
         "/matrix/import",
@@ -154,8 +164,8 @@ def test_import_preview_lists_every_bad_row_and_saves_nothing(
         ",C2\n"  # missing
     )
     r = _upload(client, signed, csv_text.encode())
-    assert r.status_code == 422  # type: ignore[attr-defined]
-    html = r.text  # type: ignore[attr-defined]
+    assert r.status_code == 422
+    html = r.text
     assert "Nothing was saved" in html
     rows = re.findall(r'<tr><td class="num">(\d+)</td>', html)
     assert rows == ["3", "4", "5", "6"]
@@ -166,15 +176,17 @@ def test_import_preview_lists_every_bad_row_and_saves_nothing(
 
 def test_import_preview_then_confirm_saves_and_audits(client: TestClient, db: Session) -> None:
     p = _people(db)
-    ada, bob, cid, dee = (p[n] for n in ("Ada Supplier", "Bob Customer", "Cid Customer", "Dee Other"))
+    ada, bob, cid, dee = (
+        p[n] for n in ("Ada Supplier", "Bob Customer", "Cid Customer", "Dee Other")
+    )
     link(db, supplier=ada, customer=dee)  # not in the file: removed for supplier S1
     link(db, supplier=cid, customer=dee)  # another supplier: kept (no replace_all)
     signed = sign_in(client, db)
     r = _upload(
         client, signed, b"\xef\xbb\xbfsupplier_external_id;customer_external_id\nS1;C1\nS1;C2\n"
     )
-    html = r.text  # type: ignore[attr-defined]
-    assert r.status_code == 200, html  # type: ignore[attr-defined]
+    html = r.text
+    assert r.status_code == 200, html
     assert "All 2 rows are valid" in html
     assert re.search(r'<span class="stat">2</span><span class="stat-label">links to add', html)
     assert re.search(r'<span class="stat">1</span><span class="stat-label">links to remove', html)
@@ -196,7 +208,9 @@ def test_import_preview_then_confirm_saves_and_audits(client: TestClient, db: Se
 
 def test_import_whole_matrix_from_xlsx(client: TestClient, db: Session) -> None:
     p = _people(db)
-    ada, bob, cid, dee = (p[n] for n in ("Ada Supplier", "Bob Customer", "Cid Customer", "Dee Other"))
+    ada, bob, cid, dee = (
+        p[n] for n in ("Ada Supplier", "Bob Customer", "Cid Customer", "Dee Other")
+    )
     link(db, supplier=cid, customer=dee)
     wb = Workbook()
     ws = wb.active
@@ -207,8 +221,8 @@ def test_import_whole_matrix_from_xlsx(client: TestClient, db: Session) -> None:
     wb.save(buf)
     signed = sign_in(client, db)
     r = _upload(client, signed, buf.getvalue(), name="matrix.xlsx", replace_all="on")
-    html = r.text  # type: ignore[attr-defined]
-    assert r.status_code == 200, html  # type: ignore[attr-defined]
+    html = r.text
+    assert r.status_code == 200, html
     assert 'name="replace_all" value="on"' in html
     payload = re.search(r'name="payload" value="([^"]+)"', html)
     assert payload
@@ -232,7 +246,7 @@ def test_import_refuses_unreadable_files(client: TestClient, db: Session) -> Non
         ("m.csv", b"wrong,header\n1,2\n"),
     ):
         r = _upload(client, signed, content, name=name)
-        assert r.status_code == 422, name  # type: ignore[attr-defined]
+        assert r.status_code == 422, name
     r = client.post(
         "/matrix/import/confirm", data={"csrf_token": signed.csrf, "payload": "%%%not-base64"}
     )
@@ -266,8 +280,8 @@ def test_export_csv_and_xlsx_round_trip(client: TestClient, db: Session) -> None
 
     # The download is a valid upload: nothing to change.
     r2 = _upload(client, signed, r.content)
-    assert r2.status_code == 200  # type: ignore[attr-defined]
-    assert re.search(r'<span class="stat">2</span><span class="stat-label">unchanged', r2.text)  # type: ignore[attr-defined]
+    assert r2.status_code == 200
+    assert re.search(r'<span class="stat">2</span><span class="stat-label">unchanged', r2.text)
 
 
 def test_manager_cannot_open_matrix_pages(client: TestClient, db: Session) -> None:

@@ -21,7 +21,11 @@ API = "/api/v1"
 
 
 def headers(db: Session, *scopes: str) -> dict[str, str]:
-    return auth_header(make_api_key(db, *scopes))
+    """A key's header; commits the test's set-up so a failing request (which rolls the
+    request's work back) cannot take the set-up with it."""
+    h = auth_header(make_api_key(db, *scopes))
+    db.commit()
+    return h
 
 
 def assert_problem(response, status: int) -> dict:  # type: ignore[no-untyped-def]
@@ -49,13 +53,16 @@ def test_bad_key_is_401(client: TestClient) -> None:
 
 def test_revoked_key_is_401(client: TestClient, db: Session) -> None:
     key, plaintext = auth_service.create_api_key(db, name="old", scopes=["org:read"])
+    db.commit()
     assert client.get(f"{API}/departments", headers=auth_header(plaintext)).status_code == 200
     auth_service.revoke_api_key(db, key_id=key.id)
+    db.commit()
     assert_problem(client.get(f"{API}/departments", headers=auth_header(plaintext)), 401)
 
 
 def test_key_in_query_string_is_refused(client: TestClient, db: Session) -> None:
     plaintext = make_api_key(db)
+    db.commit()
     r = client.get(f"{API}/departments", params={"api_key": plaintext})
     body = assert_problem(r, 401)
     assert "never in the URL" in body["detail"]
@@ -356,9 +363,7 @@ def test_competencies_upsert_and_list(client: TestClient, db: Session) -> None:
     client.put(
         f"{API}/competencies/quality", json={"name": "Quality", "display_order": 10}, headers=h
     )
-    client.put(
-        f"{API}/competencies/old", json={"name": "Old", "active": False}, headers=h
-    )
+    client.put(f"{API}/competencies/old", json={"name": "Old", "active": False}, headers=h)
     listed = client.get(f"{API}/competencies", headers=h).json()
     assert [c["code"] for c in listed] == ["old", "quality", "responsiveness"]
     active = client.get(f"{API}/competencies", params={"active": "true"}, headers=h).json()

@@ -110,7 +110,11 @@ def test_deactivate_asks_for_confirmation_then_deactivates(client: TestClient, d
     assert not a.active
     assert db.scalar(select(MatrixLink).where(MatrixLink.supplier_id == a.id)) is None
     entry = _audit(db, "deactivate", "employee")
-    assert entry and entry[0].actor == signed.user.email and "Leaving Person" in (entry[0].detail or "")
+    assert (
+        entry
+        and entry[0].actor == signed.user.email
+        and "Leaving Person" in (entry[0].detail or "")
+    )
 
     r = client.post(
         f"/org/employees/{a.id}/reactivate",
@@ -224,7 +228,9 @@ def test_create_competency_and_refuse_a_taken_code(client: TestClient, db: Sessi
     assert r.status_code == 422 and "already has this code" in r.text
     r = client.post("/org/competencies/new", data={**data, "code": "Bad Code!"})
     assert r.status_code == 422 and 'id="code-error"' in r.text
-    r = client.post("/org/competencies/new", data={**data, "code": "ownership"}, follow_redirects=False)
+    r = client.post(
+        "/org/competencies/new", data={**data, "code": "ownership"}, follow_redirects=False
+    )
     assert r.status_code == 303
     created = db.scalar(select(Competency).where(Competency.code == "ownership"))
     assert created is not None and created.name == "New one"

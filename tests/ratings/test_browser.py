@@ -31,7 +31,9 @@ def invited(committed_db: sessionmaker[Session], settings: Settings) -> Invited:
         company.suppliers[0].full_name = "Alice Smith"
         company.suppliers[1].full_name = "Boris Ivanov"
         for comp, name in zip(
-            company.competencies, ["Responsiveness", "Quality of work", "Communication"], strict=True
+            company.competencies,
+            ["Responsiveness", "Quality of work", "Communication"],
+            strict=True,
         ):
             comp.name = name
             comp.description = f"How well this colleague shows {name.lower()}."
@@ -65,7 +67,9 @@ def test_rate_in_the_browser(
     page.get_by_label("Comment, Alice Smith").fill("Quick and friendly")
     progress = page.locator("#rating-progress")
     assert progress.inner_text() == "5 of 6 questions answered"
-    saved = page.evaluate("() => Object.keys(localStorage).filter(k => k.startsWith('p360-progress:'))")
+    saved = page.evaluate(
+        "() => Object.keys(localStorage).filter(k => k.startsWith('p360-progress:'))"
+    )
     assert len(saved) == 1
     page.get_by_role("button", name="Submit my answers").click()
     page.locator("#error-summary").wait_for()
@@ -75,16 +79,18 @@ def test_rate_in_the_browser(
     assert ballots(committed_db) == 0
 
     page.locator("#error-summary a").first.click()
-    radio_groups.nth(radio_groups.count() - 1).get_by_text("can't judge").click()
+    radio_groups.nth(radio_groups.count() - 1).get_by_text("can't judge", exact=True).click()
     nps = page.locator("fieldset.nps").first
-    nps.locator("label", has_text="9").click()
+    nps.get_by_text("9", exact=True).click()
     screenshot(page, "rating-page")
     page.get_by_role("button", name="Submit my answers").click()
     page.get_by_role("heading", name="Thank you!").wait_for()
     screenshot(page, "rating-thanks")
     assert ballots(committed_db) == invited.suppliers
     # Progress kept in the browser is gone after submitting.
-    left = page.evaluate("() => Object.keys(localStorage).filter(k => k.startsWith('p360-progress:'))")
+    left = page.evaluate(
+        "() => Object.keys(localStorage).filter(k => k.startsWith('p360-progress:'))"
+    )
     assert left == []
 
     # A phone-sized look at "already submitted".

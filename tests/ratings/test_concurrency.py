@@ -49,7 +49,9 @@ def test_concurrent_submits_store_one_set_of_ballots(
         with lock:
             answers.append(response)
 
-    threads = [threading.Thread(target=submit, args=pair) for pair in zip(clients, prepared, strict=True)]
+    threads = [
+        threading.Thread(target=submit, args=pair) for pair in zip(clients, prepared, strict=True)
+    ]
     for t in threads:
         t.start()
     for t in threads:

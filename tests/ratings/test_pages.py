@@ -56,7 +56,9 @@ def open_page(client: TestClient, link_url: str) -> str:
 
 
 def test_link_sets_cookie_and_redirects_without_token(
-    client: TestClient, setup: tuple[Company, Cycle, dict[int, str]], caplog: pytest.LogCaptureFixture
+    client: TestClient,
+    setup: tuple[Company, Cycle, dict[int, str]],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     company, _cycle, links = setup
     url = links[company.customers[0].id]
@@ -102,13 +104,23 @@ def test_full_submit_stores_ballots_without_rater(
     assert ballots(db) == 2 and scores(db) == 4
     first = db.scalar(select(Ballot).where(Ballot.supplier_id == company.suppliers[0].id))
     assert first is not None and first.nps == 9 and first.comment == "Always helpful"
-    na = db.scalar(select(BallotScore).where(BallotScore.cycle_competency_id == comp, BallotScore.ballot_id == first.id))
+    na = db.scalar(
+        select(BallotScore).where(
+            BallotScore.cycle_competency_id == comp, BallotScore.ballot_id == first.id
+        )
+    )
     assert na is not None and na.score is None
     invitation = invitation_of(db, cycle, company.customers[0])
     db.refresh(invitation)
     assert invitation.used is True
     # Ballots have no column that could point at the rater, and no timestamp.
-    assert set(Ballot.__table__.columns.keys()) == {"id", "cycle_id", "supplier_id", "nps", "comment"}
+    assert set(Ballot.__table__.columns.keys()) == {
+        "id",
+        "cycle_id",
+        "supplier_id",
+        "nps",
+        "comment",
+    }
     # Reopening the link: "already submitted"; a second submit stores nothing.
     again = client.get("/r/" + token_of(links[company.customers[0].id]))
     assert again.status_code == 200 and "Already submitted" in again.text
@@ -144,7 +156,7 @@ def test_bad_tokens_get_one_generic_page(
     for token in [*BAD_TOKENS[:3], altered]:
         r = client.get("/r/" + token, follow_redirects=False)
         pages.append((r.status_code, r.text))
-        assert "set-cookie" not in r.headers or "p360_rating=\"\"" in r.headers["set-cookie"]
+        assert "set-cookie" not in r.headers or 'p360_rating=""' in r.headers["set-cookie"]
     # The closed-cycle case gives the very same answer.
     cycle.state = CycleState.closed
     db.flush()
@@ -202,7 +214,10 @@ def test_expired_rating_cookie_is_refused(
     assert rating_pages.read_rating_cookie(settings, value) is None
     fresh = rating_pages.sign_rating_cookie(settings, invitation.id)
     assert rating_pages.read_rating_cookie(settings, fresh) == invitation.id
-    assert rating_pages.read_rating_cookie(settings, fresh.replace(f"{invitation.id}.", "999.", 1)) is None
+    assert (
+        rating_pages.read_rating_cookie(settings, fresh.replace(f"{invitation.id}.", "999.", 1))
+        is None
+    )
 
 
 def test_form_token_is_required(
@@ -321,7 +336,7 @@ def test_invalid_page_follows_accept_language(client: TestClient) -> None:
 def test_malformed_posts_never_500(
     client: TestClient, db: Session, setup: tuple[Company, Cycle, dict[int, str]]
 ) -> None:
-    company, cycle, links = setup
+    company, _cycle, links = setup
     form_token = open_page(client, links[company.customers[0].id])
     for body in (b"\xff\xfe=\x00", b"a=%ZZ&&&=", b"s1-c1=" + b"9" * 5000):
         r = client.post(
@@ -333,5 +348,7 @@ def test_malformed_posts_never_500(
     r = client.post("/rate", files={"file": ("a.txt", b"x")}, data={"form_token": form_token})
     assert r.status_code < 500
     assert ballots(db) == 0
-    invitation = db.scalar(select(Invitation).where(Invitation.customer_id == company.customers[0].id))
+    invitation = db.scalar(
+        select(Invitation).where(Invitation.customer_id == company.customers[0].id)
+    )
     assert invitation is not None and invitation.used is False

@@ -31,9 +31,19 @@ def test_hr_walks_from_results_to_an_employee(
         cycle_id, e1_id, e4_id = t["cycle"].id, t["e1"].id, t["e4"].id
 
     errors: list[str] = []
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" and "404" not in msg.text else None)
+    page.on(
+        "console",
+        lambda msg: (
+            errors.append(msg.text) if msg.type == "error" and "404" not in msg.text else None
+        ),
+    )
     failed: list[str] = []
-    page.on("response", lambda r: failed.append(r.url) if r.status >= 400 and not r.url.endswith("/favicon.ico") else None)
+    page.on(
+        "response",
+        lambda r: (
+            failed.append(r.url) if r.status >= 400 and not r.url.endswith("/favicon.ico") else None
+        ),
+    )
     login(page, live_server.url, "hr-results@example.com")
 
     page.goto(f"{live_server.url}/results")

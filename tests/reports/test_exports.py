@@ -26,7 +26,9 @@ def read_xlsx(data: bytes) -> list[dict[str, Any]]:
     rows = list(sheet.iter_rows(values_only=True))
     header = rows[0]
     # Trailing empty cells are not written, so a row may be shorter than the header.
-    return [dict(zip(header, row + (None,) * (len(header) - len(row)), strict=True)) for row in rows[1:]]
+    return [
+        dict(zip(header, row + (None,) * (len(header) - len(row)), strict=True)) for row in rows[1:]
+    ]
 
 
 @pytest.mark.parametrize("table", exports.TABLES)
@@ -51,7 +53,17 @@ def test_employee_below_k_exports_only_its_status(db: Session, fmt: str) -> None
     hidden = by_name["e4"]
     assert hidden["status"] == "not enough responses"
     empty = "" if fmt == "csv" else None
-    for column in ("raters", "coefficient", "sd", "ci_low", "ci_high", "nps", "nps_answers", "company_rank", "Quality"):
+    for column in (
+        "raters",
+        "coefficient",
+        "sd",
+        "ci_low",
+        "ci_high",
+        "nps",
+        "nps_answers",
+        "company_rank",
+        "Quality",
+    ):
         assert hidden[column] == empty, column
     assert float(by_name["e2"]["coefficient"]) == 7.0
     assert float(by_name["e2"]["Quality"]) == 7.0
@@ -70,18 +82,25 @@ def test_department_and_heatmap_exports(db: Session) -> None:
 
 def test_spreadsheet_formulas_are_neutralised(db: Session) -> None:
     t = build_three_levels(db)
-    t["e1"].full_name = "=HYPERLINK(\"http://evil\")"
+    t["e1"].full_name = '=HYPERLINK("http://evil")'
     from app.cycles.models import CycleEmployee
 
     snap = db.get(CycleEmployee, (t["cycle"].id, t["e1"].id))
     assert snap is not None
-    snap.full_name = "=HYPERLINK(\"http://evil\")"
+    snap.full_name = '=HYPERLINK("http://evil")'
     db.flush()
     rows = read_csv(exports.export(db, cycle_id=t["cycle"].id, name="employees", fmt="csv")[0])
-    assert any(r["name"] == "'=HYPERLINK(\"http://evil\")" for r in rows)
-    sheet = load_workbook(io.BytesIO(exports.export(db, cycle_id=t["cycle"].id, name="employees", fmt="xlsx")[0])).active
+    assert any(r["name"] == '\'=HYPERLINK("http://evil")' for r in rows)
+    sheet = load_workbook(
+        io.BytesIO(exports.export(db, cycle_id=t["cycle"].id, name="employees", fmt="xlsx")[0])
+    ).active
     assert sheet is not None
-    cells = [c for row in sheet.iter_rows() for c in row if isinstance(c.value, str) and "HYPERLINK" in c.value]
+    cells = [
+        c
+        for row in sheet.iter_rows()
+        for c in row
+        if isinstance(c.value, str) and "HYPERLINK" in c.value
+    ]
     assert cells and all(c.data_type == "s" for c in cells)
 
 

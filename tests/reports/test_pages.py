@@ -29,7 +29,9 @@ def test_pages_need_a_login(client: TestClient, data: dict[str, Any]) -> None:
     assert r.status_code == 303 and r.headers["location"].startswith("/login")
 
 
-def test_index_lists_closed_cycles_only(client: TestClient, db: Session, data: dict[str, Any]) -> None:
+def test_index_lists_closed_cycles_only(
+    client: TestClient, db: Session, data: dict[str, Any]
+) -> None:
     make_cycle(db, name="P-open", state=CycleState.open)
     sign_in(client, db)
     r = client.get("/results")
@@ -43,22 +45,34 @@ def test_cycle_page_for_hr(client: TestClient, db: Session, data: dict[str, Any]
     r = client.get(f"/results/{cycle.id}")
     assert r.status_code == 200, r.text
     html = r.text
-    for text in ("7.25", "Grandchild", "Leaderboard", "Biggest declines", "heatmap.png", "employees.xlsx", "k = 3"):
+    for text in (
+        "7.25",
+        "Grandchild",
+        "Leaderboard",
+        "Biggest declines",
+        "heatmap.png",
+        "employees.xlsx",
+        "k = 3",
+    ):
         assert text in html, text
     assert "not enough responses" in html
     assert not any(t in html for t in HIDDEN_TEXTS)
     assert "style=" not in html and "<script>" not in html  # CSP: no inline styles or scripts
 
 
-def test_employee_table_sorts_and_filters(client: TestClient, db: Session, data: dict[str, Any]) -> None:
+def test_employee_table_sorts_and_filters(
+    client: TestClient, db: Session, data: dict[str, Any]
+) -> None:
     sign_in(client, db)
     cycle = data["cycle"]
-    by_coefficient = client.get(f"/results/{cycle.id}", params={"sort": "coefficient", "order": "desc"}).text
-    table = by_coefficient[by_coefficient.index('id="employee-table"'):]
+    by_coefficient = client.get(
+        f"/results/{cycle.id}", params={"sort": "coefficient", "order": "desc"}
+    ).text
+    table = by_coefficient[by_coefficient.index('id="employee-table"') :]
     order = [table.index(f">{name}</a>") for name in ("e5", "e1", "e2", "e3", "e4")]
     assert order == sorted(order)  # e4 (suppressed) sorts last
     filtered = client.get(f"/results/{cycle.id}", params={"department": data["c1"].id}).text
-    table = filtered[filtered.index('id="employee-table"'):]
+    table = filtered[filtered.index('id="employee-table"') :]
     assert ">e2</a>" in table and ">e3</a>" in table and ">e1</a>" not in table
     # Bad input is answered, never a 500.
     assert client.get(f"/results/{cycle.id}", params={"sort": "evil';--"}).status_code == 200
@@ -85,7 +99,7 @@ def test_employee_below_k_shows_nothing_on_any_page_chart_or_export(
     page = client.get(f"{base}/employees/{e4.id}")
     assert page.status_code == 200
     assert "Not enough responses" in page.text
-    main = page.text[page.text.index("<main"):]
+    main = page.text[page.text.index("<main") :]
     assert not any(t in main for t in HIDDEN_TEXTS)
     assert "10.00" not in main and "employee.png" not in main
     report = client.get(f"{base}/employees/{e4.id}/report.pdf")
@@ -101,7 +115,9 @@ def test_employee_below_k_shows_nothing_on_any_page_chart_or_export(
     assert "not enough responses" in svg and "10.00" not in svg
 
 
-def test_manager_sees_only_their_reporting_line(client: TestClient, db: Session, data: dict[str, Any]) -> None:
+def test_manager_sees_only_their_reporting_line(
+    client: TestClient, db: Session, data: dict[str, Any]
+) -> None:
     boss = make_employee(db, full_name="Boss")
     data["e2"].manager_id = boss.id
     db.flush()
@@ -110,7 +126,7 @@ def test_manager_sees_only_their_reporting_line(client: TestClient, db: Session,
     base = f"/results/{cycle.id}"
     page = client.get(base)
     assert page.status_code == 200
-    table = page.text[page.text.index('id="employee-table"'):]
+    table = page.text[page.text.index('id="employee-table"') :]
     assert ">e2</a>" in table and ">e1</a>" not in table
     assert "Grandchild" not in page.text  # department tables are HR's
     assert client.get(f"{base}/employees/{data['e2'].id}").status_code == 200
@@ -125,7 +141,9 @@ def test_manager_sees_only_their_reporting_line(client: TestClient, db: Session,
     assert client.get(f"{base}/charts/trend-company.png").status_code == 200
 
 
-def test_unknown_and_open_cycles_on_pages(client: TestClient, db: Session, data: dict[str, Any]) -> None:
+def test_unknown_and_open_cycles_on_pages(
+    client: TestClient, db: Session, data: dict[str, Any]
+) -> None:
     open_cycle = make_cycle(db, state=CycleState.open)
     sign_in(client, db)
     assert client.get("/results/999999").status_code == 404

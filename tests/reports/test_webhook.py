@@ -35,7 +35,7 @@ def receiver() -> Iterator[Receiver]:
     state = Receiver(url="")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's hook name
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             state.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
             self.send_response(state.status)
@@ -71,7 +71,9 @@ def test_failing_receiver_then_working_one(
     committed_db: sessionmaker[Session], settings: Settings, receiver: Receiver
 ) -> None:
     cycle_id = close_a_cycle(committed_db)
-    hooked = settings.model_copy(update={"results_webhook_url": receiver.url, "results_webhook_secret": SECRET})
+    hooked = settings.model_copy(
+        update={"results_webhook_url": receiver.url, "results_webhook_secret": SECRET}
+    )
 
     receiver.status = 500
     now = utcnow()
@@ -98,7 +100,10 @@ def test_failing_receiver_then_working_one(
     payload = json.loads(body)
     assert payload["event"] == "cycle.results_ready"
     assert payload["cycle"] == {"id": cycle_id, "name": "W-2026-Q3"}
-    assert payload["links"]["employees"] == f"http://testserver/api/v1/cycles/{cycle_id}/results/employees"
+    assert (
+        payload["links"]["employees"]
+        == f"http://testserver/api/v1/cycles/{cycle_id}/results/employees"
+    )
     # Delivered once: another pass sends nothing.
     assert deliver_due_webhooks(committed_db, hooked, now=later + timedelta(hours=5)) == 0
     assert len(receiver.received) == 2
@@ -111,7 +116,10 @@ def test_unreachable_receiver_is_retried_then_given_up(
     from tests.conftest import free_port
 
     hooked = settings.model_copy(
-        update={"results_webhook_url": f"http://127.0.0.1:{free_port()}/", "results_webhook_secret": SECRET}
+        update={
+            "results_webhook_url": f"http://127.0.0.1:{free_port()}/",
+            "results_webhook_secret": SECRET,
+        }
     )
     now = utcnow()
     with committed_db() as session:
@@ -128,14 +136,18 @@ def test_no_secret_means_no_unsigned_post(
     committed_db: sessionmaker[Session], settings: Settings, receiver: Receiver
 ) -> None:
     close_a_cycle(committed_db)
-    hooked = settings.model_copy(update={"results_webhook_url": receiver.url, "results_webhook_secret": None})
+    hooked = settings.model_copy(
+        update={"results_webhook_url": receiver.url, "results_webhook_secret": None}
+    )
     assert deliver_due_webhooks(committed_db, hooked) == 0
     assert receiver.received == []
     [row] = deliveries(committed_db)
     assert row.status == WebhookStatus.pending and "SECRET" in (row.last_error or "")
 
 
-def test_without_a_url_rows_are_closed(committed_db: sessionmaker[Session], settings: Settings) -> None:
+def test_without_a_url_rows_are_closed(
+    committed_db: sessionmaker[Session], settings: Settings
+) -> None:
     close_a_cycle(committed_db)
     assert deliver_due_webhooks(committed_db, settings) == 0
     [row] = deliveries(committed_db)
@@ -145,3 +157,10 @@ def test_without_a_url_rows_are_closed(committed_db: sessionmaker[Session], sett
 def test_backoff_grows_and_is_capped() -> None:
     assert [backoff(n).total_seconds() for n in (1, 2, 3)] == [30, 60, 120]
     assert backoff(30) == timedelta(hours=2)
+
+
+def test_the_worker_runs_the_delivery_pass() -> None:
+    from app import lifecycle
+    from app.reports.webhook import deliver_webhooks_job
+
+    assert ("deliver results webhooks", deliver_webhooks_job) in lifecycle.scheduled_jobs()

@@ -1,0 +1,34 @@
+"""The demo's past quarters go through the real services and leave results behind."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.demo import seed_org, seed_past_cycles
+from app.mail.models import OutboxMessage
+from app.reports import service
+
+
+def test_two_closed_quarters_with_results_and_no_mail_left(db: Session, settings: Settings) -> None:
+    seed_org(db)
+    seed_past_cycles(db, settings)
+    cycles = service.closed_cycles(db)
+    assert [c.name for c in cycles] == ["2026-Q3", "2026-Q2"]
+    q3 = service.company_results(db, cycle_id=cycles[0].id)
+    assert q3.employees_included >= 30 and q3.delta is not None
+    assert 0.7 < (q3.response_rate or 0) < 1.0
+    _total, rows = service.employee_results(db, cycle_id=cycles[0].id, limit=None)
+    assert any(r.delta_significant and (r.delta or 0) > 0 for r in rows)  # visible improvers
+    assert service.decliners(db, cycle_id=cycles[0].id)
+    assert any(service.comments(db, cycle_id=cycles[0].id, employee_id=r.employee_id) for r in rows)
+    assert all(len(service.employee_trend(db, employee_id=r.employee_id)) == 2 for r in rows[:5])
+    # History is not mailed: no outbox rows for the past quarters.
+    tags = [f"cycle:{c.id}" for c in cycles]
+    assert not db.scalar(
+        select(func.count()).select_from(OutboxMessage).where(OutboxMessage.tag.in_(tags))
+    )
+    # Running it again adds nothing.
+    seed_past_cycles(db, settings)
+    assert len(service.closed_cycles(db)) == 2
