@@ -18,6 +18,8 @@ def _configure_logging(settings: Settings) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Alembic's plugin set-up chatter is noise on every start.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
