@@ -79,7 +79,9 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 def is_sqlite(session_or_engine: Session | Engine) -> bool:
-    bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
+    if isinstance(session_or_engine, Session):
+        return session_or_engine.get_bind().dialect.name == "sqlite"
+    bind = session_or_engine
     return bind.dialect.name == "sqlite"
 
 
@@ -98,10 +100,8 @@ def writer_session(factory: sessionmaker[Session]) -> Session:
 def get_session(request: Request) -> Iterator[Session]:
     """The request's session: commits once when the route returns, else rolls back."""
     factory: sessionmaker[Session] = request.app.state.sessionmaker
-    if request.method in ("GET", "HEAD", "OPTIONS"):
-        session = factory()
-    else:
-        session = writer_session(factory)
+    reading = request.method in ("GET", "HEAD", "OPTIONS")
+    session = factory() if reading else writer_session(factory)
     try:
         yield session
         session.commit()

@@ -131,7 +131,14 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
 
-    for router in (org_api.router, matrix_api.router, cycles_api.router, reports_api.router, auth_api.router):
+    api_routers = (
+        org_api.router,
+        matrix_api.router,
+        cycles_api.router,
+        reports_api.router,
+        auth_api.router,
+    )
+    for router in api_routers:
         app.include_router(router, prefix="/api/v1")
     for router in (
         auth_pages.router,
