@@ -324,7 +324,9 @@ def seed_past_cycles(session: Session, settings: Settings) -> None:
                 answers=answers,
                 now=opens.replace(day=opens.day + 3),
             )
-        lifecycle.close_cycle(session, cycle_id=cycle.id, now=closes)
+        lifecycle.close_cycle(
+            session, cycle_id=cycle.id, now=closes, min_raters=settings.anonymity_min_raters
+        )
         # These quarters are history: their invitations must never be mailed now.
         session.execute(
             delete(OutboxMessage).where(OutboxMessage.tag == cycles_service.mail_tag(cycle.id))

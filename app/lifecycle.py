@@ -25,7 +25,13 @@ from app.reports import webhook as reports_webhook
 log = logging.getLogger(__name__)
 
 
-def close_cycle(session: Session, *, cycle_id: int, now: datetime | None = None) -> Cycle:
+def close_cycle(
+    session: Session,
+    *,
+    cycle_id: int,
+    now: datetime | None = None,
+    min_raters: int | None = None,
+) -> Cycle:
     """Close an open cycle: links die, ballots are sealed, results are computed.
 
     One transaction (the caller's). Closing a closed cycle does nothing; a draft cannot
@@ -43,17 +49,19 @@ def close_cycle(session: Session, *, cycle_id: int, now: datetime | None = None)
     cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
     cycle.sealed_at = now
     session.flush()
-    reports_service.compute_cycle_results(session, cycle_id=cycle.id)
+    reports_service.compute_cycle_results(session, cycle_id=cycle.id, min_raters=min_raters)
     session.flush()
     return cycle
 
 
-def close_due_cycles(session: Session, *, now: datetime | None = None) -> list[int]:
+def close_due_cycles(
+    session: Session, *, now: datetime | None = None, min_raters: int | None = None
+) -> list[int]:
     """Close every open cycle whose close date has passed; returns their ids."""
     now = now or utcnow()
     closed = []
     for cycle_id in cycles_service.cycles_due_to_close(session, now=now):
-        close_cycle(session, cycle_id=cycle_id, now=now)
+        close_cycle(session, cycle_id=cycle_id, now=now, min_raters=min_raters)
         closed.append(cycle_id)
     return closed
 
@@ -101,7 +109,7 @@ def close_due_cycles_job(
         due = cycles_service.cycles_due_to_close(session, now=utcnow())
     for cycle_id in due:
         with writer_session(factory) as session, session.begin():
-            close_cycle(session, cycle_id=cycle_id)
+            close_cycle(session, cycle_id=cycle_id, min_raters=settings.anonymity_min_raters)
         log.info("cycle %s closed automatically at its close date", cycle_id)
         vacuum_after_close(engine)
 

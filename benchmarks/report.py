@@ -99,6 +99,8 @@ def table(figures: list[Figure]) -> str:
             result = f"n/a: {f.note}" if f.note else "-"
         else:
             result = "pass" if f.passed else "FAIL"
+            if f.note:
+                result += f" ({f.note})"
         rows.append(
             [
                 f.step,

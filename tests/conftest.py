@@ -90,6 +90,8 @@ _tally = _Tally()
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if getattr(report, "context", None) is not None:
+        return  # a subtest's report: counted through its test
     if report.when == "call" and report.passed:
         _tally.passed += 1
         if "uses_db" in report.keywords:
@@ -221,11 +223,16 @@ def app(settings: Settings, engine: Engine, db: Session) -> FastAPI:
     application = create_app(settings, engine=engine)
 
     def _test_session() -> Iterator[Session]:
+        # Each request gets a savepoint of its own, so a failed request rolls back only
+        # its own work, never the test's setup (as a real request's rollback would).
+        request_savepoint = db.begin_nested()
         try:
             yield db
-            db.commit()
+            if request_savepoint.is_active:
+                request_savepoint.commit()
         except BaseException:
-            db.rollback()
+            if request_savepoint.is_active:
+                request_savepoint.rollback()
             raise
 
     application.dependency_overrides[get_session] = _test_session

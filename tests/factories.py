@@ -19,9 +19,7 @@ def _n() -> int:
     return next(_seq)
 
 
-def make_department(
-    session: Session, *, parent: Department | None = None, **kw: Any
-) -> Department:
+def make_department(session: Session, *, parent: Department | None = None, **kw: Any) -> Department:
     n = _n()
     dept = Department(
         external_id=kw.pop("external_id", f"D{n}"),

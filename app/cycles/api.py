@@ -257,7 +257,11 @@ def close_cycle(
     cycle_id: int, request: Request, session: SessionDep, key: ApiKeyDep
 ) -> JSONResponse:
     before = cycles_service.get_cycle(session, cycle_id=cycle_id).state
-    cycle = lifecycle.close_cycle(session, cycle_id=cycle_id)
+    cycle = lifecycle.close_cycle(
+        session,
+        cycle_id=cycle_id,
+        min_raters=request.app.state.settings.anonymity_min_raters,
+    )
     changed = cycle.state != before
     if changed:
         _audit(session, key, "close", cycle)

@@ -353,7 +353,11 @@ def cycle_close(request: Request, session: SessionDep, cycle_id: int) -> Respons
     cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
     if cycle.state != CycleState.open:
         raise Conflict(f"Cycle {cycle.name} is {cycle.state}; only an open cycle can be closed.")
-    lifecycle.close_cycle(session, cycle_id=cycle.id)
+    lifecycle.close_cycle(
+        session,
+        cycle_id=cycle.id,
+        min_raters=request.app.state.settings.anonymity_min_raters,
+    )
     _audit(request, session, "close", cycle)
     response = see_other(f"/cycles/{cycle.id}", notice="closed")
     # After the commit (background tasks run once the response is sent): purge the
