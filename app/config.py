@@ -73,6 +73,10 @@ class Settings(BaseSettings):
             raise ValueError(
                 "SECRET_KEY must be set to a random value of at least 32 characters in production"
             )
+        if self.environment == "production" and not self.smtp_host:
+            # Local mail mode shows every private rating link to HR on the outbox page:
+            # fine for a demo, never for real raters.
+            raise ValueError("SMTP_HOST must be set in production (local mail is for demos)")
         return self
 
     @property

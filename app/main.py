@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,14 +27,13 @@ from app.matrix import pages as matrix_pages
 from app.org import api as org_api
 from app.org import pages as org_pages
 from app.ratings import pages as ratings_pages
+from app.redaction import redact_path
 from app.reports import api as reports_api
 from app.reports import pages as reports_pages
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 access_log = logging.getLogger("app.access")
 
-# Private rating links carry their token in the path; it must never reach a log line.
-_TOKEN_PATH = re.compile(r"^/r/[^/]+")
 
 API_DESCRIPTION = """
 The HRIS integration API of Peer360, the internal-customer 360° rating service.
@@ -43,10 +41,6 @@ The HRIS integration API of Peer360, the internal-customer 360° rating service.
 Authenticate with `Authorization: Bearer <api key>` (keys are created by an admin and
 carry scopes). Errors are RFC 9457 problem details (`application/problem+json`).
 """
-
-
-def redact_path(path: str) -> str:
-    return _TOKEN_PATH.sub("/r/[redacted]", path)
 
 
 class BodySizeLimit:

@@ -161,3 +161,22 @@ def save(figures: list[Figure], sizes: list[int], extra: dict[str, Any]) -> Path
     tmp.write_text(json.dumps(document, indent=2, ensure_ascii=False))
     tmp.replace(path)
     return path
+
+
+def load(path: Path) -> tuple[list[Figure], dict[str, Any]]:
+    """Figures and the rest of a saved run."""
+    document = json.loads(path.read_text())
+    figures = []
+    for raw in document.pop("figures"):
+        fields = {k: v for k, v in raw.items() if k != "ratio"}
+        figures.append(Figure(**fields))
+    return figures, document
+
+
+if __name__ == "__main__":
+    # python -m benchmarks.report benchmarks/results/latest-5000.json: the table again.
+    import sys
+
+    figs, doc = load(Path(sys.argv[1]))
+    print(table(figs))
+    print(f"\n{doc['machine']}, {doc['created_at']}")

@@ -131,12 +131,6 @@ def get_customer_suppliers(external_id: ExternalIdPath, session: SessionDep) -> 
     )
 
 
-def _safe_cell(value: str | None) -> str:
-    # A name starting with = + - @ would run as a formula when HR opens the CSV in Excel.
-    text = value or ""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def matrix_csv(rows: list[matrix_service.MatrixRow]) -> str:
     """The matrix as CSV text (the same columns the import accepts, plus names)."""
     out = io.StringIO()
@@ -145,16 +139,19 @@ def matrix_csv(rows: list[matrix_service.MatrixRow]) -> str:
     for r in rows:
         writer.writerow(
             [
-                r.supplier_external_id,
-                r.customer_external_id,
-                _safe_cell(r.supplier_name),
-                r.supplier_email,
-                r.supplier_department_external_id or "",
-                _safe_cell(r.supplier_department_name),
-                _safe_cell(r.customer_name),
-                r.customer_email,
-                r.customer_department_external_id or "",
-                _safe_cell(r.customer_department_name),
+                importing.spreadsheet_safe(value)
+                for value in (
+                    r.supplier_external_id,
+                    r.customer_external_id,
+                    r.supplier_name,
+                    r.supplier_email,
+                    r.supplier_department_external_id,
+                    r.supplier_department_name,
+                    r.customer_name,
+                    r.customer_email,
+                    r.customer_department_external_id,
+                    r.customer_department_name,
+                )
             ]
         )
     return out.getvalue()

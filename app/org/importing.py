@@ -374,6 +374,15 @@ def _cell_text(value: Any) -> str | None:
 # --- value coercion --------------------------------------------------------------------
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: str | None) -> str:
+    """A cell that a spreadsheet will show as text, never run as a formula."""
+    text = value or ""
+    return "'" + text if text[:1] in FORMULA_STARTS else text
+
+
 class BadValue(Exception):
     """A cell whose type or wording cannot be read (the message says what is expected)."""
 
@@ -382,7 +391,12 @@ def text_value(values: Mapping[str, Any], name: str) -> str | None:
     """A text cell: strings as sent (trimmed), JSON integers as text, empty -> None."""
     value = values.get(name)
     if type(value) is str:
-        return value.strip() or None
+        value = value.strip()
+        # Our CSV exports prefix formula-like cells with ' (spreadsheet injection guard);
+        # drop it again so an exported file can be uploaded as is.
+        if value[:1] == "'" and value[1:2] in FORMULA_STARTS:
+            value = value[1:]
+        return value or None
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):

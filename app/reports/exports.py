@@ -14,6 +14,7 @@ from openpyxl.styles import Font
 from sqlalchemy.orm import Session
 
 from app.errors import NotFound
+from app.org import importing
 from app.reports import service
 from app.reports.schemas import DepartmentResultRead, EmployeeResultRead
 
@@ -180,9 +181,7 @@ def build_table(
 
 def _safe_text(value: Any) -> Any:
     # A name starting with = + - @ would run as a formula in a spreadsheet (CSV injection).
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
+    return importing.spreadsheet_safe(value) if isinstance(value, str) else value
 
 
 def to_csv(table: Table) -> bytes:

@@ -190,3 +190,20 @@ def test_matrix_import_is_all_or_nothing(client: TestClient, db: Session) -> Non
         client.post(IMPORT, content=b"x", headers={**h, "content-type": "image/png"}), 415
     )
     assert db.scalar(select(func.count()).select_from(MatrixLink)) == 1
+
+
+def test_matrix_csv_neutralises_formula_like_ids_and_round_trips(
+    client: TestClient, db: Session
+) -> None:
+    supplier = make_employee(db, external_id="=1+1", email="=2+2@x.io")
+    customer = make_employee(db, external_id="@SUM(A1)")
+    link(db, supplier=supplier, customer=customer)
+    h = headers(db)
+    r = client.get(f"{API}/matrix", headers={**h, "accept": "text/csv"})
+    assert r.status_code == 200
+    rows = list(csv.reader(io.StringIO(r.text)))[1:]
+    assert rows and all(not cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row)
+    assert rows[0][0] == "'=1+1" and rows[0][3] == "'=2+2@x.io"
+    back = client.post(IMPORT, content=r.content, headers={**h, **CSV_TYPE})
+    assert back.status_code == 200, back.text
+    assert (back.json()["unchanged"], back.json()["created"]) == (1, 0)

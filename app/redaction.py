@@ -1,0 +1,12 @@
+"""What may reach a log line: request paths without private rating tokens."""
+
+from __future__ import annotations
+
+import re
+
+# Private rating links carry their token in the path; it must never reach a log line.
+_TOKEN_PATH = re.compile(r"^/r/[^/]+")
+
+
+def redact_path(path: str) -> str:
+    return _TOKEN_PATH.sub("/r/[redacted]", path)
