@@ -7,17 +7,20 @@ here, as do the worker's scheduled jobs.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy.engine import Engine
+from sqlalchemy import exists, select, text, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.cycles import service as cycles_service
 from app.cycles.models import Cycle, CycleState
-from app.db import utcnow, writer_session
+from app.db import make_sessionmaker, utcnow, writer_session
 from app.errors import Conflict
+from app.mail import service as mail_service
 from app.ratings import service as ratings_service
 from app.reports import service as reports_service
 from app.reports import webhook as reports_webhook
@@ -35,7 +38,8 @@ def close_cycle(
     """Close an open cycle: links die, ballots are sealed, results are computed.
 
     One transaction (the caller's). Closing a closed cycle does nothing; a draft cannot
-    be closed. Run :func:`vacuum_after_close` after the commit.
+    be closed. The cycle's outbox rows are deleted. Run :func:`vacuum_after_close`
+    after the commit.
     """
     cycle = cycles_service.get_cycle(session, cycle_id=cycle_id, for_update=True)
     if cycle.state == CycleState.closed:
@@ -46,12 +50,24 @@ def close_cycle(
     cycles_service.mark_closed(session, cycle=cycle, now=now)
     cycles_service.end_links(session, cycle_id=cycle.id)
     ratings_service.seal_ballots(session, cycle_id=cycle.id)
+    # Who was reminded, and when, says who had not answered by then; unsent mail of a
+    # closed cycle only carries dead links. None of it outlives the cycle.
+    mail_service.delete_messages_by_tag(session, tag=cycles_service.mail_tag(cycle.id), now=now)
     cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
     cycle.sealed_at = now
     session.flush()
     reports_service.compute_cycle_results(session, cycle_id=cycle.id, min_raters=min_raters)
     session.flush()
     return cycle
+
+
+def purge_closed_cycles_mail(session: Session, *, now: datetime | None = None) -> int:
+    """Delete what is left in the outbox of closed cycles (mail that was being sent at close)."""
+    closed = session.scalars(select(Cycle.id).where(Cycle.state == CycleState.closed)).all()
+    return sum(
+        mail_service.delete_messages_by_tag(session, tag=cycles_service.mail_tag(cycle_id), now=now)
+        for cycle_id in closed
+    )
 
 
 def close_due_cycles(
@@ -66,36 +82,146 @@ def close_due_cycles(
     return closed
 
 
-def vacuum_after_close(engine: Engine) -> bool:
+VACUUM_WAIT_SECONDS = 30.0
+# The worker's retry waits less: a long-lived snapshot must not stall mail delivery.
+VACUUM_RETRY_WAIT_SECONDS = 5.0
+_POLL_SECONDS = 0.2
+_CHECKPOINT_TRIES = 5
+
+# Everything that can still see a row version the seal deleted: another backend's
+# snapshot or running transaction (``backend_xmin``/``backend_xid``), a replication slot
+# (``xmin``; ``catalog_xmin`` only holds back system catalogs, not these tables) and a
+# prepared transaction. Older than ``:xid`` means ``age()`` is larger. Walsenders with
+# hot_standby_feedback have no database but hold back every database's horizon. Without
+# pg_read_all_stats, other roles' sessions hide their xmin and count as older.
+_OLDER_SNAPSHOTS = """
+SELECT
+  (SELECT count(*) FROM pg_stat_activity
+    WHERE pid <> pg_backend_pid()
+      AND (datname = current_database() OR backend_type = 'walsender')
+      AND (age(backend_xmin) > age(CAST(:xid AS xid))
+           OR age(backend_xid) > age(CAST(:xid AS xid))
+           -- another role's session whose xmin we may not read: assume the worst
+           OR query = '<insufficient privilege>'))
+  + (SELECT count(*) FROM pg_replication_slots
+      WHERE age(xmin) > age(CAST(:xid AS xid)))
+  + (SELECT count(*) FROM pg_prepared_xacts
+      WHERE database = current_database() AND age(transaction) > age(CAST(:xid AS xid)))
+"""
+
+
+def _cycles_to_vacuum(connection: Connection) -> list[int]:
+    return list(
+        connection.execute(
+            select(Cycle.id).where(Cycle.sealed_at.is_not(None), Cycle.vacuumed_at.is_(None))
+        ).scalars()
+    )
+
+
+def vacuum_after_close(engine: Engine, *, wait_seconds: float = VACUUM_WAIT_SECONDS) -> bool:
     """Purge the dead row versions the seal left behind (after the commit).
 
-    Until then the pre-seal rows, in submission order, may still sit in free pages
-    (SQLite) or as dead tuples (PostgreSQL). SQLite: ``VACUUM`` (``secure_delete`` is
-    on) and a WAL checkpoint that truncates the log. PostgreSQL: ``VACUUM FULL`` of the
-    three tables, which rewrites them and their indexes. Returns False when it could not
-    run now (a lock was held); the next close, or a manual VACUUM, does it.
+    Until then the pre-seal rows, in submission order, may still sit in free pages or the
+    WAL (SQLite) or as dead tuples (PostgreSQL). Returns True, and sets
+    ``Cycle.vacuumed_at`` on every sealed cycle, only when they are really gone; False
+    (nothing marked) when it could not finish within ``wait_seconds``: the worker retries.
     """
     try:
         if engine.dialect.name == "sqlite":
-            raw = engine.raw_connection()
-            try:
-                cursor = raw.cursor()
-                cursor.execute("PRAGMA busy_timeout=10000")
-                cursor.execute("VACUUM")
-                cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                cursor.execute("PRAGMA busy_timeout=30000")
-                cursor.close()
-            finally:
-                raw.close()
+            cycle_ids, done = _vacuum_sqlite(engine, wait_seconds)
         else:
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.exec_driver_sql("SET lock_timeout = '10s'")
-                conn.exec_driver_sql("VACUUM FULL ballot, ballot_score, invitation")
-                conn.exec_driver_sql("RESET lock_timeout")
+            cycle_ids, done = _vacuum_postgresql(engine, wait_seconds)
     except Exception:
-        log.exception("VACUUM after closing a cycle failed; run it by hand")
+        log.exception("VACUUM after closing a cycle failed; the worker retries it")
         return False
+    if not done:
+        return False
+    if cycle_ids:
+        with writer_session(make_sessionmaker(engine)) as session, session.begin():
+            session.execute(
+                update(Cycle).where(Cycle.id.in_(cycle_ids)).values(vacuumed_at=utcnow())
+            )
+        if engine.dialect.name == "sqlite":
+            _checkpoint(engine, tries=1)  # leave an empty WAL behind if nobody reads
     return True
+
+
+def _checkpoint(engine: Engine, *, tries: int) -> bool:
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("PRAGMA busy_timeout=1000")
+        try:
+            for attempt in range(tries):
+                # (busy, WAL frames, frames checkpointed): busy=1 means a reader still
+                # pins an older snapshot, so the WAL keeps the pre-seal pages.
+                cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                row = cursor.fetchone()
+                if row is not None and row[0] == 0:
+                    return True
+                if attempt + 1 < tries:
+                    time.sleep(_POLL_SECONDS)
+            return False
+        finally:
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+    finally:
+        raw.close()
+
+
+def _vacuum_sqlite(engine: Engine, wait_seconds: float) -> tuple[list[int], bool]:
+    """``VACUUM`` (``secure_delete`` is on), then a WAL checkpoint that truncates the log."""
+    with engine.connect() as connection:
+        cycle_ids = _cycles_to_vacuum(connection)
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={max(100, int(wait_seconds * 1000))}")
+        cursor.execute("VACUUM")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+    finally:
+        raw.close()
+    tries = max(1, min(_CHECKPOINT_TRIES, int(wait_seconds)))
+    if not _checkpoint(engine, tries=tries):
+        log.warning(
+            "VACUUM after close: a reader kept the SQLite WAL busy, so the pre-seal pages "
+            "are still in it; the worker retries"
+        )
+        return cycle_ids, False
+    return cycle_ids, True
+
+
+def _vacuum_postgresql(engine: Engine, wait_seconds: float) -> tuple[list[int], bool]:
+    """``VACUUM FULL`` once no snapshot older than the seal is left.
+
+    VACUUM FULL copies "recently dead" tuples, those some open snapshot may still see,
+    into the new file. A snapshot taken before the seal committed (another request, the
+    worker, pg_dump, autoanalyze) would keep every pre-seal ballot, in submission order
+    and with its rater's xid. So first take an xid certainly newer than the seal and
+    wait until nothing in this database is older.
+    """
+    with engine.begin() as connection:
+        # The cycles this snapshot sees sealed committed before the xid taken next.
+        cycle_ids = _cycles_to_vacuum(connection)
+        fresh = int(connection.exec_driver_sql("SELECT pg_current_xact_id()::text").scalar_one())
+    xid = str(fresh % 2**32)  # the 32-bit xid that pg_stat_activity shows
+    deadline = time.monotonic() + wait_seconds
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        # Autocommit: each poll is its own transaction, so pg_stat_activity is re-read.
+        while conn.execute(text(_OLDER_SNAPSHOTS), {"xid": xid}).scalar_one():
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "VACUUM after close postponed: a transaction older than the seal is "
+                    "still open after %.0f s; the worker retries",
+                    wait_seconds,
+                )
+                return cycle_ids, False
+            time.sleep(_POLL_SECONDS)
+        conn.exec_driver_sql("SET lock_timeout = '10s'")
+        conn.exec_driver_sql("VACUUM FULL ballot, ballot_score, invitation")
+        conn.exec_driver_sql("RESET lock_timeout")
+    return cycle_ids, True
 
 
 # --- the worker's scheduled jobs ---------------------------------------------------------
@@ -112,6 +238,28 @@ def close_due_cycles_job(
             close_cycle(session, cycle_id=cycle_id, min_raters=settings.anonymity_min_raters)
         log.info("cycle %s closed automatically at its close date", cycle_id)
         vacuum_after_close(engine)
+
+
+def vacuum_closed_cycles_job(
+    settings: Settings, engine: Engine, factory: sessionmaker[Session]
+) -> None:
+    """Retry the vacuum for closed cycles whose old row versions may still be on disk."""
+    with factory() as session:
+        pending = session.scalar(
+            select(exists().where(Cycle.sealed_at.is_not(None), Cycle.vacuumed_at.is_(None)))
+        )
+    if pending and vacuum_after_close(engine, wait_seconds=VACUUM_RETRY_WAIT_SECONDS):
+        log.info("the postponed VACUUM after close has run")
+
+
+def purge_closed_cycles_mail_job(
+    settings: Settings, engine: Engine, factory: sessionmaker[Session]
+) -> None:
+    """Delete closed cycles' outbox rows that a worker was still sending at close."""
+    with writer_session(factory) as session, session.begin():
+        purged = purge_closed_cycles_mail(session)
+    if purged:
+        log.info("%d outbox messages of closed cycles deleted", purged)
 
 
 def reminders_job(settings: Settings, engine: Engine, factory: sessionmaker[Session]) -> None:
@@ -131,6 +279,8 @@ def scheduled_jobs() -> list[tuple[str, Callable[[Settings, Engine, sessionmaker
     """The worker's jobs above the mail domain, in the order each pass runs them."""
     return [
         ("close due cycles", close_due_cycles_job),
+        ("vacuum closed cycles", vacuum_closed_cycles_job),
+        ("purge closed cycles' mail", purge_closed_cycles_mail_job),
         ("send reminders", reminders_job),
         ("deliver results webhooks", reports_webhook.deliver_webhooks_job),
     ]

@@ -44,12 +44,14 @@ def free_port() -> int:
 
 @contextmanager
 def scratch_database(
-    kind: str, workdir: Path, label: str, admin_url: str = PG_ADMIN_URL
+    kind: str, workdir: Path, label: str, admin_url: str = PG_ADMIN_URL, *, keep: bool = False
 ) -> Iterator[str]:
     """A fresh, empty database of ``kind`` that is dropped (or deleted) afterwards."""
     if kind == "sqlite":
         path = workdir / f"{label}.sqlite3"
         yield f"sqlite:///{path}"
+        if keep:
+            return
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         return

@@ -104,11 +104,12 @@ def run_one(company: Company, db: str, config: RunConfig) -> Context:
     from app.migrate import upgrade
 
     work = workdir()
+    keep = config.keep_workdir
     workers = config.web_workers or (2 if db == "postgresql" else 1)
     try:
         with (
-            scratch_database(db, work, "app", config.postgres_url) as url,
-            scratch_database(db, work, "ref", config.postgres_url) as ref_url,
+            scratch_database(db, work, "app", config.postgres_url, keep=keep) as url,
+            scratch_database(db, work, "ref", config.postgres_url, keep=keep) as ref_url,
             SmtpSink() as smtp,
         ):
             upgrade(ref_url)

@@ -25,6 +25,7 @@ from app.cycles.models import Cycle, CycleState, Invitation
 from app.db import utcnow
 from app.errors import Conflict
 from app.mail import sender
+from app.mail import service as mail_service
 from app.mail.models import OutboxMessage, OutboxStatus
 from app.mail.worker import run_pass
 from app.ratings import service as ratings_service
@@ -123,6 +124,71 @@ def test_close_due_cycles(db: Session, settings: Settings) -> None:
     assert later.state == CycleState.open
 
 
+def test_close_deletes_the_cycles_outbox_rows(db: Session, settings: Settings) -> None:
+    # Who was reminded when says who had not answered by then; a closed cycle's unsent
+    # mail only holds dead links. Nothing of that cycle stays in the outbox.
+    make_company(db, suppliers=1, customers=3)
+    cycle = launched_cycle(db, settings)
+    other = launched_cycle(db, settings)
+    cycles_service.send_reminders(db, cycle_id=cycle.id, settings=settings)
+    factory = sessionmaker(bind=db.connection(), join_transaction_mode="create_savepoint")
+    assert sender.deliver_due(factory, settings, batch_size=4, max_batches=1).sent == 4
+    unrelated = mail_service.enqueue_message(
+        db,
+        kind="password-reset",
+        tag=None,
+        to_address="someone@example.com",
+        to_name="",
+        subject="s",
+        body_text="b",
+        body_html=None,
+        secret_link=None,
+    )
+    db.expire_all()
+
+    def tagged(cycle_id: int) -> list[OutboxStatus]:
+        return list(
+            db.scalars(
+                select(OutboxMessage.status).where(
+                    OutboxMessage.tag == cycles_service.mail_tag(cycle_id)
+                )
+            )
+        )
+
+    before = tagged(cycle.id)
+    assert len(before) == 6 and {OutboxStatus.sent, OutboxStatus.pending} <= set(before)
+    assert len(tagged(other.id)) == 3
+    # A worker is sending one reminder right now: it keeps its row until the lease ends,
+    # so the worker can record the outcome.
+    now = utcnow()
+    in_flight = db.scalars(
+        select(OutboxMessage.id).where(
+            OutboxMessage.tag == cycles_service.mail_tag(cycle.id),
+            OutboxMessage.status == OutboxStatus.pending,
+        )
+    ).first()
+    db.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == in_flight)
+        .values(locked_until=now + timedelta(minutes=5))
+    )
+    lifecycle.close_cycle(db, cycle_id=cycle.id, now=now)
+    assert tagged(cycle.id) == [OutboxStatus.pending]
+    assert len(tagged(other.id)) == 3  # another cycle's mail is left alone
+    assert db.get(OutboxMessage, unrelated.id) is not None
+    # The worker's purge removes it once the lease is over, and nothing else.
+    assert lifecycle.purge_closed_cycles_mail(db, now=now + timedelta(minutes=1)) == 0
+    assert lifecycle.purge_closed_cycles_mail(db, now=now + timedelta(minutes=6)) == 1
+    assert tagged(cycle.id) == []
+    assert len(tagged(other.id)) == 3
+
+
+def test_worker_retries_the_vacuum_and_the_mail_purge_of_closed_cycles() -> None:
+    names = [name for name, _job in lifecycle.scheduled_jobs()]
+    assert names.index("vacuum closed cycles") > names.index("close due cycles")
+    assert "purge closed cycles' mail" in names
+
+
 # --- the raw database after close ---------------------------------------------------------
 
 
@@ -198,6 +264,7 @@ def test_sealing_leaves_no_link_between_invitations_and_ballots(
 
     order_column = "rowid" if dialect == "sqlite" else "ctid"
     with committed_db() as session:
+        assert session.get(Cycle, cycle_id).vacuumed_at is not None  # type: ignore[union-attr]
         after = _physical_order(session, dialect)
         assert sorted(after) == submitted  # every ballot is still there...
         assert after != submitted  # ...but not in submission order
@@ -231,6 +298,123 @@ def test_sealing_leaves_no_link_between_invitations_and_ballots(
     # No log line pairs anyone with an answer.
     log = server_log(caplog)
     assert "order-0" not in log
+
+
+def _submit_in_order(
+    committed_db: sessionmaker[Session], settings: Settings, n: int
+) -> tuple[int, list[int]]:
+    """A launched cycle with ``n`` ballots, each committed on its own; comments say the order."""
+    with committed_db() as session:
+        company = make_company(session, suppliers=1, customers=n, competencies=1)
+        cycle = launched_cycle(session, settings)
+        cycle_id, supplier_id = cycle.id, company.suppliers[0].id
+        comp_id = cycle_competency_ids(session, cycle)[0]
+        invitation_ids = [invitation_of(session, cycle, c).id for c in company.customers]
+        session.commit()
+    for i, invitation_id in enumerate(invitation_ids):
+        with committed_db() as session:
+            answer = SupplierAnswer(scores={comp_id: 5}, comment=f"order-{i:03d}")
+            ratings_service.submit_answers(
+                session, invitation_id=invitation_id, answers={supplier_id: answer}
+            )
+            session.commit()
+    return cycle_id, invitation_ids
+
+
+def _close(committed_db: sessionmaker[Session], cycle_id: int) -> None:
+    with committed_db() as session:
+        lifecycle.close_cycle(session, cycle_id=cycle_id)
+        session.commit()
+
+
+def _vacuumed_at(committed_db: sessionmaker[Session], cycle_id: int) -> object:
+    with committed_db() as session:
+        cycle = session.get(Cycle, cycle_id)
+        assert cycle is not None
+        return cycle.vacuumed_at
+
+
+def _pre_seal_tuples(engine: Engine) -> int | None:
+    """Row versions on ballot page 0 not written by the sealing transaction (pageinspect)."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        try:
+            conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pageinspect")
+        except Exception:
+            return None
+        return int(
+            conn.exec_driver_sql(
+                "SELECT count(*) FROM heap_page_items(get_raw_page('ballot', 0)) "
+                "WHERE lp_flags = 1 AND t_xmin::text NOT IN (SELECT xmin::text FROM ballot)"
+            ).scalar_one()
+        )
+
+
+def test_postgresql_vacuum_waits_for_snapshots_older_than_the_seal(
+    committed_db: sessionmaker[Session],
+    engine: Engine,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # VACUUM FULL keeps "recently dead" tuples while any snapshot older than the seal is
+    # open; those are the pre-seal ballots, in submission order, with their raters' xids.
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL row-version horizon")
+    n = 6
+    cycle_id, _invitations = _submit_in_order(committed_db, settings, n)
+    with engine.connect().execution_options(isolation_level="REPEATABLE READ") as reader:
+        # Another connection (a report, the worker, ...) holds a snapshot from before the
+        # close. It reads another table: no lock on ballot, so VACUUM FULL itself would run
+        # and copy the still-visible pre-seal versions into the new file.
+        assert reader.execute(text("SELECT count(*) FROM cycle")).scalar_one() == 1
+        _close(committed_db, cycle_id)
+        with caplog.at_level(logging.WARNING, logger="app.lifecycle"):
+            assert lifecycle.vacuum_after_close(engine, wait_seconds=1) is False
+        assert "older than the seal" in caplog.text
+        assert _vacuumed_at(committed_db, cycle_id) is None
+        dead = _pre_seal_tuples(engine)
+        assert dead is None or dead == n  # the old versions are still on disk
+        # The worker's retry cannot finish either while the snapshot is open.
+        lifecycle.vacuum_closed_cycles_job(settings, engine, committed_db)
+        assert _vacuumed_at(committed_db, cycle_id) is None
+        reader.rollback()
+    # Once it ends, the worker's retry purges them and records it.
+    lifecycle.vacuum_closed_cycles_job(settings, engine, committed_db)
+    assert _vacuumed_at(committed_db, cycle_id) is not None
+    assert _pre_seal_tuples(engine) in (None, 0)
+    with committed_db() as session:
+        assert len(set(session.execute(text("SELECT xmin::text FROM ballot")).scalars())) == 1
+    # Nothing left to do: another run of the job changes nothing.
+    lifecycle.vacuum_closed_cycles_job(settings, engine, committed_db)
+
+
+def test_sqlite_vacuum_fails_while_a_reader_pins_the_wal(
+    committed_db: sessionmaker[Session], engine: Engine, settings: Settings
+) -> None:
+    # A reader's snapshot keeps the WAL, which holds the pre-seal pages, from being
+    # checkpointed and truncated: PRAGMA wal_checkpoint answers busy=1.
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite WAL checkpoint")
+    cycle_id, _invitations = _submit_in_order(committed_db, settings, 4)
+    wal = Path(str(engine.url.database) + "-wal")
+    reader = engine.raw_connection()
+    try:
+        cursor = reader.cursor()
+        cursor.execute("BEGIN")
+        cursor.execute("SELECT count(*) FROM ballot")
+        assert cursor.fetchone()[0] == 4
+        _close(committed_db, cycle_id)
+        assert lifecycle.vacuum_after_close(engine, wait_seconds=1) is False
+        assert _vacuumed_at(committed_db, cycle_id) is None
+        assert wal.exists() and wal.stat().st_size > 0
+        cursor.execute("ROLLBACK")
+        cursor.close()
+    finally:
+        reader.close()
+    lifecycle.vacuum_closed_cycles_job(settings, engine, committed_db)
+    assert _vacuumed_at(committed_db, cycle_id) is not None
+    assert not wal.exists() or wal.stat().st_size == 0
+    with committed_db() as session:
+        assert session.execute(text("PRAGMA freelist_count")).scalar() == 0
 
 
 # --- the whole quarter, end to end ------------------------------------------------------

@@ -62,6 +62,9 @@ class Cycle(Base):
     sealed_at: Mapped[datetime | None] = mapped_column(DateTime)
     # Set once the reports for this cycle are computed and stored.
     results_ready_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Set once a VACUUM really purged the pre-seal row versions (see lifecycle); NULL on
+    # a closed cycle means the worker still has to retry it.
+    vacuumed_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class CycleCompetency(Base):

@@ -55,8 +55,14 @@ def outbox_page(
     settings: SettingsDep,
     status: Annotated[OutboxStatus | None, Query()] = None,
 ) -> Response:
-    """Recent messages; with no SMTP server configured, their content and links too."""
+    """Local mode: the demo's mailbox. SMTP mode: counts, and only the bounced addresses.
+
+    With a real mail server, listing who got a reminder would tell HR who had not answered
+    yet; HR only needs the undeliverable addresses, to correct them.
+    """
     local = not settings.smtp_host
+    if not local:
+        status = OutboxStatus.undeliverable
     messages = mail_service.recent_messages(session, limit=100, status=status)
     rows = []
     for message in messages:
@@ -71,6 +77,7 @@ def outbox_page(
             "rows": rows,
             "local": local,
             "counts": mail_service.count_by_status(session),
+            "kind_counts": {} if local else mail_service.count_by_kind(session),
             "status": status.value if status else "",
             "statuses": [s.value for s in OutboxStatus],
             "mail_dir": str(settings.mail_dir),

@@ -8,9 +8,10 @@ substitutes it and erases the column.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import Table, and_, delete, func, insert, not_, select
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
@@ -111,3 +112,33 @@ def recent_messages(
     if status is not None:
         query = query.where(OutboxMessage.status == status)
     return list(session.scalars(query))
+
+
+def count_by_kind(session: Session) -> dict[str, dict[str, int]]:
+    """Per kind ("invitation", "reminder"...), how many messages have each status."""
+    query = select(OutboxMessage.kind, OutboxMessage.status, func.count()).group_by(
+        OutboxMessage.kind, OutboxMessage.status
+    )
+    counts: dict[str, dict[str, int]] = {}
+    for kind, status, count in session.execute(query):
+        row = counts.setdefault(kind, {s.value: 0 for s in OutboxStatus})
+        row[OutboxStatus(status).value] = count
+    return dict(sorted(counts.items()))
+
+
+def delete_messages_by_tag(session: Session, *, tag: str, now: datetime | None = None) -> int:
+    """Delete every message with this tag, whatever its status; returns how many.
+
+    A message a worker is sending right now (its lease has not run out) is left for a
+    later call, so the worker can still record its outcome.
+    """
+    # Who was reminded, and when, says who had not answered by that date: once the
+    # cause is over (a closed cycle) the rows have no further use.
+    now = now or utcnow()
+    leased = and_(
+        OutboxMessage.status == OutboxStatus.pending,
+        OutboxMessage.locked_until.is_not(None),
+        OutboxMessage.locked_until > now,
+    )
+    result = session.execute(delete(OutboxMessage).where(OutboxMessage.tag == tag, not_(leased)))
+    return int(getattr(result, "rowcount", 0) or 0)

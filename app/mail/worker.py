@@ -1,8 +1,9 @@
 """The background worker: ``python -m app worker`` or in-process with ``serve --with-worker``.
 
-Each pass runs the scheduled jobs (close cycles whose close date has passed, send due
-reminders), then delivers the outbox. Every job uses its own session and commits on its
-own, so one failing job never blocks the others.
+Each pass runs the scheduled jobs (close cycles whose close date has passed, retry a
+postponed vacuum, purge closed cycles' mail, send due reminders), then delivers the
+outbox. Every job uses its own session and commits on its own, so one failing job never
+blocks the others.
 """
 
 from __future__ import annotations

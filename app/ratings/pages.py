@@ -184,11 +184,6 @@ PostedForm = Annotated[dict[str, str], Depends(posted_form)]
 @router.get("/r/{token}")
 def open_link(token: str, request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """Exchange a private link for the rating cookie, then leave the token behind."""
-    key = _client_key(request)
-    window = timedelta(minutes=1)
-    limit = settings.bad_token_limit_per_minute
-    if auth_service.rate_limited(session, key=key, limit=limit, window=window):
-        return invalid_link_page(request, status_code=429)
     invitation = None
     if TOKEN_PATTERN.fullmatch(token):
         invitation = cycles_service.find_invitation_by_token(session, token=token)
@@ -200,7 +195,15 @@ def open_link(token: str, request: Request, session: SessionDep, settings: Setti
         except NotFound:
             invitation = None
     if invitation is None:
-        over = auth_service.hit_rate_limit(session, key=key, limit=limit, window=window)
+        # Only failed lookups count. A valid link always opens: a 256-bit token cannot be
+        # guessed, so refusing it would only lock out every rater behind one NAT or proxy
+        # because a few others mistyped theirs.
+        over = auth_service.hit_rate_limit(
+            session,
+            key=_client_key(request),
+            limit=settings.bad_token_limit_per_minute,
+            window=timedelta(minutes=1),
+        )
         return invalid_link_page(request, status_code=429 if over else 404)
     response = RedirectResponse("/rate", status_code=303, headers=PRIVATE_HEADERS)
     _set_cookie(response, settings, sign_rating_cookie(settings, invitation.id))

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 19:20:34.223836
+Create Date: 2026-11-23 19:50:42.365012
 """
 
 from collections.abc import Sequence
@@ -83,6 +83,7 @@ def upgrade() -> None:
         sa.Column("closed_at", sa.DateTime(), nullable=True),
         sa.Column("sealed_at", sa.DateTime(), nullable=True),
         sa.Column("results_ready_at", sa.DateTime(), nullable=True),
+        sa.Column("vacuumed_at", sa.DateTime(), nullable=True),
         sa.CheckConstraint("opens_at < closes_at", name=op.f("ck_cycle_open_before_close")),
         sa.CheckConstraint("period_start <= period_end", name=op.f("ck_cycle_period_range")),
         sa.CheckConstraint("scale_min < scale_max", name=op.f("ck_cycle_scale_range")),

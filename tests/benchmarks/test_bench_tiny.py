@@ -43,3 +43,31 @@ def test_every_step_of_a_quarter_produces_figures(
     assert {f.metric for f in memory} >= {"peak RSS server", "peak RSS worker"}
     assert all(f.ours and f.ours > 10 for f in memory), memory  # a Python process is > 10 MiB
     assert steps >= set(STEPS_WITH_REFERENCE)
+
+
+def test_generated_company_has_the_agreed_shape() -> None:
+    from collections import Counter
+
+    from benchmarks.generator import generate
+
+    company = generate(2000, seed=7)
+    assert len(company.employees) == 2000
+    assert max(d.level for d in company.departments) == 3  # four levels: 0..3
+    per_supplier = Counter(s for s, _ in company.pairs)
+    assert min(per_supplier.values()) >= 3
+    assert max(per_supplier.values()) <= 15
+    assert 9 <= sum(per_supplier.values()) / len(per_supplier) <= 11
+    assert all(s != c for s, c in company.pairs)
+    assert len(set(company.pairs)) == len(company.pairs)
+    assert 0.82 <= len(company.responders) / len(company.customers) <= 0.88
+    answers = [
+        company.answer(c, s)
+        for c in sorted(company.responders)[:200]
+        for s in company.suppliers_of[c]
+    ]
+    scores = [x for a in answers for x in a.scores]
+    assert len(answers[0].scores) == 8
+    assert 0.02 < scores.count(None) / len(scores) < 0.12  # some "can't judge"
+    assert any(a.comment for a in answers)
+    assert all(1 <= x <= 10 for x in scores if x is not None)
+    assert generate(2000, seed=7).pairs == company.pairs  # seeded: the same company again

@@ -5,12 +5,15 @@ from __future__ import annotations
 import re
 
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.auth import service as auth_service
 from app.auth.models import Role
 from app.config import Settings
+from app.cycles import service as cycles_service
 from app.mail import sender
+from app.mail.models import OutboxMessage, OutboxStatus
 from tests.cycles.helpers import launched_cycle, make_company
 from tests.factories import make_user
 
@@ -65,3 +68,44 @@ def test_smtp_mode_never_shows_links(
     assert page.status_code == 200
     assert "mail.example.com" in page.text
     assert "/r/" not in page.text
+
+
+def test_smtp_mode_lists_no_recipients_except_undeliverable(
+    client: TestClient, db: Session, settings: Settings
+) -> None:
+    # A list of who got a reminder is a list of who had not answered yet: with a real
+    # mail server the page shows counts, and addresses only for mail HR must fix.
+    company = make_company(db, suppliers=1, customers=3)
+    cycle = launched_cycle(db, settings)
+    factory = sessionmaker(bind=db.connection(), join_transaction_mode="create_savepoint")
+    assert sender.deliver_due(factory, settings).sent == 3
+    assert cycles_service.send_reminders(db, cycle_id=cycle.id, settings=settings) == 3
+    bounced = company.customers[0]
+    db.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.kind == "reminder", OutboxMessage.to_address == bounced.email)
+        .values(status=OutboxStatus.undeliverable, last_error="550 no such user")
+    )
+    db.flush()
+    smtp = settings.model_copy(update={"smtp_host": "mail.example.com"})
+    client.app.state.settings = smtp  # type: ignore[attr-defined]
+    login(client, db, Role.hr)
+    page = client.get("/outbox")
+    assert page.status_code == 200
+    assert bounced.email in page.text and "550 no such user" in page.text
+    for customer in company.customers[1:]:
+        assert customer.email not in page.text
+        assert customer.full_name not in page.text
+    # Counts by kind and status instead: 3 invitations sent; 2 reminders pending, 1 bounced.
+    kinds = re.findall(r"<tr><td>(\w+)</td>((?:<td>\d+</td>)+)</tr>", page.text)
+    table = {kind: re.findall(r"\d+", cells) for kind, cells in kinds}
+    assert table == {"invitation": ["0", "3", "0"], "reminder": ["2", "0", "1"]}
+    # A status filter cannot bring the other recipients back.
+    for status in ("pending", "sent"):
+        filtered = client.get(f"/outbox?status={status}")
+        assert all(c.email not in filtered.text for c in company.customers[1:])
+
+    # Local mode is the demo's mailbox: every message, with its recipient, as before.
+    client.app.state.settings = settings  # type: ignore[attr-defined]
+    local = client.get("/outbox")
+    assert all(c.email in local.text for c in company.customers)

@@ -183,17 +183,34 @@ def test_expired_cycle_link_is_generic_too(
 def test_too_many_bad_tokens_are_rate_limited(
     client: TestClient, settings: Settings, setup: tuple[Company, Cycle, dict[int, str]]
 ) -> None:
-    company, _cycle, links = setup
+    _setup = setup
     limit = settings.bad_token_limit_per_minute
     statuses = [
         client.get(f"/r/bad-token-{i:04d}-0123456789").status_code for i in range(limit + 2)
     ]
     assert statuses[:limit] == [404] * limit
     assert statuses[limit:] == [429, 429]
-    # Once limited, even a good link waits: no probing while blocked.
-    r = client.get("/r/" + token_of(links[company.customers[0].id]), follow_redirects=False)
-    assert r.status_code == 429
-    assert r.headers["retry-after"] == "60"
+    blocked = client.get("/r/bad-token-9999-0123456789", follow_redirects=False)
+    assert blocked.status_code == 429
+    assert blocked.headers["retry-after"] == "60"
+
+
+def test_a_valid_link_opens_even_when_its_network_is_over_the_bad_link_limit(
+    client: TestClient, settings: Settings, setup: tuple[Company, Cycle, dict[int, str]]
+) -> None:
+    # Behind one NAT or proxy, colleagues' mistyped links must not lock every rater out:
+    # only failed lookups count, and a good 256-bit link cannot be guessed anyway.
+    company, _cycle, links = setup
+    limit = settings.bad_token_limit_per_minute
+    for i in range(limit + 3):
+        client.get(f"/r/mistyped-{i:04d}-0123456789")
+    assert client.get("/r/mistyped-again-0123456789").status_code == 429
+    for customer in company.customers[:2]:
+        r = client.get("/r/" + token_of(links[customer.id]), follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/rate"
+        assert client.get("/rate").status_code == 200
+    # The good links did not reset the count for bad ones.
+    assert client.get("/r/mistyped-still-0123456789").status_code == 429
 
 
 def test_rate_without_cookie_or_with_forged_cookie(client: TestClient, settings: Settings) -> None:
