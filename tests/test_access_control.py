@@ -138,6 +138,7 @@ POLICY: dict[tuple[str, str], str | Api] = {
     ("GET", "/api/v1/customers/{external_id}/suppliers"): Api("org:read"),
     ("POST", "/api/v1/import/matrix"): Api("org:write"),
     ("PUT", "/api/v1/competencies/{code}"): Api("org:write"),
+    ("POST", "/api/v1/import/departments"): Api("org:write"),
     ("POST", "/api/v1/import/employees"): Api("org:write"),
     ("GET", "/api/v1/cycles"): Api("cycles:read"),
     ("POST", "/api/v1/cycles"): Api("cycles:write"),

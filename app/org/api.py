@@ -13,6 +13,7 @@ from app.db import SessionDep
 from app.org import importing
 from app.org import service as org_service
 from app.org.schemas import (
+    DEPARTMENT_IMPORT_BODY,
     EMPLOYEE_IMPORT_BODY,
     CompetencyRead,
     CompetencyUpsert,
@@ -284,6 +285,39 @@ def list_competencies(
 
 
 # --- bulk import -----------------------------------------------------------------------
+
+
+@router.post(
+    "/import/departments",
+    response_model=ImportReportRead,
+    dependencies=WRITE,
+    tags=["import"],
+    summary="Import departments in bulk (all or nothing)",
+    description="Upserts every department in the upload (scope `org:write`); parents may "
+    "come later in the same file. Every row is checked first (unknown parent, a loop in the "
+    "tree, repeated ids...); one bad row rejects the whole batch with a 422 listing each "
+    "problem as `{line, field, message}` and nothing is saved. Departments missing from the "
+    "upload are left alone. Re-sending the same import changes nothing; `dry_run=true` only "
+    "validates and counts.",
+    openapi_extra={"requestBody": DEPARTMENT_IMPORT_BODY},
+    responses=problems(413, 415, 422),
+)
+def import_departments(
+    request: Request,
+    body: RawBody,
+    session: SessionDep,
+    dry_run: Annotated[bool, Query(description="Validate and count; write nothing.")] = False,
+) -> ImportReportRead:
+    parsed = importing.parse_upload(
+        body,
+        content_type=request.headers.get("content-type"),
+        columns=importing.DEPARTMENT_COLUMNS,
+        required=importing.DEPARTMENT_REQUIRED,
+    )
+    report = importing.import_departments(
+        session, rows=parsed.rows, dry_run=dry_run, parse_errors=parsed.errors
+    )
+    return ImportReportRead.model_validate(report, from_attributes=True)
 
 
 @router.post(

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from app.db import is_sqlite, utcnow
 from app.errors import Invalid, UnsupportedMediaType
 from app.org import service as org_service
-from app.org.models import Employee
+from app.org.models import Department, Employee
 
 MAX_ERRORS_LISTED = 1000
 MAX_ROWS = 1_000_000
@@ -57,6 +57,10 @@ EMPLOYEE_TABLE_COLUMNS = (
     "created_at",
     "updated_at",
 )
+
+DEPARTMENT_COLUMNS = ("external_id", "name", "parent_external_id")
+DEPARTMENT_REQUIRED = ("external_id", "name")
+DEPARTMENT_TABLE_COLUMNS = ("id", "external_id", "name", "parent_id", "created_at", "updated_at")
 
 TRUE_WORDS = {"true", "1", "yes", "y", "t", "active"}
 FALSE_WORDS = {"false", "0", "no", "n", "f", "inactive"}
@@ -539,6 +543,190 @@ def _sqlite_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S.%f")
     return value
+
+
+# --- departments -----------------------------------------------------------------------
+
+
+@dataclass
+class _DepartmentRow:
+    line: int
+    external_id: str
+    name: str
+    parent_external_id: str | None
+
+
+def _check_department_row(
+    source: SourceRow, *, seen_ids: dict[str, int]
+) -> tuple[_DepartmentRow | None, list[dict[str, Any]]]:
+    line, values = source.line, source.values
+    errors: list[dict[str, Any]] = []
+    cells: dict[str, str | None] = {}
+    for name in DEPARTMENT_COLUMNS:
+        try:
+            cells[name] = text_value(values, name)
+        except BadValue as exc:
+            errors.append(row_error(line, name, str(exc)))
+    external_id = cells.get("external_id") or ""
+    problem = org_service.external_id_problem(external_id)
+    if problem:
+        errors.append(row_error(line, "external_id", f"external_id {problem}"))
+    elif external_id in seen_ids:
+        errors.append(row_error(line, "external_id", f"repeats line {seen_ids[external_id]}"))
+    else:
+        seen_ids[external_id] = line
+    name_text = cells.get("name") or ""
+    problem = (
+        "is required"
+        if not name_text
+        else org_service.text_problem(name_text, max_length=org_service.NAME_MAX)
+    )
+    if problem:
+        errors.append(row_error(line, "name", f"name {problem}"))
+    parent = cells.get("parent_external_id")
+    if parent is not None:
+        problem = org_service.external_id_problem(parent)
+        if problem:
+            errors.append(row_error(line, "parent_external_id", f"parent_external_id {problem}"))
+        elif parent == external_id:
+            errors.append(
+                row_error(line, "parent_external_id", "a department cannot contain itself")
+            )
+    if errors:
+        return None, errors
+    return _DepartmentRow(line, external_id, name_text, parent), errors
+
+
+def import_departments(
+    session: Session,
+    *,
+    rows: Sequence[SourceRow],
+    dry_run: bool = False,
+    parse_errors: Sequence[dict[str, Any]] = (),
+) -> ImportReport:
+    """Upsert departments in bulk, all or nothing; parents may come later in the file.
+
+    Departments are never deleted or deactivated by an import: employees and past cycles
+    refer to them.
+    """
+    report = ImportReport(rows=len(rows) + len(parse_errors), dry_run=dry_run)
+    errors = list(parse_errors)
+    if not rows and not errors:
+        errors.append(row_error(1, "body", "the import contains no rows"))
+    # external id -> (id, name, parent_id)
+    existing: dict[str, tuple[int, str, int | None]] = {
+        ext: (id_, name, parent_id)
+        for id_, ext, name, parent_id in session.execute(
+            select(Department.id, Department.external_id, Department.name, Department.parent_id)
+        )
+    }
+    ext_by_id = {values[0]: ext for ext, values in existing.items()}
+    seen_ids: dict[str, int] = {}
+    checked: list[_DepartmentRow] = []
+    for source in rows:
+        row, row_errors = _check_department_row(source, seen_ids=seen_ids)
+        errors.extend(row_errors)
+        if row is not None:
+            checked.append(row)
+    for row in checked:
+        parent = row.parent_external_id
+        if parent is not None and parent not in seen_ids and parent not in existing:
+            errors.append(
+                row_error(row.line, "parent_external_id", f"unknown department {parent!r}")
+            )
+    if not errors:
+        parents: dict[str, str | None] = {
+            ext: ext_by_id.get(values[2]) if values[2] is not None else None
+            for ext, values in existing.items()
+        }
+        in_file = {row.external_id: row for row in checked}
+        parents.update({ext: row.parent_external_id for ext, row in in_file.items()})
+        for ext in sorted(cycle_members(parents, in_file)):
+            if ext in in_file:
+                errors.append(
+                    row_error(
+                        in_file[ext].line,
+                        "parent_external_id",
+                        "the department tree would form a loop through this department",
+                    )
+                )
+    if errors:
+        raise_row_errors(errors, what="department")
+
+    new_rows = [row for row in checked if row.external_id not in existing]
+    changed = [
+        row
+        for row in checked
+        if row.external_id in existing
+        and (existing[row.external_id][1], ext_by_id.get(existing[row.external_id][2] or -1))
+        != (row.name, row.parent_external_id)
+    ]
+    report.created, report.updated = len(new_rows), len(changed)
+    report.unchanged = len(checked) - len(new_rows) - len(changed)
+    if dry_run or not (new_rows or changed):
+        return report
+
+    ids = {ext: values[0] for ext, values in existing.items()}
+    now = utcnow()
+    if new_rows:
+        # Parents first, with ids reserved up front, so every parent_id is known at insert.
+        depth: dict[str, int] = {}
+        by_ext = {row.external_id: row for row in new_rows}
+
+        def depth_of(ext: str) -> int:
+            chain: list[str] = []
+            node: str | None = ext
+            while node is not None and node in by_ext and node not in depth:
+                chain.append(node)
+                node = by_ext[node].parent_external_id
+            base = depth.get(node, 0) if node is not None else 0
+            for offset, item in enumerate(reversed(chain), start=1):
+                depth[item] = base + offset
+            return depth[ext]
+
+        new_rows.sort(key=lambda row: depth_of(row.external_id))
+        ids.update(
+            zip(
+                [r.external_id for r in new_rows],
+                reserve_ids(session, "department", len(new_rows)),
+                strict=True,
+            )
+        )
+        bulk_insert(
+            session,
+            "department",
+            DEPARTMENT_TABLE_COLUMNS,
+            [
+                (
+                    ids[r.external_id],
+                    r.external_id,
+                    r.name,
+                    ids.get(r.parent_external_id or ""),
+                    now,
+                    now,
+                )
+                for r in new_rows
+            ],
+        )
+    if changed:
+        bulk_update(
+            session,
+            "department",
+            (*DEPARTMENT_TABLE_COLUMNS[:-2], "updated_at"),
+            [
+                (
+                    ids[r.external_id],
+                    r.external_id,
+                    r.name,
+                    ids.get(r.parent_external_id or ""),
+                    now,
+                )
+                for r in changed
+            ],
+        )
+    # The bulk statements bypass the identity map: make loaded objects re-read.
+    session.expire_all()
+    return report
 
 
 # --- employees -------------------------------------------------------------------------

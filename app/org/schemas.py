@@ -301,6 +301,38 @@ class ImportReportRead(BaseModel):
     dry_run: bool
 
 
+DEPARTMENT_IMPORT_BODY: dict[str, Any] = {
+    "required": True,
+    "description": "A CSV file (`text/csv`, UTF-8, header row, `,` or `;`), a JSON array, or "
+    "an Excel workbook. Columns: `external_id,name,parent_external_id`; the first two are "
+    "required. Parents may appear later in the same file.",
+    "content": {
+        "text/csv": {
+            "schema": {"type": "string"},
+            "example": "external_id,name,parent_external_id\n"
+            "D-ROOT,Northwind Group,\nD-FIN,Finance,D-ROOT\nD-PAY,Payroll,D-FIN\n",
+        },
+        "application/json": {
+            "schema": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "external_id": {"type": "string"},
+                        "name": {"type": "string"},
+                        "parent_external_id": {"type": ["string", "null"]},
+                    },
+                    "required": ["external_id", "name"],
+                },
+            }
+        },
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+            "schema": {"type": "string", "format": "binary"}
+        },
+    },
+}
+
+
 EMPLOYEE_IMPORT_BODY: dict[str, Any] = {
     "required": True,
     "description": "A CSV file (`text/csv`, UTF-8, header row, `,` or `;`), a JSON array, or "
