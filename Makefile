@@ -27,6 +27,8 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# Links in the demo's emails point at this server unless BASE_URL says otherwise.
+run: export BASE_URL ?= http://$(HOST):$(PORT)
 run: install
 	$(BIN)/python -m app migrate
 	$(BIN)/python -m app seed-demo --if-empty

@@ -142,13 +142,17 @@ def t_quantile_975(df: int) -> float:
 
 
 def confidence_interval(
-    center: float | None, sd: float | None, n: int | None
+    center: float | None, sd: float | None, n: int | None, *, scale: Scale | None = None
 ) -> tuple[float | None, float | None]:
-    """Two-sided 95% interval center ± t(0.975, n-1) · sd / sqrt(n)."""
+    """Two-sided 95% interval center ± t(0.975, n-1) · sd / sqrt(n), clipped to the scale
+    when one is given (no score lies outside it, so neither can the true mean)."""
     if center is None or sd is None or n is None or n < 2:
         return None, None
     half = t_quantile_975(n - 1) * sd / math.sqrt(n)
-    return center - half, center + half
+    low, high = center - half, center + half
+    if scale is not None:
+        low, high = max(low, scale.low), min(high, scale.high)
+    return low, high
 
 
 def standard_error(sd: float | None, n: int | None) -> float | None:
@@ -349,6 +353,7 @@ def employee_figures(
     weights: Mapping[Hashable, float],
     *,
     k: int,
+    scale: Scale | None = None,
 ) -> EmployeeFigures:
     """One supplier's figures; below k raters only "not enough responses" (meets_k False)."""
     if len(ballots) < k:
@@ -357,7 +362,7 @@ def employee_figures(
     coefficient = weighted_coefficient({c: m for c, (_, m) in means.items()}, weights)
     scores = rater_scores(ballots, means.keys(), weights)
     _, sd = mean_sd(scores)
-    ci_low, ci_high = confidence_interval(coefficient, sd, len(scores))
+    ci_low, ci_high = confidence_interval(coefficient, sd, len(scores), scale=scale)
     nps_answers, nps = net_promoter_score((b.nps for b in ballots), k=k)
     return EmployeeFigures(
         employee_id,
@@ -423,7 +428,9 @@ def compute_cycle(
 ) -> CycleFigures:
     """Every figure of one cycle from its raw ballots (the reference the SQL is tested on)."""
     employees = {
-        emp: employee_figures(emp, dept, data.ballots.get(emp, ()), data.weights, k=k)
+        emp: employee_figures(
+            emp, dept, data.ballots.get(emp, ()), data.weights, k=k, scale=data.scale
+        )
         for emp, dept in data.suppliers.items()
     }
     trees = subtree(data.departments)
@@ -433,7 +440,7 @@ def compute_cycle(
         departments[dept] = group_figures(group, suppliers=len(group))
     company = group_figures(employees.values(), suppliers=len(employees))
     ci_low, ci_high = confidence_interval(
-        company.coefficient, company.sd, company.employees_included
+        company.coefficient, company.sd, company.employees_included, scale=data.scale
     )
 
     included = {e.employee_id: e.coefficient for e in employees.values() if e.included}

@@ -332,7 +332,7 @@ def _store_employees(
         coefficient = coefficients.get(emp)
         scored, _mean, mean_sq = moments.get(emp, (0, None, None))
         sd = calc.sd_from_moments(scored, _mean, mean_sq)
-        ci_low, ci_high = calc.confidence_interval(coefficient, sd, scored)
+        ci_low, ci_high = calc.confidence_interval(coefficient, sd, scored, scale=scale)
         figures[emp] = calc.EmployeeFigures(
             emp,
             dept,
@@ -514,7 +514,7 @@ def _store_company(
     ).one()
     coefficient = _f(mean)
     sd = calc.sd_from_moments(n, coefficient, _f(mean_sq))
-    ci_low, ci_high = calc.confidence_interval(coefficient, sd, n)
+    ci_low, ci_high = calc.confidence_interval(coefficient, sd, n, scale=scale)
     delta: float | None = None
     significant: bool | None = None
     if previous is not None:

@@ -233,3 +233,11 @@ def test_second_cycle_reports_deltas() -> None:
 
 def test_subtree_includes_self_and_all_descendants() -> None:
     assert calc.subtree({1: None, 2: 1, 3: 2, 4: None}) == {1: {1, 2, 3}, 2: {2, 3}, 3: {3}, 4: {4}}
+
+
+def test_confidence_interval_never_leaves_the_scale() -> None:
+    # Mean 9.5 of (10, 9, 10, 9): the raw t interval reaches above 10.
+    raw_low, raw_high = calc.confidence_interval(9.5, math.sqrt(1 / 3), 4)
+    assert raw_high is not None and raw_high > 10
+    low, high = calc.confidence_interval(9.5, math.sqrt(1 / 3), 4, scale=calc.Scale(1, 10))
+    assert high == 10 and low == raw_low
