@@ -7,14 +7,16 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 ENVIRONMENT=production
 WORKDIR /srv/app
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md alembic.ini ./
 COPY app ./app
-RUN pip install --no-cache-dir .
-COPY alembic.ini ./
 COPY migrations ./migrations
 COPY templates ./templates
+# Editable: the app finds templates/ and migrations/ beside its package, as in a checkout.
+RUN pip install --no-cache-dir -e .
 
 RUN useradd --system --home /srv/app peer360 && mkdir -p data && chown peer360 data
 USER peer360
 EXPOSE 8000
-CMD ["sh", "-c", "python -m app migrate && python -m app serve --host 0.0.0.0 --port 8000"]
+# WEB_WORKERS app processes (they are stateless; run the worker as its own container).
+ENV WEB_WORKERS=2
+CMD ["sh", "-c", "python -m app migrate && exec python -m app serve --host 0.0.0.0 --port 8000 --workers ${WEB_WORKERS}"]

@@ -37,6 +37,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.migrate:
         cmd_migrate(args, settings)
+    if args.workers > 1 and settings.is_sqlite:
+        print(
+            "error: several app processes need PostgreSQL (SQLite has one writer)", file=sys.stderr
+        )
+        return 2
+    if args.workers > 1 and args.with_worker:
+        print("error: run the worker as its own process with --workers", file=sys.stderr)
+        return 2
     app = create_app(settings)
     worker = None
     if args.with_worker:
@@ -46,7 +54,19 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     _print_banner(settings, args.host, args.port)
     try:
         # access_log off: our own access log redacts private rating links.
-        uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="warning")
+        if args.workers > 1:
+            # Several stateless processes; each builds its app from the environment.
+            uvicorn.run(
+                "app.main:create_app",
+                factory=True,
+                workers=args.workers,
+                host=args.host,
+                port=args.port,
+                access_log=False,
+                log_level="warning",
+            )
+        else:
+            uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="warning")
     finally:
         if worker is not None:
             worker.stop()
@@ -155,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--with-worker", action="store_true", help="also run the mail worker in-process")
     p.add_argument("--migrate", action="store_true", help="migrate the database first")
+    p.add_argument("--workers", type=int, default=1, help="app processes (PostgreSQL only)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("worker", help="deliver mail, send reminders, close due cycles")

@@ -76,3 +76,9 @@ def test_seed_demo_once(migrated: Path) -> None:
     again = run(migrated, "seed-demo", "--if-empty")
     assert again.returncode == 0
     assert "already has data" in again.stdout
+
+
+def test_serve_refuses_several_processes_on_sqlite(tmp_path: Path) -> None:
+    result = run(tmp_path, "serve", "--workers", "2", "--port", "1")
+    assert result.returncode == 2
+    assert "need PostgreSQL" in result.stderr
