@@ -6,7 +6,8 @@ a multi-step write is atomic.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,8 +15,12 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
+
+log = logging.getLogger(__name__)
+_DEFERRED = "deferred_writes"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -100,6 +105,39 @@ def writer_session(factory: sessionmaker[Session]) -> Session:
     return factory()
 
 
+# The result, if any, is ignored.
+DeferredWrite = Callable[[Session], object]
+
+
+def defer_write(session: Session, write: DeferredWrite) -> None:
+    """Queue a bookkeeping write (last seen, last used, a failure counter) to run after
+    the request's own transaction, in a short writer transaction of its own.
+
+    Why: on SQLite a reading request that suddenly writes must upgrade its read lock,
+    which fails at once ("database is locked") when another writer committed meanwhile.
+    Bookkeeping must never fail the page it rides on; it is kept even when that fails.
+    """
+    session.info.setdefault(_DEFERRED, []).append(write)
+
+
+def run_deferred_writes(session: Session, target: Session | sessionmaker[Session]) -> None:
+    """Run the writes queued on ``session``: in ``target`` itself, or in a new writer
+    session from a factory (best effort: bookkeeping is logged and dropped on failure)."""
+    writes: list[DeferredWrite] = session.info.pop(_DEFERRED, [])
+    if not writes:
+        return
+    if isinstance(target, Session):
+        for write in writes:
+            write(target)
+        return
+    try:
+        with writer_session(target) as other, other.begin():
+            for write in writes:
+                write(other)
+    except SQLAlchemyError:
+        log.warning("bookkeeping write skipped", exc_info=True)
+
+
 def get_session(request: Request) -> Iterator[Session]:
     """The request's session: commits once when the route returns, else rolls back."""
     factory: sessionmaker[Session] = request.app.state.sessionmaker
@@ -113,6 +151,7 @@ def get_session(request: Request) -> Iterator[Session]:
         raise
     finally:
         session.close()
+        run_deferred_writes(session, factory)
 
 
 # scope="function": commit before the response is sent, so a failed commit is an

@@ -132,3 +132,35 @@ def make_pager(request: Request, total: int, *, per_page: int = 25) -> Pager:
     # A page past the end shows the last one rather than an empty table.
     pager.page = min(pager.page, pager.pages)
     return pager
+
+
+def confirm_page(
+    request: Request,
+    *,
+    title: str,
+    crumbs: list[tuple[str, str | None]],
+    message: str,
+    action: str,
+    button: str,
+    cancel: str,
+    details: list[str] | None = None,
+    hidden: dict[str, str] | None = None,
+    safe_action: bool = False,
+) -> HTMLResponse:
+    """The "are you sure?" page before a state change: one button posting to ``action``."""
+    context: dict[str, Any] = {
+        "title": title,
+        "crumbs": crumbs,
+        "message": message,
+        "action": action,
+        "button": button,
+        "cancel": cancel,
+    }
+    if details:
+        context["details"] = details
+    if hidden:
+        context["hidden"] = hidden
+    if safe_action:
+        # A primary (not red) button: the action is wanted, just not undoable.
+        context["safe_action"] = True
+    return page(request, "hr/confirm.html", context)

@@ -39,7 +39,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.db import get_session, make_engine, make_sessionmaker
+from app.db import get_session, make_engine, make_sessionmaker, run_deferred_writes
 from app.main import create_app
 from app.migrate import upgrade
 from app.models import metadata
@@ -234,6 +234,9 @@ def app(settings: Settings, engine: Engine, db: Session) -> FastAPI:
             if request_savepoint.is_active:
                 request_savepoint.rollback()
             raise
+        finally:
+            # Bookkeeping queued by the request runs after it, as in production.
+            run_deferred_writes(db, db)
 
     application.dependency_overrides[get_session] = _test_session
     return application

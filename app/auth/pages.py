@@ -24,7 +24,7 @@ from app.auth.models import Role
 from app.config import Settings
 from app.db import SessionDep
 from app.errors import DomainError, Invalid, problem_response
-from app.web import field_errors, make_pager, page, safe_next, see_other
+from app.web import confirm_page, field_errors, make_pager, page, safe_next, see_other
 
 router = APIRouter(include_in_schema=False)
 
@@ -381,18 +381,15 @@ def user_edit(
 @router.get("/admin/users/{user_id}/deactivate", dependencies=[AdminOnly])
 def user_deactivate_confirm(request: Request, session: SessionDep, user_id: int) -> Response:
     user = auth_service.get_user(session, user_id=user_id)
-    return page(
+    return confirm_page(
         request,
-        "hr/confirm.html",
-        {
-            "title": f"Deactivate {user.email}?",
-            "crumbs": [("Admin", "/admin/users"), ("Users", "/admin/users"), ("Deactivate", None)],
-            "message": "They are logged out at once and can no longer log in. "
-            "You can reactivate the account later.",
-            "action": f"/admin/users/{user.id}/deactivate",
-            "button": "Deactivate user",
-            "cancel": "/admin/users",
-        },
+        title=f"Deactivate {user.email}?",
+        crumbs=[("Admin", "/admin/users"), ("Users", "/admin/users"), ("Deactivate", None)],
+        message="They are logged out at once and can no longer log in. "
+        "You can reactivate the account later.",
+        action=f"/admin/users/{user.id}/deactivate",
+        button="Deactivate user",
+        cancel="/admin/users",
     )
 
 
@@ -502,22 +499,19 @@ def api_key_revoke_confirm(request: Request, session: SessionDep, key_id: int) -
     key = next((k for k in auth_service.list_api_keys(session) if k.id == key_id), None)
     if key is None or key.revoked_at is not None:
         return see_other("/admin/api-keys")
-    return page(
+    return confirm_page(
         request,
-        "hr/confirm.html",
-        {
-            "title": f"Revoke the API key “{key.name}”?",
-            "crumbs": [
-                ("Admin", "/admin/users"),
-                ("API keys", "/admin/api-keys"),
-                ("Revoke", None),
-            ],
-            "message": f"Every system using the key {key.prefix}… loses access at once. "
-            "This cannot be undone.",
-            "action": f"/admin/api-keys/{key.id}/revoke",
-            "button": "Revoke key",
-            "cancel": "/admin/api-keys",
-        },
+        title=f"Revoke the API key “{key.name}”?",
+        crumbs=[
+            ("Admin", "/admin/users"),
+            ("API keys", "/admin/api-keys"),
+            ("Revoke", None),
+        ],
+        message=f"Every system using the key {key.prefix}… loses access at once. "
+        "This cannot be undone.",
+        action=f"/admin/api-keys/{key.id}/revoke",
+        button="Revoke key",
+        cancel="/admin/api-keys",
     )
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import column, delete, func, select, table, update
 from sqlalchemy.orm import Session
 
 from app.auth.models import ApiKey, AuditEntry, RateLimit, Role, User, UserSession
-from app.db import utcnow
+from app.db import defer_write, utcnow
 from app.errors import Conflict, Invalid, NotFound
 
 SCOPES: dict[str, str] = {
@@ -73,7 +73,11 @@ def authenticate_api_key(session: Session, plaintext: str) -> ApiKey | None:
     now = utcnow()
     # Touch at most once a minute so reads do not turn every request into a write.
     if key.last_used_at is None or now - key.last_used_at > timedelta(minutes=1):
-        key.last_used_at = now
+        key_id = key.id
+        defer_write(
+            session,
+            lambda s: s.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now)),
+        )
     return key
 
 
@@ -115,13 +119,22 @@ def resolve_user_session(
         return None
     now = utcnow()
     if now - row.last_seen_at > idle:
-        session.delete(row)
+        id_hash = row.id_hash
+        defer_write(
+            session, lambda s: s.execute(delete(UserSession).where(UserSession.id_hash == id_hash))
+        )
         return None
     user = session.get(User, row.user_id)
     if user is None or not user.active:
         return None
     if now - row.last_seen_at > timedelta(seconds=30):
-        row.last_seen_at = now
+        id_hash = row.id_hash
+        defer_write(
+            session,
+            lambda s: s.execute(
+                update(UserSession).where(UserSession.id_hash == id_hash).values(last_seen_at=now)
+            ),
+        )
     return user, row
 
 
@@ -152,6 +165,16 @@ def hit_rate_limit(session: Session, *, key: str, limit: int, window: timedelta)
     row.count += 1
     session.flush()
     return row.count > limit
+
+
+def note_failure(session: Session, *, key: str, limit: int, window: timedelta) -> bool:
+    """Count one failure for ``key`` after the request (see ``defer_write``); True when
+    this failure takes the window over ``limit``. For reading requests."""
+    row = session.get(RateLimit, key)
+    fresh = row is None or utcnow() - row.window_started_at > window
+    current = 0 if fresh or row is None else row.count
+    defer_write(session, lambda s: hit_rate_limit(s, key=key, limit=limit, window=window))
+    return current + 1 > limit
 
 
 def rate_limited(session: Session, *, key: str, limit: int, window: timedelta) -> bool:

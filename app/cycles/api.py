@@ -14,7 +14,7 @@ from app import lifecycle
 from app.auth import service as auth_service
 from app.auth.deps import ApiKeyDep, SettingsDep, require_scopes
 from app.cycles import service as cycles_service
-from app.cycles.models import Cycle
+from app.cycles.models import Cycle, CycleState
 from app.cycles.schemas import (
     CycleCreate,
     CycleDetail,
@@ -93,6 +93,16 @@ def _audit(session: Session, key: ApiKeyDep, action: str, cycle: Cycle) -> None:
         entity_id=cycle.id,
         detail=cycle.name,
     )
+
+
+def _audit_state_change(
+    session: Session, key: ApiKeyDep, action: str, cycle: Cycle, *, before: CycleState
+) -> bool:
+    """Audit a launch or close only when it moved the cycle on (repeating one is a no-op)."""
+    changed = cycle.state != before
+    if changed:
+        _audit(session, key, action, cycle)
+    return changed
 
 
 @router.get(
@@ -209,8 +219,7 @@ def launch_cycle(
 ) -> CycleRead:
     before = cycles_service.get_cycle(session, cycle_id=cycle_id).state
     cycle = cycles_service.launch_cycle(session, cycle_id=cycle_id, settings=settings)
-    if cycle.state != before:
-        _audit(session, key, "launch", cycle)
+    _audit_state_change(session, key, "launch", cycle, before=before)
     return _read(session, cycle)
 
 
@@ -262,9 +271,7 @@ def close_cycle(
         cycle_id=cycle_id,
         min_raters=request.app.state.settings.anonymity_min_raters,
     )
-    changed = cycle.state != before
-    if changed:
-        _audit(session, key, "close", cycle)
+    changed = _audit_state_change(session, key, "close", cycle, before=before)
     body = _read(session, cycle).model_dump(mode="json")
     task = None
     if changed and _committed_to_engine(session):

@@ -126,7 +126,11 @@ class CyclePair(Base):
     """The matrix as it was at launch: customer_id rates supplier_id in this cycle."""
 
     __tablename__ = "cycle_pair"
-    __table_args__ = (Index("ix_cycle_pair_cycle_id_customer_id", "cycle_id", "customer_id"),)
+    # Covers "whom does this customer rate" (every rating page and submit) without a
+    # trip to the table; SQLite otherwise scans the cycle's whole matrix.
+    __table_args__ = (
+        Index("ix_cycle_pair_cycle_id_customer_id", "cycle_id", "customer_id", "supplier_id"),
+    )
 
     cycle_id: Mapped[int] = mapped_column(
         ForeignKey("cycle.id", ondelete="CASCADE"), primary_key=True

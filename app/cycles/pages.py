@@ -24,7 +24,7 @@ from app.db import SessionDep, utcnow
 from app.errors import Conflict, DomainError
 from app.matrix.models import MatrixLink
 from app.org.models import Competency, Department, Employee
-from app.web import field_errors, page, parse_int, see_other
+from app.web import confirm_page, field_errors, page, parse_int, see_other
 
 router = APIRouter(include_in_schema=False)
 
@@ -271,29 +271,26 @@ def cycle_launch_confirm(request: Request, session: SessionDep, cycle_id: int) -
     if cycle.state != CycleState.draft:
         return see_other(f"/cycles/{cycle.id}")
     customers, pairs, competencies = _launch_preview(session)
-    return page(
+    return confirm_page(
         request,
-        "hr/confirm.html",
-        {
-            "title": f"Launch {cycle.name}?",
-            "crumbs": [
-                ("Cycles", "/cycles"),
-                (cycle.name, f"/cycles/{cycle.id}"),
-                ("Launch", None),
-            ],
-            "message": "Launching takes a snapshot of the matrix, the departments and the "
-            "competencies as they are now, and emails every internal customer their private "
-            "link. It cannot be undone.",
-            "details": [
-                f"{customers} customers will be invited to rate {pairs} supplier relations",
-                f"{competencies} active competencies, scale {cycle.scale_min} to {cycle.scale_max}",
-                f"Open until {cycle.closes_at:%d %b %Y %H:%M} UTC",
-            ],
-            "action": f"/cycles/{cycle.id}/launch",
-            "button": "Launch and send invitations",
-            "safe_action": True,
-            "cancel": f"/cycles/{cycle.id}",
-        },
+        title=f"Launch {cycle.name}?",
+        crumbs=[
+            ("Cycles", "/cycles"),
+            (cycle.name, f"/cycles/{cycle.id}"),
+            ("Launch", None),
+        ],
+        message="Launching takes a snapshot of the matrix, the departments and the "
+        "competencies as they are now, and emails every internal customer their private "
+        "link. It cannot be undone.",
+        details=[
+            f"{customers} customers will be invited to rate {pairs} supplier relations",
+            f"{competencies} active competencies, scale {cycle.scale_min} to {cycle.scale_max}",
+            f"Open until {cycle.closes_at:%d %b %Y %H:%M} UTC",
+        ],
+        action=f"/cycles/{cycle.id}/launch",
+        button="Launch and send invitations",
+        safe_action=True,
+        cancel=f"/cycles/{cycle.id}",
     )
 
 
@@ -326,23 +323,20 @@ def cycle_close_confirm(request: Request, session: SessionDep, cycle_id: int) ->
     if cycle.state != CycleState.open:
         return see_other(f"/cycles/{cycle.id}")
     invited, responded = cycles_service.response_counts(session, cycle_ids=[cycle.id])[cycle.id]
-    return page(
+    return confirm_page(
         request,
-        "hr/confirm.html",
-        {
-            "title": f"Close {cycle.name} now?",
-            "crumbs": [("Cycles", "/cycles"), (cycle.name, f"/cycles/{cycle.id}"), ("Close", None)],
-            "message": "Every private link stops working at once; customers who have not "
-            "answered can no longer do so. The answers are sealed and the results computed. "
-            "This cannot be undone.",
-            "details": [
-                f"{responded} of {invited} customers have answered",
-                f"Scheduled close: {cycle.closes_at:%d %b %Y %H:%M} UTC",
-            ],
-            "action": f"/cycles/{cycle.id}/close",
-            "button": "Close the cycle",
-            "cancel": f"/cycles/{cycle.id}",
-        },
+        title=f"Close {cycle.name} now?",
+        crumbs=[("Cycles", "/cycles"), (cycle.name, f"/cycles/{cycle.id}"), ("Close", None)],
+        message="Every private link stops working at once; customers who have not "
+        "answered can no longer do so. The answers are sealed and the results computed. "
+        "This cannot be undone.",
+        details=[
+            f"{responded} of {invited} customers have answered",
+            f"Scheduled close: {cycle.closes_at:%d %b %Y %H:%M} UTC",
+        ],
+        action=f"/cycles/{cycle.id}/close",
+        button="Close the cycle",
+        cancel=f"/cycles/{cycle.id}",
     )
 
 

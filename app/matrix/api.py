@@ -24,7 +24,7 @@ from app.matrix.schemas import (
 )
 from app.org import importing
 from app.org import service as org_service
-from app.org.api import RawBody, bearer
+from app.org.api import RawBody, bearer, import_route, parse_import_body
 from app.org.schemas import ExternalId, ImportReportRead, problems
 
 router = APIRouter(dependencies=[Depends(bearer)])
@@ -131,29 +131,29 @@ def get_customer_suppliers(external_id: ExternalIdPath, session: SessionDep) -> 
     )
 
 
+def export_values(r: matrix_service.MatrixRow) -> list[str | None]:
+    """One matrix row's cells in ``EXPORT_COLUMNS`` order (CSV and XLSX downloads)."""
+    return [
+        r.supplier_external_id,
+        r.customer_external_id,
+        r.supplier_name,
+        r.supplier_email,
+        r.supplier_department_external_id,
+        r.supplier_department_name,
+        r.customer_name,
+        r.customer_email,
+        r.customer_department_external_id,
+        r.customer_department_name,
+    ]
+
+
 def matrix_csv(rows: list[matrix_service.MatrixRow]) -> str:
     """The matrix as CSV text (the same columns the import accepts, plus names)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
     for r in rows:
-        writer.writerow(
-            [
-                importing.spreadsheet_safe(value)
-                for value in (
-                    r.supplier_external_id,
-                    r.customer_external_id,
-                    r.supplier_name,
-                    r.supplier_email,
-                    r.supplier_department_external_id,
-                    r.supplier_department_name,
-                    r.customer_name,
-                    r.customer_email,
-                    r.customer_department_external_id,
-                    r.customer_department_name,
-                )
-            ]
-        )
+        writer.writerow([importing.spreadsheet_safe(value) for value in export_values(r)])
     return out.getvalue()
 
 
@@ -233,9 +233,7 @@ def get_matrix(
 
 @router.post(
     "/import/matrix",
-    response_model=ImportReportRead,
-    dependencies=WRITE,
-    tags=["import"],
+    **import_route(MATRIX_IMPORT_BODY),
     summary="Import matrix pairs in bulk (all or nothing)",
     description="Each supplier in the upload gets exactly the customers listed for them "
     "(scope `org:write`); suppliers not in it keep theirs unless `replace_all=true` makes "
@@ -245,8 +243,6 @@ def get_matrix(
     "`created` (new pairs), `unchanged` and `removed`; re-sending changes nothing. "
     "`dry_run=true` only validates and counts. The CSV download of `GET /matrix` is "
     "accepted as is (its name columns are ignored).",
-    openapi_extra={"requestBody": MATRIX_IMPORT_BODY},
-    responses=problems(413, 415, 422),
 )
 def import_matrix(
     request: Request,
@@ -257,9 +253,9 @@ def import_matrix(
     ] = False,
     dry_run: Annotated[bool, Query(description="Validate and count; write nothing.")] = False,
 ) -> ImportReportRead:
-    parsed = importing.parse_upload(
+    parsed = parse_import_body(
+        request,
         body,
-        content_type=request.headers.get("content-type"),
         columns=matrix_service.MATRIX_COLUMNS,
         required=matrix_service.MATRIX_COLUMNS,
         ignored=IMPORT_IGNORED_COLUMNS,

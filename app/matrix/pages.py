@@ -24,12 +24,12 @@ from app.auth.deps import CsrfProtect, HrOnly, SettingsDep
 from app.db import SessionDep
 from app.errors import DomainError
 from app.matrix import service as matrix_service
-from app.matrix.api import EXPORT_COLUMNS, IMPORT_IGNORED_COLUMNS, matrix_csv
+from app.matrix.api import EXPORT_COLUMNS, IMPORT_IGNORED_COLUMNS, export_values, matrix_csv
 from app.matrix.models import MatrixLink
 from app.org import importing
 from app.org import service as org_service
 from app.org.models import Employee
-from app.web import make_pager, page, parse_int, see_other
+from app.web import confirm_page, make_pager, page, parse_int, see_other
 
 router = APIRouter(include_in_schema=False, dependencies=[HrOnly])
 
@@ -188,18 +188,15 @@ def remove_customer_confirm(
     supplier = org_service.get_employee_by_id(session, employee_id=employee_id)
     customer = org_service.get_employee_by_id(session, employee_id=customer_id)
     back = f"/matrix/suppliers/{supplier.id}"
-    return page(
+    return confirm_page(
         request,
-        "hr/confirm.html",
-        {
-            "title": f"Remove {customer.full_name} as a customer of {supplier.full_name}?",
-            "crumbs": [("Matrix", "/matrix"), (supplier.full_name, back), ("Remove", None)],
-            "message": f"{customer.full_name} will no longer rate {supplier.full_name} in "
-            "the next cycles. Cycles already launched keep their snapshot.",
-            "action": f"/matrix/suppliers/{supplier.id}/customers/{customer.id}/remove",
-            "button": "Remove customer",
-            "cancel": back,
-        },
+        title=f"Remove {customer.full_name} as a customer of {supplier.full_name}?",
+        crumbs=[("Matrix", "/matrix"), (supplier.full_name, back), ("Remove", None)],
+        message=f"{customer.full_name} will no longer rate {supplier.full_name} in "
+        "the next cycles. Cycles already launched keep their snapshot.",
+        action=f"/matrix/suppliers/{supplier.id}/customers/{customer.id}/remove",
+        button="Remove customer",
+        cancel=back,
     )
 
 
@@ -429,20 +426,8 @@ def export_xlsx(session: SessionDep) -> Response:
         header.append(cell)
     sheet.append(header)
     for r in matrix_service.matrix_rows(session):
-        values = [
-            r.supplier_external_id,
-            r.customer_external_id,
-            r.supplier_name,
-            r.supplier_email,
-            r.supplier_department_external_id,
-            r.supplier_department_name,
-            r.customer_name,
-            r.customer_email,
-            r.customer_department_external_id,
-            r.customer_department_name,
-        ]
         cells = []
-        for value in values:
+        for value in export_values(r):
             cell = WriteOnlyCell(sheet, value=value)
             if isinstance(value, str):
                 cell.data_type = "s"  # text, never a formula (a name may start with '=')

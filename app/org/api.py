@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -61,6 +62,35 @@ async def raw_body(request: Request) -> bytes:
 
 
 RawBody = Annotated[bytes, Depends(raw_body)]
+
+
+def import_route(request_body: dict[str, Any]) -> dict[str, Any]:
+    """The options every bulk-import route shares (scope `org:write`), for ``router.post``."""
+    return {
+        "response_model": ImportReportRead,
+        "dependencies": WRITE,
+        "tags": ["import"],
+        "openapi_extra": {"requestBody": request_body},
+        "responses": problems(413, 415, 422),
+    }
+
+
+def parse_import_body(
+    request: Request,
+    body: bytes,
+    *,
+    columns: Sequence[str],
+    required: Sequence[str],
+    ignored: Sequence[str] = (),
+) -> importing.ParsedUpload:
+    """The uploaded rows, read as CSV, JSON or XLSX according to the request's Content-Type."""
+    return importing.parse_upload(
+        body,
+        content_type=request.headers.get("content-type"),
+        columns=columns,
+        required=required,
+        ignored=ignored,
+    )
 
 
 # --- departments -----------------------------------------------------------------------
@@ -289,9 +319,7 @@ def list_competencies(
 
 @router.post(
     "/import/departments",
-    response_model=ImportReportRead,
-    dependencies=WRITE,
-    tags=["import"],
+    **import_route(DEPARTMENT_IMPORT_BODY),
     summary="Import departments in bulk (all or nothing)",
     description="Upserts every department in the upload (scope `org:write`); parents may "
     "come later in the same file. Every row is checked first (unknown parent, a loop in the "
@@ -299,8 +327,6 @@ def list_competencies(
     "problem as `{line, field, message}` and nothing is saved. Departments missing from the "
     "upload are left alone. Re-sending the same import changes nothing; `dry_run=true` only "
     "validates and counts.",
-    openapi_extra={"requestBody": DEPARTMENT_IMPORT_BODY},
-    responses=problems(413, 415, 422),
 )
 def import_departments(
     request: Request,
@@ -308,9 +334,9 @@ def import_departments(
     session: SessionDep,
     dry_run: Annotated[bool, Query(description="Validate and count; write nothing.")] = False,
 ) -> ImportReportRead:
-    parsed = importing.parse_upload(
+    parsed = parse_import_body(
+        request,
         body,
-        content_type=request.headers.get("content-type"),
         columns=importing.DEPARTMENT_COLUMNS,
         required=importing.DEPARTMENT_REQUIRED,
     )
@@ -322,9 +348,7 @@ def import_departments(
 
 @router.post(
     "/import/employees",
-    response_model=ImportReportRead,
-    dependencies=WRITE,
-    tags=["import"],
+    **import_route(EMPLOYEE_IMPORT_BODY),
     summary="Import employees in bulk (all or nothing)",
     description="Upserts every employee in the upload (scope `org:write`). Every row is "
     "checked first; one bad row rejects the whole batch with a 422 listing each problem "
@@ -333,8 +357,6 @@ def import_departments(
     "positions for JSON. Re-sending the same import changes nothing. "
     "`deactivate_missing=true` treats the upload as the whole company and deactivates "
     "active employees it leaves out; `dry_run=true` only validates and counts.",
-    openapi_extra={"requestBody": EMPLOYEE_IMPORT_BODY},
-    responses=problems(413, 415, 422),
 )
 def import_employees(
     request: Request,
@@ -345,9 +367,9 @@ def import_employees(
     ] = False,
     dry_run: Annotated[bool, Query(description="Validate and count; write nothing.")] = False,
 ) -> ImportReportRead:
-    parsed = importing.parse_upload(
+    parsed = parse_import_body(
+        request,
         body,
-        content_type=request.headers.get("content-type"),
         columns=importing.EMPLOYEE_COLUMNS,
         required=importing.EMPLOYEE_REQUIRED,
     )

@@ -14,10 +14,10 @@ import csv
 import io
 import json
 import zipfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, Protocol, TypeVar, cast
 
 from sqlalchemy import Table, bindparam, select, text, update
 from sqlalchemy.orm import Session
@@ -545,6 +545,106 @@ def _sqlite_value(value: Any) -> Any:
     return value
 
 
+# --- checks and ordering shared by the department and employee imports ------------------
+
+
+def _text_cells(
+    source: SourceRow, columns: Iterable[str], errors: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The row's text cells; a cell that is not text is an error and left out."""
+    cells: dict[str, Any] = {}
+    for name in columns:
+        try:
+            cells[name] = text_value(source.values, name)
+        except BadValue as exc:
+            errors.append(row_error(source.line, name, str(exc)))
+    return cells
+
+
+def _check_external_id(
+    line: int, external_id: str, *, seen_ids: dict[str, int], errors: list[dict[str, Any]]
+) -> None:
+    """A well-formed id that no earlier row of the file used (recorded in ``seen_ids``)."""
+    problem = org_service.external_id_problem(external_id)
+    if problem:
+        errors.append(row_error(line, "external_id", f"external_id {problem}"))
+    elif external_id in seen_ids:
+        errors.append(row_error(line, "external_id", f"repeats line {seen_ids[external_id]}"))
+    else:
+        seen_ids[external_id] = line
+
+
+def _check_name(line: int, field_name: str, value: str, errors: list[dict[str, Any]]) -> None:
+    problem = (
+        "is required"
+        if not value
+        else org_service.text_problem(value, max_length=org_service.NAME_MAX)
+    )
+    if problem:
+        errors.append(row_error(line, field_name, f"{field_name} {problem}"))
+
+
+def _check_parent_id(
+    line: int,
+    field_name: str,
+    parent: str,
+    *,
+    own_id: str,
+    self_message: str,
+    errors: list[dict[str, Any]],
+) -> None:
+    """A well-formed reference to a parent (department or manager) that is not the row itself."""
+    problem = org_service.external_id_problem(parent)
+    if problem:
+        errors.append(row_error(line, field_name, f"{field_name} {problem}"))
+    elif parent == own_id:
+        errors.append(row_error(line, field_name, self_message))
+
+
+class _TreeRow(Protocol):
+    @property
+    def external_id(self) -> str: ...
+
+
+_Row = TypeVar("_Row", bound=_TreeRow)
+
+
+def parents_first(rows: Sequence[_Row], *, parent_of: Callable[[_Row], str | None]) -> list[_Row]:
+    """New rows ordered so each row's parent (department or manager) in the batch comes first.
+
+    Parents outside the batch already exist. Iterative, not recursive: reporting lines can
+    be deep, and the caller has already refused loops.
+    """
+    by_ext = {row.external_id: row for row in rows}
+    depth: dict[str, int] = {}
+
+    def depth_of(ext: str) -> int:
+        chain: list[str] = []
+        node: str | None = ext
+        while node is not None and node in by_ext and node not in depth:
+            chain.append(node)
+            node = parent_of(by_ext[node])
+        base = depth.get(node, 0) if node is not None else 0
+        for offset, item in enumerate(reversed(chain), start=1):
+            depth[item] = base + offset
+        return depth[ext]
+
+    return sorted(rows, key=lambda row: depth_of(row.external_id))
+
+
+def _reserve_new_ids(
+    session: Session, table_name: str, rows: Sequence[_TreeRow], ids: dict[str, int]
+) -> None:
+    """Reserve ids for new rows up front (in ``ids``), so parents' ids are known at insert."""
+    ids.update(
+        zip(
+            [r.external_id for r in rows],
+            reserve_ids(session, table_name, len(rows)),
+            strict=True,
+        )
+    )
+
+
 # --- departments -----------------------------------------------------------------------
 
 
@@ -559,39 +659,23 @@ class _DepartmentRow:
 def _check_department_row(
     source: SourceRow, *, seen_ids: dict[str, int]
 ) -> tuple[_DepartmentRow | None, list[dict[str, Any]]]:
-    line, values = source.line, source.values
+    line = source.line
     errors: list[dict[str, Any]] = []
-    cells: dict[str, str | None] = {}
-    for name in DEPARTMENT_COLUMNS:
-        try:
-            cells[name] = text_value(values, name)
-        except BadValue as exc:
-            errors.append(row_error(line, name, str(exc)))
+    cells = _text_cells(source, DEPARTMENT_COLUMNS, errors)
     external_id = cells.get("external_id") or ""
-    problem = org_service.external_id_problem(external_id)
-    if problem:
-        errors.append(row_error(line, "external_id", f"external_id {problem}"))
-    elif external_id in seen_ids:
-        errors.append(row_error(line, "external_id", f"repeats line {seen_ids[external_id]}"))
-    else:
-        seen_ids[external_id] = line
+    _check_external_id(line, external_id, seen_ids=seen_ids, errors=errors)
     name_text = cells.get("name") or ""
-    problem = (
-        "is required"
-        if not name_text
-        else org_service.text_problem(name_text, max_length=org_service.NAME_MAX)
-    )
-    if problem:
-        errors.append(row_error(line, "name", f"name {problem}"))
+    _check_name(line, "name", name_text, errors)
     parent = cells.get("parent_external_id")
     if parent is not None:
-        problem = org_service.external_id_problem(parent)
-        if problem:
-            errors.append(row_error(line, "parent_external_id", f"parent_external_id {problem}"))
-        elif parent == external_id:
-            errors.append(
-                row_error(line, "parent_external_id", "a department cannot contain itself")
-            )
+        _check_parent_id(
+            line,
+            "parent_external_id",
+            parent,
+            own_id=external_id,
+            self_message="a department cannot contain itself",
+            errors=errors,
+        )
     if errors:
         return None, errors
     return _DepartmentRow(line, external_id, name_text, parent), errors
@@ -670,28 +754,8 @@ def import_departments(
     now = utcnow()
     if new_rows:
         # Parents first, with ids reserved up front, so every parent_id is known at insert.
-        depth: dict[str, int] = {}
-        by_ext = {row.external_id: row for row in new_rows}
-
-        def depth_of(ext: str) -> int:
-            chain: list[str] = []
-            node: str | None = ext
-            while node is not None and node in by_ext and node not in depth:
-                chain.append(node)
-                node = by_ext[node].parent_external_id
-            base = depth.get(node, 0) if node is not None else 0
-            for offset, item in enumerate(reversed(chain), start=1):
-                depth[item] = base + offset
-            return depth[ext]
-
-        new_rows.sort(key=lambda row: depth_of(row.external_id))
-        ids.update(
-            zip(
-                [r.external_id for r in new_rows],
-                reserve_ids(session, "department", len(new_rows)),
-                strict=True,
-            )
-        )
+        new_rows = parents_first(new_rows, parent_of=lambda row: row.parent_external_id)
+        _reserve_new_ids(session, "department", new_rows, ids)
         bulk_insert(
             session,
             "department",
@@ -765,12 +829,7 @@ def _check_employee_row(
     """One row's own problems (and repeats of earlier rows); the row when it is clean."""
     line, values = source.line, source.values
     errors: list[dict[str, Any]] = []
-    cells: dict[str, Any] = {}
-    for name in EMPLOYEE_COLUMNS[:-1]:
-        try:
-            cells[name] = text_value(values, name)
-        except BadValue as exc:
-            errors.append(row_error(line, name, str(exc)))
+    cells = _text_cells(source, EMPLOYEE_COLUMNS[:-1], errors)
     try:
         active = bool_value(values, "active", default=True)
     except BadValue as exc:
@@ -779,13 +838,7 @@ def _check_employee_row(
 
     external_id = cells.get("external_id") or ""
     if "external_id" in cells:
-        problem = org_service.external_id_problem(external_id)
-        if problem:
-            errors.append(row_error(line, "external_id", f"external_id {problem}"))
-        elif external_id in seen_ids:
-            errors.append(row_error(line, "external_id", f"repeats line {seen_ids[external_id]}"))
-        else:
-            seen_ids[external_id] = line
+        _check_external_id(line, external_id, seen_ids=seen_ids, errors=errors)
     email = org_service.normalize_email(cells.get("email") or "")
     if "email" in cells:
         problem = org_service.email_problem(email)
@@ -799,13 +852,7 @@ def _check_employee_row(
             seen_emails[email] = line
     full_name = cells.get("full_name") or ""
     if "full_name" in cells:
-        problem = (
-            "is required"
-            if not full_name
-            else org_service.text_problem(full_name, max_length=org_service.NAME_MAX)
-        )
-        if problem:
-            errors.append(row_error(line, "full_name", f"full_name {problem}"))
+        _check_name(line, "full_name", full_name, errors)
     department_id = None
     dept_ext = cells.get("department_external_id")
     if dept_ext is not None:
@@ -816,13 +863,14 @@ def _check_employee_row(
             )
     manager_ext = cells.get("manager_external_id")
     if manager_ext is not None:
-        problem = org_service.external_id_problem(manager_ext)
-        if problem:
-            errors.append(row_error(line, "manager_external_id", f"manager_external_id {problem}"))
-        elif manager_ext == external_id:
-            errors.append(
-                row_error(line, "manager_external_id", "an employee cannot be their own manager")
-            )
+        _check_parent_id(
+            line,
+            "manager_external_id",
+            manager_ext,
+            own_id=external_id,
+            self_message="an employee cannot be their own manager",
+            errors=errors,
+        )
     language = org_service.normalize_language(cells.get("language"))
     if "language" in cells:
         problem = org_service.language_problem(language)
@@ -841,6 +889,21 @@ def _check_employee_row(
         active=active,
     )
     return row, errors
+
+
+def _employee_changed(
+    old: tuple[Any, ...], row: _EmployeeRow, *, ext_by_id: Mapping[int, str]
+) -> bool:
+    """Whether the row differs from the stored employee (``old``, as in the plan's
+    ``existing``)."""
+    return (old[1], old[2], old[3], ext_by_id.get(old[4]), old[5], old[6]) != (
+        row.email,
+        row.full_name,
+        row.department_id,
+        row.manager_external_id,
+        row.language,
+        row.active,
+    )
 
 
 def plan_employee_import(
@@ -935,15 +998,7 @@ def plan_employee_import(
         if old is None:
             report.created += 1
             continue
-        old_manager = ext_by_id.get(old[4])
-        if (old[1], old[2], old[3], old_manager, old[5], old[6]) == (
-            row.email,
-            row.full_name,
-            row.department_id,
-            row.manager_external_id,
-            row.language,
-            row.active,
-        ):
+        if not _employee_changed(old, row, ext_by_id=ext_by_id):
             report.unchanged += 1
         else:
             report.updated += 1
@@ -971,14 +1026,7 @@ def apply_employee_import(session: Session, plan: EmployeeImportPlan) -> None:
         old = existing.get(row.external_id)
         if old is None:
             continue
-        if (old[1], old[2], old[3], ext_by_id.get(old[4]), old[5], old[6]) != (
-            row.email,
-            row.full_name,
-            row.department_id,
-            row.manager_external_id,
-            row.language,
-            row.active,
-        ):
+        if _employee_changed(old, row, ext_by_id=ext_by_id):
             changed.append(row)
 
     # Emails can move between employees in one import (A takes B's old address): park
@@ -997,14 +1045,8 @@ def apply_employee_import(session: Session, plan: EmployeeImportPlan) -> None:
     if new_rows:
         # Ids are reserved up front and rows go in managers-first, so every manager_id
         # is known at insert time: one pass, no follow-up UPDATE per new employee.
-        new_rows = _managers_first(new_rows, known=existing.keys())
-        ids.update(
-            zip(
-                [r.external_id for r in new_rows],
-                reserve_ids(session, "employee", len(new_rows)),
-                strict=True,
-            )
-        )
+        new_rows = parents_first(new_rows, parent_of=lambda row: row.manager_external_id)
+        _reserve_new_ids(session, "employee", new_rows, ids)
         bulk_insert(
             session,
             "employee",
@@ -1055,27 +1097,6 @@ def apply_employee_import(session: Session, plan: EmployeeImportPlan) -> None:
         org_service.drop_matrix_links_of_inactive(session)
     # The bulk statements bypass the identity map: make loaded objects re-read.
     session.expire_all()
-
-
-def _managers_first(rows: list[_EmployeeRow], *, known: Iterable[str]) -> list[_EmployeeRow]:
-    """New employees ordered so each one's manager is inserted before them."""
-    by_ext = {row.external_id: row for row in rows}
-    depth: dict[str, int] = dict.fromkeys(known, 0)
-
-    def depth_of(ext: str) -> int:
-        # Iterative: reporting lines can be deep, and the plan already refused loops.
-        chain = []
-        node: str | None = ext
-        while node is not None and node not in depth:
-            chain.append(node)
-            manager = by_ext[node].manager_external_id
-            node = manager
-        base = depth.get(node, 0) if node is not None else 0
-        for offset, item in enumerate(reversed(chain), start=1):
-            depth[item] = base + offset
-        return depth[ext]
-
-    return sorted(rows, key=lambda row: depth_of(row.external_id))
 
 
 def import_employees(

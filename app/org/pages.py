@@ -16,7 +16,7 @@ from app.db import SessionDep
 from app.errors import DomainError, NotFound
 from app.org import service as org_service
 from app.org.models import Competency, Employee
-from app.web import field_errors, make_pager, page, parse_int, safe_next, see_other
+from app.web import confirm_page, field_errors, make_pager, page, parse_int, safe_next, see_other
 
 router = APIRouter(include_in_schema=False, dependencies=[HrOnly])
 
@@ -159,28 +159,25 @@ def employee_deactivate_confirm(
     back = _local_back(back)
     if not employee.active:
         return see_other(back)
-    return page(
+    return confirm_page(
         request,
-        "hr/confirm.html",
-        {
-            "title": f"Deactivate {employee.full_name}?",
-            "crumbs": [
-                ("Organisation", "/org/departments"),
-                ("Employees", back),
-                ("Deactivate", None),
-            ],
-            "message": "Use this for leavers. They are left out of the next cycles (as "
-            "supplier and as customer); their past results stay.",
-            "details": [
-                f"{employee.email} · {employee.external_id}",
-                "Their live matrix links (as supplier and as customer) are removed; "
-                "reactivating does not bring them back",
-            ],
-            "action": f"/org/employees/{employee.id}/deactivate",
-            "hidden": {"back": back},
-            "button": "Deactivate employee",
-            "cancel": back,
-        },
+        title=f"Deactivate {employee.full_name}?",
+        crumbs=[
+            ("Organisation", "/org/departments"),
+            ("Employees", back),
+            ("Deactivate", None),
+        ],
+        message="Use this for leavers. They are left out of the next cycles (as "
+        "supplier and as customer); their past results stay.",
+        details=[
+            f"{employee.email} · {employee.external_id}",
+            "Their live matrix links (as supplier and as customer) are removed; "
+            "reactivating does not bring them back",
+        ],
+        action=f"/org/employees/{employee.id}/deactivate",
+        hidden={"back": back},
+        button="Deactivate employee",
+        cancel=back,
     )
 
 

@@ -198,7 +198,7 @@ def open_link(token: str, request: Request, session: SessionDep, settings: Setti
         # Only failed lookups count. A valid link always opens: a 256-bit token cannot be
         # guessed, so refusing it would only lock out every rater behind one NAT or proxy
         # because a few others mistyped theirs.
-        over = auth_service.hit_rate_limit(
+        over = auth_service.note_failure(
             session,
             key=_client_key(request),
             limit=settings.bad_token_limit_per_minute,

@@ -349,7 +349,7 @@ def seal_ballots(session: Session, *, cycle_id: int) -> int:
     """Rewrite the cycle's ballots, scores and invitations in random order.
 
     Runs in the closing transaction. Every row is copied aside, deleted and inserted
-    again ``ORDER BY random()``: afterwards row order and SQLite rowids are random, and
+    again in random order: afterwards row order and SQLite rowids are random, and
     on PostgreSQL every row carries the closing transaction's xmin, so nothing ties a
     ballot to the invitation that was marked used in the same transaction as its
     insert. The old row versions are purged by ``PRAGMA secure_delete`` (SQLite) and by
@@ -370,10 +370,14 @@ def seal_ballots(session: Session, *, cycle_id: int) -> int:
         "DELETE FROM ballot_score WHERE ballot_id IN (SELECT id FROM seal_ballot)",
         "DELETE FROM ballot WHERE cycle_id = :cycle_id",
         "DELETE FROM invitation WHERE cycle_id = :cycle_id",
+        # Ballot ids are random UUIDv4s drawn at submit time, so their order is a random
+        # permutation of the submission order, as good as ORDER BY random(), and it lets
+        # the primary-key indexes fill in order (several times faster on large cycles).
         "INSERT INTO ballot (id, cycle_id, supplier_id, nps, comment) "
-        "SELECT id, cycle_id, supplier_id, nps, comment FROM seal_ballot ORDER BY random()",
+        "SELECT id, cycle_id, supplier_id, nps, comment FROM seal_ballot ORDER BY id",
         "INSERT INTO ballot_score (ballot_id, cycle_competency_id, score) "
-        "SELECT ballot_id, cycle_competency_id, score FROM seal_score ORDER BY random()",
+        "SELECT ballot_id, cycle_competency_id, score FROM seal_score "
+        "ORDER BY ballot_id, cycle_competency_id",
         "INSERT INTO invitation (id, cycle_id, customer_id, token_hash, reminder_token_hash, "
         "used, last_reminded_on) SELECT id, cycle_id, customer_id, token_hash, "
         "reminder_token_hash, used, last_reminded_on FROM seal_invitation ORDER BY random()",

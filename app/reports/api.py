@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
+from sqlalchemy.orm import Session
 
 from app.auth.deps import require_scopes
 from app.db import SessionDep
@@ -27,6 +28,7 @@ router = APIRouter(tags=["results"], dependencies=[Depends(require_scopes("resul
 CycleId = Annotated[int, Path(ge=1, le=2_147_483_647, description="the cycle's id")]
 ExternalId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[^\x00]+$")]
 Selector = Annotated[str | None, Query(max_length=100)]
+CHART_FORMAT_MISSING = "Name the chart with its format, e.g. heatmap.png."
 
 
 def chart_cache(request: Request) -> charts.ChartCache:
@@ -36,6 +38,42 @@ def chart_cache(request: Request) -> charts.ChartCache:
         cache = charts.ChartCache()
         request.app.state.chart_cache = cache
     return cache
+
+
+def split_filename(filename: str, *, missing_format: str) -> tuple[str, str]:
+    """``heatmap.png`` as ``("heatmap", "png")``; a name without a format is not found."""
+    name, dot, fmt = filename.rpartition(".")
+    if not dot:
+        raise NotFound(missing_format)
+    return name, fmt
+
+
+def chart_response(
+    request: Request,
+    session: Session,
+    *,
+    cycle_id: int,
+    name: str,
+    fmt: str,
+    department: str | None,
+    employee: str | None,
+    disposition: str,
+) -> Response:
+    """A chart as PNG, SVG or PDF, from the app's chart cache when it is there."""
+    data = charts.chart_bytes(
+        session,
+        cycle_id=cycle_id,
+        chart=name,
+        fmt=fmt,
+        department=department,
+        employee=employee,
+        cache=chart_cache(request),
+    )
+    return Response(
+        data,
+        media_type=charts.FORMATS[fmt],
+        headers={"Content-Disposition": disposition, "Cache-Control": "private, max-age=300"},
+    )
 
 
 @router.get("/cycles/{cycle_id}/results/employees", response_model=EmployeePage)
@@ -112,23 +150,14 @@ def chart(
 ) -> Response:
     """A chart as PNG, SVG or PDF: departments, heatmap, distribution, employee (needs
     ``employee``), trend-company, trend-department (needs ``department``), trend-employee."""
-    name, dot, fmt = filename.rpartition(".")
-    if not dot:
-        raise NotFound("Name the chart with its format, e.g. heatmap.png.")
-    data = charts.chart_bytes(
+    name, fmt = split_filename(filename, missing_format=CHART_FORMAT_MISSING)
+    return chart_response(
+        request,
         session,
         cycle_id=cycle_id,
-        chart=name,
+        name=name,
         fmt=fmt,
         department=department,
         employee=employee,
-        cache=chart_cache(request),
-    )
-    return Response(
-        data,
-        media_type=charts.FORMATS[fmt],
-        headers={
-            "Content-Disposition": f'inline; filename="{name}.{fmt}"',
-            "Cache-Control": "private, max-age=300",
-        },
+        disposition=f'inline; filename="{name}.{fmt}"',
     )

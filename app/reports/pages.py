@@ -21,7 +21,7 @@ from app.db import SessionDep
 from app.errors import Forbidden, NotFound
 from app.org import service as org_service
 from app.reports import charts, exports, service
-from app.reports.api import chart_cache
+from app.reports.api import CHART_FORMAT_MISSING, chart_response, split_filename
 from app.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -190,9 +190,7 @@ def chart(
     employee: Annotated[str | None, Query(max_length=100)] = None,
     download: Annotated[bool, Query()] = False,
 ) -> Response:
-    name, dot, fmt = filename.rpartition(".")
-    if not dot:
-        raise NotFound("Name the chart with its format, e.g. heatmap.png.")
+    name, fmt = split_filename(filename, missing_format=CHART_FORMAT_MISSING)
     allowed = visible_employee_ids(session, principal)
     if allowed is not None:
         # Managers get the company trend and the charts of their own people only.
@@ -203,23 +201,16 @@ def chart(
             _check_employee(session, principal, found.id)
         elif name not in ("trend-company", "distribution"):
             raise Forbidden("Department charts are for HR.")
-    data = charts.chart_bytes(
+    disposition = "attachment" if download else "inline"
+    return chart_response(
+        request,
         session,
         cycle_id=cycle_id,
-        chart=name,
+        name=name,
         fmt=fmt,
         department=department,
         employee=employee,
-        cache=chart_cache(request),
-    )
-    disposition = "attachment" if download else "inline"
-    return Response(
-        data,
-        media_type=charts.FORMATS[fmt],
-        headers={
-            "Content-Disposition": f'{disposition}; filename="{name}-{cycle_id}.{fmt}"',
-            "Cache-Control": "private, max-age=300",
-        },
+        disposition=f'{disposition}; filename="{name}-{cycle_id}.{fmt}"',
     )
 
 
@@ -230,9 +221,9 @@ def export(
     session: SessionDep,
     principal: ResultsReader,
 ) -> Response:
-    name, dot, fmt = filename.rpartition(".")
-    if not dot:
-        raise NotFound("Name the table with its format, e.g. employees.csv.")
+    name, fmt = split_filename(
+        filename, missing_format="Name the table with its format, e.g. employees.csv."
+    )
     allowed = visible_employee_ids(session, principal)
     if allowed is not None and name not in exports.EMPLOYEE_TABLES:
         _require_hr(principal)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 19:50:42.365012
+Create Date: 2026-11-23 20:08:38.663598
 """
 
 from collections.abc import Sequence
@@ -561,7 +561,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("cycle_pair", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_cycle_pair_cycle_id_customer_id", ["cycle_id", "customer_id"], unique=False
+            "ix_cycle_pair_cycle_id_customer_id",
+            ["cycle_id", "customer_id", "supplier_id"],
+            unique=False,
         )
 
     op.create_table(
