@@ -24,7 +24,7 @@ from app.matrix.schemas import (
 )
 from app.org import importing
 from app.org import service as org_service
-from app.org.api import RawBody, bearer, import_route, parse_import_body
+from app.org.api import DryRun, RawBody, bearer, import_route, parse_import_body
 from app.org.schemas import ExternalId, ImportReportRead, problems
 
 router = APIRouter(dependencies=[Depends(bearer)])
@@ -251,7 +251,7 @@ def import_matrix(
     replace_all: Annotated[
         bool, Query(description="Remove the links of suppliers missing from the upload.")
     ] = False,
-    dry_run: Annotated[bool, Query(description="Validate and count; write nothing.")] = False,
+    dry_run: DryRun = False,
 ) -> ImportReportRead:
     parsed = parse_import_body(
         request,

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.org.models import Employee
-from app.org.schemas import ExternalId
+from app.org.schemas import ExternalId, import_body
 
 MAX_CUSTOMERS = 10_000
 
@@ -89,31 +89,14 @@ class MatrixPageRead(BaseModel):
     limit: int
 
 
-MATRIX_IMPORT_BODY: dict[str, Any] = {
-    "required": True,
-    "description": "A CSV file (`text/csv`, UTF-8, header "
+MATRIX_IMPORT_BODY: dict[str, Any] = import_body(
+    description="A CSV file (`text/csv`, UTF-8, header "
     "`supplier_external_id,customer_external_id`), a JSON array of such objects, or an "
     "Excel workbook with those columns. One row per pair.",
-    "content": {
-        "text/csv": {
-            "schema": {"type": "string"},
-            "example": "supplier_external_id,customer_external_id\nE-1042,E-1001\nE-1042,E-1077\n",
-        },
-        "application/json": {
-            "schema": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "supplier_external_id": {"type": "string"},
-                        "customer_external_id": {"type": "string"},
-                    },
-                    "required": ["supplier_external_id", "customer_external_id"],
-                },
-            }
-        },
-        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
-            "schema": {"type": "string", "format": "binary"}
-        },
+    csv_example="supplier_external_id,customer_external_id\nE-1042,E-1001\nE-1042,E-1077\n",
+    properties={
+        "supplier_external_id": {"type": "string"},
+        "customer_external_id": {"type": "string"},
     },
-}
+    required=["supplier_external_id", "customer_external_id"],
+)

@@ -62,6 +62,8 @@ async def raw_body(request: Request) -> bytes:
 
 
 RawBody = Annotated[bytes, Depends(raw_body)]
+# Every import can be tried first: all the checks, no writes.
+DryRun = Annotated[bool, Query(description="Validate and count; write nothing.")]
 
 
 def import_route(request_body: dict[str, Any]) -> dict[str, Any]:
@@ -332,7 +334,7 @@ def import_departments(
     request: Request,
     body: RawBody,
     session: SessionDep,
-    dry_run: Annotated[bool, Query(description="Validate and count; write nothing.")] = False,
+    dry_run: DryRun = False,
 ) -> ImportReportRead:
     parsed = parse_import_body(
         request,
@@ -365,7 +367,7 @@ def import_employees(
     deactivate_missing: Annotated[
         bool, Query(description="Deactivate active employees missing from the upload.")
     ] = False,
-    dry_run: Annotated[bool, Query(description="Validate and count; write nothing.")] = False,
+    dry_run: DryRun = False,
 ) -> ImportReportRead:
     parsed = parse_import_body(
         request,

@@ -681,6 +681,16 @@ def _check_department_row(
     return _DepartmentRow(line, external_id, name_text, parent), errors
 
 
+def _department_values(row: _DepartmentRow, ids: Mapping[str, int]) -> tuple[Any, ...]:
+    """The row in ``DEPARTMENT_TABLE_COLUMNS`` order, without the timestamps."""
+    return (
+        ids[row.external_id],
+        row.external_id,
+        row.name,
+        ids.get(row.parent_external_id or ""),
+    )
+
+
 def import_departments(
     session: Session,
     *,
@@ -760,33 +770,14 @@ def import_departments(
             session,
             "department",
             DEPARTMENT_TABLE_COLUMNS,
-            [
-                (
-                    ids[r.external_id],
-                    r.external_id,
-                    r.name,
-                    ids.get(r.parent_external_id or ""),
-                    now,
-                    now,
-                )
-                for r in new_rows
-            ],
+            [(*_department_values(r, ids), now, now) for r in new_rows],
         )
     if changed:
         bulk_update(
             session,
             "department",
             (*DEPARTMENT_TABLE_COLUMNS[:-2], "updated_at"),
-            [
-                (
-                    ids[r.external_id],
-                    r.external_id,
-                    r.name,
-                    ids.get(r.parent_external_id or ""),
-                    now,
-                )
-                for r in changed
-            ],
+            [(*_department_values(r, ids), now) for r in changed],
         )
     # The bulk statements bypass the identity map: make loaded objects re-read.
     session.expire_all()
@@ -891,11 +882,24 @@ def _check_employee_row(
     return row, errors
 
 
+def _employee_values(row: _EmployeeRow, ids: Mapping[str, int]) -> tuple[Any, ...]:
+    """The row in ``EMPLOYEE_TABLE_COLUMNS`` order, without the timestamps."""
+    return (
+        ids[row.external_id],
+        row.external_id,
+        row.email,
+        row.full_name,
+        row.department_id,
+        ids.get(row.manager_external_id or ""),
+        row.language,
+        row.active,
+    )
+
+
 def _employee_changed(
     old: tuple[Any, ...], row: _EmployeeRow, *, ext_by_id: Mapping[int, str]
 ) -> bool:
-    """Whether the row differs from the stored employee (``old``, as in the plan's
-    ``existing``)."""
+    """Whether the row differs from the stored employee (a tuple of the plan's ``existing``)."""
     return (old[1], old[2], old[3], ext_by_id.get(old[4]), old[5], old[6]) != (
         row.email,
         row.full_name,
@@ -1051,21 +1055,7 @@ def apply_employee_import(session: Session, plan: EmployeeImportPlan) -> None:
             session,
             "employee",
             EMPLOYEE_TABLE_COLUMNS,
-            [
-                (
-                    ids[row.external_id],
-                    row.external_id,
-                    row.email,
-                    row.full_name,
-                    row.department_id,
-                    ids.get(row.manager_external_id or ""),
-                    row.language,
-                    row.active,
-                    now,
-                    now,
-                )
-                for row in new_rows
-            ],
+            [(*_employee_values(row, ids), now, now) for row in new_rows],
         )
 
     if changed:
@@ -1073,20 +1063,7 @@ def apply_employee_import(session: Session, plan: EmployeeImportPlan) -> None:
             session,
             "employee",
             (*EMPLOYEE_TABLE_COLUMNS[:-2], "updated_at"),
-            [
-                (
-                    ids[row.external_id],
-                    row.external_id,
-                    row.email,
-                    row.full_name,
-                    row.department_id,
-                    ids.get(row.manager_external_id or ""),
-                    row.language,
-                    row.active,
-                    now,
-                )
-                for row in changed
-            ],
+            [(*_employee_values(row, ids), now) for row in changed],
         )
     if plan.deactivate_ids:
         session.execute(

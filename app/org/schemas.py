@@ -301,72 +301,64 @@ class ImportReportRead(BaseModel):
     dry_run: bool
 
 
-DEPARTMENT_IMPORT_BODY: dict[str, Any] = {
-    "required": True,
-    "description": "A CSV file (`text/csv`, UTF-8, header row, `,` or `;`), a JSON array, or "
+def import_body(
+    *,
+    description: str,
+    csv_example: str,
+    properties: dict[str, dict[str, Any]],
+    required: list[str],
+) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` of a bulk import: the same rows as CSV, JSON or XLSX."""
+    return {
+        "required": True,
+        "description": description,
+        "content": {
+            "text/csv": {"schema": {"type": "string"}, "example": csv_example},
+            "application/json": {
+                "schema": {
+                    "type": "array",
+                    "items": {"type": "object", "properties": properties, "required": required},
+                }
+            },
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+                "schema": {"type": "string", "format": "binary"}
+            },
+        },
+    }
+
+
+DEPARTMENT_IMPORT_BODY: dict[str, Any] = import_body(
+    description="A CSV file (`text/csv`, UTF-8, header row, `,` or `;`), a JSON array, or "
     "an Excel workbook. Columns: `external_id,name,parent_external_id`; the first two are "
     "required. Parents may appear later in the same file.",
-    "content": {
-        "text/csv": {
-            "schema": {"type": "string"},
-            "example": "external_id,name,parent_external_id\n"
-            "D-ROOT,Northwind Group,\nD-FIN,Finance,D-ROOT\nD-PAY,Payroll,D-FIN\n",
-        },
-        "application/json": {
-            "schema": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "external_id": {"type": "string"},
-                        "name": {"type": "string"},
-                        "parent_external_id": {"type": ["string", "null"]},
-                    },
-                    "required": ["external_id", "name"],
-                },
-            }
-        },
-        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
-            "schema": {"type": "string", "format": "binary"}
-        },
+    csv_example="external_id,name,parent_external_id\n"
+    "D-ROOT,Northwind Group,\nD-FIN,Finance,D-ROOT\nD-PAY,Payroll,D-FIN\n",
+    properties={
+        "external_id": {"type": "string"},
+        "name": {"type": "string"},
+        "parent_external_id": {"type": ["string", "null"]},
     },
-}
+    required=["external_id", "name"],
+)
 
 
-EMPLOYEE_IMPORT_BODY: dict[str, Any] = {
-    "required": True,
-    "description": "A CSV file (`text/csv`, UTF-8, header row, `,` or `;`), a JSON array, or "
+EMPLOYEE_IMPORT_BODY: dict[str, Any] = import_body(
+    description="A CSV file (`text/csv`, UTF-8, header row, `,` or `;`), a JSON array, or "
     "an Excel workbook. Columns: `external_id,email,full_name,department_external_id,"
     "manager_external_id,language,active`; the first three are required. Managers may "
     "appear later in the same file.",
-    "content": {
-        "text/csv": {
-            "schema": {"type": "string"},
-            "example": "external_id,email,full_name,department_external_id,"
-            "manager_external_id,language,active\n"
-            "E-1001,boss@example.com,Olga Boss,D-FIN,,en,true\n"
-            "E-1042,anna@example.com,Anna Ivanova,D-PAY,E-1001,ru,true\n",
-        },
-        "application/json": {
-            "schema": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "external_id": {"type": "string"},
-                        "email": {"type": "string"},
-                        "full_name": {"type": "string"},
-                        "department_external_id": {"type": ["string", "null"]},
-                        "manager_external_id": {"type": ["string", "null"]},
-                        "language": {"type": "string"},
-                        "active": {"type": "boolean"},
-                    },
-                    "required": ["external_id", "email", "full_name"],
-                },
-            }
-        },
-        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
-            "schema": {"type": "string", "format": "binary"}
-        },
+    csv_example="external_id,email,full_name,department_external_id,"
+    "manager_external_id,language,active\n"
+    "E-1001,boss@example.com,Olga Boss,D-FIN,,en,true\n"
+    "E-1042,anna@example.com,Anna Ivanova,D-PAY,E-1001,ru,true\n",
+    properties={
+        "external_id": {"type": "string"},
+        "email": {"type": "string"},
+        "full_name": {"type": "string"},
+        "department_external_id": {"type": ["string", "null"]},
+        "manager_external_id": {"type": ["string", "null"]},
+        "language": {"type": "string"},
+        "active": {"type": "boolean"},
     },
-}
+    required=["external_id", "email", "full_name"],
+)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from benchmarks.context import Context, FeatureMissing, check
@@ -62,20 +61,16 @@ def import_through_api(ctx: Context) -> dict[str, float]:
     started = time.perf_counter()
     marks = {}
     with ctx.client() as http:
-        # Departments one PUT each, parents before children; siblings concurrently.
-        levels: dict[int, list[Any]] = {}
-        for d in company.departments:
-            levels.setdefault(d.level, []).append(d)
-        with ThreadPoolExecutor(4) as pool:
-            for level in sorted(levels):
-
-                def put(d: Any) -> None:
-                    body = {"name": d.name, "parent_external_id": d.parent_external_id}
-                    check(
-                        http.put(f"/api/v1/departments/{d.external_id}", json=body), "departments"
-                    )
-
-                list(pool.map(put, levels[level]))
+        # The whole department tree in one bulk import (parents may follow children).
+        tree = [
+            {
+                "external_id": d.external_id,
+                "name": d.name,
+                "parent_external_id": d.parent_external_id,
+            }
+            for d in company.departments
+        ]
+        check(http.post("/api/v1/import/departments", json=tree), "department import")
         marks["departments"] = time.perf_counter()
         records = [employee_record(e) for e in company.employees]
         for start in range(0, len(records), EMPLOYEE_CHUNK):
