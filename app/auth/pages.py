@@ -209,6 +209,23 @@ def _parse_role(value: str) -> Role | None:
         return None
 
 
+def _role_and_employee(
+    session: SessionDep, *, role: str, employee_email: str, errors: dict[str, str]
+) -> tuple[Role | None, int | None]:
+    """The user form's role and linked employee (by email); problems go into ``errors``."""
+    role_value = _parse_role(role)
+    if role_value is None:
+        errors["role"] = "Choose a role"
+    employee_id = None
+    if employee_email.strip():
+        ref = auth_service.find_employee_ref(session, email=employee_email)
+        if ref is None:
+            errors["employee_email"] = "No active employee has this email"
+        else:
+            employee_id = ref[0]
+    return role_value, employee_id
+
+
 def _users_page(
     request: Request,
     session: SessionDep,
@@ -257,17 +274,10 @@ def users_create(
     actor = request.state.principal.email
     form = {"email": email, "full_name": full_name, "role": role, "employee_email": employee_email}
     errors: dict[str, str] = {}
-    role_value = _parse_role(role)
-    if role_value is None:
-        errors["role"] = "Choose a role"
-    employee_id = None
-    if employee_email.strip():
-        ref = auth_service.find_employee_ref(session, email=employee_email)
-        if ref is None:
-            errors["employee_email"] = "No active employee has this email"
-        else:
-            employee_id = ref[0]
-    elif role_value == Role.manager:
+    role_value, employee_id = _role_and_employee(
+        session, role=role, employee_email=employee_email, errors=errors
+    )
+    if role_value == Role.manager and not employee_email.strip():
         errors["employee_email"] = "A manager must be linked to the employee they are"
     generated = not password
     plain = password or auth_service.new_secret(12)
@@ -347,16 +357,9 @@ def user_edit(
     user = auth_service.get_user(session, user_id=user_id)
     form = {"full_name": full_name, "role": role, "employee_email": employee_email}
     errors: dict[str, str] = {}
-    role_value = _parse_role(role)
-    if role_value is None:
-        errors["role"] = "Choose a role"
-    employee_id = None
-    if employee_email.strip():
-        ref = auth_service.find_employee_ref(session, email=employee_email)
-        if ref is None:
-            errors["employee_email"] = "No active employee has this email"
-        else:
-            employee_id = ref[0]
+    role_value, employee_id = _role_and_employee(
+        session, role=role, employee_email=employee_email, errors=errors
+    )
     if not errors and role_value is not None:
         try:
             changes = auth_service.update_user(

@@ -13,23 +13,9 @@ from sqlalchemy.orm import Session
 from app.cycles.models import CycleState
 from tests.factories import auth_header, make_api_key
 from tests.reports.factories import build_three_levels, make_cycle
+from tests.reports.helpers import FIGURES
 
 HIDDEN_TEXTS = ("secret praise", "and more")
-FIGURES = (
-    "raters",
-    "coefficient",
-    "sd",
-    "ci_low",
-    "ci_high",
-    "nps",
-    "nps_answers",
-    "delta",
-    "delta_significant",
-    "company_rank",
-    "company_percentile",
-    "department_rank",
-    "department_percentile",
-)
 
 
 @pytest.fixture
