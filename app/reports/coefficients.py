@@ -3,7 +3,7 @@
 No database, no web: the SQL aggregation in ``service.py`` is tested against this
 module (``compute_cycle`` is the reference implementation of a whole cycle), and the
 README's worked examples are computed with it. See
-docs/readme-parts/30-reports-and-formulas.md for the formulas in prose.
+README.md ("Results, formulas and reports") for the formulas in prose.
 
 Conventions
 * A score of ``None`` is "can't judge": it is left out of every mean and count.
