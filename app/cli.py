@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import logging.config
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
@@ -13,13 +15,26 @@ from app.db import make_engine, make_sessionmaker
 Command = Callable[[argparse.Namespace, Settings], int]
 
 
+def logging_config(settings: Settings) -> dict[str, Any]:
+    """One logging set-up for the CLI and every uvicorn process (workers re-apply it)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+        "root": {"handlers": ["stderr"], "level": settings.log_level.upper()},
+        "loggers": {
+            # Alembic's plugin set-up chatter is noise on every start; uvicorn's own
+            # access log is off in favour of ours, which redacts private links.
+            "alembic": {"level": "WARNING"},
+            "uvicorn": {"level": "WARNING"},
+            "uvicorn.access": {"level": "WARNING"},
+        },
+    }
+
+
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # Alembic's plugin set-up chatter is noise on every start.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.config.dictConfig(logging_config(settings))
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -63,10 +78,16 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                 host=args.host,
                 port=args.port,
                 access_log=False,
-                log_level="warning",
+                log_config=logging_config(settings),
             )
         else:
-            uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_level="warning")
+            uvicorn.run(
+                app,
+                host=args.host,
+                port=args.port,
+                access_log=False,
+                log_config=logging_config(settings),
+            )
     finally:
         if worker is not None:
             worker.stop()
