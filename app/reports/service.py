@@ -1036,24 +1036,41 @@ def _trend_cycles(session: Session, *, up_to: Cycle | None) -> list[Cycle]:
     return cycles
 
 
+def _trend_point(
+    ref: CycleRef, cycle: Cycle, figures: Any, *, status: str, **extra: Any
+) -> TrendPoint:
+    """One cycle's point from its stored figures (company, department or employee)."""
+    return TrendPoint(
+        cycle=ref,
+        status=status,
+        coefficient=figures.coefficient,
+        nps=figures.nps,
+        delta=figures.delta,
+        delta_significant=figures.delta_significant,
+        index=_index(figures.coefficient, cycle.scale_min, cycle.scale_max),
+        competencies=figures.competencies,
+        **extra,
+    )
+
+
+def _status(coefficient: float | None) -> str:
+    return "ok" if coefficient is not None else NOT_ENOUGH
+
+
 def company_trend(session: Session, *, up_to: Cycle | None = None) -> list[TrendPoint]:
     """The company's figures over every closed cycle, oldest first."""
     points = []
     for cycle in _trend_cycles(session, up_to=up_to):
         c = company_results(session, cycle_id=cycle.id)
         points.append(
-            TrendPoint(
-                cycle=c.cycle,
-                status="ok" if c.coefficient is not None else NOT_ENOUGH,
-                coefficient=c.coefficient,
+            _trend_point(
+                c.cycle,
+                cycle,
+                c,
+                status=_status(c.coefficient),
                 ci_low=c.ci_low,
                 ci_high=c.ci_high,
-                nps=c.nps,
                 employees_included=c.employees_included,
-                delta=c.delta,
-                delta_significant=c.delta_significant,
-                index=_index(c.coefficient, cycle.scale_min, cycle.scale_max),
-                competencies=c.competencies,
             )
         )
     return points
@@ -1066,22 +1083,17 @@ def department_trend(
     points = []
     for cycle in _trend_cycles(session, up_to=up_to):
         found = department_results(session, cycle_id=cycle.id, department_ids=[department_id])
-        if not found:
-            continue
-        d = found[0]
-        points.append(
-            TrendPoint(
-                cycle=cycle_ref(session, cycle=cycle),
-                status="ok" if d.coefficient is not None else NOT_ENOUGH,
-                coefficient=d.coefficient,
-                nps=d.nps,
-                employees_included=d.employees_included,
-                delta=d.delta,
-                delta_significant=d.delta_significant,
-                index=_index(d.coefficient, cycle.scale_min, cycle.scale_max),
-                competencies=d.competencies,
+        if found:
+            d = found[0]
+            points.append(
+                _trend_point(
+                    cycle_ref(session, cycle=cycle),
+                    cycle,
+                    d,
+                    status=_status(d.coefficient),
+                    employees_included=d.employees_included,
+                )
             )
-        )
     return points
 
 
@@ -1094,24 +1106,19 @@ def employee_trend(
         _total, rows = employee_results(
             session, cycle_id=cycle.id, employee_ids=[employee_id], limit=1
         )
-        if not rows:
-            continue
-        e = rows[0]
-        points.append(
-            TrendPoint(
-                cycle=cycle_ref(session, cycle=cycle),
-                status=e.status,
-                coefficient=e.coefficient,
-                ci_low=e.ci_low,
-                ci_high=e.ci_high,
-                nps=e.nps,
-                raters=e.raters,
-                delta=e.delta,
-                delta_significant=e.delta_significant,
-                index=_index(e.coefficient, cycle.scale_min, cycle.scale_max),
-                competencies=e.competencies,
+        if rows:
+            e = rows[0]
+            points.append(
+                _trend_point(
+                    cycle_ref(session, cycle=cycle),
+                    cycle,
+                    e,
+                    status=e.status,
+                    ci_low=e.ci_low,
+                    ci_high=e.ci_high,
+                    raters=e.raters,
+                )
             )
-        )
     return points
 
 
