@@ -31,14 +31,18 @@ class Ballot(Base):
 
 
 class BallotScore(Base):
-    """One competency score on a ballot; ``score`` NULL means "can't judge"."""
+    """One competency score on a ballot; ``score`` NULL means "can't judge".
+
+    No foreign keys, on purpose: the seal rewrites every score of a cycle at close, and
+    on PostgreSQL the two foreign-key triggers were most of that rewrite. Scores are
+    written only with their ballot (submit) or copied from it (seal), so the keys hold
+    by construction.
+    """
 
     __tablename__ = "ballot_score"
 
-    ballot_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("ballot.id", ondelete="CASCADE"), primary_key=True
-    )
-    cycle_competency_id: Mapped[int] = mapped_column(
-        ForeignKey("cycle_competency.id", ondelete="CASCADE"), primary_key=True
-    )
+    # References ballot.id.
+    ballot_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    # References cycle_competency.id.
+    cycle_competency_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     score: Mapped[int | None] = mapped_column(Integer)

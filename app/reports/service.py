@@ -90,6 +90,10 @@ def compute_cycle_results(
     for table in RESULT_TABLES:
         session.execute(delete(table).where(table.cycle_id == cycle_id))
 
+    # The seal has just rewritten the cycle's ballots: with the statistics of before,
+    # PostgreSQL planned 300,000 index probes instead of one hash join (1.2 s -> 0.3 s).
+    _analyze(session, Ballot)
+    _analyze(session, BallotScore)
     _store_closure(session, cycle_id=cycle_id)
     _analyze(session, DepartmentClosure)
     _store_employee_competencies(session, cycle_id=cycle_id, k=k)
