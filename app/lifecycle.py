@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.cycles import service as cycles_service
 from app.cycles.models import Cycle, CycleState
-from app.db import make_sessionmaker, utcnow, writer_session
+from app.db import large_sqlite_cache, make_sessionmaker, utcnow, writer_session
 from app.errors import Conflict
 from app.mail import service as mail_service
 from app.ratings import service as ratings_service
@@ -47,17 +47,18 @@ def close_cycle(
     if cycle.state != CycleState.open:
         raise Conflict(f"Cycle {cycle.name} was never launched; only an open cycle can close")
     now = now or utcnow()
-    cycles_service.mark_closed(session, cycle=cycle, now=now)
-    cycles_service.end_links(session, cycle_id=cycle.id)
-    ratings_service.seal_ballots(session, cycle_id=cycle.id)
-    # Who was reminded, and when, says who had not answered by then; unsent mail of a
-    # closed cycle only carries dead links. None of it outlives the cycle.
-    mail_service.delete_messages_by_tag(session, tag=cycles_service.mail_tag(cycle.id), now=now)
-    cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
-    cycle.sealed_at = now
-    session.flush()
-    reports_service.compute_cycle_results(session, cycle_id=cycle.id, min_raters=min_raters)
-    session.flush()
+    with large_sqlite_cache(session):
+        cycles_service.mark_closed(session, cycle=cycle, now=now)
+        cycles_service.end_links(session, cycle_id=cycle.id)
+        ratings_service.seal_ballots(session, cycle_id=cycle.id)
+        # Who was reminded, and when, says who had not answered by then; unsent mail of
+        # a closed cycle only carries dead links. None of it outlives the cycle.
+        mail_service.delete_messages_by_tag(session, tag=cycles_service.mail_tag(cycle.id), now=now)
+        cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
+        cycle.sealed_at = now
+        session.flush()
+        reports_service.compute_cycle_results(session, cycle_id=cycle.id, min_raters=min_raters)
+        session.flush()
     return cycle
 
 

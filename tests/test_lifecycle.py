@@ -535,3 +535,20 @@ def test_worker_pass_closes_due_cycles_and_delivers(
         assert closed is not None and closed.state == CycleState.closed
         assert closed.sealed_at is not None
         assert all(i.token_hash is None for i in session.scalars(select(Invitation)))
+
+
+def test_close_gives_sqlite_a_large_cache_and_restores_it(db: Session) -> None:
+    from app.db import large_sqlite_cache
+
+    if db.get_bind().dialect.name != "sqlite":
+        with large_sqlite_cache(db):  # a no-op on PostgreSQL
+            pass
+        return
+    connection = db.connection()
+    before = connection.exec_driver_sql("PRAGMA cache_size").scalar_one()
+    with large_sqlite_cache(db, mib=64):
+        assert connection.exec_driver_sql("PRAGMA cache_size").scalar_one() == -65536
+    assert connection.exec_driver_sql("PRAGMA cache_size").scalar_one() == before
+    with pytest.raises(RuntimeError), large_sqlite_cache(db, mib=64):
+        raise RuntimeError("the job failed")
+    assert connection.exec_driver_sql("PRAGMA cache_size").scalar_one() == before

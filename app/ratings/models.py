@@ -36,10 +36,12 @@ class BallotScore(Base):
     No foreign keys, on purpose: the seal rewrites every score of a cycle at close, and
     on PostgreSQL the two foreign-key triggers were most of that rewrite. Scores are
     written only with their ballot (submit) or copied from it (seal), so the keys hold
-    by construction.
+    by construction. On SQLite the table has no rowid: a ballot's scores sit together
+    in the primary-key B-tree (one seek per ballot when results are computed).
     """
 
     __tablename__ = "ballot_score"
+    __table_args__ = {"sqlite_with_rowid": False}
 
     # References ballot.id.
     ballot_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
