@@ -27,6 +27,7 @@ from app.config import Settings
 from app.cycles import service as cycles_service
 from app.db import SessionDep
 from app.errors import Invalid, NotFound
+from app.ratings import rendering
 from app.ratings import service as ratings_service
 from app.ratings.schemas import COMMENT_MAX_LENGTH, NPS_RANGE, ParsedForm, RatingForm
 from app.templating import render
@@ -223,6 +224,8 @@ def _form_context(
         "score_field": ratings_service.score_field,
         "nps_field": ratings_service.nps_field,
         "comment_field": ratings_service.comment_field,
+        "score_group": rendering.score_group,
+        "nps_group": rendering.nps_group,
         "nps_scale": list(range(NPS_RANGE[0], NPS_RANGE[1] + 1)),
         "comment_max": COMMENT_MAX_LENGTH,
     }
@@ -278,11 +281,10 @@ def submit_rating(
             status_code=422,
         )
     try:
-        ratings_service.submit_answers(session, invitation_id=invitation_id, answers=parsed.answers)
+        # Checked against the form loaded above, in this transaction: not loaded twice.
+        ratings_service.submit_form_answers(session, form=form, answers=parsed.answers)
     except ratings_service.AlreadySubmitted:
         return _submitted_page(request, settings, lang)
-    except NotFound:
-        return invalid_link_page(request)
     except Invalid:
         return _page(request, "rating/tampered.html", {}, lang=lang, status_code=422)
     response = _page(

@@ -239,22 +239,15 @@ def parse_form(form: RatingForm, data: Mapping[str, str]) -> ParsedForm:
 
 
 def _validate_answers(
-    session: Session,
     *,
-    invitation: Invitation,
-    cycle: Cycle,
+    suppliers: set[int],
+    competencies: set[int],
+    scale: tuple[int, int],
+    ask_nps: bool,
+    ask_comment: bool,
     answers: Mapping[int, SupplierAnswer],
 ) -> None:
-    suppliers = set(
-        session.scalars(
-            select(CyclePair.supplier_id).where(
-                CyclePair.cycle_id == cycle.id, CyclePair.customer_id == invitation.customer_id
-            )
-        )
-    )
-    competencies = set(
-        session.scalars(select(CycleCompetency.id).where(CycleCompetency.cycle_id == cycle.id))
-    )
+    """Every supplier of the page answered, on every competency, within the rules."""
     errors: list[dict[str, str]] = []
     foreign = [sid for sid in answers if sid not in suppliers]
     if foreign:
@@ -266,23 +259,22 @@ def _validate_answers(
     def is_int(value: object) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
 
+    scale_min, scale_max = scale
     for sid, answer in answers.items():
         if sid not in suppliers:
             continue
         if set(answer.scores) != competencies:
             errors.append({"field": f"s{sid}", "message": "every competency needs an answer"})
         for cid, score in answer.scores.items():
-            if score is not None and (
-                not is_int(score) or not cycle.scale_min <= score <= cycle.scale_max
-            ):
+            if score is not None and (not is_int(score) or not scale_min <= score <= scale_max):
                 errors.append({"field": score_field(sid, cid), "message": "out of range"})
         low, high = NPS_RANGE
         if answer.nps is not None and (
-            not cycle.ask_nps or not is_int(answer.nps) or not low <= answer.nps <= high
+            not ask_nps or not is_int(answer.nps) or not low <= answer.nps <= high
         ):
             errors.append({"field": nps_field(sid), "message": "not a valid answer"})
         if answer.comment is not None and (
-            not cycle.ask_comment
+            not ask_comment
             or not isinstance(answer.comment, str)
             or len(answer.comment.strip()) > COMMENT_MAX_LENGTH
         ):
@@ -306,11 +298,58 @@ def submit_answers(
     Returns the number of ballots stored.
     """
     invitation, cycle = open_invitation(session, invitation_id=invitation_id, now=now)
-    _validate_answers(session, invitation=invitation, cycle=cycle, answers=answers)
+    suppliers = set(
+        session.scalars(
+            select(CyclePair.supplier_id).where(
+                CyclePair.cycle_id == cycle.id, CyclePair.customer_id == invitation.customer_id
+            )
+        )
+    )
+    competencies = set(
+        session.scalars(select(CycleCompetency.id).where(CycleCompetency.cycle_id == cycle.id))
+    )
+    _validate_answers(
+        suppliers=suppliers,
+        competencies=competencies,
+        scale=(cycle.scale_min, cycle.scale_max),
+        ask_nps=cycle.ask_nps,
+        ask_comment=cycle.ask_comment,
+        answers=answers,
+    )
+    return _store_ballots(session, invitation_id=invitation.id, cycle_id=cycle.id, answers=answers)
+
+
+def submit_form_answers(
+    session: Session, *, form: RatingForm, answers: Mapping[int, SupplierAnswer]
+) -> int:
+    """:func:`submit_answers` for a form :func:`load_rating_form` just loaded.
+
+    The rating page loads the form (open cycle, unused invitation, the customer's
+    suppliers and the cycle's competencies) to read the post, in the same transaction;
+    this checks the answers against that form instead of loading it all again. Same
+    guarantees: all or nothing, and exactly one of two concurrent submits stores.
+    """
+    _validate_answers(
+        suppliers={s.id for s in form.suppliers},
+        competencies={c.id for c in form.competencies},
+        scale=(form.scale[0], form.scale[-1]),
+        ask_nps=form.ask_nps,
+        ask_comment=form.ask_comment,
+        answers=answers,
+    )
+    return _store_ballots(
+        session, invitation_id=form.invitation_id, cycle_id=form.cycle_id, answers=answers
+    )
+
+
+def _store_ballots(
+    session: Session, *, invitation_id: int, cycle_id: int, answers: Mapping[int, SupplierAnswer]
+) -> int:
+    """Claim the invitation, then insert the ballots and their scores."""
     # Claim first, atomically: of two concurrent submits exactly one sees used=false.
     claimed = session.execute(
         update(Invitation)
-        .where(Invitation.id == invitation.id, Invitation.used.is_(False))
+        .where(Invitation.id == invitation_id, Invitation.used.is_(False))
         .values(used=True)
         .execution_options(synchronize_session=False)
     )
@@ -325,7 +364,7 @@ def submit_answers(
         ballots.append(
             {
                 "id": ballot_id,
-                "cycle_id": cycle.id,
+                "cycle_id": cycle_id,
                 "supplier_id": supplier_id,
                 "nps": answer.nps,
                 "comment": comment or None,
@@ -338,7 +377,10 @@ def submit_answers(
     session.execute(insert(cast(Table, Ballot.__table__)), ballots)
     if scores:
         session.execute(insert(cast(Table, BallotScore.__table__)), scores)
-    session.expire(invitation, ["used"])
+    # The UPDATE skipped the ORM: a loaded Invitation must not keep used=False.
+    loaded = session.identity_map.get(session.identity_key(Invitation, invitation_id))
+    if loaded is not None:
+        session.expire(loaded, ["used"])
     return len(ballots)
 
 
