@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import MetaData, create_engine, event
+from sqlalchemy import MetaData, create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -92,6 +92,17 @@ def is_sqlite(session_or_engine: Session | Engine) -> bool:
         return session_or_engine.get_bind().dialect.name == "sqlite"
     bind = session_or_engine
     return bind.dialect.name == "sqlite"
+
+
+def analyze(session: Session, *models: type[Base]) -> None:
+    """Refresh PostgreSQL's statistics of tables just filled in this transaction.
+
+    Without them the next queries are planned for the empty tables of before (nested
+    loops over hundreds of thousands of rows). SQLite plans without statistics here.
+    """
+    if not is_sqlite(session):
+        for model in models:
+            session.execute(text(f"ANALYZE {model.__tablename__}"))
 
 
 @contextmanager

@@ -30,7 +30,7 @@ from app.cycles.models import (
     CycleState,
     Invitation,
 )
-from app.db import utcnow
+from app.db import analyze, utcnow
 from app.errors import Conflict, Invalid, NotFound
 from app.mail import service as mail_service
 from app.matrix.models import MatrixLink
@@ -324,6 +324,9 @@ def launch_cycle(
             insert(cast(Table, Invitation.__table__)), invitations[start : start + INSERT_CHUNK]
         )
     mail_service.enqueue_messages(session, messages=messages)
+    # Links are opened within minutes of the launch, before autovacuum would notice
+    # the new snapshot: plan the rating pages' joins for the rows that are there now.
+    analyze(session, CyclePair, CycleEmployee, CycleDepartment, CycleCompetency, Invitation)
 
     cycle.state = CycleState.open
     cycle.launched_at = now

@@ -145,6 +145,10 @@ class EmployeeResult(Base):
     __table_args__ = (
         Index("ix_employee_result_employee_id", "employee_id"),
         Index("ix_employee_result_cycle_id_department_id", "cycle_id", "department_id"),
+        # The leaderboard and the decliners on every results page: the top ten without
+        # sorting every employee of the cycle.
+        Index("ix_employee_result_cycle_id_coefficient", "cycle_id", "coefficient"),
+        Index("ix_employee_result_cycle_id_delta", "cycle_id", "delta"),
     )
 
     cycle_id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -30,7 +30,7 @@ from app.cycles.models import (
     CycleState,
     Invitation,
 )
-from app.db import Base, is_sqlite, utcnow
+from app.db import analyze, is_sqlite, utcnow
 from app.errors import Conflict, NotFound
 from app.org.models import Employee
 from app.ratings.models import Ballot, BallotScore
@@ -92,21 +92,19 @@ def compute_cycle_results(
 
     # The seal has just rewritten the cycle's ballots: with the statistics of before,
     # PostgreSQL planned 300,000 index probes instead of one hash join (1.2 s -> 0.3 s).
-    _analyze(session, Ballot)
-    _analyze(session, BallotScore)
+    analyze(session, Ballot, BallotScore)
     _store_closure(session, cycle_id=cycle_id)
-    _analyze(session, DepartmentClosure)
+    analyze(session, DepartmentClosure)
     _store_employee_competencies(session, cycle_id=cycle_id, k=k)
-    _analyze(session, EmployeeCompetencyResult)
+    analyze(session, EmployeeCompetencyResult)
     previous = _previous_cycle(session, cycle=cycle)
     scale = calc.Scale(cycle.scale_min, cycle.scale_max)
     _store_employees(session, cycle_id=cycle_id, k=k, scale=scale, previous=previous)
-    _analyze(session, EmployeeResult)
+    analyze(session, EmployeeResult)
     _store_departments(session, cycle_id=cycle_id, scale=scale, previous=previous)
     _store_company(session, cycle=cycle, k=k, scale=scale, previous=previous)
     _store_comments(session, cycle_id=cycle_id)
-    for model in (DepartmentResult, DepartmentCompetencyResult, EmployeeComment):
-        _analyze(session, model)
+    analyze(session, DepartmentResult, DepartmentCompetencyResult, EmployeeComment)
 
     cycle.results_ready_at = utcnow()
     session.add(
@@ -117,13 +115,6 @@ def compute_cycle_results(
         )
     )
     session.flush()
-
-
-def _analyze(session: Session, model: type[Base]) -> None:
-    # The rows were written moments ago in this transaction: without fresh statistics
-    # PostgreSQL plans the next joins for an empty table (nested loops over millions).
-    if not is_sqlite(session):
-        session.execute(text(f"ANALYZE {model.__tablename__}"))
 
 
 def _store_closure(session: Session, *, cycle_id: int) -> None:
@@ -872,13 +863,19 @@ def employee_results(
         "rank": er.company_rank,
     }
     column = columns.get(sort, CycleEmployee.full_name)
-    # Suppressed rows (NULL) always sort last, whichever the direction.
-    order: list[Any] = [
-        column.is_(None),
-        column.desc() if descending else column.asc(),
-        CycleEmployee.full_name,
-        er.employee_id,
-    ]
+    # Suppressed rows (NULL) always sort last, whichever the direction. Where the column
+    # cannot be NULL the term is left out, so that an index gives the order without a
+    # sort of the whole cycle (names; the leaderboard; the decliners).
+    never_null = (
+        column is CycleEmployee.full_name
+        or (only_included and column is er.coefficient)
+        or (declined_only and column is er.delta)
+    )
+    order: list[Any] = [] if never_null else [column.is_(None)]
+    order.append(column.desc() if descending else column.asc())
+    if column is not CycleEmployee.full_name:
+        order.append(CycleEmployee.full_name)
+    order.append(CycleEmployee.employee_id)
     query = query.order_by(*order).offset(max(offset, 0))
     if limit is not None:
         query = query.limit(limit)

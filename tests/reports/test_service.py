@@ -272,3 +272,52 @@ def test_trends_follow_closed_cycles(db: Session) -> None:
         "T-Q1",
         "T-Q2",
     ]
+
+
+def test_table_orders_leaderboard_and_decliners(db: Session) -> None:
+    # The orders are written so that an index can serve them (no NULL term where the
+    # column cannot be NULL); this holds them to what the table promises.
+    rng = random.Random(7)
+    org = random_org(db, rng, employees=60, departments=8)
+    first = random_company(db, rng, org=org, name="O-Q1", period_start=date(2026, 1, 1))
+    close(db, first.cycle)
+    second = random_company(db, rng, org=org, name="O-Q2", period_start=date(2026, 4, 1))
+    close(db, second.cycle)
+    cycle_id = second.cycle.id
+    _total, everyone = service.employee_results(db, cycle_id=cycle_id, limit=None)
+    assert any(r.coefficient is None for r in everyone)
+
+    by_name = [(r.full_name, r.employee_id) for r in everyone]
+    assert by_name == sorted(by_name)
+    # Pages in name order add up to the whole table, each row once.
+    pages = [
+        r.employee_id
+        for offset in range(0, len(everyone), 7)
+        for r in service.employee_results(db, cycle_id=cycle_id, limit=7, offset=offset)[1]
+    ]
+    assert pages == [r.employee_id for r in everyone]
+
+    for descending in (True, False):
+        _t, rows = service.employee_results(
+            db, cycle_id=cycle_id, sort="coefficient", descending=descending, limit=None
+        )
+        values = [r.coefficient for r in rows]
+        shown = [v for v in values if v is not None]
+        # Suppressed rows last, whichever the direction.
+        assert values == shown + [None] * (len(values) - len(shown))
+        assert shown == sorted(shown, reverse=descending)
+
+    leaders = service.leaderboard(db, cycle_id=cycle_id, limit=5)
+    best = sorted(
+        (r for r in everyone if r.coefficient is not None),
+        key=lambda r: (-r.coefficient, r.full_name, r.employee_id),  # type: ignore[operator]
+    )
+    assert [r.employee_id for r in leaders] == [r.employee_id for r in best[:5]]
+
+    falling = service.decliners(db, cycle_id=cycle_id, limit=5)
+    worst = sorted(
+        (r for r in everyone if r.delta is not None and r.delta < 0 and r.coefficient is not None),
+        key=lambda r: (r.delta, r.full_name, r.employee_id),
+    )
+    assert worst, "the data must have someone whose coefficient fell"
+    assert [r.employee_id for r in falling] == [r.employee_id for r in worst[:5]]
