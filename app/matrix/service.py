@@ -442,8 +442,9 @@ def apply_matrix_import(session: Session, plan: MatrixImportPlan) -> None:
         importing.bulk_insert(
             session,
             "matrix_link",
-            ("supplier_id", "customer_id", "created_at"),
-            [(s, c, now) for s, c in plan.to_add],
+            ("supplier_id", "customer_id"),
+            plan.to_add,
+            constants={"created_at": now},
         )
     session.expire_all()
 

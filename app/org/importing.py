@@ -480,25 +480,36 @@ def reserve_ids(session: Session, table_name: str, count: int) -> list[int]:
 
 
 def bulk_insert(
-    session: Session, table_name: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    session: Session,
+    table_name: str,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    *,
+    constants: Mapping[str, datetime] | None = None,
 ) -> None:
-    """Insert plain tuples as fast as the driver can (no ORM, no per-row statement)."""
+    """Insert plain tuples as fast as the driver can (no ORM, no per-row statement).
+
+    ``constants`` are columns with one value for every row (an import's timestamps):
+    on SQLite they are written into the statement once, so the rows reach the driver
+    as they are, without a Python pass over every value (a fifth of a matrix import).
+    """
     if not rows:
         return
     session.flush()
-    names = ", ".join(columns)
+    fixed = dict(constants or {})
+    names = ", ".join((*columns, *fixed))
     cursor = _dbapi_cursor(session)
     try:
         if is_sqlite(session):
-            marks = ", ".join("?" * len(columns))
-            cursor.executemany(
-                f"INSERT INTO {table_name} ({names}) VALUES ({marks})",
-                [tuple(_sqlite_value(v) for v in row) for row in rows],
-            )
+            # Our own formatted timestamps, never user input: safe as SQL literals.
+            literals = [f"'{_sqlite_value(value)}'" for value in fixed.values()]
+            marks = ", ".join(["?"] * len(columns) + literals)
+            cursor.executemany(f"INSERT INTO {table_name} ({names}) VALUES ({marks})", rows)
         else:
+            tail = tuple(fixed.values())
             with cursor.copy(f"COPY {table_name} ({names}) FROM STDIN") as copy:
                 for row in rows:
-                    copy.write_row(row)
+                    copy.write_row((*row, *tail))
     finally:
         cursor.close()
 
@@ -769,8 +780,9 @@ def import_departments(
         bulk_insert(
             session,
             "department",
-            DEPARTMENT_TABLE_COLUMNS,
-            [(*_department_values(r, ids), now, now) for r in new_rows],
+            DEPARTMENT_TABLE_COLUMNS[:-2],
+            [_department_values(r, ids) for r in new_rows],
+            constants={"created_at": now, "updated_at": now},
         )
     if changed:
         bulk_update(
@@ -1054,8 +1066,9 @@ def apply_employee_import(session: Session, plan: EmployeeImportPlan) -> None:
         bulk_insert(
             session,
             "employee",
-            EMPLOYEE_TABLE_COLUMNS,
-            [(*_employee_values(row, ids), now, now) for row in new_rows],
+            EMPLOYEE_TABLE_COLUMNS[:-2],
+            [_employee_values(row, ids) for row in new_rows],
+            constants={"created_at": now, "updated_at": now},
         )
 
     if changed:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import timedelta
 
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.db import utcnow
 from app.matrix.models import MatrixLink
 from app.org.models import Employee
 from tests.factories import link, make_department, make_employee
@@ -145,10 +147,17 @@ def test_matrix_import(client: TestClient, db: Session) -> None:
     )
     assert full.json()["removed"] == 1
     assert pairs(db) == {("S", "A"), ("S", "B"), ("A", "S")}
+    before = utcnow()
     as_json = client.post(
         IMPORT, json=[{"supplier_external_id": "B", "customer_external_id": "C"}], headers=h
     )
     assert as_json.json()["created"] == 1
+    # The bulk insert writes the timestamp into the statement once (SQLite) or per row
+    # (COPY): either way it reads back as the import's time.
+    db.expire_all()
+    created = db.scalars(select(MatrixLink.created_at).where(MatrixLink.supplier_id == _b.id)).one()
+    assert before - timedelta(seconds=1) <= created <= utcnow() + timedelta(seconds=1)
+    assert db.scalar(select(func.count()).where(MatrixLink.created_at == created)) == 1
 
 
 def test_matrix_import_is_all_or_nothing(client: TestClient, db: Session) -> None:
