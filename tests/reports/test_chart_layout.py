@@ -1,0 +1,292 @@
+"""Chart layout and rendering, without a database.
+
+The charts place their axes themselves (no constrained layout) and draw PNG text from
+cached outlines, so these check what matplotlib's layout used to guarantee: every label
+inside the figure, labels along an axis not running into each other, long names cut
+short; and that the hand-written PNG holds exactly the pixels Agg drew.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import math
+import struct
+import zlib
+from collections.abc import Callable
+from datetime import date
+
+import matplotlib.image
+import numpy
+import pytest
+from matplotlib.figure import Figure
+from matplotlib.text import Text
+from matplotlib.transforms import Bbox
+
+from app.reports import charts
+from app.reports.schemas import (
+    CompanyResultRead,
+    CompetencyMean,
+    CycleRef,
+    DepartmentResultRead,
+    EmployeeResultRead,
+    HistogramRead,
+    TrendPoint,
+)
+
+LONG = "Business Applications and Integration Services of the Northern Region and Beyond"
+CODES = [
+    ("professionalism", "Professionalism"),
+    ("responsiveness", "Responsiveness"),
+    ("quality", "Quality of work"),
+    ("communication", "Communication"),
+    ("teamwork", "Teamwork"),
+    ("reliability", "Reliability"),
+    ("initiative", "Initiative"),
+    ("ownership", "Ownership"),
+]
+
+
+def cycle(n: int = 2, name: str | None = None, scale: tuple[int, int] = (1, 10)) -> CycleRef:
+    return CycleRef(
+        id=n,
+        name=name or f"C-2026-Q{n}",
+        period_start=date(2026, 1, 1),
+        period_end=date(2026, 3, 31),
+        scale_min=scale[0],
+        scale_max=scale[1],
+        min_raters=3,
+    )
+
+
+def means(codes: list[tuple[str, str]], seed: int) -> list[CompetencyMean]:
+    # deterministic values across the scale, some competencies missing
+    return [
+        CompetencyMean(code=c, name=n, mean=1 + (seed * 7 + j * 3) % 90 / 10, count=5)
+        for j, (c, n) in enumerate(codes)
+        if (seed + j) % 5
+    ]
+
+
+def departments(
+    n: int, name: Callable[[int], str] = lambda i: f"Team {i}.{i + 1}"
+) -> list[DepartmentResultRead]:
+    return [
+        DepartmentResultRead(
+            department_id=i + 1,
+            external_id=f"D{i}",
+            name=name(i),
+            parent_id=None if i == 0 else 1,
+            level=1 if i == 0 else 2,
+            suppliers=10,
+            employees_included=5 + i,
+            coefficient=None if i % 7 == 5 else 4 + i % 6,
+            competencies=[] if i % 7 == 5 else means(CODES, i),
+        )
+        for i in range(n)
+    ]
+
+
+def company() -> CompanyResultRead:
+    return CompanyResultRead(
+        cycle=cycle(),
+        suppliers=50000,
+        employees_included=48000,
+        coefficient=7.1,
+        invited=50000,
+        responded=48000,
+        distribution=HistogramRead(
+            edges=[1 + i * 0.9 for i in range(11)],
+            counts=[0, 500, 1000, 2500, 5000, 10000, 15000, 10000, 3000, 1000],
+        ),
+        competencies=[CompetencyMean(code=c, name=n, mean=6.5, count=99) for c, n in CODES],
+    )
+
+
+def employee(full_name: str = "Margaret Hale") -> EmployeeResultRead:
+    return EmployeeResultRead(
+        employee_id=1,
+        external_id="E1",
+        full_name=full_name,
+        department_id=1,
+        status="ok",
+        raters=7,
+        coefficient=7.3,
+        competencies=means(CODES, 3),
+    )
+
+
+def trend(n: int) -> list[TrendPoint]:
+    return [
+        TrendPoint(
+            cycle=cycle(i + 1, scale=(1, 5) if i == 0 else (1, 10)),
+            status="not_enough_responses" if i == 1 else "ok",
+            coefficient=None if i == 1 else (3.0 if i == 0 else 5 + i % 4),
+            ci_low=None if i == 1 else 4.5,
+            ci_high=None if i == 1 else 8.5,
+        )
+        for i in range(n)
+    ]
+
+
+FIGURES: dict[str, Callable[[], Figure]] = {
+    "departments-1": lambda: charts.departments_bar(cycle(), departments(1), 7.0),
+    "departments-30-long": lambda: charts.departments_bar(
+        cycle(), departments(30, lambda i: f"{LONG} {i}" if i % 3 == 0 else f"Team {i}"), 7.0
+    ),
+    "heatmap-1": lambda: charts.heatmap_chart(cycle(), departments(1), CODES),
+    "heatmap-14": lambda: charts.heatmap_chart(cycle(), departments(14), CODES),
+    "heatmap-30-long": lambda: charts.heatmap_chart(
+        cycle(name="Quarterly review 2026 Q3 — all staff, all sites"),
+        departments(30, lambda i: f"{LONG} {i}" if i % 3 == 0 else f"Team {i}"),
+        [(c, f"{n} and Stakeholder Management") for c, n in CODES],
+    ),
+    "heatmap-short-names-long-competencies": lambda: charts.heatmap_chart(
+        cycle(), departments(2, lambda i: "HR"), [(c, f"{n} and Delivery") for c, n in CODES]
+    ),
+    "heatmap-2-competencies": lambda: charts.heatmap_chart(cycle(), departments(3), CODES[:2]),
+    "distribution": lambda: charts.distribution_chart(cycle(), company()),
+    "employee": lambda: charts.employee_profile(cycle(), employee(), company()),
+    "employee-long-name": lambda: charts.employee_profile(
+        cycle(), employee("Maximilian " + LONG), company()
+    ),
+    "trend-2": lambda: charts.trend_chart("company", trend(2), cycle()),
+    "trend-12": lambda: charts.trend_chart(LONG, trend(12), cycle()),
+    "trend-40": lambda: charts.trend_chart("company", trend(40), cycle()),
+    "message": lambda: charts.heatmap_chart(cycle(), [], CODES),
+}
+
+
+def drawn_texts(fig: Figure) -> list[Text]:
+    """The visible, non-empty texts of a figure rendered to PNG (so laid out at 120 dpi),
+    leaving out the labels of ticks outside the axes' limits, which are not drawn."""
+    charts.render(fig, "png")
+    hidden = set()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            slack = (high - low) * 1e-9
+            for tick in axis.get_major_ticks():
+                if not low - slack <= tick.get_loc() <= high + slack:
+                    hidden |= {id(tick.label1), id(tick.label2)}
+    return [
+        t for t in fig.findobj(Text) if t.get_visible() and t.get_text() and id(t) not in hidden
+    ]
+
+
+def extent(text: Text) -> Bbox:
+    return text.get_window_extent(text.get_figure(root=True).canvas.get_renderer())
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_every_label_is_inside_the_figure(name: str) -> None:
+    fig = FIGURES[name]()
+    assert fig.get_layout_engine() is None  # laid out by the chart, not per render
+    texts = drawn_texts(fig)
+    assert texts
+    box = fig.bbox
+    for text in texts:
+        e = extent(text)
+        assert e.x0 >= box.x0 - 1 and e.x1 <= box.x1 + 1, (text.get_text(), e, box)
+        assert e.y0 >= box.y0 - 1 and e.y1 <= box.y1 + 1, (text.get_text(), e, box)
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_labels_around_the_axes_do_not_overlap(name: str) -> None:
+    fig = FIGURES[name]()
+    texts = drawn_texts(fig)
+    plots = [ax.bbox for ax in fig.axes]
+    # texts outside every axes: tick labels, titles, axis labels, footer, legends
+    outside = [t for t in texts if not any(extent(t).overlaps(p) for p in plots)]
+    level = [t for t in outside if t.get_rotation() in (0, 90)]
+    for i, a in enumerate(level):
+        for b in level[i + 1 :]:
+            assert not extent(a).shrunk(0.98, 0.98).overlaps(extent(b).shrunk(0.98, 0.98)), (
+                a.get_text(),
+                b.get_text(),
+            )
+    # turned labels side by side: far enough apart across their slant
+    turned = sorted(
+        (t for t in outside if t.get_rotation() not in (0, 90)), key=lambda t: extent(t).x1
+    )
+    for a, b in itertools.pairwise(turned):
+        angle = math.radians(a.get_rotation())
+        gap = (extent(b).x1 - extent(a).x1) * math.sin(angle)
+        assert gap >= a.get_fontsize() * fig.dpi / 72, (a.get_text(), b.get_text(), gap)
+
+
+def test_long_names_are_cut_short_not_the_axes() -> None:
+    fig = FIGURES["heatmap-30-long"]()
+    texts = [t.get_text() for t in drawn_texts(fig)]
+    cut = [t for t in texts if t.endswith("…")]
+    assert any(t.startswith("Business Applications") for t in cut)
+    assert any(t.startswith("Professionalism and") for t in cut)
+    ax = fig.axes[0]
+    assert ax.bbox.width > 0.4 * fig.bbox.width  # the cells keep the room
+
+
+def test_names_are_text_not_mathtext() -> None:
+    svg = charts.render(
+        charts.heatmap_chart(cycle(), departments(2, lambda i: f"R&D $x_{i}$"), CODES), "svg"
+    ).decode()
+    assert "R&amp;D $x_0$" in svg and "$x_1$" in svg
+
+
+def test_heatmap_cell_values_are_one_artist_and_text_in_svg_and_pdf() -> None:
+    rows = departments(30)
+    fig = charts.heatmap_chart(cycle(), rows, CODES)
+    # 240 cells, but not 240 Text artists: the values are drawn as one collection on PNG
+    assert len(fig.findobj(Text)) < 120
+    svg = charts.render(charts.heatmap_chart(cycle(), rows, CODES), "svg").decode()
+    values = {f"{m.mean:.1f}" for d in rows for m in d.competencies}
+    for value in values:
+        assert f">{value}<" in svg
+    pdf = charts.render(charts.heatmap_chart(cycle(), rows, CODES), "pdf")
+    assert pdf.startswith(b"%PDF-")
+
+
+def test_png_cell_values_are_drawn() -> None:
+    # an all-missing row shows "–" in every cell: dark marks on the light "bad" colour
+    rows = departments(6)[5:]  # department 5 has no results
+    assert not rows[0].competencies
+    fig = charts.heatmap_chart(cycle(), rows, CODES)
+    pixels = matplotlib.image.imread(io.BytesIO(charts.render(fig, "png")), format="png")
+    box = fig.axes[0].bbox
+    top, bottom = round(fig.bbox.height - box.y1) + 4, round(fig.bbox.height - box.y0) - 4
+    cells = pixels[top:bottom, round(box.x0) + 4 : round(box.x1) - 4, :3]
+    assert cells.min() < 0.5  # the dashes
+
+
+def chunks(data: bytes) -> dict[bytes, bytes]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    found, at = {}, 8
+    while at < len(data):
+        (length,) = struct.unpack(">I", data[at : at + 4])
+        kind, body = data[at + 4 : at + 8], data[at + 8 : at + 8 + length]
+        (crc,) = struct.unpack(">I", data[at + 8 + length : at + 12 + length])
+        assert zlib.crc32(kind + body) == crc
+        found[kind] = found.get(kind, b"") + body
+        at += 12 + length
+    return found
+
+
+def test_png_holds_the_pixels_agg_drew() -> None:
+    fig = FIGURES["heatmap-14"]()
+    data = charts.render(fig, "png")
+    found = chunks(data)
+    width, height, depth, colour = struct.unpack(">IIBB", found[b"IHDR"][:10])
+    assert (width, height) == fig.canvas.get_width_height()
+    assert (depth, colour) == (8, 2)  # 8-bit RGB
+    assert found[b"tEXt"] == b"Software\x00Peer360"
+    assert b"IEND" in found
+    decoded = matplotlib.image.imread(io.BytesIO(data), format="png")  # floats 0..1
+    drawn = numpy.asarray(fig.canvas.buffer_rgba())[:, :, :3]
+    assert numpy.array_equal((decoded * 255).round().astype(numpy.uint8), drawn)
+    # the same chart gives the same bytes
+    assert charts.render(FIGURES["heatmap-14"](), "png") == data
+
+
+def test_png_size_follows_the_rows() -> None:
+    small = chunks(charts.render(FIGURES["heatmap-1"](), "png"))[b"IHDR"]
+    large = chunks(charts.render(FIGURES["heatmap-14"](), "png"))[b"IHDR"]
+    assert struct.unpack(">I", large[4:8])[0] > struct.unpack(">I", small[4:8])[0]
