@@ -49,7 +49,6 @@ class Context:
     competency_ids: dict[str, int] = field(default_factory=dict)
     cycle_id: int | None = None
     tokens: dict[str, str] = field(default_factory=dict)  # customer external id -> token
-    seconds: dict[str, float] = field(default_factory=dict)  # step -> our time, for growth
     log: list[str] = field(default_factory=list)
 
     @property

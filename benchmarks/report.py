@@ -147,9 +147,71 @@ def machine() -> dict[str, str]:
     }
 
 
+def step_seconds(fig: Figure) -> tuple[str, float] | None:
+    """(step, our time in seconds) that a figure records, for growth; None for the rest.
+
+    Read from the figure itself (rates back to times, latencies' p50), so growth can
+    also be computed between saved runs: ``python -m benchmarks.report a.json b.json``.
+    """
+    if fig.ours is None or fig.step.startswith(("6 ", "7 ")):
+        return None
+    detail = fig.detail or {}
+    if fig.step == "1 import" and detail.get("rows"):
+        return "import", detail["rows"] / fig.ours
+    if fig.step in ("2 launch+send", "3 submit") and detail.get("seconds"):
+        return fig.step.split(" ", 1)[1], float(detail["seconds"])
+    if fig.step == "4 close":
+        return "close", fig.ours
+    if fig.step == "5 read" and detail.get("p50_ms"):
+        return f"read {fig.metric.removesuffix(' p99')} p50", detail["p50_ms"] / 1000
+    return None
+
+
+# "About 10x for 10x the data, never much worse": time may grow 1.5x the data at most.
+GROWTH_SLACK = 1.5
+
+
+def growth(figures: list[Figure]) -> list[Figure]:
+    """For each database, how each step's time grew from the smallest to the largest size."""
+    times: dict[str, dict[int, dict[str, float]]] = {}
+    for fig in figures:
+        found = step_seconds(fig)
+        if found is not None:
+            times.setdefault(fig.db, {}).setdefault(fig.size, {})[found[0]] = found[1]
+    out: list[Figure] = []
+    for db, by_size in times.items():
+        small, large = min(by_size), max(by_size)
+        if small == large:
+            continue
+        data_ratio = large / small
+        for step, seconds in by_size[large].items():
+            before = by_size[small].get(step)
+            if not before:
+                continue
+            ratio = seconds / before
+            out.append(
+                Figure(
+                    step=f"7 growth: {step}",
+                    db=db,
+                    size=large,
+                    metric=f"time x vs {small:,}",
+                    unit="x",
+                    ours=ratio,
+                    reference=data_ratio,
+                    reference_name="data x",
+                    goal=f"ratio <= {GROWTH_SLACK:g}",
+                    passed=ratio / data_ratio <= GROWTH_SLACK,
+                )
+            )
+    return out
+
+
 def save(figures: list[Figure], sizes: list[int], extra: dict[str, Any]) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     label = "-".join(str(s) for s in sizes)
+    dbs = sorted({f.db for f in figures})
+    if len(dbs) == 1:  # a run of one database does not replace a run of both
+        label += f"-{dbs[0]}"
     path = RESULTS_DIR / f"latest-{label}.json"
     document = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -173,10 +235,22 @@ def load(path: Path) -> tuple[list[Figure], dict[str, Any]]:
     return figures, document
 
 
+def main(paths: list[str]) -> str:
+    """The table of one or more saved runs; with several sizes, how each step grew.
+
+    ``python -m benchmarks.report benchmarks/results/latest-5000.json`` prints a run
+    again; naming runs of different sizes (e.g. one per database) adds the growth rows.
+    """
+    figures: list[Figure] = []
+    notes: list[str] = []
+    for path in paths:
+        figs, doc = load(Path(path))
+        figures += [f for f in figs if not f.step.startswith("7 ")]
+        notes.append(f"{path}: {doc['machine']}, {doc['created_at']}")
+    return "\n".join([table(figures + growth(figures)), "", *notes])
+
+
 if __name__ == "__main__":
-    # python -m benchmarks.report benchmarks/results/latest-5000.json: the table again.
     import sys
 
-    figs, doc = load(Path(sys.argv[1]))
-    print(table(figs))
-    print(f"\n{doc['machine']}, {doc['created_at']}")
+    print(main(sys.argv[1:]))

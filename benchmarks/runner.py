@@ -25,7 +25,7 @@ from benchmarks.infra import (
     start_uvicorn,
     workdir,
 )
-from benchmarks.report import Figure
+from benchmarks.report import Figure, growth
 from benchmarks.steps import closing, importing, reading, sending, submitting
 
 STEPS: list[tuple[str, Callable[[Context], None]]] = [
@@ -179,41 +179,6 @@ def _with_root(env: dict[str, str]) -> dict[str, str]:
     return {**env, "PYTHONPATH": str(ROOT)}
 
 
-def growth(contexts: list[Context]) -> list[Figure]:
-    """For each database, how each step's time grew from the smallest to the largest size."""
-    figures: list[Figure] = []
-    by_db: dict[str, list[Context]] = {}
-    for ctx in contexts:
-        by_db.setdefault(ctx.db, []).append(ctx)
-    for db, runs in by_db.items():
-        runs.sort(key=lambda c: c.size)
-        small, large = runs[0], runs[-1]
-        if small.size == large.size:
-            continue
-        data_ratio = large.size / small.size
-        for step, seconds in large.seconds.items():
-            before = small.seconds.get(step)
-            if not before:
-                continue
-            ratio = seconds / before
-            figures.append(
-                Figure(
-                    step=f"7 growth: {step}",
-                    db=db,
-                    size=large.size,
-                    metric=f"time x vs {small.size:,}",
-                    unit="x",
-                    ours=ratio,
-                    reference=data_ratio,
-                    reference_name="data x",
-                    # "About 10x for 10x the data, never much worse": allow 1.5x the data.
-                    goal=f"ratio <= {1.5:g}",
-                    passed=ratio / data_ratio <= 1.5,
-                )
-            )
-    return figures
-
-
 def run(config: RunConfig) -> tuple[list[Figure], list[Context]]:
     contexts: list[Context] = []
     for size in config.sizes:
@@ -227,5 +192,5 @@ def run(config: RunConfig) -> tuple[list[Figure], list[Context]]:
             )
             contexts.append(run_one(company, db, config))
     figures = [f for ctx in contexts for f in ctx.figures]
-    figures += growth(contexts)
+    figures += growth(figures)
     return figures, contexts

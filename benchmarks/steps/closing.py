@@ -84,7 +84,6 @@ def run(ctx: Context) -> None:
         return
     files = export_for_duckdb(ctx.database_url, ctx.cycle_id, ctx.workdir)
     ref_seconds, counts = duckdb_close(files, min_raters=MIN_RATERS)
-    ctx.seconds["close"] = seconds
     ctx.say(
         f"close: {seconds:.2f}s (request {request_seconds:.2f}s), "
         f"DuckDB {ref_seconds:.3f}s {counts}"

@@ -144,7 +144,6 @@ def run(ctx: Context) -> None:
     wanted = (len(company.departments), len(company.employees), len(company.pairs))
     if stored != wanted:
         raise RuntimeError(f"import stored {stored} departments/employees/links, not {wanted}")
-    ctx.seconds["import"] = seconds
     ctx.say(f"import: {rows} rows in {seconds:.2f}s (reference {ref_seconds:.2f}s)")
     at_least_ratio(
         ctx.figure(

@@ -80,7 +80,6 @@ def run(ctx: Context) -> None:
             bad = {s: c for s, c in result["statuses"].items() if s != "200"}
             lat = result["latencies_ms"]
             p50, p99 = percentile(lat, 50), percentile(lat, 99)
-            ctx.seconds[f"read {name} p50"] = p50 / 1000
             ctx.say(
                 f"read {name}: p50 {p50:.1f} ms, p99 {p99:.1f} ms ({len(lat)} requests)"
                 + (f", failed: {bad}" if bad else "")

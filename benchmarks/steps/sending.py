@@ -105,7 +105,6 @@ def run(ctx: Context) -> None:
     if len(ctx.smtp.messages) != len(outgoing):
         raise RuntimeError("the reference loop did not deliver every message")
     ctx.smtp.clear()
-    ctx.seconds["launch+send"] = seconds
     at_least_ratio(
         ctx.figure(
             STEP,

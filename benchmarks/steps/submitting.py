@@ -133,7 +133,6 @@ def run(ctx: Context) -> None:
     rate, ref_rate = n / ours["wall_seconds"], n / ref["wall_seconds"]
     p50, p99 = percentile(ours["latencies_ms"], 50), percentile(ours["latencies_ms"], 99)
     ref_p99 = percentile(ref["latencies_ms"], 99)
-    ctx.seconds["submit"] = ours["wall_seconds"]
     ctx.say(
         f"submit: {n} forms ({expected_ballots} ballots) at {rate:.0f}/s, p50 {p50:.0f} ms, "
         f"p99 {p99:.0f} ms; reference {ref_rate:.0f}/s p99 {ref_p99:.0f} ms; opening the links "
