@@ -24,6 +24,11 @@ class FeatureMissing(Exception):
     """The app does not offer what a step drives yet (a route answers 404/405...)."""
 
 
+# The HR user made at set-up; the read step signs in as them (a throw-away database).
+HR_EMAIL = "hr@bench.example.com"
+HR_PASSWORD = "bench-password-1"  # noqa: S105
+
+
 @dataclass
 class Context:
     company: Company

@@ -45,7 +45,7 @@ def _attributes(text: str) -> dict[str, str]:
     return out
 
 
-def _forms(html: str) -> list[_Form]:
+def page_forms(html: str) -> list[_Form]:
     """The forms of a page with their fields (what a browser would submit)."""
     forms: list[_Form] = []
     form: _Form | None = None
@@ -113,7 +113,7 @@ def _orientation(names: list[str], suppliers: set[int], competencies: set[int]) 
 def build_submission(html: str, answers: dict[int, Any], *, page_url: str) -> dict[str, Any]:
     """The POST a customer sends: ``answers`` maps supplier id -> {"scores": {cycle
     competency id: score or None}, "nps": ..., "comment": ...}."""
-    forms = [f for f in _forms(html) if f.method == "post" and (f.choices or f.free)]
+    forms = [f for f in page_forms(html) if f.method == "post" and (f.choices or f.free)]
     if not forms:
         raise ValueError("the page has no POST form with questions")
     form = max(forms, key=lambda f: len(f.choices) + len(f.free))

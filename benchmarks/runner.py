@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.context import Context
+from benchmarks.context import HR_EMAIL, HR_PASSWORD, Context
 from benchmarks.generator import Company, generate
 from benchmarks.infra import (
     PG_ADMIN_URL,
@@ -87,8 +87,8 @@ def _prepare_database(url: str, base_url: str) -> tuple[str, dict[str, str]]:
             )
             user = auth_service.create_user(
                 session,
-                email="hr@bench.example.com",
-                password="bench-password-1",  # noqa: S106 - a throw-away database
+                email=HR_EMAIL,
+                password=HR_PASSWORD,
                 role=Role.hr,
             )
             token, _ = auth_service.start_user_session(session, user=user)

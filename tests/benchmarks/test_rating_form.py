@@ -6,7 +6,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from benchmarks.rating_form import _forms, build_submission
+from benchmarks.rating_form import build_submission, page_forms
 
 PAGE = """<!doctype html><html><head><script>var x = '<input name="fake" type="radio">';</script>
 <style>input[name="x"] { color: red }</style></head><body>
@@ -27,7 +27,7 @@ PAGE = """<!doctype html><html><head><script>var x = '<input name="fake" type="r
 
 
 def test_reads_fields_like_a_browser() -> None:
-    forms = _forms(PAGE)
+    forms = page_forms(PAGE)
     assert [(f.method, f.action) for f in forms] == [("get", "/search"), ("post", "/rate")]
     form = forms[1]
     # Entities are decoded, comments and scripts ignored, buttons are not fields.
