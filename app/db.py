@@ -75,6 +75,8 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         # Deleted ballots are overwritten on disk, not just unlinked (anonymity).
         cursor.execute("PRAGMA secure_delete=ON")
+        # ANALYZE samples this many rows per index instead of reading whole tables.
+        cursor.execute("PRAGMA analysis_limit=1000")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -95,14 +97,16 @@ def is_sqlite(session_or_engine: Session | Engine) -> bool:
 
 
 def analyze(session: Session, *models: type[Base]) -> None:
-    """Refresh PostgreSQL's statistics of tables just filled in this transaction.
+    """Refresh the planner's statistics of tables just filled in this transaction.
 
-    Without them the next queries are planned for the empty tables of before (nested
-    loops over hundreds of thousands of rows). SQLite plans without statistics here.
+    PostgreSQL: without them the next queries are planned for the empty tables of
+    before (nested loops over hundreds of thousands of rows). SQLite: without any, its
+    planner guesses, and at 50,000 employees one guess (a department rollup walking the
+    coefficient index once per department) took 46 s instead of 0.2 s. SQLite samples
+    (``analysis_limit``, set per connection), so this costs milliseconds on both.
     """
-    if not is_sqlite(session):
-        for model in models:
-            session.execute(text(f"ANALYZE {model.__tablename__}"))
+    for model in models:
+        session.execute(text(f"ANALYZE {model.__tablename__}"))
 
 
 @contextmanager

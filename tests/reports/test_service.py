@@ -7,7 +7,7 @@ import random
 from datetime import date
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from app.cycles.models import CycleState
@@ -321,3 +321,20 @@ def test_table_orders_leaderboard_and_decliners(db: Session) -> None:
     )
     assert worst, "the data must have someone whose coefficient fell"
     assert [r.employee_id for r in falling] == [r.employee_id for r in worst[:5]]
+
+
+def test_close_leaves_statistics_for_the_planner(db: Session) -> None:
+    # Without statistics SQLite walked the coefficient index once per department in the
+    # department rollup (46 s at 50,000 employees instead of 0.2 s).
+    t = build_three_levels(db)
+    close(db, t["cycle"])
+    if db.get_bind().dialect.name != "sqlite":
+        # ANALYZE in the closing transaction: the estimate is the table as it is now.
+        estimate = db.execute(
+            text("SELECT reltuples FROM pg_class WHERE relname = 'employee_result'")
+        ).scalar_one()
+        assert estimate == db.scalar(select(func.count()).select_from(EmployeeResult)) > 0
+        return
+    tables = set(db.execute(text("SELECT tbl FROM sqlite_stat1")).scalars())
+    assert {"employee_result", "department_closure", "ballot_score"} <= tables
+    assert db.execute(text("PRAGMA analysis_limit")).scalar_one() == 1000
