@@ -825,7 +825,7 @@ def employee_results(
         filters.append(er.delta < 0)
     # Counted on the result table alone: the joins below only add names.
     total = session.scalar(select(func.count()).select_from(er).where(*filters)) or 0
-    figures = [getattr(er, name) for name in _EMPLOYEE_FIGURES]
+    figures = [getattr(er, name) for name in EMPLOYEE_FIGURES]
     query = (
         select(
             er.employee_id,
@@ -890,8 +890,9 @@ def employee_results(
     return total, [_employee_read(row, means.get(row[0], [])) for row in rows]
 
 
-# The stored figures of an employee, in the order employee_results selects them.
-_EMPLOYEE_FIGURES = (
+# The stored figures of an employee, in the order employee_results selects them (and
+# the exports' columns).
+EMPLOYEE_FIGURES = (
     "raters",
     "coefficient",
     "sd",
@@ -949,7 +950,7 @@ def _employee_read(row: Sequence[Any], means: list[dict[str, Any]]) -> EmployeeR
     }
     if meets_k:
         # Below k raters every figure stays null, whatever the row holds.
-        base.update(zip(_EMPLOYEE_FIGURES, row[7:], strict=True))
+        base.update(zip(EMPLOYEE_FIGURES, row[7:], strict=True))
         base["competencies"] = means
     return EmployeeResultRead.model_validate(base)
 
