@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sqlalchemy.engine import Engine
+
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 
@@ -61,6 +63,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         print("error: run the worker as its own process with --workers", file=sys.stderr)
         return 2
     app = create_app(settings)
+    if (refused := _foreign_secret_key(app.state.engine, settings)) is not None:
+        return refused
     worker = None
     if args.with_worker:
         from app.mail.worker import start_background_worker
@@ -97,8 +101,23 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from app.mail.worker import run_worker
 
-    run_worker(settings, make_engine(settings.database_url), once=args.once)
+    engine = make_engine(settings.database_url)
+    if (refused := _foreign_secret_key(engine, settings)) is not None:
+        return refused
+    run_worker(settings, engine, once=args.once)
     return 0
+
+
+def _foreign_secret_key(engine: Engine, settings: Settings) -> int | None:
+    """Exit status 3, with the reason, when SECRET_KEY cannot open pending answers."""
+    from app.lifecycle import ForeignSecretKey, refuse_foreign_secret_key
+
+    try:
+        refuse_foreign_secret_key(engine, settings)
+    except ForeignSecretKey as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    return None
 
 
 def cmd_seed_demo(args: argparse.Namespace, settings: Settings) -> int:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "dev-secret-change-me"}
 DEV_SECRET = "dev-secret-change-me"  # noqa: S105 - refused outside development
@@ -41,8 +41,14 @@ class Settings(BaseSettings):
     # Anonymity: results are shown only for employees with at least this many raters.
     # Never below 3: with two raters each could deduce the other's scores.
     anonymity_min_raters: int = Field(default=3, ge=3)
+    # A rater counts toward k only if their employee record and email address were this
+    # many days old at launch (or there before the first launch): HR cannot make up
+    # raters it controls just before a cycle. Deliberately not settable from the app.
+    anonymity_rater_min_age_days: int = Field(default=30, ge=0)
+    # When set (comma-separated), only addresses on these domains count toward k.
+    allowed_email_domains: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    reminder_days_before_close: list[int] = Field(default_factory=lambda: [3])
+    reminder_days_before_close: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [3])
     rating_session_minutes: int = 60
     hr_session_idle_minutes: int = 30
     login_max_failures: int = 5
@@ -55,6 +61,15 @@ class Settings(BaseSettings):
 
     worker_poll_seconds: float = 2.0
     log_level: str = "INFO"
+
+    @field_validator("allowed_email_domains", mode="before")
+    @classmethod
+    def _split_domains(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part for part in value.replace(";", ",").split(",")]
+        if isinstance(value, list):
+            return [str(part).strip().lower().lstrip("@") for part in value if str(part).strip()]
+        return value
 
     @field_validator("reminder_days_before_close", mode="before")
     @classmethod

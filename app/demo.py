@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.org.models import Department
+from app.org.models import Department, Employee
 
 CREDENTIALS_FILE = "demo-credentials.txt"
 
@@ -173,7 +173,6 @@ def _seed_demo_users(session: Session) -> list[str]:
 
     from app.auth import service as auth_service
     from app.auth.models import Role
-    from app.org.models import Employee
 
     lines = []
     for label, email, role, name in (
@@ -246,6 +245,9 @@ def seed_past_cycles(session: Session, settings: Settings) -> None:
 
     if not session.scalar(select(func.count()).select_from(MatrixLink)):
         return
+    # The demo's people were there before its first quarter, as in a company with
+    # history: otherwise, as raters created after that launch, none would count toward k.
+    session.execute(update(Employee).values(created_at=datetime(2026, 1, 5)))
     rnd = random.Random(2026)
     quarters = [
         (
@@ -323,9 +325,14 @@ def seed_past_cycles(session: Session, settings: Settings) -> None:
                 invitation_id=invitation.id,
                 answers=answers,
                 now=opens.replace(day=opens.day + 3),
+                secret_key=settings.secret_key,
             )
         lifecycle.close_cycle(
-            session, cycle_id=cycle.id, now=closes, min_raters=settings.anonymity_min_raters
+            session,
+            cycle_id=cycle.id,
+            now=closes,
+            min_raters=settings.anonymity_min_raters,
+            secret_key=settings.secret_key,
         )
         # These quarters are history: their invitations must never be mailed now.
         session.execute(

@@ -15,7 +15,7 @@ from sqlalchemy import exists, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.config import Settings
+from app.config import Settings, get_settings
 from app.cycles import service as cycles_service
 from app.cycles.models import Cycle, CycleState
 from app.db import large_sqlite_cache, make_sessionmaker, utcnow, writer_session
@@ -34,32 +34,70 @@ def close_cycle(
     cycle_id: int,
     now: datetime | None = None,
     min_raters: int | None = None,
+    secret_key: str | None = None,
 ) -> Cycle:
-    """Close an open cycle: links die, ballots are sealed, results are computed.
+    """Close an open cycle: links die, the pool is released, results are computed.
 
     One transaction (the caller's). Closing a closed cycle does nothing; a draft cannot
-    be closed. The cycle's outbox rows are deleted. Run :func:`vacuum_after_close`
-    after the commit.
+    be closed. Afterwards the database keeps no invitation, link hash, reminder mark or
+    outbox row of the cycle, only counts; run :func:`vacuum_after_close` after the
+    commit so their old row versions go too.
     """
     cycle = cycles_service.get_cycle(session, cycle_id=cycle_id, for_update=True)
     if cycle.state == CycleState.closed:
         return cycle
     if cycle.state != CycleState.open:
         raise Conflict(f"Cycle {cycle.name} was never launched; only an open cycle can close")
+    settings = get_settings()
     now = now or utcnow()
+    k = max(min_raters if min_raters is not None else settings.anonymity_min_raters, 3)
     with large_sqlite_cache(session):
         cycles_service.mark_closed(session, cycle=cycle, now=now)
-        cycles_service.end_links(session, cycle_id=cycle.id)
-        ratings_service.seal_ballots(session, cycle_id=cycle.id)
+        counting = cycles_service.counting_responders(session, cycle_id=cycle.id)
+        written_before_pool = ratings_service.has_ballots(session, cycle_id=cycle.id)
+        release = ratings_service.release_pool(
+            session,
+            cycle=cycle,
+            secret_key=secret_key or settings.secret_key,
+            k=k,
+            counting_raters=counting,
+        )
+        if written_before_pool:
+            ratings_service.withhold_below_k(
+                session, cycle_id=cycle.id, suppliers=release.withheld_suppliers
+            )
+            ratings_service.seal_ballots(session, cycle_id=cycle.id)
+        cycles_service.forget_respondents(session, cycle_id=cycle.id)
         # Who was reminded, and when, says who had not answered by then; unsent mail of
         # a closed cycle only carries dead links. None of it outlives the cycle.
         mail_service.delete_messages_by_tag(session, tag=cycles_service.mail_tag(cycle.id), now=now)
         cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
         cycle.sealed_at = now
         session.flush()
-        reports_service.compute_cycle_results(session, cycle_id=cycle.id, min_raters=min_raters)
+        reports_service.compute_cycle_results(
+            session, cycle_id=cycle.id, min_raters=k, release=release
+        )
         session.flush()
     return cycle
+
+
+class ForeignSecretKey(RuntimeError):
+    """Pending answers were sealed under another SECRET_KEY: refuse to start."""
+
+
+def refuse_foreign_secret_key(engine: Engine, settings: Settings) -> None:
+    """Stop start-up when open cycles hold answers this SECRET_KEY cannot open."""
+    with make_sessionmaker(engine)() as session:
+        names = ratings_service.cycles_sealed_under_another_key(
+            session, secret_key=settings.secret_key
+        )
+    if names:
+        raise ForeignSecretKey(
+            "SECRET_KEY differs from the one that sealed the submitted answers of open "
+            f"cycle(s) {', '.join(names)}. Start with the SECRET_KEY those cycles were "
+            "launched with: under another key their answers cannot be read, and the "
+            "close would refuse to run (nothing has been changed or lost)."
+        )
 
 
 def purge_closed_cycles_mail(session: Session, *, now: datetime | None = None) -> int:
@@ -83,31 +121,44 @@ def close_due_cycles(
     return closed
 
 
+# Every table whose dead row versions could tie a rater to an answer or hold a link:
+# the pool (sealed, but beside its invitation in the same page history), the
+# invitations and the outbox, and ballots written before the pool existed.
+VACUUMED_TABLES = (
+    "pending_submission",
+    "invitation",
+    "outbox_message",
+    "ballot",
+    "ballot_score",
+)
 VACUUM_WAIT_SECONDS = 30.0
 # The worker's retry waits less: a long-lived snapshot must not stall mail delivery.
 VACUUM_RETRY_WAIT_SECONDS = 5.0
 _POLL_SECONDS = 0.2
 _CHECKPOINT_TRIES = 5
 
-# Everything that can still see a row version the seal deleted: another backend's
-# snapshot or running transaction (``backend_xmin``/``backend_xid``), a replication slot
-# (``xmin``; ``catalog_xmin`` only holds back system catalogs, not these tables) and a
-# prepared transaction. Older than ``:xid`` means ``age()`` is larger. Walsenders with
-# hot_standby_feedback have no database but hold back every database's horizon. Without
-# pg_read_all_stats, other roles' sessions hide their xmin and count as older.
+# Everything that can still see a row version the close deleted: another backend's
+# snapshot or running transaction in this database (``backend_xmin``/``backend_xid``), a
+# running transaction in *any* database (its xid bounds every database's horizon: with
+# one idle-in-transaction session elsewhere in the cluster, VACUUM FULL here keeps every
+# deleted pool row and link), a replication slot (``xmin``; ``catalog_xmin`` only holds
+# back system catalogs) and a prepared transaction. Older than ``:xid`` means ``age()``
+# is larger. Walsenders with hot_standby_feedback have no database but hold back every
+# database's horizon. Without pg_read_all_stats, other roles' sessions in this database
+# hide their xmin and count as older (grant it to the service's role).
 _OLDER_SNAPSHOTS = """
 SELECT
   (SELECT count(*) FROM pg_stat_activity
     WHERE pid <> pg_backend_pid()
-      AND (datname = current_database() OR backend_type = 'walsender')
-      AND (age(backend_xmin) > age(CAST(:xid AS xid))
-           OR age(backend_xid) > age(CAST(:xid AS xid))
-           -- another role's session whose xmin we may not read: assume the worst
-           OR query = '<insufficient privilege>'))
+      AND (age(backend_xid) > age(CAST(:xid AS xid))
+           OR ((datname = current_database() OR backend_type = 'walsender')
+               AND (age(backend_xmin) > age(CAST(:xid AS xid))
+                    -- another role's session whose xmin we may not read: assume the worst
+                    OR query = '<insufficient privilege>'))))
   + (SELECT count(*) FROM pg_replication_slots
       WHERE age(xmin) > age(CAST(:xid AS xid)))
   + (SELECT count(*) FROM pg_prepared_xacts
-      WHERE database = current_database() AND age(transaction) > age(CAST(:xid AS xid)))
+      WHERE age(transaction) > age(CAST(:xid AS xid)))
 """
 
 
@@ -220,7 +271,7 @@ def _vacuum_postgresql(engine: Engine, wait_seconds: float) -> tuple[list[int], 
                 return cycle_ids, False
             time.sleep(_POLL_SECONDS)
         conn.exec_driver_sql("SET lock_timeout = '10s'")
-        conn.exec_driver_sql("VACUUM FULL ballot, ballot_score, invitation")
+        conn.exec_driver_sql(f"VACUUM FULL {', '.join(VACUUMED_TABLES)}")
         conn.exec_driver_sql("RESET lock_timeout")
     return cycle_ids, True
 
@@ -236,7 +287,12 @@ def close_due_cycles_job(
         due = cycles_service.cycles_due_to_close(session, now=utcnow())
     for cycle_id in due:
         with writer_session(factory) as session, session.begin():
-            close_cycle(session, cycle_id=cycle_id, min_raters=settings.anonymity_min_raters)
+            close_cycle(
+                session,
+                cycle_id=cycle_id,
+                min_raters=settings.anonymity_min_raters,
+                secret_key=settings.secret_key,
+            )
         log.info("cycle %s closed automatically at its close date", cycle_id)
         vacuum_after_close(engine)
 

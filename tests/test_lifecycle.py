@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app import lifecycle
 from app.config import Settings
 from app.cycles import service as cycles_service
-from app.cycles.models import Cycle, CycleState, Invitation
+from app.cycles.models import Cycle, CycleResponse, CycleState, Invitation
 from app.db import utcnow
 from app.errors import Conflict
 from app.mail import sender
@@ -29,7 +29,7 @@ from app.mail import service as mail_service
 from app.mail.models import OutboxMessage, OutboxStatus
 from app.mail.worker import run_pass
 from app.ratings import service as ratings_service
-from app.ratings.models import Ballot, BallotScore
+from app.ratings.models import Ballot, BallotScore, PendingSubmission
 from app.ratings.schemas import SupplierAnswer
 from tests.conftest import SmtpServer
 from tests.cycles.helpers import (
@@ -62,35 +62,54 @@ def server_log(caplog: pytest.LogCaptureFixture) -> str:
 
 
 def test_close_ends_links_keeps_answers_and_is_idempotent(db: Session, settings: Settings) -> None:
-    company = make_company(db, suppliers=2, customers=3)
+    company = make_company(db, suppliers=2, customers=4)
     cycle = launched_cycle(db, settings)
     links = links_by_customer(db, cycle)
     cycles_service.send_reminders(db, cycle_id=cycle.id, settings=settings)
-    for customer in company.customers[:2]:
+    for customer in company.customers[:3]:
         invitation = invitation_of(db, cycle, customer)
         ratings_service.submit_answers(
             db,
             invitation_id=invitation.id,
             answers=answers_for(db, cycle, company.suppliers, score=4, nps=8, comment="fine"),
         )
+    assert db.scalar(select(func.count()).select_from(Ballot)) == 0  # still in the pool
     closed = lifecycle.close_cycle(db, cycle_id=cycle.id)
     assert closed.state == CycleState.closed
     assert closed.closed_at is not None and closed.sealed_at is not None
-    invitations = db.scalars(select(Invitation).where(Invitation.cycle_id == cycle.id)).all()
-    assert len(invitations) == 3
-    assert all(i.token_hash is None and i.reminder_token_hash is None for i in invitations)
-    assert all(i.last_reminded_on is None for i in invitations)
-    assert sum(i.used for i in invitations) == 2
+    # Who answered, the link hashes and who was reminded when: all gone; counts stay.
+    assert not db.scalars(select(Invitation).where(Invitation.cycle_id == cycle.id)).all()
+    kept = db.scalars(select(CycleResponse).where(CycleResponse.cycle_id == cycle.id)).all()
+    assert (sum(r.invited for r in kept), sum(r.responded for r in kept)) == (4, 3)
+    assert db.scalar(select(func.count()).select_from(PendingSubmission)) == 0
     for url in links.values():
         assert cycles_service.find_invitation_by_token(db, token=token_of(url)) is None
-    assert db.scalar(select(func.count()).select_from(Ballot)) == 4
-    assert db.scalar(select(func.count()).select_from(BallotScore)) == 8
+    assert db.scalar(select(func.count()).select_from(Ballot)) == 6
+    assert db.scalar(select(func.count()).select_from(BallotScore)) == 12
     assert set(db.scalars(select(BallotScore.score))) == {4}
     assert set(db.scalars(select(Ballot.comment))) == {"fine"}
     # Closing again changes nothing.
     again = lifecycle.close_cycle(db, cycle_id=cycle.id)
     assert again.state == CycleState.closed
-    assert db.scalar(select(func.count()).select_from(Ballot)) == 4
+    assert db.scalar(select(func.count()).select_from(Ballot)) == 6
+
+
+def test_close_keeps_no_ballot_of_a_supplier_below_k(db: Session, settings: Settings) -> None:
+    company = make_company(db, suppliers=1, customers=3)
+    cycle = launched_cycle(db, settings)
+    for customer in company.customers[:2]:
+        ratings_service.submit_answers(
+            db,
+            invitation_id=invitation_of(db, cycle, customer).id,
+            answers=answers_for(db, cycle, company.suppliers, comment="only two of us"),
+        )
+    lifecycle.close_cycle(db, cycle_id=cycle.id, min_raters=3)
+    # Never shown, so never kept: one DBA query would otherwise read two raw ballots.
+    assert db.scalar(select(func.count()).select_from(Ballot)) == 0
+    assert db.scalar(select(func.count()).select_from(BallotScore)) == 0
+    assert db.scalar(select(func.count()).select_from(PendingSubmission)) == 0
+    kept = db.scalars(select(CycleResponse).where(CycleResponse.cycle_id == cycle.id)).all()
+    assert sum(r.responded for r in kept) == 2
 
 
 def test_a_draft_cannot_be_closed(db: Session) -> None:
@@ -103,11 +122,11 @@ def test_submitting_after_close_is_refused(db: Session, settings: Settings) -> N
     company = make_company(db, suppliers=1, customers=1)
     cycle = launched_cycle(db, settings)
     invitation = invitation_of(db, cycle, company.customers[0])
+    invitation_id = invitation.id
     lifecycle.close_cycle(db, cycle_id=cycle.id)
-    invitation = invitation_of(db, cycle, company.customers[0])
     with pytest.raises(Exception) as err:
         ratings_service.submit_answers(
-            db, invitation_id=invitation.id, answers=answers_for(db, cycle, company.suppliers)
+            db, invitation_id=invitation_id, answers=answers_for(db, cycle, company.suppliers)
         )
     assert getattr(err.value, "status", None) == 404
     assert db.scalar(select(func.count()).select_from(Ballot)) == 0
@@ -200,7 +219,7 @@ def _physical_order(session: Session, dialect: str) -> list[str]:
     ]
 
 
-def test_sealing_leaves_no_link_between_invitations_and_ballots(
+def test_ballots_appear_only_at_close_in_an_order_that_says_nothing(
     committed_db: sessionmaker[Session],
     engine: Engine,
     settings: Settings,
@@ -240,56 +259,42 @@ def test_sealing_leaves_no_link_between_invitations_and_ballots(
     submitted = [f"order-{i:03d}" for i in range(n)]
 
     with committed_db() as session:
-        # Before the seal the physical order *is* the submission order: the test can fail.
-        assert _physical_order(session, dialect) == submitted
+        # While open, nothing readable ties a rater to an answer: no ballot exists yet;
+        # each submit wrote one sealed pool row (its xmin is its rater's, and harmless).
+        assert _physical_order(session, dialect) == []
+        assert session.scalar(select(func.count()).select_from(PendingSubmission)) == n
+        sealed = b"".join(session.scalars(select(PendingSubmission.sealed)))
+        assert b"order-0" not in sealed
         if dialect == "postgresql":
-            # ...and each ballot shares its transaction id with its rater's invitation.
-            pairs = (
-                session.execute(
-                    text(
-                        "SELECT i.customer_id FROM ballot b JOIN invitation i "
-                        "ON i.xmin::text = b.xmin::text ORDER BY b.ctid"
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            assert list(pairs) == customer_ids
-            old_filenode = session.scalar(text("SELECT pg_relation_filenode('ballot')"))
+            old_filenode = session.scalar(text("SELECT pg_relation_filenode('pending_submission')"))
 
     with caplog.at_level(logging.DEBUG), committed_db() as session:
         lifecycle.close_cycle(session, cycle_id=cycle_id)
         session.commit()
     assert lifecycle.vacuum_after_close(engine) is True
 
-    order_column = "rowid" if dialect == "sqlite" else "ctid"
     with committed_db() as session:
         assert session.get(Cycle, cycle_id).vacuumed_at is not None  # type: ignore[union-attr]
         after = _physical_order(session, dialect)
-        assert sorted(after) == submitted  # every ballot is still there...
+        assert sorted(after) == submitted  # every ballot is there...
         assert after != submitted  # ...but not in submission order
         assert after != list(reversed(submitted))
         assert session.scalar(select(func.count()).select_from(BallotScore)) == n
-        invitation_order = list(
-            session.execute(
-                text(f"SELECT customer_id FROM invitation ORDER BY {order_column}")
-            ).scalars()
-        )
-        assert sorted(invitation_order) == sorted(customer_ids)
-        assert all(i.token_hash is None for i in session.scalars(select(Invitation)))
+        assert session.scalar(select(func.count()).select_from(Invitation)) == 0
+        assert session.scalar(select(func.count()).select_from(PendingSubmission)) == 0
         if dialect == "postgresql":
             ballot_xmins = set(session.execute(text("SELECT xmin::text FROM ballot")).scalars())
             score_xmins = set(
                 session.execute(text("SELECT xmin::text FROM ballot_score")).scalars()
             )
-            invitation_xmins = set(
-                session.execute(text("SELECT xmin::text FROM invitation")).scalars()
+            # Every ballot was written by the one closing transaction.
+            assert len(ballot_xmins) == len(score_xmins) == 1
+            assert ballot_xmins == score_xmins
+            # VACUUM FULL rewrote the pool: the file holding its old rows is gone.
+            assert (
+                session.scalar(text("SELECT pg_relation_filenode('pending_submission')"))
+                != old_filenode
             )
-            # Every row was rewritten by the one closing transaction.
-            assert len(ballot_xmins) == len(score_xmins) == len(invitation_xmins) == 1
-            assert ballot_xmins == invitation_xmins == score_xmins
-            # VACUUM FULL rewrote the table: the file holding the old versions is gone.
-            assert session.scalar(text("SELECT pg_relation_filenode('ballot')")) != old_filenode
         else:
             assert session.execute(text("PRAGMA freelist_count")).scalar() == 0
             wal = Path(str(engine.url.database) + "-wal")
@@ -335,16 +340,18 @@ def _vacuumed_at(committed_db: sessionmaker[Session], cycle_id: int) -> object:
 
 
 def _pre_seal_tuples(engine: Engine) -> int | None:
-    """Row versions on ballot page 0 not written by the sealing transaction (pageinspect)."""
+    """Row versions still on page 0 of the pool, deleted at close (pageinspect)."""
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         try:
             conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pageinspect")
         except Exception:
             return None
+        if not conn.exec_driver_sql("SELECT pg_relation_size('pending_submission')").scalar_one():
+            return 0  # rewritten empty by VACUUM FULL
         return int(
             conn.exec_driver_sql(
-                "SELECT count(*) FROM heap_page_items(get_raw_page('ballot', 0)) "
-                "WHERE lp_flags = 1 AND t_xmin::text NOT IN (SELECT xmin::text FROM ballot)"
+                "SELECT count(*) FROM heap_page_items(get_raw_page('pending_submission', 0)) "
+                "WHERE lp_flags = 1"
             ).scalar_one()
         )
 
@@ -400,7 +407,7 @@ def test_sqlite_vacuum_fails_while_a_reader_pins_the_wal(
     try:
         cursor = reader.cursor()
         cursor.execute("BEGIN")
-        cursor.execute("SELECT count(*) FROM ballot")
+        cursor.execute("SELECT count(*) FROM pending_submission")
         assert cursor.fetchone()[0] == 4
         _close(committed_db, cycle_id)
         assert lifecycle.vacuum_after_close(engine, wait_seconds=1) is False

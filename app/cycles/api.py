@@ -177,9 +177,11 @@ def create_cycle(body: CycleCreate, session: SessionDep, key: ApiKeyDep) -> Cycl
     ),
     responses={**AUTH_ERRORS, **NOT_FOUND},
 )
-def read_cycle(cycle_id: int, session: SessionDep) -> CycleDetail:
+def read_cycle(cycle_id: int, request: Request, session: SessionDep) -> CycleDetail:
     cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
-    progress = cycles_service.cycle_progress(session, cycle_id=cycle.id)
+    progress = cycles_service.cycle_progress(
+        session, cycle_id=cycle.id, min_invited=request.app.state.settings.anonymity_min_raters
+    )
     base = _read(session, cycle).model_dump()
     return CycleDetail(
         **base,
@@ -270,6 +272,7 @@ def close_cycle(
         session,
         cycle_id=cycle_id,
         min_raters=request.app.state.settings.anonymity_min_raters,
+        secret_key=request.app.state.settings.secret_key,
     )
     changed = _audit_state_change(session, key, "close", cycle, before=before)
     body = _read(session, cycle).model_dump(mode="json")

@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -65,6 +66,10 @@ class Cycle(Base):
     # Set once a VACUUM really purged the pre-seal row versions (see lifecycle); NULL on
     # a closed cycle means the worker still has to retry it.
     vacuumed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The mixing pool's key is derived from SECRET_KEY and this salt (set at launch);
+    # the check tells at start-up whether SECRET_KEY is still the one that sealed it.
+    pool_salt: Mapped[bytes | None] = mapped_column(LargeBinary(16))
+    pool_key_check: Mapped[bytes | None] = mapped_column(LargeBinary(16))
 
 
 class CycleCompetency(Base):
@@ -122,6 +127,12 @@ class CycleEmployee(Base):
     manager_id: Mapped[int | None] = mapped_column(Integer)
     full_name: Mapped[str] = mapped_column(String(200))
     external_id: Mapped[str] = mapped_column(String(100))
+    # Whether this person, as a rater, counts toward a supplier's k (decided at launch,
+    # see cycles.service.rater_eligibility): a record HR created or re-addressed
+    # shortly before the launch could be a mailbox HR reads, so it never makes up k.
+    counts_toward_k: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Why not: "new", "email_changed" or "email_domain" (None when counting).
+    not_counting_reason: Mapped[str | None] = mapped_column(String(20))
 
 
 class CyclePair(Base):
@@ -149,7 +160,8 @@ class Invitation(Base):
     """One customer's private link for one cycle.
 
     Only the SHA-256 of the token is kept. ``used`` records that the customer answered,
-    never when: a timestamp could be matched against ballot order.
+    never when. The whole row is deleted when the cycle closes (after its counts are
+    kept in :class:`CycleResponse`): a closed cycle no longer knows who answered.
     """
 
     __tablename__ = "invitation"
@@ -166,3 +178,19 @@ class Invitation(Base):
     used: Mapped[bool] = mapped_column(Boolean, default=False)
     # Erased at close too: "not yet answered on that date" is a hint about when they did.
     last_reminded_on: Mapped[date | None] = mapped_column(Date)
+
+
+class CycleResponse(Base):
+    """How many customers of a department were invited and answered (kept at close).
+
+    It replaces the per-invitation ``used`` marks, which are deleted at close.
+    ``department_id`` is the customer's department at launch (NULL: none).
+    """
+
+    __tablename__ = "cycle_response"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycle.id", ondelete="CASCADE"), index=True)
+    department_id: Mapped[int | None] = mapped_column(Integer)
+    invited: Mapped[int] = mapped_column(Integer)
+    responded: Mapped[int] = mapped_column(Integer)

@@ -236,7 +236,11 @@ def cycle_detail(request: Request, session: SessionDep, cycle_id: int) -> Respon
     cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
     progress = None
     if cycle.state != CycleState.draft:
-        progress = cycles_service.cycle_progress(session, cycle_id=cycle.id)
+        progress = cycles_service.cycle_progress(
+            session,
+            cycle_id=cycle.id,
+            min_invited=request.app.state.settings.anonymity_min_raters,
+        )
     reminded = parse_int(request.query_params.get("count"), minimum=0)
     return page(
         request,
@@ -351,6 +355,7 @@ def cycle_close(request: Request, session: SessionDep, cycle_id: int) -> Respons
         session,
         cycle_id=cycle.id,
         min_raters=request.app.state.settings.anonymity_min_raters,
+        secret_key=request.app.state.settings.secret_key,
     )
     _audit(request, session, "close", cycle)
     response = see_other(f"/cycles/{cycle.id}", notice="closed")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import os
 import re
 import secrets
 from collections.abc import Iterable
@@ -16,10 +17,23 @@ from datetime import date, datetime, timedelta
 from typing import Any, cast
 
 from babel.dates import format_datetime
-from sqlalchemy import Integer, Table, and_, case, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    Integer,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, aliased
 
-from app import i18n
+from app import crypto, i18n
 from app.config import Settings
 from app.cycles.models import (
     Cycle,
@@ -27,6 +41,7 @@ from app.cycles.models import (
     CycleDepartment,
     CycleEmployee,
     CyclePair,
+    CycleResponse,
     CycleState,
     Invitation,
 )
@@ -297,6 +312,8 @@ def launch_cycle(
         )
     )
 
+    _mark_raters_who_count(session, cycle=cycle, settings=settings, now=now)
+
     invitations: list[dict[str, Any]] = []
     messages: list[dict[str, Any]] = []
     renderer = _EmailRenderer(cycle, kind="invitation")
@@ -328,10 +345,228 @@ def launch_cycle(
     # the new snapshot: plan the rating pages' joins for the rows that are there now.
     analyze(session, CyclePair, CycleEmployee, CycleDepartment, CycleCompetency, Invitation)
 
+    cycle.pool_salt = os.urandom(16)
+    cycle.pool_key_check = crypto.key_check(pool_key(settings.secret_key, cycle))
     cycle.state = CycleState.open
     cycle.launched_at = now
     session.flush()
     return cycle
+
+
+def pool_key(secret_key: str, cycle: Cycle) -> bytes:
+    """The key that seals the cycle's pending submissions (HKDF of SECRET_KEY + salt)."""
+    return crypto.derive_key(secret_key, f"ballot-pool/cycle:{cycle.id}", salt=cycle.pool_salt)
+
+
+# --- raters who count toward k -------------------------------------------------------
+
+NOT_COUNTING_NEW = "new"
+NOT_COUNTING_EMAIL_CHANGED = "email_changed"
+NOT_COUNTING_EMAIL_DOMAIN = "email_domain"
+
+
+@dataclass(frozen=True)
+class RaterEligibility:
+    counts: bool
+    reason: str | None = None
+
+
+def rater_eligibility(
+    *,
+    email: str,
+    created_at: datetime,
+    email_changed_at: datetime | None,
+    launch_at: datetime,
+    first_launch_at: datetime | None,
+    settings: Settings,
+) -> RaterEligibility:
+    """Whether a customer counts toward their suppliers' k at a launch, and why not.
+
+    HR (or whoever feeds the HRIS) could otherwise add k - 1 mailboxes it reads as a
+    victim's fellow customers, answer them, and subtract its own answers from the mean.
+    A record, or an address, younger than ``ANONYMITY_RATER_MIN_AGE_DAYS`` at launch
+    does not count, unless it was there before the organisation's first launch (so a
+    new customer's first quarter is not withheld); nor does an address outside
+    ``ALLOWED_EMAIL_DOMAINS`` when that is set.
+    """
+    domains = settings.allowed_email_domains
+    if domains and email.rsplit("@", 1)[-1].lower() not in domains:
+        return RaterEligibility(False, NOT_COUNTING_EMAIL_DOMAIN)
+    cutoff = launch_at - timedelta(days=settings.anonymity_rater_min_age_days)
+    if first_launch_at is not None and first_launch_at > cutoff:
+        cutoff = first_launch_at
+    if created_at > cutoff:
+        return RaterEligibility(False, NOT_COUNTING_NEW)
+    if email_changed_at is not None and email_changed_at > cutoff:
+        return RaterEligibility(False, NOT_COUNTING_EMAIL_CHANGED)
+    return RaterEligibility(True)
+
+
+def _first_launch_at(session: Session, *, now: datetime) -> datetime:
+    first = session.scalar(
+        select(func.min(Cycle.launched_at)).where(Cycle.launched_at.is_not(None))
+    )
+    # The organisation's first launch is this one: everyone already here counts.
+    return first if first is not None else now
+
+
+def _mark_raters_who_count(
+    session: Session, *, cycle: Cycle, settings: Settings, now: datetime
+) -> None:
+    first = _first_launch_at(session, now=now)
+    rows = session.execute(
+        select(Employee.id, Employee.email, Employee.created_at, Employee.email_changed_at)
+        .join(CycleEmployee, CycleEmployee.employee_id == Employee.id)
+        .where(CycleEmployee.cycle_id == cycle.id)
+    ).all()
+    changes = []
+    for employee_id, email, created_at, changed_at in rows:
+        verdict = rater_eligibility(
+            email=email,
+            created_at=created_at,
+            email_changed_at=changed_at,
+            launch_at=now,
+            first_launch_at=first,
+            settings=settings,
+        )
+        if not verdict.counts:
+            changes.append(
+                {
+                    "_cycle": cycle.id,
+                    "_employee": employee_id,
+                    "counts_toward_k": False,
+                    "not_counting_reason": verdict.reason,
+                }
+            )
+    table = cast(Table, CycleEmployee.__table__)
+    for start in range(0, len(changes), INSERT_CHUNK):
+        session.execute(
+            table.update()
+            .where(
+                table.c.cycle_id == bindparam("_cycle"),
+                table.c.employee_id == bindparam("_employee"),
+            )
+            .values(
+                counts_toward_k=bindparam("counts_toward_k"),
+                not_counting_reason=bindparam("not_counting_reason"),
+            ),
+            changes[start : start + INSERT_CHUNK],
+        )
+
+
+@dataclass(frozen=True)
+class SupplierCoverage:
+    supplier_id: int
+    full_name: str
+    customers: int
+    counting: int
+    # reason -> how many of the customers do not count for it
+    not_counting: dict[str, int]
+
+
+def supplier_coverage(session: Session, *, cycle_id: int) -> list[SupplierCoverage]:
+    """Per supplier of a launched cycle: customers, how many count toward k, why not."""
+    customer = aliased(CycleEmployee)
+    supplier = aliased(CycleEmployee)
+    rows = session.execute(
+        select(
+            CyclePair.supplier_id,
+            supplier.full_name,
+            customer.counts_toward_k,
+            customer.not_counting_reason,
+            func.count(),
+        )
+        .join(
+            customer,
+            and_(
+                customer.cycle_id == CyclePair.cycle_id,
+                customer.employee_id == CyclePair.customer_id,
+            ),
+        )
+        .join(
+            supplier,
+            and_(
+                supplier.cycle_id == CyclePair.cycle_id,
+                supplier.employee_id == CyclePair.supplier_id,
+            ),
+        )
+        .where(CyclePair.cycle_id == cycle_id)
+        .group_by(
+            CyclePair.supplier_id,
+            supplier.full_name,
+            customer.counts_toward_k,
+            customer.not_counting_reason,
+        )
+    ).all()
+    merged: dict[int, SupplierCoverage] = {}
+    for supplier_id, name, counts, reason, n in rows:
+        entry = merged.setdefault(supplier_id, SupplierCoverage(supplier_id, name, 0, 0, {}))
+        merged[supplier_id] = SupplierCoverage(
+            supplier_id,
+            name,
+            entry.customers + n,
+            entry.counting + (n if counts else 0),
+            entry.not_counting if counts else {**entry.not_counting, reason or "": n},
+        )
+    return sorted(merged.values(), key=lambda c: (c.counting, c.full_name.lower()))
+
+
+def counting_responders(session: Session, *, cycle_id: int) -> dict[int, int]:
+    """Per supplier of the cycle: customers who count toward k and answered."""
+    answered = case(
+        (and_(Invitation.used.is_(True), CycleEmployee.counts_toward_k.is_(True)), 1), else_=0
+    )
+    rows = session.execute(
+        select(CyclePair.supplier_id, func.coalesce(func.sum(answered), 0))
+        .select_from(CyclePair)
+        .outerjoin(
+            Invitation,
+            and_(
+                Invitation.cycle_id == CyclePair.cycle_id,
+                Invitation.customer_id == CyclePair.customer_id,
+            ),
+        )
+        .outerjoin(
+            CycleEmployee,
+            and_(
+                CycleEmployee.cycle_id == CyclePair.cycle_id,
+                CycleEmployee.employee_id == CyclePair.customer_id,
+            ),
+        )
+        .where(CyclePair.cycle_id == cycle_id)
+        .group_by(CyclePair.supplier_id)
+    ).all()
+    return {int(supplier_id): int(n) for supplier_id, n in rows}
+
+
+def forget_respondents(session: Session, *, cycle_id: int) -> None:
+    """Keep invited/answered counts per department, then delete the invitations.
+
+    After this the database no longer knows who answered (nor the link hashes, nor
+    who was reminded when): only counts, as the results pages need.
+    """
+    answered = func.coalesce(func.sum(case((Invitation.used, 1), else_=0)), 0)
+    session.execute(
+        insert(CycleResponse).from_select(
+            ["cycle_id", "department_id", "invited", "responded"],
+            select(Invitation.cycle_id, CycleEmployee.department_id, func.count(), answered)
+            .select_from(Invitation)
+            .outerjoin(
+                CycleEmployee,
+                and_(
+                    CycleEmployee.cycle_id == Invitation.cycle_id,
+                    CycleEmployee.employee_id == Invitation.customer_id,
+                ),
+            )
+            .where(Invitation.cycle_id == cycle_id)
+            .group_by(Invitation.cycle_id, CycleEmployee.department_id),
+        )
+    )
+    session.execute(
+        delete(Invitation)
+        .where(Invitation.cycle_id == cycle_id)
+        .execution_options(synchronize_session=False)
+    )
 
 
 class _EmailRenderer:
@@ -421,7 +656,7 @@ def response_counts(session: Session, *, cycle_ids: Iterable[int]) -> dict[int, 
     ids = list(cycle_ids)
     if not ids:
         return {}
-    rows = session.execute(
+    live = (
         select(
             Invitation.cycle_id,
             func.count(),
@@ -430,52 +665,93 @@ def response_counts(session: Session, *, cycle_ids: Iterable[int]) -> dict[int, 
         .where(Invitation.cycle_id.in_(ids))
         .group_by(Invitation.cycle_id)
     )
+    kept = (
+        select(
+            CycleResponse.cycle_id,
+            func.sum(CycleResponse.invited),
+            func.sum(CycleResponse.responded),
+        )
+        .where(CycleResponse.cycle_id.in_(ids))
+        .group_by(CycleResponse.cycle_id)
+    )
     counts = {cycle_id: (0, 0) for cycle_id in ids}
-    for cycle_id, invited, responded in rows:
-        counts[cycle_id] = (int(invited), int(responded))
+    for query in (live, kept):
+        for cycle_id, invited, responded in session.execute(query):
+            counts[cycle_id] = (int(invited), int(responded))
     return counts
 
 
-def cycle_progress(session: Session, *, cycle_id: int) -> CycleProgress:
-    """Invited and responded, overall and per department (counts, never who)."""
-    get_cycle(session, cycle_id=cycle_id)
-    rows = session.execute(
-        select(
-            CycleEmployee.department_id,
-            CycleDepartment.name,
-            func.count(),
-            func.coalesce(func.sum(case((Invitation.used, 1), else_=0)), 0),
-        )
-        .select_from(Invitation)
-        .join(
-            CycleEmployee,
-            and_(
-                CycleEmployee.cycle_id == Invitation.cycle_id,
-                CycleEmployee.employee_id == Invitation.customer_id,
-            ),
-        )
-        .outerjoin(
-            CycleDepartment,
-            and_(
-                CycleDepartment.cycle_id == Invitation.cycle_id,
-                CycleDepartment.department_id == CycleEmployee.department_id,
-            ),
-        )
-        .where(Invitation.cycle_id == cycle_id)
-        .group_by(CycleEmployee.department_id, CycleDepartment.name)
-    ).all()
-    departments = sorted(
-        (
-            DepartmentProgress(
-                department_id=dept_id,
-                name=name or "(no department)",
-                invited=int(invited),
-                responded=int(responded),
+SMALL_DEPARTMENTS = "(departments with fewer than k invitations)"
+
+
+def cycle_progress(session: Session, *, cycle_id: int, min_invited: int) -> CycleProgress:
+    """Invited and responded, overall and per department (counts, never who).
+
+    A department with fewer than ``min_invited`` (k) invitations is not shown alone:
+    "1 of 2 answered" in a team of two says who did. Those are summed in one row.
+    """
+    cycle = get_cycle(session, cycle_id=cycle_id)
+    if cycle.state == CycleState.closed:
+        query = (
+            select(
+                CycleResponse.department_id,
+                CycleDepartment.name,
+                CycleResponse.invited,
+                CycleResponse.responded,
             )
-            for dept_id, name, invited, responded in rows
-        ),
-        key=lambda d: d.name.lower(),
-    )
+            .select_from(CycleResponse)
+            .outerjoin(
+                CycleDepartment,
+                and_(
+                    CycleDepartment.cycle_id == CycleResponse.cycle_id,
+                    CycleDepartment.department_id == CycleResponse.department_id,
+                ),
+            )
+            .where(CycleResponse.cycle_id == cycle_id)
+        )
+    else:
+        query = (
+            select(
+                CycleEmployee.department_id,
+                CycleDepartment.name,
+                func.count(),
+                func.coalesce(func.sum(case((Invitation.used, 1), else_=0)), 0),
+            )
+            .select_from(Invitation)
+            .join(
+                CycleEmployee,
+                and_(
+                    CycleEmployee.cycle_id == Invitation.cycle_id,
+                    CycleEmployee.employee_id == Invitation.customer_id,
+                ),
+            )
+            .outerjoin(
+                CycleDepartment,
+                and_(
+                    CycleDepartment.cycle_id == Invitation.cycle_id,
+                    CycleDepartment.department_id == CycleEmployee.department_id,
+                ),
+            )
+            .where(Invitation.cycle_id == cycle_id)
+            .group_by(CycleEmployee.department_id, CycleDepartment.name)
+        )
+    shown: list[DepartmentProgress] = []
+    small = DepartmentProgress(department_id=None, name=SMALL_DEPARTMENTS, invited=0, responded=0)
+    for dept_id, name, invited, responded in session.execute(query).all():
+        row = DepartmentProgress(
+            department_id=dept_id,
+            name=name or "(no department)",
+            invited=int(invited),
+            responded=int(responded),
+        )
+        if row.invited >= min_invited:
+            shown.append(row)
+        else:
+            small.invited += row.invited
+            small.responded += row.responded
+    departments = sorted(shown, key=lambda d: d.name.lower())
+    if small.invited:
+        departments.append(small)
     return CycleProgress(
         cycle_id=cycle_id,
         invited=sum(d.invited for d in departments),
@@ -620,16 +896,6 @@ def find_invitation_by_token(session: Session, *, token: str) -> Invitation | No
         select(Invitation).where(
             or_(Invitation.token_hash == digest, Invitation.reminder_token_hash == digest)
         )
-    )
-
-
-def end_links(session: Session, *, cycle_id: int) -> None:
-    """Erase every link hash of a cycle (and when reminders went out): links die."""
-    session.execute(
-        update(Invitation)
-        .where(Invitation.cycle_id == cycle_id)
-        .values(token_hash=None, reminder_token_hash=None, last_reminded_on=None)
-        .execution_options(synchronize_session=False)
     )
 
 

@@ -45,6 +45,9 @@ class Employee(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    # When the address last changed (NULL: never since the record was created). A rater
+    # counts toward k only if the address they were invited at is old enough.
+    email_changed_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     department: Mapped[Department | None] = relationship()
     manager: Mapped[Employee | None] = relationship(remote_side=[id])

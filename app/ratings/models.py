@@ -1,17 +1,20 @@
-"""Anonymous ballots.
+"""Anonymous ballots and the mixing pool they wait in while a cycle is open.
 
 A ballot deliberately has no column, key or foreign key that points at the rater or the
 invitation, and no timestamp: with those, anyone with database access could read how a
-colleague voted. At close the ballots are rewritten in random order (``seal``) so that
-row order, SQLite rowids and PostgreSQL ``xmin``/``ctid`` do not betray the order of
-submission either.
+colleague voted. Nor is a ballot written when its rater submits: the submit transaction
+also marks the invitation, and the database's own history (PostgreSQL's WAL, SQLite's
+``-wal`` file, replicas, point-in-time backups) keeps the two side by side. A submit
+writes one encrypted :class:`PendingSubmission` instead; the close decrypts the pool and
+writes every ballot of the cycle in one transaction, in random order (see
+``ratings.service.release_pool``).
 """
 
 from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import ForeignKey, Index, Integer, Text, Uuid
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
@@ -48,3 +51,19 @@ class BallotScore(Base):
     # References cycle_competency.id.
     cycle_competency_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     score: Mapped[int | None] = mapped_column(Integer)
+
+
+class PendingSubmission(Base):
+    """One rater's whole submission, sealed until the cycle closes.
+
+    ``sealed`` is AES-GCM under a key derived from ``SECRET_KEY`` and the cycle (see
+    ``app.crypto``), padded to a size that the number of suppliers and competencies
+    decides, so its length does not tell which comments are the rater's. The row has a
+    random key and no timestamp; the rater is nowhere in it, not even encrypted.
+    """
+
+    __tablename__ = "pending_submission"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycle.id", ondelete="CASCADE"), index=True)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)

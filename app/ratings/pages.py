@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.datastructures import UploadFile
 from starlette.responses import RedirectResponse, Response
 
-from app import i18n
+from app import crypto, i18n
 from app.auth import service as auth_service
 from app.auth.deps import SettingsDep
 from app.config import Settings
@@ -60,23 +60,32 @@ def _mac(settings: Settings, purpose: str, value: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+def _cookie_key(settings: Settings) -> bytes:
+    return crypto.derive_key(settings.secret_key, "rating-cookie")
+
+
 def sign_rating_cookie(settings: Settings, invitation_id: int, *, now: float | None = None) -> str:
-    """``<invitation id>.<expiry>.<hmac>``: proves which invitation, for a short while."""
+    """An opaque session value: the invitation and an expiry, encrypted (AES-GCM).
+
+    Random-looking and different on every page load, so a cookie seen in a proxy's or
+    browser's logs names no invitation; only the server (with SECRET_KEY) reads it.
+    """
     expires = int((now or time.time()) + settings.rating_session_minutes * 60)
-    payload = f"{invitation_id}.{expires}"
-    return f"{payload}.{_mac(settings, 'rating-cookie', payload)}"
+    return crypto.encrypt_text(
+        _cookie_key(settings), f"{invitation_id}.{expires}", context=b"rating-cookie"
+    )
 
 
 def read_rating_cookie(settings: Settings, value: str | None) -> int | None:
     """The invitation id in a valid, unexpired cookie; None for anything else."""
     if not value or len(value) > 200:
         return None
-    parts = value.split(".")
-    if len(parts) != 3 or not all(_DIGITS.fullmatch(part) for part in parts[:2]):
+    try:
+        payload = crypto.decrypt_text(_cookie_key(settings), value, context=b"rating-cookie")
+    except crypto.DecryptionFailed:
         return None
-    payload = f"{parts[0]}.{parts[1]}"
-    expected = _mac(settings, "rating-cookie", payload)
-    if not hmac.compare_digest(expected.encode(), parts[2].encode()):
+    parts = payload.split(".")
+    if len(parts) != 2 or not all(_DIGITS.fullmatch(part) for part in parts):
         return None
     if int(parts[1]) < time.time():
         return None
@@ -282,7 +291,9 @@ def submit_rating(
         )
     try:
         # Checked against the form loaded above, in this transaction: not loaded twice.
-        ratings_service.submit_form_answers(session, form=form, answers=parsed.answers)
+        ratings_service.submit_form_answers(
+            session, form=form, answers=parsed.answers, secret_key=settings.secret_key
+        )
     except ratings_service.AlreadySubmitted:
         return _submitted_page(request, settings, lang)
     except Invalid:

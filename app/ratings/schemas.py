@@ -52,6 +52,8 @@ class RatingForm:
     language: str
     suppliers: list[SupplierView]
     competencies: list[CompetencyView]
+    # Whether this rater counts toward k (sealed into the submission, never shown).
+    counts_toward_k: bool = True
 
 
 @dataclass

@@ -1,23 +1,30 @@
-"""Anonymous ballots: the rating form, validating and storing answers, sealing at close.
+"""Anonymous ballots: the rating form, validating answers, the pool, release at close.
 
-A ballot is stored with the cycle and the supplier only. The invitation is marked used
-in the same transaction, so while a cycle is open the database's physical bookkeeping
-(row order, SQLite rowid, PostgreSQL xmin/ctid) still ties the two together;
-:func:`seal_ballots` removes that at close.
+A submit marks the invitation used and adds one sealed row to the mixing pool
+(:mod:`app.ratings.pool`); it writes no ballot. At close :func:`release_pool` decrypts the
+pool and writes every ballot of the cycle, in random order, with the cycle and the
+supplier only, in one transaction: what the database and its WAL show is the set of
+everyone who answered and the set of all ballots, never which is whose.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import uuid
+from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, insert, select, text, update
+from sqlalchemy import Table, and_, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from app import i18n
+from app import crypto, i18n
+from app.config import get_settings
+from app.crypto import DecryptionFailed
+from app.cycles import service as cycles_service
 from app.cycles.models import (
     Cycle,
     CycleCompetency,
@@ -30,7 +37,9 @@ from app.cycles.models import (
 from app.db import is_sqlite, utcnow
 from app.errors import Conflict, Invalid, NotFound
 from app.org.models import Employee
-from app.ratings.models import Ballot, BallotScore
+from app.ratings import pool
+from app.ratings.models import Ballot, BallotScore, PendingSubmission
+from app.ratings.pool import PoolKeyMismatch
 from app.ratings.schemas import (
     COMMENT_MAX_LENGTH,
     NPS_RANGE,
@@ -42,6 +51,7 @@ from app.ratings.schemas import (
 )
 
 CANT_JUDGE = "na"
+INSERT_CHUNK = 5000
 FIELD_PATTERN = re.compile(r"^s(\d{1,12})-(?:c(\d{1,12})|(nps)|(comment))$")
 
 
@@ -101,7 +111,7 @@ def load_rating_form(
     """The customer's page: every supplier and competency from the launch snapshot."""
     invitation, cycle = open_invitation(session, invitation_id=invitation_id, now=now)
     customer = session.execute(
-        select(CycleEmployee.full_name, Employee.language)
+        select(CycleEmployee.full_name, Employee.language, CycleEmployee.counts_toward_k)
         .join(Employee, Employee.id == CycleEmployee.employee_id)
         .where(
             CycleEmployee.cycle_id == cycle.id,
@@ -160,6 +170,7 @@ def load_rating_form(
         language=i18n.normalize_language(customer[1] if customer else None),
         suppliers=suppliers,
         competencies=competencies,
+        counts_toward_k=bool(customer[2]) if customer else True,
     )
 
 
@@ -290,8 +301,9 @@ def submit_answers(
     invitation_id: int,
     answers: Mapping[int, SupplierAnswer],
     now: datetime | None = None,
+    secret_key: str | None = None,
 ) -> int:
-    """Store one anonymous ballot per supplier and mark the invitation used.
+    """Mark the invitation used and put the answers, sealed, into the cycle's pool.
 
     All or nothing: any invalid answer raises Invalid and stores nothing. A second or
     concurrent submit of the same invitation raises AlreadySubmitted and stores nothing.
@@ -316,11 +328,27 @@ def submit_answers(
         ask_comment=cycle.ask_comment,
         answers=answers,
     )
-    return _store_ballots(session, invitation_id=invitation.id, cycle_id=cycle.id, answers=answers)
+    counts = session.scalar(
+        select(CycleEmployee.counts_toward_k).where(
+            CycleEmployee.cycle_id == cycle.id, CycleEmployee.employee_id == invitation.customer_id
+        )
+    )
+    return _store_ballots(
+        session,
+        invitation_id=invitation.id,
+        cycle=cycle,
+        counts_toward_k=bool(counts),
+        answers=answers,
+        secret_key=secret_key or get_settings().secret_key,
+    )
 
 
 def submit_form_answers(
-    session: Session, *, form: RatingForm, answers: Mapping[int, SupplierAnswer]
+    session: Session,
+    *,
+    form: RatingForm,
+    answers: Mapping[int, SupplierAnswer],
+    secret_key: str,
 ) -> int:
     """:func:`submit_answers` for a form :func:`load_rating_form` just loaded.
 
@@ -338,14 +366,26 @@ def submit_form_answers(
         answers=answers,
     )
     return _store_ballots(
-        session, invitation_id=form.invitation_id, cycle_id=form.cycle_id, answers=answers
+        session,
+        invitation_id=form.invitation_id,
+        # Loaded with the form, in this session: no query.
+        cycle=session.get_one(Cycle, form.cycle_id),
+        counts_toward_k=form.counts_toward_k,
+        answers=answers,
+        secret_key=secret_key,
     )
 
 
 def _store_ballots(
-    session: Session, *, invitation_id: int, cycle_id: int, answers: Mapping[int, SupplierAnswer]
+    session: Session,
+    *,
+    invitation_id: int,
+    cycle: Cycle,
+    counts_toward_k: bool,
+    answers: Mapping[int, SupplierAnswer],
+    secret_key: str,
 ) -> int:
-    """Claim the invitation, then insert the ballots and their scores."""
+    """Claim the invitation, then put the whole submission, sealed, into the pool."""
     # Claim first, atomically: of two concurrent submits exactly one sees used=false.
     claimed = session.execute(
         update(Invitation)
@@ -355,47 +395,200 @@ def _store_ballots(
     )
     if getattr(claimed, "rowcount", 0) != 1:
         raise AlreadySubmitted("These answers were already submitted")
-    ballots: list[dict[str, Any]] = []
-    scores: list[dict[str, Any]] = []
-    for supplier_id, answer in answers.items():
+    submission = pool.Submission(
+        counts_toward_k=counts_toward_k,
+        answers={
+            supplier_id: SupplierAnswer(
+                scores=dict(answer.scores),
+                nps=answer.nps,
+                comment=(answer.comment.strip() or None) if answer.comment else None,
+            )
+            for supplier_id, answer in answers.items()
+        },
+    )
+    session.add(
+        PendingSubmission(
+            id=uuid.uuid4(),
+            cycle_id=cycle.id,
+            sealed=pool.seal(
+                cycles_service.pool_key(secret_key, cycle),
+                submission,
+                cycle_id=cycle.id,
+                ask_comment=cycle.ask_comment,
+            ),
+        )
+    )
+    session.flush()
+    # The UPDATE skipped the ORM: a loaded Invitation must not keep used=False.
+    loaded = session.identity_map.get(session.identity_key(Invitation, invitation_id))
+    if loaded is not None:
+        session.expire(loaded, ["used"])
+    return len(answers)
+
+
+# --- releasing the pool at close ---------------------------------------------------------
+
+
+def open_pool(session: Session, *, cycle: Cycle, secret_key: str) -> list[pool.Submission]:
+    """Every submission waiting in the cycle's pool, decrypted (only the close needs it)."""
+    key = cycles_service.pool_key(secret_key, cycle)
+    sealed_rows = session.scalars(
+        select(PendingSubmission.sealed).where(PendingSubmission.cycle_id == cycle.id)
+    ).all()
+    try:
+        return [pool.open_sealed(key, sealed, cycle_id=cycle.id) for sealed in sealed_rows]
+    except DecryptionFailed as exc:
+        raise PoolKeyMismatch(
+            f"The answers of cycle {cycle.name} were sealed under another SECRET_KEY; "
+            "restore the SECRET_KEY the cycle was launched with, then close it"
+        ) from exc
+
+
+@dataclass
+class Release:
+    """What the close learnt from the pool, as counts over raters who count toward k.
+
+    Only aggregates leave the closing transaction: which ballot came from a counting
+    rater is never written anywhere.
+    """
+
+    ballots: int = 0
+    withheld_suppliers: set[int] = field(default_factory=set)
+    # (supplier, cycle competency) whose real answers from counting raters are below k.
+    thin_competencies: set[tuple[int, int]] = field(default_factory=set)
+    # Suppliers whose NPS answers from counting raters are below k.
+    thin_nps: set[int] = field(default_factory=set)
+
+
+def release_pool(
+    session: Session,
+    *,
+    cycle: Cycle,
+    secret_key: str,
+    k: int,
+    counting_raters: Mapping[int, int],
+) -> Release:
+    """Decrypt the cycle's pool and write every ballot, in random order, once.
+
+    Runs in the closing transaction, after the links died. ``counting_raters`` is, per
+    supplier of the cycle, how many customers who count toward k answered (from the
+    invitations, see ``cycles.service.counting_responders``). A supplier below k gets
+    no ballot at all (nothing would ever be shown). Every
+    pending row is deleted in one statement and the ballots are inserted in another, so
+    the WAL shows one set of raters and one set of ballots: the whole cycle's.
+    A row that does not decrypt (another SECRET_KEY) stops the close: nothing is lost.
+    """
+    submissions = open_pool(session, cycle=cycle, secret_key=secret_key)
+    answered: Counter[tuple[int, int]] = Counter()
+    nps_answers: Counter[int] = Counter()
+    for submission in submissions:
+        if not submission.counts_toward_k:
+            continue
+        for supplier_id, answer in submission.answers.items():
+            nps_answers[supplier_id] += answer.nps is not None
+            for competency_id, score in answer.scores.items():
+                answered[supplier_id, competency_id] += score is not None
+    ballots = [
+        (supplier_id, answer)
+        for submission in submissions
+        for supplier_id, answer in submission.answers.items()
+    ]
+    withheld = {sid for sid, n in counting_raters.items() if n < k}
+    release = Release(
+        withheld_suppliers=withheld,
+        # A figure over k answers of which some came from raters who do not count could
+        # be unpicked by whoever wrote those: each figure needs k answers that count.
+        thin_competencies={
+            (sid, cid)
+            for sid, a in ballots
+            for cid in a.scores
+            if sid not in withheld and answered[sid, cid] < k
+        },
+        thin_nps={sid for sid, _a in ballots if sid not in withheld and nps_answers[sid] < k},
+    )
+    shown = [(sid, a) for sid, a in ballots if sid not in release.withheld_suppliers]
+    # Order is all the database keeps of them: make it carry nothing.
+    secrets.SystemRandom().shuffle(shown)
+    release.ballots = _insert_ballots(session, cycle_id=cycle.id, ballots=shown)
+    session.execute(
+        delete(PendingSubmission)
+        .where(PendingSubmission.cycle_id == cycle.id)
+        .execution_options(synchronize_session=False)
+    )
+    return release
+
+
+def _insert_ballots(
+    session: Session, *, cycle_id: int, ballots: list[tuple[int, SupplierAnswer]]
+) -> int:
+    ballot_rows: list[dict[str, Any]] = []
+    score_rows: list[dict[str, Any]] = []
+    for supplier_id, answer in ballots:
         # No rater, no invitation, no timestamp: only the cycle and the supplier.
         ballot_id = uuid.uuid4()
-        comment = answer.comment.strip() if answer.comment else None
-        ballots.append(
+        ballot_rows.append(
             {
                 "id": ballot_id,
                 "cycle_id": cycle_id,
                 "supplier_id": supplier_id,
                 "nps": answer.nps,
-                "comment": comment or None,
+                "comment": answer.comment,
             }
         )
-        scores.extend(
+        score_rows.extend(
             {"ballot_id": ballot_id, "cycle_competency_id": cid, "score": score}
             for cid, score in answer.scores.items()
         )
-    session.execute(insert(cast(Table, Ballot.__table__)), ballots)
-    if scores:
-        session.execute(insert(cast(Table, BallotScore.__table__)), scores)
-    # The UPDATE skipped the ORM: a loaded Invitation must not keep used=False.
-    loaded = session.identity_map.get(session.identity_key(Invitation, invitation_id))
-    if loaded is not None:
-        session.expire(loaded, ["used"])
-    return len(ballots)
+    for start in range(0, len(ballot_rows), INSERT_CHUNK):
+        session.execute(
+            insert(cast(Table, Ballot.__table__)), ballot_rows[start : start + INSERT_CHUNK]
+        )
+    for start in range(0, len(score_rows), INSERT_CHUNK):
+        session.execute(
+            insert(cast(Table, BallotScore.__table__)), score_rows[start : start + INSERT_CHUNK]
+        )
+    return len(ballot_rows)
+
+
+def withhold_below_k(session: Session, *, cycle_id: int, suppliers: set[int]) -> None:
+    """Delete ballots (and scores) of suppliers who did not reach k counting raters.
+
+    The pool never writes them; this is for ballots written before the pool existed.
+    """
+    if not suppliers:
+        return
+    ids = list(suppliers)
+    for start in range(0, len(ids), INSERT_CHUNK):
+        chunk = ids[start : start + INSERT_CHUNK]
+        doomed = select(Ballot.id).where(Ballot.cycle_id == cycle_id, Ballot.supplier_id.in_(chunk))
+        session.execute(
+            delete(BallotScore)
+            .where(BallotScore.ballot_id.in_(doomed))
+            .execution_options(synchronize_session=False)
+        )
+        session.execute(
+            delete(Ballot)
+            .where(Ballot.cycle_id == cycle_id, Ballot.supplier_id.in_(chunk))
+            .execution_options(synchronize_session=False)
+        )
+
+
+def has_ballots(session: Session, *, cycle_id: int) -> bool:
+    """Whether ballots were written before the close (by a version without the pool)."""
+    return session.scalar(select(Ballot.id).where(Ballot.cycle_id == cycle_id).limit(1)) is not None
 
 
 # --- sealing at close --------------------------------------------------------------------
 
 
 def seal_ballots(session: Session, *, cycle_id: int) -> int:
-    """Rewrite the cycle's ballots, scores and invitations in random order.
+    """Rewrite ballots written before the pool existed, in random order.
 
-    Runs in the closing transaction. Every row is copied aside, deleted and inserted
-    again in random order: afterwards row order and SQLite rowids are random, and
-    on PostgreSQL every row carries the closing transaction's xmin, so nothing ties a
-    ballot to the invitation that was marked used in the same transaction as its
-    insert. The old row versions are purged by ``PRAGMA secure_delete`` (SQLite) and by
-    ``lifecycle.vacuum_after_close`` after the commit. Returns the number of ballots.
+    Those ballots were inserted in their raters' submit transactions, so row order,
+    SQLite rowids and PostgreSQL ``xmin`` follow submission order. Each is copied aside,
+    deleted and inserted again (ordered by its random UUIDv4, a random permutation) in
+    the closing transaction; ``lifecycle.vacuum_after_close`` purges the old versions.
+    Ballots released from the pool need none of this. Returns the number of ballots.
     """
     sqlite = is_sqlite(session)
     temp = "CREATE TEMP TABLE {name} " + ("AS " if sqlite else "ON COMMIT DROP AS ")
@@ -406,23 +599,13 @@ def seal_ballots(session: Session, *, cycle_id: int) -> int:
         temp.format(name="seal_score")
         + "SELECT s.ballot_id, s.cycle_competency_id, s.score FROM ballot_score s "
         "JOIN seal_ballot b ON b.id = s.ballot_id",
-        temp.format(name="seal_invitation")
-        + "SELECT id, cycle_id, customer_id, token_hash, reminder_token_hash, used, "
-        "last_reminded_on FROM invitation WHERE cycle_id = :cycle_id",
         "DELETE FROM ballot_score WHERE ballot_id IN (SELECT id FROM seal_ballot)",
         "DELETE FROM ballot WHERE cycle_id = :cycle_id",
-        "DELETE FROM invitation WHERE cycle_id = :cycle_id",
-        # Ballot ids are random UUIDv4s drawn at submit time, so their order is a random
-        # permutation of the submission order, as good as ORDER BY random(), and it lets
-        # the primary-key indexes fill in order (several times faster on large cycles).
         "INSERT INTO ballot (id, cycle_id, supplier_id, nps, comment) "
         "SELECT id, cycle_id, supplier_id, nps, comment FROM seal_ballot ORDER BY id",
         "INSERT INTO ballot_score (ballot_id, cycle_competency_id, score) "
         "SELECT ballot_id, cycle_competency_id, score FROM seal_score "
         "ORDER BY ballot_id, cycle_competency_id",
-        "INSERT INTO invitation (id, cycle_id, customer_id, token_hash, reminder_token_hash, "
-        "used, last_reminded_on) SELECT id, cycle_id, customer_id, token_hash, "
-        "reminder_token_hash, used, last_reminded_on FROM seal_invitation ORDER BY random()",
     ]
     count = 0
     session.flush()
@@ -430,8 +613,28 @@ def seal_ballots(session: Session, *, cycle_id: int) -> int:
         result = session.execute(text(statement), params)
         if statement.startswith("INSERT INTO ballot "):
             count = int(getattr(result, "rowcount", 0) or 0)
-    for name in ("seal_ballot", "seal_score", "seal_invitation"):
+    for name in ("seal_ballot", "seal_score"):
         session.execute(text(f"DROP TABLE {name}"))
     # The ORM's copies of these rows are stale now.
     session.expire_all()
     return count
+
+
+def cycles_sealed_under_another_key(session: Session, *, secret_key: str) -> list[str]:
+    """Open cycles with pending answers that ``secret_key`` cannot open (their names).
+
+    Started with another SECRET_KEY, the service would take new answers under a key
+    that cannot open the earlier ones, and the close would stop: refused at start-up.
+    """
+    cycles = session.scalars(
+        select(Cycle).where(
+            Cycle.state == CycleState.open,
+            Cycle.pool_key_check.is_not(None),
+            select(PendingSubmission.id).where(PendingSubmission.cycle_id == Cycle.id).exists(),
+        )
+    ).all()
+    return [
+        cycle.name
+        for cycle in cycles
+        if crypto.key_check(cycles_service.pool_key(secret_key, cycle)) != cycle.pool_key_check
+    ]

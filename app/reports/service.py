@@ -21,6 +21,7 @@ from sqlalchemy import Float, and_, case, cast, delete, func, insert, literal, o
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
+from app.cycles import service as cycles_service
 from app.cycles.models import (
     Cycle,
     CycleCompetency,
@@ -28,11 +29,11 @@ from app.cycles.models import (
     CycleEmployee,
     CyclePair,
     CycleState,
-    Invitation,
 )
 from app.db import analyze, is_sqlite, utcnow
 from app.errors import Conflict, NotFound
 from app.org.models import Employee
+from app.ratings import service as ratings_service
 from app.ratings.models import Ballot, BallotScore
 from app.reports import coefficients as calc
 from app.reports.models import (
@@ -75,9 +76,17 @@ RESULT_TABLES = (
 
 
 def compute_cycle_results(
-    session: Session, *, cycle_id: int, min_raters: int | None = None
+    session: Session,
+    *,
+    cycle_id: int,
+    min_raters: int | None = None,
+    release: ratings_service.Release | None = None,
 ) -> None:
-    """Compute and store every result of a cycle that has just closed (flush only)."""
+    """Compute and store every result of a cycle that has just closed (flush only).
+
+    ``release`` (from the close) names the figures that reach k only with answers of
+    raters who do not count toward k; they are not stored.
+    """
     cycle = session.get(Cycle, cycle_id)
     if cycle is None:
         raise NotFound(f"There is no cycle {cycle_id}.")
@@ -96,10 +105,19 @@ def compute_cycle_results(
     _store_closure(session, cycle_id=cycle_id)
     analyze(session, DepartmentClosure)
     _store_employee_competencies(session, cycle_id=cycle_id, k=k)
+    if release is not None:
+        _drop_thin_competencies(session, cycle_id=cycle_id, thin=release.thin_competencies)
     analyze(session, EmployeeCompetencyResult)
     previous = _previous_cycle(session, cycle=cycle)
     scale = calc.Scale(cycle.scale_min, cycle.scale_max)
-    _store_employees(session, cycle_id=cycle_id, k=k, scale=scale, previous=previous)
+    _store_employees(
+        session,
+        cycle_id=cycle_id,
+        k=k,
+        scale=scale,
+        previous=previous,
+        thin_nps=release.thin_nps if release is not None else set(),
+    )
     analyze(session, EmployeeResult)
     _store_departments(session, cycle_id=cycle_id, scale=scale, previous=previous)
     _store_company(session, cycle=cycle, k=k, scale=scale, previous=previous)
@@ -235,8 +253,34 @@ def _f(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def _drop_thin_competencies(session: Session, *, cycle_id: int, thin: set[tuple[int, int]]) -> None:
+    ecr = EmployeeCompetencyResult
+    pairs = sorted(thin)
+    for start in range(0, len(pairs), 500):
+        chunk = pairs[start : start + 500]
+        session.execute(
+            delete(ecr)
+            .where(
+                ecr.cycle_id == cycle_id,
+                or_(
+                    *(
+                        and_(ecr.employee_id == emp, ecr.cycle_competency_id == comp)
+                        for emp, comp in chunk
+                    )
+                ),
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+
 def _store_employees(
-    session: Session, *, cycle_id: int, k: int, scale: calc.Scale, previous: _Previous | None
+    session: Session,
+    *,
+    cycle_id: int,
+    k: int,
+    scale: calc.Scale,
+    previous: _Previous | None,
+    thin_nps: set[int],
 ) -> None:
     b, bs = Ballot.__table__, BallotScore.__table__
     cc, ecr = CycleCompetency.__table__, EmployeeCompetencyResult.__table__
@@ -321,6 +365,8 @@ def _store_employees(
     figures: dict[int, calc.EmployeeFigures] = {}
     for emp, dept in departments.items():
         raters, nps_answers, n_promoters, n_detractors = per_ballot.get(emp, (0, 0, 0, 0))
+        if emp in thin_nps:
+            nps_answers = 0  # fewer than k NPS answers from raters who count
         if raters < k:
             figures[emp] = calc.EmployeeFigures(emp, dept, meets_k=False)
             continue
@@ -521,11 +567,7 @@ def _store_company(
             scale=scale,
             previous_scale=previous.scale,
         )
-    invited, responded = session.execute(
-        select(func.count(), func.coalesce(func.sum(case((Invitation.used, 1), else_=0)), 0)).where(
-            Invitation.cycle_id == cycle.id
-        )
-    ).one()
+    invited, responded = cycles_service.response_counts(session, cycle_ids=[cycle.id])[cycle.id]
     values = session.scalars(
         select(er.c.coefficient).where(er.c.cycle_id == cycle.id, er.c.coefficient.is_not(None))
     ).all()

@@ -33,12 +33,15 @@ def cycle_competency_ids(ctx: Context) -> dict[str, int]:
         conn.close()
 
 
-def count_ballots(ctx: Context) -> int:
+def count_pending(ctx: Context) -> int:
+    """Submissions waiting in the mixing pool (ballots are written only at close)."""
     conn = driver_connect(ctx.database_url)
     try:
         cur = conn.cursor()
         mark = "?" if ctx.db == "sqlite" else "%s"
-        cur.execute(f"SELECT count(*) FROM ballot WHERE cycle_id = {mark}", (ctx.cycle_id,))
+        cur.execute(
+            f"SELECT count(*) FROM pending_submission WHERE cycle_id = {mark}", (ctx.cycle_id,)
+        )
         return int(cur.fetchone()[0])
     finally:
         conn.close()
@@ -92,12 +95,12 @@ def run(ctx: Context) -> None:
     ]
     with ctx.memory("submit"):
         ours = ctx.loadgen("run", ctx.app_url, requests, ctx.concurrency)
-    stored = count_ballots(ctx)
+    stored = count_pending(ctx)
     bad = {k: v for k, v in ours["statuses"].items() if not k.startswith(("2", "3"))}
-    if bad or stored != expected_ballots:
+    if bad or stored != len(submissions):
         raise RuntimeError(
-            f"submits answered {ours['statuses']}; {stored} ballots stored, "
-            f"{expected_ballots} expected"
+            f"submits answered {ours['statuses']}; {stored} submissions pooled, "
+            f"{len(submissions)} expected ({expected_ballots} ballots)"
         )
 
     # The reference: the same bodies, to a bare endpoint writing to the reference database.

@@ -87,6 +87,25 @@ def links_by_customer(
     return {customer_id: str(secret) for customer_id, secret in rows if secret}
 
 
+def pooled_ballots(session: Session, settings: Settings) -> list[tuple[int, SupplierAnswer]]:
+    """(supplier id, answer) for every answer waiting in any cycle's pool, read as the
+    close reads them (with SECRET_KEY): ballots exist only after close."""
+    from app.ratings import service as ratings_service
+    from app.ratings.models import PendingSubmission
+
+    cycles = session.scalars(
+        select(Cycle).where(Cycle.id.in_(select(PendingSubmission.cycle_id)))
+    ).all()
+    return [
+        (supplier_id, answer)
+        for cycle in cycles
+        for submission in ratings_service.open_pool(
+            session, cycle=cycle, secret_key=settings.secret_key
+        )
+        for supplier_id, answer in submission.answers.items()
+    ]
+
+
 def token_of(link_url: str) -> str:
     return link_url.rsplit("/r/", 1)[1]
 

@@ -114,7 +114,10 @@ def test_launch_read_remind_close(
 
     invitation = invitation_of(db, cycle, company.customers[0])
     ratings_service.submit_answers(
-        db, invitation_id=invitation.id, answers=answers_for(db, cycle, company.suppliers)
+        db,
+        invitation_id=invitation.id,
+        answers=answers_for(db, cycle, company.suppliers),
+        secret_key=settings.secret_key,
     )
     detail = client.get(f"/api/v1/cycles/{cycle.id}", headers=hdr).json()
     assert (detail["invited"], detail["responded"]) == (3, 1)

@@ -227,17 +227,22 @@ def test_progress_counts_per_department_never_who(db: Session, settings: Setting
     ratings_service.submit_answers(
         db, invitation_id=first.id, answers=answers_for(db, cycle, company.suppliers)
     )
-    progress = cycles_service.cycle_progress(db, cycle_id=cycle.id)
+    progress = cycles_service.cycle_progress(db, cycle_id=cycle.id, min_invited=1)
     assert (progress.invited, progress.responded) == (3, 1)
     assert progress.response_rate == pytest.approx(1 / 3)
     assert [(d.name, d.invited, d.responded) for d in progress.departments] == [("Sales", 3, 1)]
+    # A department with fewer than k invitations is never shown on its own.
+    folded = cycles_service.cycle_progress(db, cycle_id=cycle.id, min_invited=4)
+    assert [(d.name, d.invited, d.responded) for d in folded.departments] == [
+        (cycles_service.SMALL_DEPARTMENTS, 3, 1)
+    ]
     assert progress.undeliverable == 0
     db.execute(
         OutboxMessage.__table__.update()
         .where(OutboxMessage.tag == f"cycle:{cycle.id}")
         .values(status=OutboxStatus.undeliverable)
     )
-    assert cycles_service.cycle_progress(db, cycle_id=cycle.id).undeliverable == 3
+    assert cycles_service.cycle_progress(db, cycle_id=cycle.id, min_invited=1).undeliverable == 3
     assert cycles_service.response_counts(db, cycle_ids=[cycle.id]) == {cycle.id: (3, 1)}
 
 

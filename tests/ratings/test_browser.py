@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.ratings.models import Ballot
+from app.ratings.models import PendingSubmission
 from tests.conftest import LiveServer, screenshot
 from tests.cycles.helpers import launched_cycle, links_by_customer, make_company, token_of
 
@@ -46,8 +46,9 @@ def invited(committed_db: sessionmaker[Session], settings: Settings) -> Invited:
 
 
 def ballots(committed_db: sessionmaker[Session]) -> int:
+    """Submissions waiting in the pool (ballots are written at close)."""
     with committed_db() as session:
-        return session.scalar(select(func.count()).select_from(Ballot)) or 0
+        return session.scalar(select(func.count()).select_from(PendingSubmission)) or 0
 
 
 def test_rate_in_the_browser(
@@ -86,7 +87,7 @@ def test_rate_in_the_browser(
     page.get_by_role("button", name="Submit my answers").click()
     page.get_by_role("heading", name="Thank you!").wait_for()
     screenshot(page, "rating-thanks")
-    assert ballots(committed_db) == invited.suppliers
+    assert ballots(committed_db) == 1  # one sealed submission covering both suppliers
     # Progress kept in the browser is gone after submitting.
     left = page.evaluate(
         "() => Object.keys(localStorage).filter(k => k.startsWith('p360-progress:'))"
@@ -130,4 +131,4 @@ def test_keyboard_only_submit(
         pytest.fail("Tab never reached the submit button")
     assert len(answered) == invited.suppliers * invited.competencies
     page.get_by_role("heading", name="Thank you!").wait_for()
-    assert ballots(committed_db) == invited.suppliers
+    assert ballots(committed_db) == 1  # one sealed submission covering both suppliers

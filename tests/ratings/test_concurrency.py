@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.cycles.models import Invitation
-from app.ratings.models import Ballot
+from app.ratings.models import Ballot, PendingSubmission
 from tests.conftest import LiveServer
 from tests.cycles.helpers import form_for, launched_cycle, links_by_customer, make_company, token_of
 
@@ -66,6 +66,7 @@ def test_concurrent_submits_store_one_set_of_ballots(
     assert len(thanked) == 1
     assert len(already) == CLIENTS - 1
     with committed_db() as session:
-        assert session.scalar(select(func.count()).select_from(Ballot)) == 3
+        assert session.scalar(select(func.count()).select_from(PendingSubmission)) == 1
+        assert session.scalar(select(func.count()).select_from(Ballot)) == 0
         used = session.scalars(select(Invitation.used).where(Invitation.cycle_id == cycle.id))
         assert sorted(used) == [False, True]

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.cycles.models import Cycle, CycleState, Invitation
 from app.ratings import pages as rating_pages
-from app.ratings.models import Ballot, BallotScore
+from app.ratings.models import Ballot, PendingSubmission
 from tests.cycles.helpers import (
     Company,
     cycle_competency_ids,
@@ -22,18 +22,27 @@ from tests.cycles.helpers import (
     launched_cycle,
     links_by_customer,
     make_company,
+    pooled_ballots,
     token_of,
 )
 
 FORM_TOKEN = re.compile(r'name="form_token" value="([^"]+)"')
 
 
-def ballots(db: Session) -> int:
-    return db.scalar(select(func.count()).select_from(Ballot)) or 0
+def ballots(db: Session, settings: Settings) -> int:
+    """Answers submitted so far (they wait, sealed, in the pool until close)."""
+    assert db.scalar(select(func.count()).select_from(Ballot)) == 0  # none before close
+    return len(pooled_ballots(db, settings))
 
 
-def scores(db: Session) -> int:
-    return db.scalar(select(func.count()).select_from(BallotScore)) or 0
+def stored(db: Session) -> int:
+    """Rows that hold answers, pooled or released."""
+    pending = db.scalar(select(func.count()).select_from(PendingSubmission)) or 0
+    return pending + (db.scalar(select(func.count()).select_from(Ballot)) or 0)
+
+
+def scores(db: Session, settings: Settings) -> int:
+    return sum(len(answer.scores) for _s, answer in pooled_ballots(db, settings))
 
 
 @pytest.fixture
@@ -88,7 +97,10 @@ def test_link_sets_cookie_and_redirects_without_token(
 
 
 def test_full_submit_stores_ballots_without_rater(
-    client: TestClient, db: Session, setup: tuple[Company, Cycle, dict[int, str]]
+    client: TestClient,
+    db: Session,
+    settings: Settings,
+    setup: tuple[Company, Cycle, dict[int, str]],
 ) -> None:
     company, cycle, links = setup
     form_token = open_page(client, links[company.customers[0].id])
@@ -101,15 +113,15 @@ def test_full_submit_stores_ballots_without_rater(
     assert r.status_code == 200, r.text
     assert "were stored anonymously" in r.text
     assert "data-clear-progress" in r.text
-    assert ballots(db) == 2 and scores(db) == 4
-    first = db.scalar(select(Ballot).where(Ballot.supplier_id == company.suppliers[0].id))
-    assert first is not None and first.nps == 9 and first.comment == "Always helpful"
-    na = db.scalar(
-        select(BallotScore).where(
-            BallotScore.cycle_competency_id == comp, BallotScore.ballot_id == first.id
-        )
-    )
-    assert na is not None and na.score is None
+    assert ballots(db, settings) == 2 and scores(db, settings) == 4
+    pooled = dict(pooled_ballots(db, settings))
+    first = pooled[company.suppliers[0].id]
+    assert first.nps == 9 and first.comment == "Always helpful"
+    assert first.scores[comp] is None
+    # The pool row holds nothing readable without SECRET_KEY, and no rater column.
+    (row,) = db.scalars(select(PendingSubmission)).all()
+    assert b"Always helpful" not in row.sealed
+    assert set(PendingSubmission.__table__.columns.keys()) == {"id", "cycle_id", "sealed"}
     invitation = invitation_of(db, cycle, company.customers[0])
     db.refresh(invitation)
     assert invitation.used is True
@@ -126,11 +138,14 @@ def test_full_submit_stores_ballots_without_rater(
     assert again.status_code == 200 and "Already submitted" in again.text
     r2 = client.post("/rate", data=data)
     assert "Already submitted" in r2.text or r2.status_code == 404
-    assert ballots(db) == 2
+    assert ballots(db, settings) == 2
 
 
 def test_second_submit_with_the_same_cookie_stores_nothing(
-    client: TestClient, db: Session, setup: tuple[Company, Cycle, dict[int, str]]
+    client: TestClient,
+    db: Session,
+    settings: Settings,
+    setup: tuple[Company, Cycle, dict[int, str]],
 ) -> None:
     company, cycle, links = setup
     form_token = open_page(client, links[company.customers[1].id])
@@ -140,7 +155,7 @@ def test_second_submit_with_the_same_cookie_stores_nothing(
     client.cookies.update(cookies)  # replay the old cookie
     r = client.post("/rate", data=data)
     assert "Already submitted" in r.text
-    assert ballots(db) == 2
+    assert ballots(db, settings) == 2
 
 
 BAD_TOKENS = ["unknown-token-0123456789abcdef", "x", "%00", "a" * 300, "ÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿÿ"]
@@ -231,8 +246,13 @@ def test_expired_rating_cookie_is_refused(
     assert rating_pages.read_rating_cookie(settings, value) is None
     fresh = rating_pages.sign_rating_cookie(settings, invitation.id)
     assert rating_pages.read_rating_cookie(settings, fresh) == invitation.id
+    # Opaque: a new random value each time, naming no invitation to whoever logs it.
+    assert rating_pages.sign_rating_cookie(settings, invitation.id) != fresh
+    assert f"{invitation.id}." not in fresh
     assert (
-        rating_pages.read_rating_cookie(settings, fresh.replace(f"{invitation.id}.", "999.", 1))
+        rating_pages.read_rating_cookie(
+            settings, fresh[:-2] + ("AA" if fresh[-2:] != "AA" else "BB")
+        )
         is None
     )
 
@@ -246,7 +266,7 @@ def test_form_token_is_required(
     assert client.post("/rate", data=data).status_code == 403
     del data["form_token"]
     assert client.post("/rate", data=data).status_code == 403
-    assert ballots(db) == 0
+    assert stored(db) == 0
 
 
 @pytest.mark.parametrize(
@@ -283,7 +303,7 @@ def test_bad_scores_show_errors_keep_input_and_store_nothing(
     assert "Keep &lt;this&gt; text</textarea>" in r.text
     other = f"s{company.suppliers[0].id}-c{comp}"
     assert f'id="{other}-6" value="6" required checked' in r.text
-    assert ballots(db) == 0
+    assert stored(db) == 0
     invitation = invitation_of(db, cycle, company.customers[0])
     db.refresh(invitation)
     assert invitation.used is False
@@ -298,7 +318,7 @@ def test_missing_supplier_answers_store_nothing(
     r = client.post("/rate", data=data)
     assert r.status_code == 422
     assert "answers need your attention" in r.text
-    assert ballots(db) == 0
+    assert stored(db) == 0
 
 
 @pytest.mark.parametrize("field", ["nps", "comment"])
@@ -313,7 +333,7 @@ def test_bad_nps_or_too_long_comment(
     r = client.post("/rate", data=data)
     assert r.status_code == 422
     assert f'id="{key}-error"' in r.text
-    assert ballots(db) == 0
+    assert stored(db) == 0
 
 
 def test_foreign_supplier_is_rejected_and_nothing_stored(
@@ -328,11 +348,11 @@ def test_foreign_supplier_is_rejected_and_nothing_stored(
     r = client.post("/rate", data=data)
     assert r.status_code == 422
     assert "The form was changed" in r.text
-    assert ballots(db) == 0
+    assert stored(db) == 0
     data = form_for(db, cycle, company.suppliers, form_token=form_token)
     data[f"s{company.suppliers[0].id}-c999999"] = "5"  # an unknown competency
     assert client.post("/rate", data=data).status_code == 422
-    assert ballots(db) == 0
+    assert stored(db) == 0
 
 
 def test_rating_page_in_russian(db: Session, settings: Settings, client: TestClient) -> None:
@@ -364,7 +384,7 @@ def test_malformed_posts_never_500(
         assert r.status_code < 500
     r = client.post("/rate", files={"file": ("a.txt", b"x")}, data={"form_token": form_token})
     assert r.status_code < 500
-    assert ballots(db) == 0
+    assert stored(db) == 0
     invitation = db.scalar(
         select(Invitation).where(Invitation.customer_id == company.customers[0].id)
     )

@@ -33,6 +33,7 @@ from tests.cycles.helpers import (
     launched_cycle,
     links_by_customer,
     make_company,
+    pooled_ballots,
     token_of,
 )
 
@@ -268,7 +269,11 @@ def statements(engine: Engine) -> Iterator[list[str]]:
 
 
 def test_submit_loads_invitation_and_form_once(
-    client: TestClient, db: Session, nasty: tuple[Any, Cycle, str], statements: list[str]
+    client: TestClient,
+    db: Session,
+    settings: Settings,
+    nasty: tuple[Any, Cycle, str],
+    statements: list[str],
 ) -> None:
     company, cycle, url = nasty
     _html, token = open_form(client, url)
@@ -280,11 +285,11 @@ def test_submit_loads_invitation_and_form_once(
     assert sum("from invitation" in s for s in selects) == 1, selects
     assert sum("from cycle_pair" in s for s in selects) == 1, selects
     assert sum("from cycle_competency" in s for s in selects) == 1, selects
-    assert len(db.scalars(select(Ballot.id)).all()) == 3
+    assert len(pooled_ballots(db, settings)) == 3
 
 
 def test_submit_form_answers_checks_against_the_form(
-    db: Session, nasty: tuple[Any, Cycle, str]
+    db: Session, settings: Settings, nasty: tuple[Any, Cycle, str]
 ) -> None:
     company, cycle, _url = nasty
     invitation = invitation_of(db, cycle, company.customers[0])
@@ -306,13 +311,23 @@ def test_submit_form_answers_checks_against_the_form(
     ]
     for answers in bad_cases:
         with pytest.raises(Invalid):
-            ratings_service.submit_form_answers(db, form=form, answers=answers)
+            ratings_service.submit_form_answers(
+                db, form=form, answers=answers, secret_key=settings.secret_key
+            )
     assert db.scalar(select(Ballot.id)) is None
+    assert not pooled_ballots(db, settings)
     assert invitation.used is False
-    assert ratings_service.submit_form_answers(db, form=form, answers=good) == 3
+    assert (
+        ratings_service.submit_form_answers(
+            db, form=form, answers=good, secret_key=settings.secret_key
+        )
+        == 3
+    )
     # The ORM's copy of the invitation is not left saying "unused".
     assert invitation.used is True
     with pytest.raises(ratings_service.AlreadySubmitted):
-        ratings_service.submit_form_answers(db, form=form, answers=good)
-    assert len(db.scalars(select(Ballot.id)).all()) == 3
+        ratings_service.submit_form_answers(
+            db, form=form, answers=good, secret_key=settings.secret_key
+        )
+    assert len(pooled_ballots(db, settings)) == 3
     assert db.scalar(select(Invitation.used).where(Invitation.id == invitation.id)) is True
