@@ -84,14 +84,14 @@ def _read(session: Session, cycle: Cycle) -> CycleRead:
     return _to_read(cycle, cycles_service.response_counts(session, cycle_ids=[cycle.id])[cycle.id])
 
 
-def _audit(session: Session, key: ApiKeyDep, action: str, cycle: Cycle) -> None:
+def _audit(session: Session, key: ApiKeyDep, action: str, cycle: Cycle, detail: str = "") -> None:
     auth_service.record_audit(
         session,
         actor=f"api-key:{key.name}",
         action=action,
         entity="cycle",
         entity_id=cycle.id,
-        detail=cycle.name,
+        detail=f"{cycle.name}{': ' + detail if detail else ''}",
     )
 
 
@@ -221,7 +221,14 @@ def launch_cycle(
 ) -> CycleRead:
     before = cycles_service.get_cycle(session, cycle_id=cycle_id).state
     cycle = cycles_service.launch_cycle(session, cycle_id=cycle_id, settings=settings)
-    _audit_state_change(session, key, "launch", cycle, before=before)
+    if _audit_state_change(session, key, "launch", cycle, before=before):
+        _audit(
+            session,
+            key,
+            "launch coverage",
+            cycle,
+            cycles_service.launch_audit_detail(session, cycle=cycle, settings=settings),
+        )
     return _read(session, cycle)
 
 

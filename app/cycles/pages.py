@@ -235,7 +235,16 @@ def cycle_new(
 def cycle_detail(request: Request, session: SessionDep, cycle_id: int) -> Response:
     cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
     progress = None
+    coverage: list[str] = []
+    settings = request.app.state.settings
     if cycle.state != CycleState.draft:
+        coverage = cycles_service.describe_coverage(
+            cycles_service.cycle_coverage(
+                session, cycle_id=cycle.id, k=settings.anonymity_min_raters
+            ),
+            k=settings.anonymity_min_raters,
+            min_age_days=settings.anonymity_rater_min_age_days,
+        )
         progress = cycles_service.cycle_progress(
             session,
             cycle_id=cycle.id,
@@ -245,7 +254,7 @@ def cycle_detail(request: Request, session: SessionDep, cycle_id: int) -> Respon
     return page(
         request,
         "hr/cycles/detail.html",
-        {"cycle": cycle, "progress": progress, "reminded": reminded},
+        {"cycle": cycle, "progress": progress, "reminded": reminded, "coverage": coverage},
     )
 
 
@@ -275,6 +284,12 @@ def cycle_launch_confirm(request: Request, session: SessionDep, cycle_id: int) -
     if cycle.state != CycleState.draft:
         return see_other(f"/cycles/{cycle.id}")
     customers, pairs, competencies = _launch_preview(session)
+    settings = request.app.state.settings
+    coverage = cycles_service.describe_coverage(
+        cycles_service.launch_coverage(session, settings=settings),
+        k=settings.anonymity_min_raters,
+        min_age_days=settings.anonymity_rater_min_age_days,
+    )
     return confirm_page(
         request,
         title=f"Launch {cycle.name}?",
@@ -290,6 +305,7 @@ def cycle_launch_confirm(request: Request, session: SessionDep, cycle_id: int) -
             f"{customers} customers will be invited to rate {pairs} supplier relations",
             f"{competencies} active competencies, scale {cycle.scale_min} to {cycle.scale_max}",
             f"Open until {cycle.closes_at:%d %b %Y %H:%M} UTC",
+            *coverage,
         ],
         action=f"/cycles/{cycle.id}/launch",
         button="Launch and send invitations",
@@ -307,7 +323,8 @@ def cycle_launch(
     cycle = cycles_service.launch_cycle(session, cycle_id=cycle_id, settings=settings)
     if was_draft:
         invited = cycles_service.response_counts(session, cycle_ids=[cycle.id])[cycle.id][0]
-        _audit(request, session, "launch", cycle, f"{invited} invitations")
+        coverage = cycles_service.launch_audit_detail(session, cycle=cycle, settings=settings)
+        _audit(request, session, "launch", cycle, f"{invited} invitations. {coverage}")
     return see_other(f"/cycles/{cycle.id}", notice="launched")
 
 

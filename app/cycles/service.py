@@ -410,18 +410,19 @@ def _first_launch_at(session: Session, *, now: datetime) -> datetime:
     return first if first is not None else now
 
 
-def _mark_raters_who_count(
-    session: Session, *, cycle: Cycle, settings: Settings, now: datetime
-) -> None:
+def _raters_who_do_not_count(
+    session: Session, *, employees: Any, settings: Settings, now: datetime
+) -> dict[int, RaterEligibility]:
+    """``{employee id: verdict}`` for those of ``employees`` (a select of ids) who do not
+    count toward k if a cycle launched at ``now``."""
     first = _first_launch_at(session, now=now)
     rows = session.execute(
-        select(Employee.id, Employee.email, Employee.created_at, Employee.email_changed_at)
-        .join(CycleEmployee, CycleEmployee.employee_id == Employee.id)
-        .where(CycleEmployee.cycle_id == cycle.id)
+        select(Employee.id, Employee.email, Employee.created_at, Employee.email_changed_at).where(
+            Employee.id.in_(employees)
+        )
     ).all()
-    changes = []
-    for employee_id, email, created_at, changed_at in rows:
-        verdict = rater_eligibility(
+    verdicts = {
+        employee_id: rater_eligibility(
             email=email,
             created_at=created_at,
             email_changed_at=changed_at,
@@ -429,15 +430,27 @@ def _mark_raters_who_count(
             first_launch_at=first,
             settings=settings,
         )
-        if not verdict.counts:
-            changes.append(
-                {
-                    "_cycle": cycle.id,
-                    "_employee": employee_id,
-                    "counts_toward_k": False,
-                    "not_counting_reason": verdict.reason,
-                }
-            )
+        for employee_id, email, created_at, changed_at in rows
+    }
+    return {e: v for e, v in verdicts.items() if not v.counts}
+
+
+def _mark_raters_who_count(
+    session: Session, *, cycle: Cycle, settings: Settings, now: datetime
+) -> None:
+    customers = select(CyclePair.customer_id).where(CyclePair.cycle_id == cycle.id)
+    not_counting = _raters_who_do_not_count(
+        session, employees=customers, settings=settings, now=now
+    )
+    changes = [
+        {
+            "_cycle": cycle.id,
+            "_employee": employee_id,
+            "counts_toward_k": False,
+            "not_counting_reason": verdict.reason,
+        }
+        for employee_id, verdict in not_counting.items()
+    ]
     table = cast(Table, CycleEmployee.__table__)
     for start in range(0, len(changes), INSERT_CHUNK):
         session.execute(
@@ -509,6 +522,161 @@ def supplier_coverage(session: Session, *, cycle_id: int) -> list[SupplierCovera
             entry.not_counting if counts else {**entry.not_counting, reason or "": n},
         )
     return sorted(merged.values(), key=lambda c: (c.counting, c.full_name.lower()))
+
+
+@dataclass
+class CoverageSummary:
+    """Raters who count toward k, for HR before and after a launch (never answers)."""
+
+    suppliers: int = 0
+    # reason -> how many customers do not count for it
+    not_counting: dict[str, int] = field(default_factory=dict)
+    # (external id, full name, reason) of the customers who do not count, first ones
+    not_counting_people: list[tuple[str, str, str]] = field(default_factory=list)
+    # suppliers with fewer than k customers who count: their results will not show
+    below_k: list[SupplierCoverage] = field(default_factory=list)
+
+
+SHOWN_PEOPLE = 50
+
+
+def _summarise(
+    session: Session,
+    *,
+    coverage: list[SupplierCoverage],
+    not_counting: dict[int, str],
+    k: int,
+) -> CoverageSummary:
+    reasons: dict[str, int] = {}
+    for reason in not_counting.values():
+        reasons[reason] = reasons.get(reason, 0) + 1
+    shown = sorted(not_counting)[:SHOWN_PEOPLE]
+    people = [
+        (external_id, name, not_counting[employee_id])
+        for employee_id, external_id, name in session.execute(
+            select(Employee.id, Employee.external_id, Employee.full_name)
+            .where(Employee.id.in_(shown))
+            .order_by(Employee.full_name)
+        )
+    ]
+    return CoverageSummary(
+        suppliers=len(coverage),
+        not_counting=reasons,
+        not_counting_people=people,
+        below_k=[c for c in coverage if c.counting < k],
+    )
+
+
+def launch_coverage(
+    session: Session, *, settings: Settings, now: datetime | None = None
+) -> CoverageSummary:
+    """What a launch now would give: raters who would not count, and why; suppliers who
+    would have fewer than k raters who count (from the live matrix)."""
+    now = now or utcnow()
+    supplier, customer = aliased(Employee), aliased(Employee)
+    links = (
+        select(MatrixLink.supplier_id, MatrixLink.customer_id, supplier.full_name)
+        .join(supplier, supplier.id == MatrixLink.supplier_id)
+        .join(customer, customer.id == MatrixLink.customer_id)
+        .where(supplier.active, customer.active)
+    )
+    verdicts = _raters_who_do_not_count(
+        session,
+        employees=select(links.subquery().c.customer_id),
+        settings=settings,
+        now=now,
+    )
+    merged: dict[int, SupplierCoverage] = {}
+    for supplier_id, customer_id, name in session.execute(links):
+        entry = merged.get(supplier_id) or SupplierCoverage(supplier_id, name, 0, 0, {})
+        reason = verdicts[customer_id].reason if customer_id in verdicts else None
+        merged[supplier_id] = SupplierCoverage(
+            supplier_id,
+            name,
+            entry.customers + 1,
+            entry.counting + (reason is None),
+            entry.not_counting
+            if reason is None
+            else {**entry.not_counting, reason: entry.not_counting.get(reason, 0) + 1},
+        )
+    coverage = sorted(merged.values(), key=lambda c: (c.counting, c.full_name.lower()))
+    return _summarise(
+        session,
+        coverage=coverage,
+        not_counting={e: v.reason or "" for e, v in verdicts.items()},
+        k=settings.anonymity_min_raters,
+    )
+
+
+def cycle_coverage(session: Session, *, cycle_id: int, k: int) -> CoverageSummary:
+    """The same for a launched cycle, from its snapshot."""
+    not_counting = dict(
+        session.execute(
+            select(CycleEmployee.employee_id, CycleEmployee.not_counting_reason).where(
+                CycleEmployee.cycle_id == cycle_id, CycleEmployee.counts_toward_k.is_(False)
+            )
+        ).all()
+    )
+    return _summarise(
+        session,
+        coverage=supplier_coverage(session, cycle_id=cycle_id),
+        not_counting={e: r or "" for e, r in not_counting.items()},
+        k=k,
+    )
+
+
+REASON_TEXT = {
+    NOT_COUNTING_NEW: "record younger than the minimum age",
+    NOT_COUNTING_EMAIL_CHANGED: "email changed within the minimum age",
+    NOT_COUNTING_EMAIL_DOMAIN: "email outside the allowed domains",
+}
+
+
+def describe_coverage(summary: CoverageSummary, *, k: int, min_age_days: int) -> list[str]:
+    """Plain sentences for the launch preview, the cycle page and the audit log."""
+    lines = []
+    total = sum(summary.not_counting.values())
+    if total:
+        reasons = ", ".join(
+            f"{n} {REASON_TEXT.get(reason, reason)}"
+            for reason, n in sorted(summary.not_counting.items())
+        )
+        lines.append(
+            f"{total} raters do not count toward k = {k} ({reasons}; minimum age "
+            f"{min_age_days} days): their answers count in the figures, but a supplier "
+            "needs k raters who count for results to show"
+        )
+        people = ", ".join(
+            f"{name} ({external_id}): {REASON_TEXT.get(reason, reason)}"
+            for external_id, name, reason in summary.not_counting_people
+        )
+        more = total - len(summary.not_counting_people)
+        lines.append(f"Not counting: {people}" + (f" and {more} more" if more > 0 else ""))
+    else:
+        lines.append(f"Every rater counts toward k = {k}")
+    if summary.below_k:
+        names = ", ".join(
+            f"{c.full_name} ({c.counting} of {c.customers})" for c in summary.below_k[:SHOWN_PEOPLE]
+        )
+        more = len(summary.below_k) - SHOWN_PEOPLE
+        lines.append(
+            f"{len(summary.below_k)} of {summary.suppliers} suppliers have fewer than {k} "
+            f"raters who count, so their results will show “not enough responses”: {names}"
+            + (f" and {more} more" if more > 0 else "")
+        )
+    return lines
+
+
+def launch_audit_detail(session: Session, *, cycle: Cycle, settings: Settings) -> str:
+    """Who does not count toward k at this launch, for the audit log: a made-up rater
+    shows up here, with the date of the launch that would have counted them."""
+    k = settings.anonymity_min_raters
+    lines = describe_coverage(
+        cycle_coverage(session, cycle_id=cycle.id, k=k),
+        k=k,
+        min_age_days=settings.anonymity_rater_min_age_days,
+    )
+    return ". ".join(lines)[:4000]
 
 
 def counting_responders(session: Session, *, cycle_id: int) -> dict[int, int]:

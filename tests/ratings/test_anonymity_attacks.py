@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import lifecycle
+from app.auth.models import AuditEntry
 from app.config import Settings
 from app.cycles import service as cycles_service
 from app.cycles.models import Cycle, CycleResponse, Invitation
@@ -208,6 +209,14 @@ def test_a_fabricated_quorum_through_the_api_reveals_nothing(
     assert response.status_code == 200, response.text
 
     cycle = db.get_one(Cycle, cycle_id)
+    # HR sees, before the answers come in, that this supplier will show nothing; the
+    # audit log names the made-up raters with the launch that would have used them.
+    coverage = cycles_service.cycle_coverage(db, cycle_id=cycle_id, k=3)
+    assert [(c.supplier_id, c.counting, c.customers) for c in coverage.below_k] == [
+        (supplier.id, 1, 3)
+    ]
+    audit = db.scalars(select(AuditEntry.detail).where(AuditEntry.action == "launch coverage"))
+    assert any("FAKE-1" in (d or "") and "FAKE-2" in (d or "") for d in audit)
     comps = cycle_competency_ids(db, cycle)
     links = links_by_customer(db, cycle)
     fakes = db.scalars(select(Employee).where(Employee.external_id.like("FAKE-%"))).all()

@@ -1,0 +1,203 @@
+"""The mixing pool: sealed sizes, crashes around the release, a changed SECRET_KEY."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app import crypto, lifecycle
+from app.config import Settings
+from app.cycles.models import Cycle, CycleState, Invitation
+from app.ratings import pool
+from app.ratings import service as ratings_service
+from app.ratings.models import Ballot, PendingSubmission
+from app.ratings.schemas import SupplierAnswer
+from app.reports.models import EmployeeResult
+from tests.cycles.helpers import answers_for, launched_cycle, make_company
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _submission(comment: str | None, suppliers: int = 3) -> pool.Submission:
+    return pool.Submission(
+        counts_toward_k=True,
+        answers={
+            s: SupplierAnswer(scores={1: 5, 2: None, 3: 7}, nps=8, comment=comment)
+            for s in range(1, suppliers + 1)
+        },
+    )
+
+
+def test_a_sealed_submission_is_as_long_as_its_shape_not_its_comments() -> None:
+    key = crypto.derive_key("k" * 40, "test")
+    sizes = {
+        len(pool.seal(key, _submission(comment), cycle_id=1, ask_comment=True))
+        for comment in (None, "ok", "Помогает быстро и по делу. " * 15, "x" * 900)
+    }
+    assert len(sizes) == 1  # nobody can match a pool row to a long comment by its length
+    # Only comments far beyond the slot (2,000 characters each) move to a larger class.
+    big = pool.seal(key, _submission("ж" * 2000), cycle_id=1, ask_comment=True)
+    assert len(big) > sizes.pop()
+    # More suppliers (public through the matrix) make a longer row.
+    assert len(pool.seal(key, _submission(None, 4), cycle_id=1, ask_comment=True)) > len(
+        pool.seal(key, _submission(None, 3), cycle_id=1, ask_comment=True)
+    )
+
+
+def test_a_sealed_submission_opens_only_in_its_cycle_under_its_key() -> None:
+    key = crypto.derive_key("k" * 40, "test")
+    sealed = pool.seal(key, _submission("fine"), cycle_id=7, ask_comment=True)
+    assert pool.open_sealed(key, sealed, cycle_id=7).answers[1].comment == "fine"
+    with pytest.raises(crypto.DecryptionFailed):
+        pool.open_sealed(key, sealed, cycle_id=8)
+    with pytest.raises(crypto.DecryptionFailed):
+        pool.open_sealed(crypto.derive_key("other" * 8, "test"), sealed, cycle_id=7)
+
+
+def _open_cycle_with_answers(
+    committed_db: sessionmaker[Session], settings: Settings, *, answered: int
+) -> int:
+    with committed_db() as session, session.begin():
+        company = make_company(session, suppliers=2, customers=answered + 1)
+        cycle = launched_cycle(session, settings)
+        cycle_id = cycle.id
+        invitations = {
+            i.customer_id: i.id
+            for i in session.scalars(select(Invitation).where(Invitation.cycle_id == cycle.id))
+        }
+        answers = answers_for(session, cycle, company.suppliers, score=6, comment="steady")
+        customers = [c.id for c in company.customers[:answered]]
+    for customer in customers:
+        with committed_db() as session, session.begin():
+            ratings_service.submit_answers(
+                session,
+                invitation_id=invitations[customer],
+                answers=answers,
+                secret_key=settings.secret_key,
+            )
+    return cycle_id
+
+
+def _env(database_url: str, secret_key: str, tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": secret_key,
+        "MAIL_DIR": str(tmp_path / "mail"),
+        "ENVIRONMENT": "development",
+    }
+
+
+def test_a_close_killed_midway_loses_nothing_and_doubles_nothing(
+    committed_db: sessionmaker[Session], settings: Settings, database_url: str, tmp_path: Path
+) -> None:
+    cycle_id = _open_cycle_with_answers(committed_db, settings, answered=4)
+    # Another process closes the cycle and is killed (SIGKILL) after writing the
+    # ballots, before its transaction commits: as a crash or an OOM kill would.
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from app import lifecycle
+        from app.config import get_settings
+        from app.db import make_engine, make_sessionmaker, writer_session
+        from app.ratings import service
+
+        original = service._insert_ballots
+
+        def insert_then_hang(*args, **kwargs):
+            written = original(*args, **kwargs)
+            print("written", written, flush=True)
+            time.sleep(60)
+            return written
+
+        service._insert_ballots = insert_then_hang
+        settings = get_settings()
+        factory = make_sessionmaker(make_engine(settings.database_url))
+        with writer_session(factory) as session, session.begin():
+            lifecycle.close_cycle(session, cycle_id={cycle_id}, secret_key=settings.secret_key)
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=_env(database_url, settings.secret_key, tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("written 8"), process.stderr.read() if process.stderr else line
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+
+    with committed_db() as session:
+        cycle = session.get_one(Cycle, cycle_id)
+        assert cycle.state == CycleState.open  # nothing half-closed
+        assert session.scalar(select(func.count()).select_from(Ballot)) == 0
+        assert session.scalar(select(func.count()).select_from(PendingSubmission)) == 4
+    deadline = time.monotonic() + 30
+    while True:  # PostgreSQL notices the dead connection and rolls it back
+        try:
+            with committed_db() as session, session.begin():
+                lifecycle.close_cycle(session, cycle_id=cycle_id, secret_key=settings.secret_key)
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    with committed_db() as session:
+        assert session.scalar(select(func.count()).select_from(Ballot)) == 8
+        assert session.scalar(select(func.count()).select_from(PendingSubmission)) == 0
+        raters = session.scalars(
+            select(EmployeeResult.raters).where(EmployeeResult.cycle_id == cycle_id)
+        ).all()
+        assert sorted(raters) == [4, 4]
+
+
+def test_another_secret_key_is_refused_at_start_up_and_at_close(
+    committed_db: sessionmaker[Session], settings: Settings, database_url: str, tmp_path: Path
+) -> None:
+    cycle_id = _open_cycle_with_answers(committed_db, settings, answered=3)
+    wrong = "another-secret-key-" + "y" * 32
+    for command in (["worker", "--once"],):
+        result = subprocess.run(
+            [sys.executable, "-m", "app", *command],
+            cwd=ROOT,
+            env=_env(database_url, wrong, tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 3, result.stderr
+        assert "SECRET_KEY" in result.stderr and "nothing has been changed" in result.stderr
+    with committed_db() as session, pytest.raises(ratings_service.PoolKeyMismatch):
+        lifecycle.close_cycle(session, cycle_id=cycle_id, secret_key=wrong)
+    with committed_db() as session:
+        assert session.scalar(select(func.count()).select_from(PendingSubmission)) == 3
+        assert session.get_one(Cycle, cycle_id).state == CycleState.open
+    # With the right key the worker starts, and the close releases every answer.
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "worker", "--once"],
+        cwd=ROOT,
+        env=_env(database_url, settings.secret_key, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    with committed_db() as session, session.begin():
+        lifecycle.close_cycle(session, cycle_id=cycle_id, secret_key=settings.secret_key)
+    with committed_db() as session:
+        assert session.scalar(select(func.count()).select_from(Ballot)) == 6
