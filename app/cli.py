@@ -198,6 +198,11 @@ def _print_banner(settings: Settings, host: str, port: int) -> None:
         if not settings.smtp_host
         else f"  Mail via SMTP:   {settings.smtp_host}:{settings.smtp_port}",
     ]
+    lines.append(
+        "  Anonymity:       answers stay encrypted in a pool until their cycle closes, then"
+        f" show only over k = {settings.anonymity_min_raters} raters who count"
+        " (README: Anonymity)"
+    )
     creds = read_demo_credentials(settings)
     if creds:
         lines.append("  Demo logins and API key:")

@@ -22,7 +22,7 @@ NONCE_BYTES = 12
 KEY_CHECK_LABEL = b"peer360 key check"
 
 
-class DecryptionFailed(Exception):
+class DecryptionFailed(ValueError):
     """The data was altered, or sealed under another ``SECRET_KEY``."""
 
 

@@ -57,6 +57,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
+TEST_SECRET_KEY = "test-secret-" + "x" * 32
 REPORT_DIR = Path(os.environ.get("TEST_REPORT_DIR", "test-reports"))
 
 
@@ -210,7 +211,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         environment="test",
         database_url=database_url,
         base_url="http://testserver",
-        secret_key="test-secret-" + "x" * 32,
+        secret_key=TEST_SECRET_KEY,
         smtp_host=None,
         mail_dir=tmp_path / "mail",
         anonymity_min_raters=3,

@@ -162,6 +162,7 @@ def test_close_deletes_the_cycles_outbox_rows(db: Session, settings: Settings) -
         body_text="b",
         body_html=None,
         secret_link=None,
+        secret_key=settings.secret_key,
     )
     db.expire_all()
 

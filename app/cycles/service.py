@@ -340,7 +340,7 @@ def launch_cycle(
         session.execute(
             insert(cast(Table, Invitation.__table__)), invitations[start : start + INSERT_CHUNK]
         )
-    mail_service.enqueue_messages(session, messages=messages)
+    mail_service.enqueue_messages(session, messages=messages, secret_key=settings.secret_key)
     # Links are opened within minutes of the launch, before autovacuum would notice
     # the new snapshot: plan the rating pages' joins for the rows that are there now.
     analyze(session, CyclePair, CycleEmployee, CycleDepartment, CycleCompetency, Invitation)
@@ -1002,7 +1002,7 @@ def _remind(
         )
     for start in range(0, len(updates), INSERT_CHUNK):
         session.execute(update(Invitation), updates[start : start + INSERT_CHUNK])
-    mail_service.enqueue_messages(session, messages=messages)
+    mail_service.enqueue_messages(session, messages=messages, secret_key=settings.secret_key)
     return len(rows)
 
 

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.db import utcnow, writer_session
 from app.mail.models import OutboxMessage, OutboxStatus
-from app.mail.service import LINK_PLACEHOLDER
+from app.mail.service import LINK_PLACEHOLDER, open_link
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def build_email(settings: Settings, message: Outgoing) -> bytes:
     (text, optionally with an HTML alternative, both base64 UTF-8), and the standard
     header machinery costs several times more than sending the message over loopback.
     """
-    link = message.secret_link or ""
+    link = open_link(settings.secret_key, message.secret_link) or ""
     domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "peer360.local"
     headers = [
         f"From: {_encode_header(settings.mail_from, address=True)}",

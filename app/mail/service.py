@@ -2,7 +2,8 @@
 
 A private link never sits in a message body. The body holds :data:`LINK_PLACEHOLDER`;
 the link itself lives in ``secret_link`` only until the message is sent, when the sender
-substitutes it and erases the column.
+substitutes it and erases the column. It is stored encrypted (AES-GCM, key derived from
+``SECRET_KEY``), so the database, its WAL and its backups never hold a usable link.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, cast
 from sqlalchemy import Table, and_, delete, func, insert, not_, select
 from sqlalchemy.orm import Session
 
+from app import crypto
 from app.db import utcnow
 from app.mail.models import OutboxMessage, OutboxStatus
 
@@ -30,6 +32,24 @@ _COLUMNS = (
 )
 
 
+def _link_key(secret_key: str) -> bytes:
+    return crypto.derive_key(secret_key, "outbox-link")
+
+
+def seal_link(secret_key: str, link: str | None) -> str | None:
+    """The private link as stored in the outbox (encrypted)."""
+    if link is None:
+        return None
+    return crypto.encrypt_text(_link_key(secret_key), link, context=b"outbox-link")
+
+
+def open_link(secret_key: str, sealed: str | None) -> str | None:
+    """The link back; :class:`app.crypto.DecryptionFailed` under another ``SECRET_KEY``."""
+    if sealed is None:
+        return None
+    return crypto.decrypt_text(_link_key(secret_key), sealed, context=b"outbox-link")
+
+
 def enqueue_message(
     session: Session,
     *,
@@ -41,6 +61,7 @@ def enqueue_message(
     body_text: str,
     body_html: str | None,
     secret_link: str | None,
+    secret_key: str,
 ) -> OutboxMessage:
     """Queue one email; it is sent after the caller's transaction commits."""
     message = OutboxMessage(
@@ -51,7 +72,7 @@ def enqueue_message(
         subject=subject,
         body_text=body_text,
         body_html=body_html,
-        secret_link=secret_link,
+        secret_link=seal_link(secret_key, secret_link),
         status=OutboxStatus.pending,
         attempts=0,
         next_attempt_at=utcnow(),
@@ -61,12 +82,15 @@ def enqueue_message(
     return message
 
 
-def enqueue_messages(session: Session, *, messages: Iterable[Mapping[str, Any]]) -> int:
+def enqueue_messages(
+    session: Session, *, messages: Iterable[Mapping[str, Any]], secret_key: str
+) -> int:
     """Queue many emails with bulk inserts (a launch queues one per customer)."""
     now = utcnow()
     rows = [
         {
             **{column: message.get(column) for column in _COLUMNS},
+            "secret_link": seal_link(secret_key, message.get("secret_link")),
             "to_name": message.get("to_name") or "",
             "status": OutboxStatus.pending,
             "attempts": 0,

@@ -14,9 +14,11 @@ from app.config import Settings
 from app.cycles import service as cycles_service
 from app.cycles.models import Cycle, CycleCompetency, Invitation
 from app.db import utcnow
+from app.mail import service as mail_service
 from app.mail.models import OutboxMessage
 from app.org.models import Competency, Department, Employee
 from app.ratings.schemas import SupplierAnswer
+from tests.conftest import TEST_SECRET_KEY
 from tests.factories import link, make_competency, make_department, make_employee
 
 _seq = itertools.count(1)
@@ -84,7 +86,11 @@ def links_by_customer(
         .where(OutboxMessage.tag == f"cycle:{cycle.id}", OutboxMessage.kind == kind)
         .order_by(OutboxMessage.id)
     ).all()
-    return {customer_id: str(secret) for customer_id, secret in rows if secret}
+    return {
+        customer_id: str(mail_service.open_link(TEST_SECRET_KEY, secret))
+        for customer_id, secret in rows
+        if secret
+    }
 
 
 def pooled_ballots(session: Session, settings: Settings) -> list[tuple[int, SupplierAnswer]]:

@@ -20,6 +20,7 @@ from app.cycles.models import (
 )
 from app.db import utcnow
 from app.errors import Conflict, Invalid, NotFound
+from app.mail import service as mail_service
 from app.mail.models import OutboxMessage, OutboxStatus
 from app.matrix.models import MatrixLink
 from app.ratings import service as ratings_service
@@ -115,9 +116,11 @@ def test_launch_snapshots_and_invites_each_customer_once(db: Session, settings: 
     assert len(messages) == 3
     for message in messages:
         assert message.kind == "invitation" and message.status == OutboxStatus.pending
-        assert message.secret_link and message.secret_link.startswith("http://testserver/r/")
+        link = mail_service.open_link(settings.secret_key, message.secret_link)
+        assert link and link.startswith("http://testserver/r/")
+        assert "/r/" not in (message.secret_link or "")  # stored encrypted
         # The bodies hold a placeholder; the link itself lives only in secret_link.
-        assert message.secret_link not in message.body_text
+        assert link not in message.body_text
         assert "[[private-link]]" in message.body_text
         assert "[[private-link]]" in (message.body_html or "")
         assert "2 colleagues" in message.body_text

@@ -17,7 +17,7 @@ from app.db import utcnow
 from app.mail import sender
 from app.mail import service as mail_service
 from app.mail.models import OutboxMessage, OutboxStatus
-from tests.conftest import SmtpServer, free_port
+from tests.conftest import TEST_SECRET_KEY, SmtpServer, free_port
 
 
 @pytest.fixture
@@ -44,6 +44,7 @@ def queue(session: Session, n: int, *, tag: str = "cycle:1", kind: str = "invita
             }
             for i in range(n)
         ],
+        secret_key=TEST_SECRET_KEY,
     )
     session.flush()
 
@@ -243,6 +244,7 @@ def test_header_injection_in_names_is_neutralised(
         body_text="x",
         body_html=None,
         secret_link=None,
+        secret_key=TEST_SECRET_KEY,
     )
     assert sender.deliver_due(factory, smtp_settings(settings, smtp_server)).sent == 1
     (message,) = smtp_server.wait_for(1)
