@@ -9,7 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import Response
 
-from app.auth.deps import require_scopes
+from app.auth import service as auth_service
+from app.auth.deps import ApiKeyDep, require_scopes
 from app.db import SessionDep
 from app.matrix import service as matrix_service
 from app.matrix.schemas import (
@@ -83,11 +84,22 @@ def put_supplier_customers(
         Body(examples=[["E-1001", "E-1077"], {"customer_external_ids": ["E-1001"]}]),
     ],
     session: SessionDep,
+    key: ApiKeyDep,
 ) -> SupplierCustomersRead:
     customers = body.customer_external_ids if isinstance(body, CustomerSet) else body
     change = matrix_service.replace_customers(
         session, supplier_external_id=external_id, customer_external_ids=customers
     )
+    if change.added or change.removed:
+        # Who changed whose raters, and when: a made-up quorum leaves a trail.
+        auth_service.record_audit(
+            session,
+            actor=f"api-key:{key.name}",
+            action="replace customers",
+            entity="matrix",
+            entity_id=external_id,
+            detail=f"{change.added} added, {change.removed} removed, {len(change.customers)} now",
+        )
     return _supplier_customers(change)
 
 

@@ -217,6 +217,8 @@ def test_a_fabricated_quorum_through_the_api_reveals_nothing(
     ]
     audit = db.scalars(select(AuditEntry.detail).where(AuditEntry.action == "launch coverage"))
     assert any("FAKE-1" in (d or "") and "FAKE-2" in (d or "") for d in audit)
+    changed = db.scalars(select(AuditEntry.entity_id).where(AuditEntry.entity == "matrix"))
+    assert "S-1" in list(changed)  # the matrix change that set the trap is on record
     comps = cycle_competency_ids(db, cycle)
     links = links_by_customer(db, cycle)
     fakes = db.scalars(select(Employee).where(Employee.external_id.like("FAKE-%"))).all()
