@@ -13,7 +13,7 @@ import re
 import secrets
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -429,19 +429,31 @@ def _store_ballots(
 # --- releasing the pool at close ---------------------------------------------------------
 
 
-def open_pool(session: Session, *, cycle: Cycle, secret_key: str) -> list[pool.Submission]:
-    """Every submission waiting in the cycle's pool, decrypted (only the close needs it)."""
+POOL_READ_BATCH = 500
+
+
+def open_pool(session: Session, *, cycle: Cycle, secret_key: str) -> Iterator[pool.Submission]:
+    """Every submission waiting in the cycle's pool, decrypted one at a time.
+
+    Streams: at 50,000 employees the pool holds about half a gigabyte of padded rows,
+    so they are read in batches and never all held at once.
+    """
     key = cycles_service.pool_key(secret_key, cycle)
-    sealed_rows = session.scalars(
-        select(PendingSubmission.sealed).where(PendingSubmission.cycle_id == cycle.id)
-    ).all()
+    rows = session.execute(
+        select(PendingSubmission.sealed)
+        .where(PendingSubmission.cycle_id == cycle.id)
+        .execution_options(yield_per=POOL_READ_BATCH)
+    ).scalars()
     try:
-        return [pool.open_sealed(key, sealed, cycle_id=cycle.id) for sealed in sealed_rows]
+        for sealed in rows:
+            yield pool.open_sealed(key, sealed, cycle_id=cycle.id)
     except DecryptionFailed as exc:
         raise PoolKeyMismatch(
             f"The answers of cycle {cycle.name} were sealed under another SECRET_KEY; "
             "restore the SECRET_KEY the cycle was launched with, then close it"
         ) from exc
+    finally:
+        rows.close()
 
 
 @dataclass
@@ -460,6 +472,11 @@ class Release:
     thin_nps: set[int] = field(default_factory=set)
 
 
+# One ballot as the close holds it: (supplier, nps, comment, ((competency, score), ...)).
+# Tuples, not objects: a 50,000-employee cycle has half a million of them in memory.
+_Ballot = tuple[int, int | None, str | None, tuple[tuple[int, int | None], ...]]
+
+
 def release_pool(
     session: Session,
     *,
@@ -473,81 +490,74 @@ def release_pool(
     Runs in the closing transaction, after the links died. ``counting_raters`` is, per
     supplier of the cycle, how many customers who count toward k answered (from the
     invitations, see ``cycles.service.counting_responders``). A supplier below k gets
-    no ballot at all (nothing would ever be shown). Every
-    pending row is deleted in one statement and the ballots are inserted in another, so
-    the WAL shows one set of raters and one set of ballots: the whole cycle's.
-    A row that does not decrypt (another SECRET_KEY) stops the close: nothing is lost.
+    no ballot at all (nothing would ever be shown). The whole pool is deleted in one
+    statement and the ballots are inserted after it, so the WAL shows one set of raters
+    and one set of ballots: the whole cycle's. A row that does not decrypt (another
+    SECRET_KEY) stops the close: nothing is lost.
     """
-    submissions = open_pool(session, cycle=cycle, secret_key=secret_key)
+    withheld = {sid for sid, n in counting_raters.items() if n < k}
     answered: Counter[tuple[int, int]] = Counter()
     nps_answers: Counter[int] = Counter()
-    for submission in submissions:
-        if not submission.counts_toward_k:
-            continue
+    ballots: list[_Ballot] = []
+    for submission in open_pool(session, cycle=cycle, secret_key=secret_key):
         for supplier_id, answer in submission.answers.items():
-            nps_answers[supplier_id] += answer.nps is not None
-            for competency_id, score in answer.scores.items():
-                answered[supplier_id, competency_id] += score is not None
-    ballots = [
-        (supplier_id, answer)
-        for submission in submissions
-        for supplier_id, answer in submission.answers.items()
-    ]
-    withheld = {sid for sid, n in counting_raters.items() if n < k}
+            if supplier_id in withheld:
+                continue
+            if submission.counts_toward_k:
+                nps_answers[supplier_id] += answer.nps is not None
+                for competency_id, score in answer.scores.items():
+                    answered[supplier_id, competency_id] += score is not None
+            ballots.append((supplier_id, answer.nps, answer.comment, tuple(answer.scores.items())))
     release = Release(
         withheld_suppliers=withheld,
         # A figure over k answers of which some came from raters who do not count could
         # be unpicked by whoever wrote those: each figure needs k answers that count.
         thin_competencies={
             (sid, cid)
-            for sid, a in ballots
-            for cid in a.scores
-            if sid not in withheld and answered[sid, cid] < k
+            for sid, _nps, _comment, scores in ballots
+            for cid, _score in scores
+            if answered[sid, cid] < k
         },
-        thin_nps={sid for sid, _a in ballots if sid not in withheld and nps_answers[sid] < k},
+        thin_nps={sid for sid, *_rest in ballots if nps_answers[sid] < k},
     )
-    shown = [(sid, a) for sid, a in ballots if sid not in release.withheld_suppliers]
-    # Order is all the database keeps of them: make it carry nothing.
-    secrets.SystemRandom().shuffle(shown)
-    release.ballots = _insert_ballots(session, cycle_id=cycle.id, ballots=shown)
     session.execute(
         delete(PendingSubmission)
         .where(PendingSubmission.cycle_id == cycle.id)
         .execution_options(synchronize_session=False)
     )
+    # Order is all the database keeps of them: make it carry nothing.
+    secrets.SystemRandom().shuffle(ballots)
+    release.ballots = _insert_ballots(session, cycle_id=cycle.id, ballots=ballots)
     return release
 
 
-def _insert_ballots(
-    session: Session, *, cycle_id: int, ballots: list[tuple[int, SupplierAnswer]]
-) -> int:
-    ballot_rows: list[dict[str, Any]] = []
-    score_rows: list[dict[str, Any]] = []
-    for supplier_id, answer in ballots:
-        # No rater, no invitation, no timestamp: only the cycle and the supplier.
-        ballot_id = uuid.uuid4()
-        ballot_rows.append(
-            {
-                "id": ballot_id,
-                "cycle_id": cycle_id,
-                "supplier_id": supplier_id,
-                "nps": answer.nps,
-                "comment": answer.comment,
-            }
-        )
-        score_rows.extend(
-            {"ballot_id": ballot_id, "cycle_competency_id": cid, "score": score}
-            for cid, score in answer.scores.items()
-        )
-    for start in range(0, len(ballot_rows), INSERT_CHUNK):
-        session.execute(
-            insert(cast(Table, Ballot.__table__)), ballot_rows[start : start + INSERT_CHUNK]
-        )
-    for start in range(0, len(score_rows), INSERT_CHUNK):
-        session.execute(
-            insert(cast(Table, BallotScore.__table__)), score_rows[start : start + INSERT_CHUNK]
-        )
-    return len(ballot_rows)
+def _insert_ballots(session: Session, *, cycle_id: int, ballots: list[_Ballot]) -> int:
+    """Insert ballots and their scores, a chunk at a time (bounded memory)."""
+    ballot_table = cast(Table, Ballot.__table__)
+    score_table = cast(Table, BallotScore.__table__)
+    for start in range(0, len(ballots), INSERT_CHUNK):
+        ballot_rows: list[dict[str, Any]] = []
+        score_rows: list[dict[str, Any]] = []
+        for supplier_id, nps, comment, scores in ballots[start : start + INSERT_CHUNK]:
+            # No rater, no invitation, no timestamp: only the cycle and the supplier.
+            ballot_id = uuid.uuid4()
+            ballot_rows.append(
+                {
+                    "id": ballot_id,
+                    "cycle_id": cycle_id,
+                    "supplier_id": supplier_id,
+                    "nps": nps,
+                    "comment": comment,
+                }
+            )
+            score_rows.extend(
+                {"ballot_id": ballot_id, "cycle_competency_id": cid, "score": score}
+                for cid, score in scores
+            )
+        session.execute(insert(ballot_table), ballot_rows)
+        if score_rows:
+            session.execute(insert(score_table), score_rows)
+    return len(ballots)
 
 
 def withhold_below_k(session: Session, *, cycle_id: int, suppliers: set[int]) -> None:
