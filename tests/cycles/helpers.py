@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -110,6 +112,21 @@ def pooled_ballots(session: Session, settings: Settings) -> list[tuple[int, Supp
         )
         for supplier_id, answer in submission.answers.items()
     ]
+
+
+def vacuum_eventually(engine: Engine, *, within: float = 120.0) -> bool:
+    """The post-close vacuum, retried as the worker would, until it succeeds.
+
+    On PostgreSQL a transaction running anywhere in the cluster (the other test worker,
+    another suite on the same server) postpones it, rightly: tests wait it out.
+    """
+    from app import lifecycle
+
+    deadline = time.monotonic() + within
+    while not lifecycle.vacuum_after_close(engine, wait_seconds=10):
+        if time.monotonic() > deadline:
+            return False
+    return True
 
 
 def token_of(link_url: str) -> str:

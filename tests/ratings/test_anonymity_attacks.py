@@ -38,6 +38,7 @@ from tests.cycles.helpers import (
     links_by_customer,
     make_company,
     token_of,
+    vacuum_eventually,
 )
 from tests.factories import auth_header, link, make_api_key, make_competency, make_employee
 
@@ -161,7 +162,7 @@ def test_the_wal_of_a_submit_holds_no_answer_only_the_close_does(
             s, cycle_id=cycle_id, min_raters=3, secret_key=settings.secret_key
         ),
     )
-    lifecycle.vacuum_after_close(committed_db.kw["bind"])
+    assert vacuum_eventually(committed_db.kw["bind"])
     released = history.written_since(before)
     # Every comment leaves the pool in the close's one transaction, all together.
     assert all(canary.encode() in released for canary in canaries.values())
@@ -347,7 +348,7 @@ def test_after_close_the_files_hold_no_link_and_no_answered_mark(
             s, cycle_id=cycle_id, min_raters=3, secret_key=settings.secret_key
         ),
     )
-    assert lifecycle.vacuum_after_close(committed_db.kw["bind"])
+    assert vacuum_eventually(committed_db.kw["bind"])
     engine = committed_db.kw["bind"]
     if db_kind == "sqlite":
         data = history.written_since(None)
@@ -406,7 +407,7 @@ def test_a_transaction_in_another_database_postpones_the_purge(
             )
             assert lifecycle.vacuum_after_close(engine, wait_seconds=1) is False
             elsewhere.rollback()
-        assert lifecycle.vacuum_after_close(engine, wait_seconds=10) is True
+        assert vacuum_eventually(engine)
     finally:
         other.dispose()
     with engine.connect() as conn:
