@@ -32,6 +32,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.sql.elements import ColumnElement
 
 from app import crypto, i18n
 from app.config import Settings
@@ -696,10 +697,7 @@ def counting_responders(session: Session, *, cycle_id: int) -> dict[int, int]:
         )
         .outerjoin(
             CycleEmployee,
-            and_(
-                CycleEmployee.cycle_id == CyclePair.cycle_id,
-                CycleEmployee.employee_id == CyclePair.customer_id,
-            ),
+            _snapshot_of(cycle_id=CyclePair.cycle_id, employee_id=CyclePair.customer_id),
         )
         .where(CyclePair.cycle_id == cycle_id)
         .group_by(CyclePair.supplier_id)
@@ -713,18 +711,14 @@ def forget_respondents(session: Session, *, cycle_id: int) -> None:
     After this the database no longer knows who answered (nor the link hashes, nor
     who was reminded when): only counts, as the results pages need.
     """
-    answered = func.coalesce(func.sum(case((Invitation.used, 1), else_=0)), 0)
     session.execute(
         insert(CycleResponse).from_select(
             ["cycle_id", "department_id", "invited", "responded"],
-            select(Invitation.cycle_id, CycleEmployee.department_id, func.count(), answered)
+            select(Invitation.cycle_id, CycleEmployee.department_id, func.count(), _answered())
             .select_from(Invitation)
             .outerjoin(
                 CycleEmployee,
-                and_(
-                    CycleEmployee.cycle_id == Invitation.cycle_id,
-                    CycleEmployee.employee_id == Invitation.customer_id,
-                ),
+                _snapshot_of(cycle_id=Invitation.cycle_id, employee_id=Invitation.customer_id),
             )
             .where(Invitation.cycle_id == cycle_id)
             .group_by(Invitation.cycle_id, CycleEmployee.department_id),
@@ -819,6 +813,16 @@ class CycleProgress:
         return self.responded / self.invited if self.invited else 0.0
 
 
+def _snapshot_of(*, cycle_id: Any, employee_id: Any) -> ColumnElement[bool]:
+    """Join condition: the launch snapshot row of ``employee_id`` in ``cycle_id``."""
+    return and_(CycleEmployee.cycle_id == cycle_id, CycleEmployee.employee_id == employee_id)
+
+
+def _answered() -> ColumnElement[Any]:
+    """How many of the grouped invitations were used."""
+    return func.coalesce(func.sum(case((Invitation.used, 1), else_=0)), 0)
+
+
 def response_counts(session: Session, *, cycle_ids: Iterable[int]) -> dict[int, tuple[int, int]]:
     """``{cycle_id: (invited, responded)}`` for the cycles given (counts only)."""
     ids = list(cycle_ids)
@@ -828,7 +832,7 @@ def response_counts(session: Session, *, cycle_ids: Iterable[int]) -> dict[int, 
         select(
             Invitation.cycle_id,
             func.count(),
-            func.coalesce(func.sum(case((Invitation.used, 1), else_=0)), 0),
+            _answered(),
         )
         .where(Invitation.cycle_id.in_(ids))
         .group_by(Invitation.cycle_id)
@@ -883,15 +887,12 @@ def cycle_progress(session: Session, *, cycle_id: int, min_invited: int) -> Cycl
                 CycleEmployee.department_id,
                 CycleDepartment.name,
                 func.count(),
-                func.coalesce(func.sum(case((Invitation.used, 1), else_=0)), 0),
+                _answered(),
             )
             .select_from(Invitation)
             .join(
                 CycleEmployee,
-                and_(
-                    CycleEmployee.cycle_id == Invitation.cycle_id,
-                    CycleEmployee.employee_id == Invitation.customer_id,
-                ),
+                _snapshot_of(cycle_id=Invitation.cycle_id, employee_id=Invitation.customer_id),
             )
             .outerjoin(
                 CycleDepartment,
