@@ -18,11 +18,15 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.db import database_unavailable
 from app.redaction import redact_path
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+# The charset is said out loud: clients that guess it (requests, for a type they do not
+# know as JSON) otherwise misread non-ASCII details.
+PROBLEM_JSON_UTF8 = f"{PROBLEM_JSON}; charset=utf-8"
 # How long a client should wait before retrying while the database is unreachable.
 DATABASE_RETRY_AFTER_SECONDS = 10
 INTERNAL_ERROR_DETAIL = "Something went wrong on our side. Nothing was saved; please try again."
@@ -156,7 +160,7 @@ def problem_response(
     if errors is not None:
         body["errors"] = errors
     body.update(extra)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON_UTF8, headers=headers)
 
 
 def request_id(request: Request) -> str | None:
@@ -220,7 +224,7 @@ def server_error_response(
     """A 5xx that names the request id our log has it under (the message is generic on
     purpose: an exception's text could contain input)."""
     rid = request_id(request)
-    extra = {"request_id": rid} if rid else {}
+    extra: dict[str, Any] = {"request_id": rid} if rid else {}
     return error_response(request, status, title, detail, headers=headers, **extra)
 
 
@@ -254,9 +258,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         errors = validation_errors(exc)
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-        if not wants_problem_json(request):
-            errors = None  # the page shows the detail line only
-        return error_response(request, 422, "Validation failed", detail, errors=errors)
+        # The page shows the detail line only.
+        listed = errors if wants_problem_json(request) else None
+        return error_response(request, 422, "Validation failed", detail, errors=listed)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
@@ -270,6 +274,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _database_unavailable(request: Request, exc: Exception) -> Response:
         # Connection refused or lost, a locked SQLite file, an exhausted pool: all pass
         # on their own, so the client is told to come back rather than given a 500.
+        if not database_unavailable(exc):
+            raise exc  # a bug: the outermost middleware answers 500 and logs the traceback
         log.warning(
             "database unavailable on %s %s (request %s): %s",
             request.method,
@@ -292,7 +298,7 @@ def document_problems(openapi: dict[str, Any]) -> dict[str, Any]:
     Routes list their error statuses with ``problems()``; FastAPI documents them as
     ``application/json`` and adds its own list-shaped 422. Here every 4xx/5xx of every
     operation becomes the ``Problem`` schema as ``application/problem+json``, and every
-    operation documents 503 (the database can be down under any of them).
+    operation documents 422 and 503.
     """
     components = openapi.setdefault("components", {}).setdefault("schemas", {})
     components["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -300,6 +306,9 @@ def document_problems(openapi: dict[str, Any]) -> dict[str, Any]:
     for operations in openapi.get("paths", {}).values():
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
+            # Any route refuses unknown query parameters (app.fields), any can find
+            # the database down.
+            responses.setdefault("422", {"description": PROBLEM_TEXT[422]})
             responses.setdefault("503", {"description": PROBLEM_TEXT[503]})
             for code, response in responses.items():
                 if code[:1] in ("4", "5"):

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth import api as auth_api
 from app.auth import pages as auth_pages
-from app.auth.deps import LoginRequired
+from app.auth.deps import QUERY_KEY_PARAMS, LoginRequired
 from app.config import Settings, get_settings
 from app.cycles import api as cycles_api
 from app.cycles import pages as cycles_pages
@@ -29,6 +29,7 @@ from app.errors import (
     install_error_handlers,
     server_error_response,
 )
+from app.fields import known_query_parameters
 from app.mail import pages as mail_pages
 from app.matrix import api as matrix_api
 from app.matrix import pages as matrix_pages
@@ -201,8 +202,12 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         reports_api.router,
         auth_api.router,
     )
+    # A key in the URL is refused by the auth check itself, with its own 401.
+    refuse_unknown_query = Depends(
+        known_query_parameters(left_to_others=frozenset(QUERY_KEY_PARAMS))
+    )
     for router in api_routers:
-        app.include_router(router, prefix="/api/v1")
+        app.include_router(router, prefix="/api/v1", dependencies=[refuse_unknown_query])
     for router in (
         auth_pages.router,
         org_pages.router,
