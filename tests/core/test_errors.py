@@ -18,7 +18,8 @@ from app.errors import PROBLEM_JSON
 from app.fields import INT32_MAX
 from tests.auth.helpers import sign_in
 from tests.conftest import LiveServer
-from tests.factories import auth_header, make_api_key
+from tests.factories import auth_header, make_api_key, make_employee
+from tests.reports.factories import build_three_levels
 
 # Past int32 (the columns), past int64 (what a driver can bind), and below the range.
 OUT_OF_RANGE = (INT32_MAX + 1, 2**63, -1, 0)
@@ -182,3 +183,42 @@ def test_api_docs_work_offline(client: TestClient) -> None:
             url = next(a for a in assets if a.endswith(name))
             asset = client.get(url)
             assert asset.status_code == 200 and len(asset.content) > 1000, url
+
+
+def test_selectors_that_look_like_ids_never_overflow(client: TestClient, db: Session) -> None:
+    """``department`` takes an id or an external id: digits past int32, or digits that
+    are not ASCII, are just an unknown department (404)."""
+    cycle = build_three_levels(db)["cycle"]
+    headers = auth_header(make_api_key(db))
+    db.commit()
+    base = f"/api/v1/cycles/{cycle.id}"
+    for selector in ("99999999999", str(INT32_MAX + 1), "²", "١٢٣٤٥٦٧٨٩٠١"):
+        for url in (
+            f"{base}/results/employees?department={selector}",
+            f"{base}/charts/trend-department.png?department={selector}",
+        ):
+            r = client.get(url, headers=headers)
+            assert r.status_code == 404, (url, r.status_code, r.text[:200])
+
+
+def test_page_forms_with_huge_numbers_answer_422(client: TestClient, db: Session) -> None:
+    signed_in = sign_in(client, db, role=Role.hr)
+    huge = str(2**63)
+    employee = make_employee(db)
+    db.commit()
+    posts = {
+        "/cycles/new": {
+            "name": "Huge",
+            "period_start": "2031-01-01",
+            "period_end": "2031-03-31",
+            "opens_at": "2031-03-20 09:00",
+            "closes_at": "2031-04-10 18:00",
+            "scale_min": huge,
+            "scale_max": huge,
+        },
+        "/org/competencies/new": {"code": "huge", "name": "Huge", "display_order": huge},
+        f"/matrix/suppliers/{employee.id}/customers": {"customer_id": huge},
+    }
+    for url, data in posts.items():
+        r = client.post(url, data={"csrf_token": signed_in.csrf, **data})
+        assert r.status_code in (404, 422), (url, r.status_code, r.text[:300])
