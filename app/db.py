@@ -7,6 +7,7 @@ a multi-step write is atomic.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -16,7 +17,8 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy import MetaData, create_engine, event, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -56,10 +58,36 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, **kwargs)
         _configure_sqlite(engine)
         return engine
+    # A pooled connection the server dropped (a restart, a failover) is replaced on
+    # checkout, so the app recovers on its own when the database comes back.
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
+    # An unreachable host fails the request in seconds (a 503), not after the OS's
+    # two-minute TCP timeout with a thread held all along.
+    kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", CONNECT_TIMEOUT_SECONDS)
     return create_engine(url, **kwargs)
+
+
+CONNECT_TIMEOUT_SECONDS = 5
+# SQLite result codes that pass on their own: busy or locked by another writer, the file
+# unreachable (a volume not mounted yet), I/O. Any other, such as SQLITE_ERROR for a
+# syntax error or a missing table, is a bug and stays a 500 with its traceback.
+_SQLITE_TRANSIENT = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN", "SQLITE_IOERR")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether a database error means "unreachable or busy: try again later"."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    if isinstance(exc.orig, sqlite3.Error):
+        name = getattr(exc.orig, "sqlite_errorname", "") or ""
+        return name.startswith(_SQLITE_TRANSIENT)
+    # psycopg's OperationalError: connection refused or lost, server shutting down,
+    # statement cancelled or lock timeout. Its errors for bad SQL are other classes.
+    return True
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -13,13 +13,69 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.db import database_unavailable
 from app.redaction import redact_path
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+# The charset is said out loud: clients that guess it (requests, for a type they do not
+# know as JSON) otherwise misread non-ASCII details.
+PROBLEM_JSON_UTF8 = f"{PROBLEM_JSON}; charset=utf-8"
+# How long a client should wait before retrying while the database is unreachable.
+DATABASE_RETRY_AFTER_SECONDS = 10
+INTERNAL_ERROR_DETAIL = "Something went wrong on our side. Nothing was saved; please try again."
+DATABASE_DOWN_DETAIL = (
+    "The service cannot reach its database right now. Nothing was saved; "
+    "please try again in a moment."
+)
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document, as every error under /api is returned."""
+
+    type: str = Field(default="about:blank", examples=["about:blank"])
+    title: str = Field(examples=["Validation failed"])
+    status: int = Field(examples=[422])
+    detail: str | None = Field(
+        default=None, examples=["The employee is not valid: email is not an email address"]
+    )
+    errors: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Per-field (and, for imports, per-line) problems: `{line?, field, message}`.",
+        examples=[[{"line": 3, "field": "email", "message": "email is not an email address"}]],
+    )
+    request_id: str | None = Field(
+        default=None,
+        description="On server errors (5xx): the id our logs know the request by "
+        "(also in the `X-Request-ID` header).",
+    )
+
+
+PROBLEM_TEXT = {
+    400: "The request is malformed.",
+    401: "No API key, or an unknown or revoked one (or a key sent in the URL).",
+    403: "The API key lacks the scope this route needs.",
+    404: "No record has this id.",
+    409: "The change conflicts with existing data (a duplicate email, a cycle).",
+    413: "The request body is larger than the configured limit.",
+    415: "The body's content type is not supported.",
+    422: "The input breaks a rule; `errors` names each field (and line) and the reason.",
+    503: "The database is unreachable; retry after `Retry-After` seconds.",
+}
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses a route can answer (plus auth)."""
+    return {
+        code: {"model": Problem, "description": PROBLEM_TEXT[code]}
+        for code in sorted({401, 403, *codes})
+    }
 
 
 class DomainError(Exception):
@@ -104,19 +160,23 @@ def problem_response(
     if errors is not None:
         body["errors"] = errors
     body.update(extra)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON_UTF8, headers=headers)
+
+
+def request_id(request: Request) -> str | None:
+    """The id the request is logged under (set by the app's outermost middleware)."""
+    value = request.scope.get("state", {}).get("request_id")
+    return value if isinstance(value, str) else None
 
 
 def error_page(request: Request, status: int, title: str, detail: str) -> Response:
     from app.templating import render  # late: templating imports i18n helpers
 
+    context: dict[str, Any] = {"status": status, "title": title, "detail": detail}
+    if status >= 500:
+        context["request_id"] = request_id(request)
     try:
-        return render(
-            request,
-            "error.html",
-            {"status": status, "title": title, "detail": detail},
-            status_code=status,
-        )
+        return render(request, "error.html", context, status_code=status)
     except Exception:  # never let the error page itself fail
         log.exception("error page failed to render")
         return HTMLResponse(f"<h1>{status} {title}</h1>", status_code=status)
@@ -134,48 +194,127 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+def error_response(
+    request: Request,
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    """A problem document under /api, the friendly page elsewhere."""
+    if wants_problem_json(request):
+        return problem_response(status, title, detail, errors=errors, headers=headers, **extra)
+    response = error_page(request, status, title, detail)
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+def server_error_response(
+    request: Request,
+    status: int = 500,
+    title: str = "Internal server error",
+    detail: str = INTERNAL_ERROR_DETAIL,
+    *,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A 5xx that names the request id our log has it under (the message is generic on
+    purpose: an exception's text could contain input)."""
+    rid = request_id(request)
+    extra: dict[str, Any] = {"request_id": rid} if rid else {}
+    return error_response(request, status, title, detail, headers=headers, **extra)
+
+
+HTTP_TITLES = {
+    400: "Bad request",
+    404: "Not found",
+    405: "Method not allowed",
+    413: "Request too large",
+    415: "Unsupported media type",
+}
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    """Handlers for expected errors. Unexpected ones become a 500 in the app's outermost
+    middleware (``app.main.RequestContext``), not here: Starlette re-raises after its
+    catch-all handler, which drops the connection and the access log line."""
+
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> Response:
-        if wants_problem_json(request):
-            return problem_response(
-                exc.status,
-                exc.title,
-                exc.detail,
-                errors=exc.errors,
-                headers=exc.headers,
-                **exc.extra,
-            )
-        response = error_page(request, exc.status, exc.title, exc.detail)
-        if exc.headers:
-            response.headers.update(exc.headers)
-        return response
+        return error_response(
+            request,
+            exc.status,
+            exc.title,
+            exc.detail,
+            errors=exc.errors,
+            headers=exc.headers,
+            **exc.extra,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
         errors = validation_errors(exc)
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-        if wants_problem_json(request):
-            return problem_response(422, "Validation failed", detail, errors=errors)
-        return error_page(request, 422, "Validation failed", detail)
+        # The page shows the detail line only.
+        listed = errors if wants_problem_json(request) else None
+        return error_response(request, 422, "Validation failed", detail, errors=listed)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "Error")
+        title = HTTP_TITLES.get(exc.status_code, "Error")
         detail = str(exc.detail) if exc.detail else title
         headers = dict(exc.headers) if exc.headers else None
-        if wants_problem_json(request):
-            return problem_response(exc.status_code, title, detail, headers=headers)
-        response = error_page(request, exc.status_code, title, detail)
-        if headers:
-            response.headers.update(headers)
-        return response
+        return error_response(request, exc.status_code, title, detail, headers=headers)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> Response:
-        # The message is generic on purpose: an exception text could contain input.
-        log.exception("unhandled error on %s %s", request.method, redact_path(request.url.path))
-        detail = "Something went wrong on our side. Nothing was saved; please try again."
-        if wants_problem_json(request):
-            return problem_response(500, "Internal server error", detail)
-        return error_page(request, 500, "Internal server error", detail)
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def _database_unavailable(request: Request, exc: Exception) -> Response:
+        # Connection refused or lost, a locked SQLite file, an exhausted pool: all pass
+        # on their own, so the client is told to come back rather than given a 500.
+        if not database_unavailable(exc):
+            raise exc  # a bug: the outermost middleware answers 500 and logs the traceback
+        log.warning(
+            "database unavailable on %s %s (request %s): %s",
+            request.method,
+            redact_path(request.url.path),
+            request_id(request),
+            type(getattr(exc, "orig", None) or exc).__name__,
+        )
+        return server_error_response(
+            request,
+            503,
+            "Service unavailable",
+            DATABASE_DOWN_DETAIL,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+        )
+
+
+def document_problems(openapi: dict[str, Any]) -> dict[str, Any]:
+    """Make the OpenAPI document say what the handlers above send for every error.
+
+    Routes list their error statuses with ``problems()``; FastAPI documents them as
+    ``application/json`` and adds its own list-shaped 422. Here every 4xx/5xx of every
+    operation becomes the ``Problem`` schema as ``application/problem+json``, and every
+    operation documents 422 and 503.
+    """
+    components = openapi.setdefault("components", {}).setdefault("schemas", {})
+    components["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    problem = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for operations in openapi.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            # Any route refuses unknown query parameters (app.fields), any can find
+            # the database down.
+            responses.setdefault("422", {"description": PROBLEM_TEXT[422]})
+            responses.setdefault("503", {"description": PROBLEM_TEXT[503]})
+            for code, response in responses.items():
+                if code[:1] in ("4", "5"):
+                    if code == "422" and response.get("description") == "Validation Error":
+                        response["description"] = PROBLEM_TEXT[422]
+                    response["content"] = dict(problem)
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
+    return openapi

@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Awaitable, Callable
+import uuid
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.engine import Engine
-from starlette.responses import Response
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth import api as auth_api
 from app.auth import pages as auth_pages
-from app.auth.deps import LoginRequired
+from app.auth.deps import QUERY_KEY_PARAMS, LoginRequired
 from app.config import Settings, get_settings
 from app.cycles import api as cycles_api
 from app.cycles import pages as cycles_pages
 from app.db import make_engine, make_sessionmaker
-from app.errors import TooLarge, install_error_handlers, problem_response
+from app.errors import (
+    document_problems,
+    error_response,
+    install_error_handlers,
+    server_error_response,
+)
+from app.fields import known_query_parameters
 from app.mail import pages as mail_pages
 from app.matrix import api as matrix_api
 from app.matrix import pages as matrix_pages
@@ -30,9 +39,27 @@ from app.ratings import pages as ratings_pages
 from app.redaction import redact_path
 from app.reports import api as reports_api
 from app.reports import pages as reports_pages
+from app.web import strict_form
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 access_log = logging.getLogger("app.access")
+log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# An id from the proxy in front (nginx's $request_id) is kept, so both logs agree;
+# anything else is replaced, so a client cannot write arbitrary text into our log.
+PROXY_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+    "script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+)
+# Swagger UI and ReDoc start with an inline script and style (served by us all the same).
+DOCS_PATHS = ("/api/docs", "/api/redoc")
 
 
 API_DESCRIPTION = """
@@ -66,29 +93,97 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise TooLarge(f"The request body is larger than {self.max_bytes} bytes.")
+                    # An HTTPException, not a DomainError: FastAPI passes these through its
+                    # body parsing instead of turning them into "400 error parsing the body".
+                    raise HTTPException(413, self._detail())
             return message
 
         await self.app(scope, limited_receive, send)
 
+    def _detail(self) -> str:
+        return f"The request body is larger than {self.max_bytes} bytes."
+
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problem_response(
-            413, "Request too large", f"The request body is larger than {self.max_bytes} bytes."
-        )
+        response = error_response(Request(scope), 413, "Request too large", self._detail())
         await response(scope, receive, send)
+
+
+class RequestContext:
+    """The outermost layer: a request id, security headers, the access log, and the
+    last-resort 500.
+
+    The 500 is answered here rather than by Starlette's catch-all handler, which sends
+    it and then re-raises, so the server drops the kept-alive connection and no access
+    line is written. Here a 500 is an ordinary response, logged with its request id.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        given = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
+        rid = given if PROXY_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        path: str = scope["path"]
+        status = 500
+        response_started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                if not path.startswith(DOCS_PATHS):
+                    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+                headers[REQUEST_ID_HEADER] = rid
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            log.exception(
+                "unhandled error on %s %s (request %s)", scope["method"], redact_path(path), rid
+            )
+            if response_started:
+                raise  # too late for an error answer; the server closes the connection
+            response = server_error_response(Request(scope))
+            await response(scope, receive, send_with_headers)
+        finally:
+            client = scope.get("client")
+            access_log.info(
+                '%s "%s %s" %s %.1fms %s',
+                client[0] if client else "-",
+                scope["method"],
+                redact_path(path),
+                status,
+                (time.perf_counter() - started) * 1000,
+                rid,
+            )
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
     settings = settings or get_settings()
     engine = engine or make_engine(settings.database_url)
-    app = FastAPI(
+    # Swagger UI and ReDoc from the package's own copies: the docs work offline.
+    app = FastAPIOffline(
         title="Peer360 API",
         version="1",
         description=API_DESCRIPTION,
         docs_url="/api/docs",
-        redoc_url=None,
+        redoc_url="/api/redoc",
         openapi_url="/api/openapi.json",
+        swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
+        static_url="/api/docs/assets",
     )
+    base_openapi = app.openapi
+    app.openapi = lambda: document_problems(base_openapi())  # type: ignore[method-assign]
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
@@ -97,33 +192,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     # Pages send visitors who are not logged in to the login form (and back afterwards).
     app.add_exception_handler(LoginRequired, auth_pages.login_redirect)
 
-    @app.middleware("http")
-    async def security_headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        headers = response.headers
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("Referrer-Policy", "same-origin")
-        if not request.url.path.startswith("/api/docs"):
-            headers.setdefault(
-                "Content-Security-Policy",
-                "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-                "script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-            )
-        access_log.info(
-            '%s "%s %s" %s %.1fms',
-            request.client.host if request.client else "-",
-            request.method,
-            redact_path(request.url.path),
-            response.status_code,
-            (time.perf_counter() - started) * 1000,
-        )
-        return response
-
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestContext)  # added last: the outermost
 
     api_routers = (
         org_api.router,
@@ -132,8 +202,12 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         reports_api.router,
         auth_api.router,
     )
+    # A key in the URL is refused by the auth check itself, with its own 401.
+    refuse_unknown_query = Depends(
+        known_query_parameters(left_to_others=frozenset(QUERY_KEY_PARAMS))
+    )
     for router in api_routers:
-        app.include_router(router, prefix="/api/v1")
+        app.include_router(router, prefix="/api/v1", dependencies=[refuse_unknown_query])
     for router in (
         auth_pages.router,
         org_pages.router,
@@ -143,7 +217,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         reports_pages.router,
         mail_pages.router,
     ):
-        app.include_router(router)
+        app.include_router(router, dependencies=[Depends(strict_form)])
 
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -4,14 +4,19 @@ field errors. No domain imports, so every ``pages.py`` may use it."""
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from starlette.responses import HTMLResponse, RedirectResponse
 
 from app.errors import DomainError
+from app.fields import INT32_MAX
 
 # A notice is chosen from this list by key, so a URL cannot put arbitrary text on a page.
 NOTICES: dict[str, str] = {
@@ -87,14 +92,17 @@ def field_errors(exc: DomainError) -> dict[str, str]:
 
 
 def parse_int(value: str | None, *, default: int | None = None, minimum: int = 1) -> int | None:
-    """A query parameter as int, tolerating junk (pages never 422 on a bad filter)."""
+    """A query parameter as int, tolerating junk (pages never 422 on a bad filter).
+
+    Numbers beyond the id columns' range count as junk: they match no row anyway.
+    """
     if value is None or not value.strip():
         return default
     try:
         number = int(value.strip())
     except ValueError:
         return default
-    return number if number >= minimum else default
+    return number if minimum <= number <= INT32_MAX else default
 
 
 @dataclass
@@ -164,3 +172,106 @@ def confirm_page(
         # A primary (not red) button: the action is wanted, just not undoable.
         context["safe_action"] = True
     return page(request, "hr/confirm.html", context)
+
+
+# --- strict forms ----------------------------------------------------------------------
+
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+# Every state-changing form carries it (read by ``auth.deps.csrf_protect``).
+ALWAYS_ACCEPTED = frozenset({"csrf_token"})
+
+
+class UnexpectedFormFields(DomainError):
+    status = 400
+    title = "The form was not sent as the page made it"
+
+
+@dataclass(frozen=True)
+class FormSpec:
+    """The fields a page route reads itself with ``request.form()``."""
+
+    names: frozenset[str] = frozenset()
+    pattern: re.Pattern[str] | None = None
+    repeated: frozenset[str] = frozenset()
+    max_fields: int = 1000
+    max_files: int = 1000
+
+
+def form_fields(
+    *names: str,
+    pattern: re.Pattern[str] | None = None,
+    repeated: tuple[str, ...] = (),
+    max_fields: int = 1000,
+    max_files: int = 1000,
+) -> Callable[[Endpoint], Endpoint]:
+    """Declare the fields of a route that reads ``request.form()`` itself: ``names``,
+    any name matching ``pattern``; only ``repeated`` ones may come more than once.
+    Routes with ``Form()`` parameters need nothing: their parameters are the list."""
+    spec = FormSpec(frozenset(names), pattern, frozenset(repeated), max_fields, max_files)
+
+    def declare(endpoint: Endpoint) -> Endpoint:
+        endpoint.form_spec = spec  # type: ignore[attr-defined]
+        return endpoint
+
+    return declare
+
+
+def _route_spec(route: object) -> FormSpec:
+    if not isinstance(route, APIRoute):
+        return FormSpec()
+    spec: FormSpec | None = getattr(route.endpoint, "form_spec", None)
+    if spec is not None:
+        return spec
+    return FormSpec(names=frozenset(_form_parameters(route.dependant)))
+
+
+def _form_parameters(dependant: Dependant) -> set[str]:
+    names = {param.alias for param in dependant.body_params}
+    for sub in dependant.dependencies:
+        names |= _form_parameters(sub)
+    return names
+
+
+def form_problems(items: list[tuple[str, Any]], spec: FormSpec) -> str | None:
+    """What is wrong with the posted field names, in one sentence; None when nothing."""
+    seen: set[str] = set()
+    unknown: list[str] = []
+    twice: list[str] = []
+    for name, _value in items:
+        if name in seen and name not in spec.repeated and name not in twice:
+            twice.append(name)
+        seen.add(name)
+        known = name in spec.names or name in ALWAYS_ACCEPTED
+        matches = bool(spec.pattern and spec.pattern.fullmatch(name))
+        if not known and not matches and name not in unknown:
+            unknown.append(name)
+    if not unknown and not twice:
+        return None
+
+    def listed(names: list[str]) -> str:
+        shown = ", ".join(repr(n[:40]) for n in names[:5])
+        return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+    parts = []
+    if unknown:
+        parts.append(f"fields this form does not have: {listed(unknown)}")
+    if twice:
+        parts.append(f"fields sent more than once: {listed(twice)}")
+    return "The form was refused, nothing was saved. It had " + "; and ".join(parts) + "."
+
+
+async def strict_form(request: Request) -> None:
+    """Refuse a posted form with a field the route does not read, or one sent twice.
+
+    Without this a mistyped or injected field is dropped without a word, and a repeated
+    one silently keeps only its last value. Applied to every page router (app.main).
+    """
+    content_type = request.headers.get("content-type", "")
+    if request.method != "POST" or not content_type.startswith(FORM_TYPES):
+        return
+    spec = _route_spec(request.scope.get("route"))
+    form = await request.form(max_fields=spec.max_fields, max_files=spec.max_files)
+    problem = form_problems(list(form.multi_items()), spec)
+    if problem:
+        raise UnexpectedFormFields(problem)

@@ -63,7 +63,9 @@ POLICY: dict[tuple[str, str], str | Api] = {
     ("GET", "/static"): PUBLIC,
     ("GET", "/api/openapi.json"): PUBLIC,
     ("GET", "/api/docs"): PUBLIC,
-    ("GET", "/docs/oauth2-redirect"): PUBLIC,
+    ("GET", "/api/docs/oauth2-redirect"): PUBLIC,
+    ("GET", "/api/docs/assets"): PUBLIC,
+    ("GET", "/api/redoc"): PUBLIC,
     # --- every logged-in user
     ("GET", "/"): LOGGED_IN,
     ("GET", "/logout"): LOGGED_IN,

@@ -24,7 +24,8 @@ from app.auth.models import Role
 from app.config import Settings
 from app.db import SessionDep
 from app.errors import DomainError, Invalid, problem_response
-from app.web import confirm_page, field_errors, make_pager, page, safe_next, see_other
+from app.fields import RowId
+from app.web import confirm_page, field_errors, form_fields, make_pager, page, safe_next, see_other
 
 router = APIRouter(include_in_schema=False)
 
@@ -341,7 +342,7 @@ def _user_form_page(
 
 
 @router.get("/admin/users/{user_id}", dependencies=[AdminOnly])
-def user_edit_form(request: Request, session: SessionDep, user_id: int) -> Response:
+def user_edit_form(request: Request, session: SessionDep, user_id: RowId) -> Response:
     return _user_form_page(request, session, user_id)
 
 
@@ -349,7 +350,7 @@ def user_edit_form(request: Request, session: SessionDep, user_id: int) -> Respo
 def user_edit(
     request: Request,
     session: SessionDep,
-    user_id: int,
+    user_id: RowId,
     full_name: Annotated[str, Form(max_length=200)] = "",
     role: Annotated[str, Form(max_length=20)] = "",
     employee_email: Annotated[str, Form(max_length=320)] = "",
@@ -382,7 +383,7 @@ def user_edit(
 
 
 @router.get("/admin/users/{user_id}/deactivate", dependencies=[AdminOnly])
-def user_deactivate_confirm(request: Request, session: SessionDep, user_id: int) -> Response:
+def user_deactivate_confirm(request: Request, session: SessionDep, user_id: RowId) -> Response:
     user = auth_service.get_user(session, user_id=user_id)
     return confirm_page(
         request,
@@ -397,7 +398,7 @@ def user_deactivate_confirm(request: Request, session: SessionDep, user_id: int)
 
 
 @router.post("/admin/users/{user_id}/deactivate", dependencies=[AdminOnly, CsrfProtect])
-def user_deactivate(request: Request, session: SessionDep, user_id: int) -> Response:
+def user_deactivate(request: Request, session: SessionDep, user_id: RowId) -> Response:
     user = auth_service.get_user(session, user_id=user_id)
     principal = request.state.principal
     if user.id == principal.user_id:
@@ -415,7 +416,7 @@ def user_deactivate(request: Request, session: SessionDep, user_id: int) -> Resp
 
 
 @router.post("/admin/users/{user_id}/reactivate", dependencies=[AdminOnly, CsrfProtect])
-def user_reactivate(request: Request, session: SessionDep, user_id: int) -> Response:
+def user_reactivate(request: Request, session: SessionDep, user_id: RowId) -> Response:
     user = auth_service.get_user(session, user_id=user_id)
     auth_service.set_user_active(session, user=user, active=True)
     auth_service.record_audit(
@@ -463,6 +464,7 @@ def api_keys_list(request: Request, session: SessionDep) -> Response:
 
 
 @router.post("/admin/api-keys", dependencies=[AdminOnly, CsrfProtect])
+@form_fields("name", "scopes", repeated=("scopes",))
 async def api_keys_create(request: Request, session: SessionDep) -> Response:
     form = await request.form()
     name = str(form.get("name") or "")[:100]
@@ -498,7 +500,7 @@ async def api_keys_create(request: Request, session: SessionDep) -> Response:
 
 
 @router.get("/admin/api-keys/{key_id}/revoke", dependencies=[AdminOnly])
-def api_key_revoke_confirm(request: Request, session: SessionDep, key_id: int) -> Response:
+def api_key_revoke_confirm(request: Request, session: SessionDep, key_id: RowId) -> Response:
     key = next((k for k in auth_service.list_api_keys(session) if k.id == key_id), None)
     if key is None or key.revoked_at is not None:
         return see_other("/admin/api-keys")
@@ -519,7 +521,7 @@ def api_key_revoke_confirm(request: Request, session: SessionDep, key_id: int) -
 
 
 @router.post("/admin/api-keys/{key_id}/revoke", dependencies=[AdminOnly, CsrfProtect])
-def api_key_revoke(request: Request, session: SessionDep, key_id: int) -> Response:
+def api_key_revoke(request: Request, session: SessionDep, key_id: RowId) -> Response:
     key = auth_service.revoke_api_key(session, key_id=key_id)
     if key is None:
         raise Invalid("No such API key.")

@@ -24,6 +24,7 @@ from app.cycles.schemas import (
 )
 from app.db import SessionDep
 from app.errors import PROBLEM_JSON
+from app.fields import RowId
 
 router = APIRouter(prefix="/cycles", tags=["cycles"])
 
@@ -177,7 +178,7 @@ def create_cycle(body: CycleCreate, session: SessionDep, key: ApiKeyDep) -> Cycl
     ),
     responses={**AUTH_ERRORS, **NOT_FOUND},
 )
-def read_cycle(cycle_id: int, request: Request, session: SessionDep) -> CycleDetail:
+def read_cycle(cycle_id: RowId, request: Request, session: SessionDep) -> CycleDetail:
     cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
     progress = cycles_service.cycle_progress(
         session, cycle_id=cycle.id, min_invited=request.app.state.settings.anonymity_min_raters
@@ -217,7 +218,7 @@ def read_cycle(cycle_id: int, request: Request, session: SessionDep) -> CycleDet
     },
 )
 def launch_cycle(
-    cycle_id: int, session: SessionDep, settings: SettingsDep, key: ApiKeyDep
+    cycle_id: RowId, session: SessionDep, settings: SettingsDep, key: ApiKeyDep
 ) -> CycleRead:
     before = cycles_service.get_cycle(session, cycle_id=cycle_id).state
     cycle = cycles_service.launch_cycle(session, cycle_id=cycle_id, settings=settings)
@@ -245,7 +246,7 @@ def launch_cycle(
     responses={**AUTH_ERRORS, **NOT_FOUND, 409: _problem("The cycle is not open.")},
 )
 def send_reminders(
-    cycle_id: int, session: SessionDep, settings: SettingsDep, key: ApiKeyDep
+    cycle_id: RowId, session: SessionDep, settings: SettingsDep, key: ApiKeyDep
 ) -> RemindersQueued:
     queued = cycles_service.send_reminders(session, cycle_id=cycle_id, settings=settings)
     _audit(session, key, "remind", cycles_service.get_cycle(session, cycle_id=cycle_id))
@@ -272,7 +273,7 @@ def _committed_to_engine(session: Session) -> bool:
     responses={**AUTH_ERRORS, **NOT_FOUND, 409: _problem("The cycle was never launched.")},
 )
 def close_cycle(
-    cycle_id: int, request: Request, session: SessionDep, key: ApiKeyDep
+    cycle_id: RowId, request: Request, session: SessionDep, key: ApiKeyDep
 ) -> JSONResponse:
     before = cycles_service.get_cycle(session, cycle_id=cycle_id).state
     cycle = lifecycle.close_cycle(

@@ -22,6 +22,7 @@ from app.cycles import service as cycles_service
 from app.cycles.models import Cycle, CycleState
 from app.db import SessionDep, utcnow
 from app.errors import Conflict, DomainError
+from app.fields import RowId
 from app.matrix.models import MatrixLink
 from app.org.models import Competency, Department, Employee
 from app.web import confirm_page, field_errors, page, parse_int, see_other
@@ -232,7 +233,7 @@ def cycle_new(
 
 
 @router.get("/cycles/{cycle_id}", dependencies=[HrOnly])
-def cycle_detail(request: Request, session: SessionDep, cycle_id: int) -> Response:
+def cycle_detail(request: Request, session: SessionDep, cycle_id: RowId) -> Response:
     cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
     progress = None
     coverage: list[str] = []
@@ -279,7 +280,7 @@ def _launch_preview(session: Session) -> tuple[int, int, int]:
 
 
 @router.get("/cycles/{cycle_id}/launch", dependencies=[HrOnly])
-def cycle_launch_confirm(request: Request, session: SessionDep, cycle_id: int) -> Response:
+def cycle_launch_confirm(request: Request, session: SessionDep, cycle_id: RowId) -> Response:
     cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
     if cycle.state != CycleState.draft:
         return see_other(f"/cycles/{cycle.id}")
@@ -316,7 +317,7 @@ def cycle_launch_confirm(request: Request, session: SessionDep, cycle_id: int) -
 
 @router.post("/cycles/{cycle_id}/launch", dependencies=[HrOnly, CsrfProtect])
 def cycle_launch(
-    request: Request, session: SessionDep, settings: SettingsDep, cycle_id: int
+    request: Request, session: SessionDep, settings: SettingsDep, cycle_id: RowId
 ) -> Response:
     cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
     was_draft = cycle.state == CycleState.draft
@@ -330,7 +331,7 @@ def cycle_launch(
 
 @router.post("/cycles/{cycle_id}/remind", dependencies=[HrOnly, CsrfProtect])
 def cycle_remind(
-    request: Request, session: SessionDep, settings: SettingsDep, cycle_id: int
+    request: Request, session: SessionDep, settings: SettingsDep, cycle_id: RowId
 ) -> Response:
     cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
     count = cycles_service.send_reminders(session, cycle_id=cycle.id, settings=settings)
@@ -339,7 +340,7 @@ def cycle_remind(
 
 
 @router.get("/cycles/{cycle_id}/close", dependencies=[HrOnly])
-def cycle_close_confirm(request: Request, session: SessionDep, cycle_id: int) -> Response:
+def cycle_close_confirm(request: Request, session: SessionDep, cycle_id: RowId) -> Response:
     cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
     if cycle.state != CycleState.open:
         return see_other(f"/cycles/{cycle.id}")
@@ -362,7 +363,7 @@ def cycle_close_confirm(request: Request, session: SessionDep, cycle_id: int) ->
 
 
 @router.post("/cycles/{cycle_id}/close", dependencies=[HrOnly, CsrfProtect])
-def cycle_close(request: Request, session: SessionDep, cycle_id: int) -> Response:
+def cycle_close(request: Request, session: SessionDep, cycle_id: RowId) -> Response:
     from app import lifecycle  # late: lifecycle sits above cycles (it also seals ballots)
 
     cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.cycles.models import CycleState
+from app.fields import UtcDatetime
 
 
 def _naive_utc(value: datetime | None) -> datetime | None:
@@ -74,15 +75,15 @@ class CycleRead(BaseModel):
     state: CycleState
     period_start: date
     period_end: date
-    opens_at: datetime
-    closes_at: datetime
+    opens_at: UtcDatetime
+    closes_at: UtcDatetime
     scale_min: int
     scale_max: int
     ask_nps: bool
     ask_comment: bool
-    launched_at: datetime | None
-    closed_at: datetime | None
-    results_ready_at: datetime | None
+    launched_at: UtcDatetime | None
+    closed_at: UtcDatetime | None
+    results_ready_at: UtcDatetime | None
     invited: int = Field(description="Customers invited (one link each).")
     responded: int = Field(description="Customers who submitted (counts only, never who).")
     response_rate: float

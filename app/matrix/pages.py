@@ -23,13 +23,14 @@ from app.auth import service as auth_service
 from app.auth.deps import CsrfProtect, HrOnly, SettingsDep
 from app.db import SessionDep
 from app.errors import DomainError
+from app.fields import RowId
 from app.matrix import service as matrix_service
 from app.matrix.api import EXPORT_COLUMNS, IMPORT_IGNORED_COLUMNS, export_values, matrix_csv
 from app.matrix.models import MatrixLink
 from app.org import importing
 from app.org import service as org_service
 from app.org.models import Employee
-from app.web import confirm_page, make_pager, page, parse_int, see_other
+from app.web import confirm_page, form_fields, make_pager, page, parse_int, see_other
 
 router = APIRouter(include_in_schema=False, dependencies=[HrOnly])
 
@@ -144,7 +145,7 @@ def _supplier_page(
 
 
 @router.get("/matrix/suppliers/{employee_id}")
-def supplier_customers(request: Request, session: SessionDep, employee_id: int) -> Response:
+def supplier_customers(request: Request, session: SessionDep, employee_id: RowId) -> Response:
     q = request.query_params.get("q", "").strip()[:200]
     return _supplier_page(request, session, employee_id, q=q)
 
@@ -153,7 +154,7 @@ def supplier_customers(request: Request, session: SessionDep, employee_id: int) 
 def add_customer(
     request: Request,
     session: SessionDep,
-    employee_id: int,
+    employee_id: RowId,
     customer_id: Annotated[str, Form(max_length=20)] = "",
     q: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
@@ -183,7 +184,7 @@ def add_customer(
 
 @router.get("/matrix/suppliers/{employee_id}/customers/{customer_id}/remove")
 def remove_customer_confirm(
-    request: Request, session: SessionDep, employee_id: int, customer_id: int
+    request: Request, session: SessionDep, employee_id: RowId, customer_id: RowId
 ) -> Response:
     supplier = org_service.get_employee_by_id(session, employee_id=employee_id)
     customer = org_service.get_employee_by_id(session, employee_id=customer_id)
@@ -205,7 +206,7 @@ def remove_customer_confirm(
     dependencies=[CsrfProtect],
 )
 def remove_customer(
-    request: Request, session: SessionDep, employee_id: int, customer_id: int
+    request: Request, session: SessionDep, employee_id: RowId, customer_id: RowId
 ) -> Response:
     supplier = org_service.get_employee_by_id(session, employee_id=employee_id)
     customer = org_service.get_employee_by_id(session, employee_id=customer_id)
@@ -224,7 +225,7 @@ def remove_customer(
 
 
 @router.get("/matrix/customers/{employee_id}")
-def customer_suppliers(request: Request, session: SessionDep, employee_id: int) -> Response:
+def customer_suppliers(request: Request, session: SessionDep, employee_id: RowId) -> Response:
     customer = org_service.get_employee_by_id(session, employee_id=employee_id)
     return page(
         request,
@@ -305,6 +306,7 @@ def _names(session: Session, pairs: list[tuple[int, int]]) -> list[tuple[str, st
 
 
 @router.post("/matrix/import", dependencies=[CsrfProtect])
+@form_fields("file", "replace_all")
 async def import_preview(request: Request, session: SessionDep) -> Response:
     form = await request.form()
     upload = form.get("file")

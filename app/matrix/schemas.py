@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.fields import UtcDatetime
 from app.org.models import Employee
 from app.org.schemas import ExternalId, import_body
 
@@ -77,7 +77,7 @@ class MatrixRowRead(BaseModel):
     customer_email: str
     customer_department_external_id: str | None
     customer_department_name: str | None
-    created_at: datetime
+    created_at: UtcDatetime
 
 
 class MatrixPageRead(BaseModel):

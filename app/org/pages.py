@@ -14,6 +14,7 @@ from app.auth import service as auth_service
 from app.auth.deps import CsrfProtect, HrOnly
 from app.db import SessionDep
 from app.errors import DomainError, NotFound
+from app.fields import RowId
 from app.org import service as org_service
 from app.org.models import Competency, Employee
 from app.web import confirm_page, field_errors, make_pager, page, parse_int, safe_next, see_other
@@ -153,7 +154,7 @@ def _local_back(value: str | None) -> str:
 
 @router.get("/org/employees/{employee_id}/deactivate")
 def employee_deactivate_confirm(
-    request: Request, session: SessionDep, employee_id: int, back: str = ""
+    request: Request, session: SessionDep, employee_id: RowId, back: str = ""
 ) -> Response:
     employee = _employee(session, employee_id)
     back = _local_back(back)
@@ -185,7 +186,7 @@ def employee_deactivate_confirm(
 def employee_deactivate(
     request: Request,
     session: SessionDep,
-    employee_id: int,
+    employee_id: RowId,
     back: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     employee = _employee(session, employee_id)
@@ -206,7 +207,7 @@ def employee_deactivate(
 def employee_reactivate(
     request: Request,
     session: SessionDep,
-    employee_id: int,
+    employee_id: RowId,
     back: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     employee = _employee(session, employee_id)
@@ -277,7 +278,7 @@ def competency_new_form(request: Request, session: SessionDep) -> Response:
 
 
 @router.get("/org/competencies/{competency_id}")
-def competency_edit_form(request: Request, session: SessionDep, competency_id: int) -> Response:
+def competency_edit_form(request: Request, session: SessionDep, competency_id: RowId) -> Response:
     competency = _competency(session, competency_id)
     form = {
         "code": competency.code,
@@ -380,7 +381,7 @@ def competency_create(
 def competency_edit(
     request: Request,
     session: SessionDep,
-    competency_id: int,
+    competency_id: RowId,
     name: Annotated[str, Form(max_length=1000)] = "",
     description: Annotated[str, Form(max_length=10000)] = "",
     indicators: Annotated[str, Form(max_length=20000)] = "",

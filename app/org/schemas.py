@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from app.errors import PROBLEM_TEXT, Problem, problems  # noqa: F401
+
+# Re-exported: the problem document and its OpenAPI helper are shared by every router.
+from app.fields import UtcDatetime
 from app.org import service as org_service
 from app.org.models import Competency, Department, Employee
 
@@ -49,42 +52,6 @@ Name = Annotated[
 ]
 
 
-class Problem(BaseModel):
-    """An RFC 9457 problem document, as every error under /api is returned."""
-
-    type: str = Field(default="about:blank", examples=["about:blank"])
-    title: str = Field(examples=["Validation failed"])
-    status: int = Field(examples=[422])
-    detail: str | None = Field(
-        default=None, examples=["The employee is not valid: email is not an email address"]
-    )
-    errors: list[dict[str, Any]] | None = Field(
-        default=None,
-        description="Per-field (and, for imports, per-line) problems: `{line?, field, message}`.",
-        examples=[[{"line": 3, "field": "email", "message": "email is not an email address"}]],
-    )
-
-
-PROBLEM_TEXT = {
-    400: "The request is malformed.",
-    401: "No API key, or an unknown or revoked one (or a key sent in the URL).",
-    403: "The API key lacks the scope this route needs.",
-    404: "No record has this id.",
-    409: "The change conflicts with existing data (a duplicate email, a cycle).",
-    413: "The request body is larger than the configured limit.",
-    415: "The body's content type is not supported.",
-    422: "The input breaks a rule; `errors` names each field (and line) and the reason.",
-}
-
-
-def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for the error statuses a route can answer (plus auth)."""
-    return {
-        code: {"model": Problem, "description": PROBLEM_TEXT[code]}
-        for code in sorted({401, 403, *codes})
-    }
-
-
 # --- departments -----------------------------------------------------------------------
 
 
@@ -108,8 +75,8 @@ class DepartmentRead(BaseModel):
     external_id: str = Field(examples=["D-PAY"])
     name: str = Field(examples=["Payroll"])
     parent_external_id: str | None = Field(examples=["D-FIN"])
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
 
     @classmethod
     def of(cls, dept: Department) -> DepartmentRead:
@@ -177,8 +144,8 @@ class EmployeeRead(BaseModel):
     manager_external_id: str | None = Field(examples=["E-1001"])
     language: str = Field(examples=["ru"])
     active: bool
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
 
     @classmethod
     def of(cls, emp: Employee) -> EmployeeRead:
@@ -262,8 +229,8 @@ class CompetencyRead(BaseModel):
     weight: float
     display_order: int
     active: bool
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
 
     @classmethod
     def of(cls, comp: Competency) -> CompetencyRead:

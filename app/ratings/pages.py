@@ -31,6 +31,7 @@ from app.ratings import rendering
 from app.ratings import service as ratings_service
 from app.ratings.schemas import COMMENT_MAX_LENGTH, NPS_RANGE, ParsedForm, RatingForm
 from app.templating import render
+from app.web import form_fields
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -261,6 +262,9 @@ def rating_page(request: Request, session: SessionDep, settings: SettingsDep) ->
 
 
 @router.post("/rate")
+@form_fields(
+    "form_token", pattern=ratings_service.FIELD_PATTERN, max_fields=MAX_FORM_FIELDS, max_files=0
+)
 def submit_rating(
     request: Request, session: SessionDep, settings: SettingsDep, data: PostedForm
 ) -> Response:

@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 
 from app.auth.deps import require_scopes
 from app.db import SessionDep
-from app.errors import NotFound
+from app.errors import NotFound, problems
+from app.fields import RowId
 from app.reports import charts, service
 from app.reports.schemas import (
     CompanyResultRead,
@@ -23,9 +24,14 @@ from app.reports.schemas import (
     EmployeeTrend,
 )
 
-router = APIRouter(tags=["results"], dependencies=[Depends(require_scopes("results:read"))])
+router = APIRouter(
+    tags=["results"],
+    dependencies=[Depends(require_scopes("results:read"))],
+    # 404: no such cycle, department or employee; 409: the cycle has no results yet.
+    responses=problems(404, 409, 422),
+)
 
-CycleId = Annotated[int, Path(ge=1, le=2_147_483_647, description="the cycle's id")]
+CycleId = RowId
 ExternalId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[^\x00]+$")]
 Selector = Annotated[str | None, Query(max_length=100)]
 CHART_FORMAT_MISSING = "Name the chart with its format, e.g. heatmap.png."

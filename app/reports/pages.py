@@ -19,6 +19,7 @@ from app.auth.deps import Principal, require_role
 from app.auth.models import Role
 from app.db import SessionDep
 from app.errors import Forbidden, NotFound
+from app.fields import RowId, RowIdQuery
 from app.org import service as org_service
 from app.reports import charts, exports, service
 from app.reports.api import CHART_FORMAT_MISSING, chart_response, split_filename
@@ -27,8 +28,8 @@ from app.templating import render
 router = APIRouter(include_in_schema=False)
 
 ResultsReader = Annotated[Principal, Depends(require_role(Role.hr, Role.manager))]
-CycleId = Annotated[int, Path(ge=1, le=2_147_483_647)]
-EmployeeId = Annotated[int, Path(ge=1, le=2_147_483_647)]
+CycleId = RowId
+EmployeeId = RowId
 PAGE_SIZE = 50
 
 
@@ -77,7 +78,7 @@ def cycle_results(
     principal: ResultsReader,
     sort: Annotated[str, Query(max_length=20)] = "name",
     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
-    department: Annotated[int | None, Query(ge=1, le=2_147_483_647)] = None,
+    department: RowIdQuery = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> Response:
     cycle = service.results_cycle(session, cycle_id=cycle_id)

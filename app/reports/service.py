@@ -1174,7 +1174,9 @@ def employee_by_external_id(session: Session, *, external_id: str) -> Employee:
 def department_in_cycle(session: Session, *, cycle_id: int, department: str) -> CycleDepartment:
     """A department of the cycle's snapshot, by id or external id (404 when unknown)."""
     conditions = [CycleDepartment.external_id == department]
-    if department.isdigit() and len(department) < 12:
+    # ASCII digits only ("²".isdigit() is true, int("²") fails), and at most nine, so the
+    # number fits the 32-bit column (PostgreSQL refuses a bigger parameter outright).
+    if department.isascii() and department.isdigit() and len(department) <= 9:
         conditions.append(CycleDepartment.department_id == int(department))
     found = session.scalars(
         select(CycleDepartment).where(CycleDepartment.cycle_id == cycle_id, or_(*conditions))

@@ -70,7 +70,7 @@ def test_create_with_explicit_dates_and_zones(client: TestClient, hdr: dict[str,
         headers=hdr,
     )
     assert r.status_code == 201, r.text
-    assert r.json()["opens_at"] == "2031-03-20T06:00:00"
+    assert r.json()["opens_at"] == "2031-03-20T06:00:00Z"
     assert r.json()["scale_max"] == 5
 
 
