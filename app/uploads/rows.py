@@ -328,12 +328,12 @@ def _message(error: Mapping[str, Any], field_name: str) -> str:
         text = str(error["msg"])
     elif kind == "self_reference":
         return str(error["msg"])
-    elif kind == "string_too_long":
-        text = f"must be at most {ctx.get('max_length')} characters"
-    elif kind == "string_too_short":
-        text = "is required"
-    elif kind == "too_long":
+    elif kind == "too_long" and ctx.get("field_type") == "List":
         text = f"must list at most {ctx.get('max_length')} items"
+    elif kind in ("string_too_long", "too_long"):
+        text = f"must be at most {ctx.get('max_length')} characters"
+    elif kind in ("string_too_short", "too_short"):
+        text = "is required"
     elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         text = str(error["msg"]).replace("Input should be", "must be")
     elif kind == "string_pattern_mismatch":
