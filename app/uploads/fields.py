@@ -28,6 +28,8 @@ CODE_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 # surrogates (possible in JSON "\ud800") cannot be encoded as UTF-8 at all.
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 _LINE_BREAK_RE = re.compile(r"[\r\n\t\u2028\u2029]")
+# Either of the two: one search decides for the usual clean value.
+_SUSPECT_RE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff\u2028\u2029]")
 
 TRUE_WORDS = frozenset({"true", "1", "yes", "y", "t", "active", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "n", "f", "inactive", "off"})
@@ -39,6 +41,8 @@ def text_problem(value: str, *, max_length: int, multiline: bool = False) -> str
     """Why ``value`` is not acceptable as stored text, or None when it is."""
     if len(value) > max_length:
         return f"must be at most {max_length} characters"
+    if not _SUSPECT_RE.search(value):
+        return None
     if _CONTROL_RE.search(value):
         return "must not contain control characters"
     if not multiline and _LINE_BREAK_RE.search(value):
