@@ -11,7 +11,7 @@ import pytest
 
 from app.errors import DomainError, Invalid, TooLarge
 from app.uploads.parsing import XLSX_TYPE, ParsedUpload, UploadLimits, parse_upload
-from tests.uploads.workbooks import workbook, wrong_dimension, zip_bomb
+from tests.uploads.workbooks import rewrite_sheet, workbook, wrong_dimension, zip_bomb
 
 COLUMNS = ("external_id", "email", "full_name", "active")
 REQUIRED = COLUMNS[:3]
@@ -174,3 +174,17 @@ def test_limits_come_from_the_settings(tmp_path: Path) -> None:
     )
     limits = UploadLimits.of(settings)
     assert (limits.max_columns, limits.xlsx_max_ratio, limits.max_bytes) == (7, 12, 1234)
+
+
+def test_entity_expansion_in_a_sheet_is_refused_fast() -> None:
+    """ "Billion laughs": ten levels of entities, each ten times the one below."""
+    data = workbook([["external_id", "email", "full_name"], ["E1", "a@x.io", "A"]])
+    entities = b'<!ENTITY lol0 "lolololololololololol">' + b"".join(
+        f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">'.encode() for i in range(1, 10)
+    )
+    doctype = b'<?xml version="1.0"?><!DOCTYPE worksheet [' + entities + b"]>"
+    bad = rewrite_sheet(data, {rb"^(<\?xml[^>]*\?>)?": doctype, rb"<t>A</t>": b"<t>&lol9;</t>"})
+    started = time.perf_counter()
+    error = refused(bad, XLSX_TYPE)
+    assert time.perf_counter() - started < 3
+    assert error.status == 422 and "workbook" in error.detail
