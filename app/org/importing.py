@@ -13,7 +13,7 @@ round trip per row.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, cast
@@ -68,21 +68,11 @@ class ImportReport:
     needs_confirmation: bool = False
 
 
-def row_error(line: int, field_name: str, message: str) -> dict[str, Any]:
-    return {"line": line, "field": field_name, "message": message}
-
-
 def problems(
     found: Iterable[dict[str, Any]] = (), *, what: str, limits: UploadLimits | None = None
 ) -> Problems:
     """An import's problem list, refused at once past UPLOAD_MAX_PROBLEMS."""
     return Problems(found, limit=(limits or UploadLimits()).max_problems, what=f"{what} import")
-
-
-def raise_row_errors(errors: Iterable[dict[str, Any]], *, what: str) -> None:
-    """Reject the whole batch, listing every problem (there are at most UPLOAD_MAX_PROBLEMS)."""
-    listed = errors if isinstance(errors, Problems) else problems(errors, what=what)
-    listed.refuse()
 
 
 def raw_id(values: Mapping[str, Any], name: str) -> str | None:
@@ -112,11 +102,6 @@ def cycle_members(parents: Mapping[str, str | None], starts: Iterable[str]) -> s
             node = parents.get(node)
         done.update(order)
     return looped
-
-
-def chunks(items: Sequence[Any], size: int = 5000) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 # --- bulk writes -----------------------------------------------------------------------
@@ -643,7 +628,7 @@ def check_mass_deactivation(
 def apply_employee_import(session: Session, plan: EmployeeImportPlan) -> None:
     """Write a clean plan with bulk statements (a handful of round trips in all)."""
     if plan.errors:
-        raise_row_errors(plan.errors, what="employee")
+        plan.errors.refuse()
     session.flush()
     table = cast(Table, Employee.__table__)
     existing = plan.existing

@@ -92,7 +92,7 @@ def upsert_department(
         name=name,
         parent_external_id=parent_external_id,
     )
-    name, parent_external_id = row.name, row.parent_external_id
+    external_id, name, parent_external_id = row.external_id, row.name, row.parent_external_id
 
     dept = session.scalar(select(Department).where(Department.external_id == external_id))
     parent_id: int | None = None
@@ -298,7 +298,8 @@ def upsert_employee(
         language=language,
         active=active,
     )
-    email, full_name, language = row.email, row.full_name, row.language
+    external_id, email, full_name = row.external_id, row.email, row.full_name
+    language = row.language
     department_external_id = row.department_external_id
     manager_external_id = row.manager_external_id
     errors: list[dict[str, str]] = []
@@ -500,7 +501,7 @@ def upsert_competency(
         display_order=display_order,
         active=active,
     )
-
+    code = row.code
     values: dict[str, Any] = row.model_dump(exclude={"code"})
     comp = session.scalar(select(Competency).where(Competency.code == code))
     if comp is None:
