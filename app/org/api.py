@@ -14,6 +14,7 @@ from app.db import SessionDep
 from app.org import importing
 from app.org import service as org_service
 from app.org.schemas import (
+    COMPETENCY_IMPORT_BODY,
     DEPARTMENT_IMPORT_BODY,
     EMPLOYEE_IMPORT_BODY,
     CompetencyRead,
@@ -405,5 +406,36 @@ def import_employees(
         limits=limits,
         max_deactivate_fraction=settings.import_max_deactivate_fraction,
         confirm_mass_deactivation=confirm_mass_deactivation,
+    )
+    return ImportReportRead.model_validate(report, from_attributes=True)
+
+
+@router.post(
+    "/import/competencies",
+    **import_route(COMPETENCY_IMPORT_BODY),
+    summary="Import competencies in bulk (all or nothing)",
+    description="Upserts every competency in the upload by code (scope `org:write`), with "
+    "the same rules as `PUT /competencies/{code}`. Every row is checked first; one bad row "
+    "rejects the whole batch with a 422 listing each problem as `{line, field, message}` "
+    "and nothing is saved. Competencies missing from the upload are left alone. Re-sending "
+    "the same import changes nothing; `dry_run=true` only validates and counts.",
+)
+def import_competencies(
+    request: Request,
+    body: RawBody,
+    session: SessionDep,
+    settings: SettingsDep,
+    dry_run: DryRun = False,
+) -> ImportReportRead:
+    limits = UploadLimits.of(settings)
+    parsed = parse_import_body(
+        request,
+        body,
+        limits=limits,
+        columns=importing.COMPETENCY_COLUMNS,
+        required=importing.COMPETENCY_REQUIRED,
+    )
+    report = importing.import_competencies(
+        session, rows=parsed.rows, dry_run=dry_run, parse_errors=parsed.errors, limits=limits
     )
     return ImportReportRead.model_validate(report, from_attributes=True)

@@ -22,17 +22,18 @@ from sqlalchemy import Table, bindparam, select, text, update
 from sqlalchemy.orm import Session
 
 from app.db import is_sqlite, utcnow
-from app.errors import Conflict
+from app.errors import Conflict, TooLarge
 from app.org import service as org_service
-from app.org.models import Department, Employee
-from app.uploads import fields, rows
+from app.org.models import Competency, Department, Employee
+from app.uploads import fields
+from app.uploads import rows as row_models
 from app.uploads.parsing import Problems, SourceRow, UploadLimits
 
 # Kept under its old name: the report exports import it from here.
 spreadsheet_safe = fields.spreadsheet_safe
 
 # The file's column order: the id first, then the fields of a PUT body.
-EMPLOYEE_COLUMNS = ("external_id", *rows.EmployeeFields.model_fields)
+EMPLOYEE_COLUMNS = ("external_id", *row_models.EmployeeFields.model_fields)
 EMPLOYEE_REQUIRED = ("external_id", "email", "full_name")
 EMPLOYEE_TABLE_COLUMNS = (
     "id",
@@ -47,9 +48,15 @@ EMPLOYEE_TABLE_COLUMNS = (
     "updated_at",
 )
 
-DEPARTMENT_COLUMNS = ("external_id", *rows.DepartmentFields.model_fields)
+DEPARTMENT_COLUMNS = ("external_id", *row_models.DepartmentFields.model_fields)
 DEPARTMENT_REQUIRED = ("external_id", "name")
 DEPARTMENT_TABLE_COLUMNS = ("id", "external_id", "name", "parent_id", "created_at", "updated_at")
+
+COMPETENCY_COLUMNS = ("code", *row_models.CompetencyFields.model_fields)
+COMPETENCY_REQUIRED = ("code", "name")
+# A rating form asks every competency: a few dozen at most. Written one by one through
+# the service, so the count is bounded well below UPLOAD_MAX_ROWS.
+COMPETENCY_IMPORT_MAX_ROWS = 1000
 
 
 @dataclass
@@ -272,7 +279,7 @@ def _check_department_row(
 ) -> _DepartmentRow | None:
     """One row's own problems (and a repeat of an earlier id); the row when it is clean."""
     line = source.line
-    row, row_errors = rows.check_row(rows.DepartmentRow, source.values, line=line)
+    row, row_errors = row_models.check_row(row_models.DepartmentRow, source.values, line=line)
     errors.extend(row_errors)
     external_id = row.external_id if row else raw_id(source.values, "external_id")
     if external_id is not None:
@@ -421,7 +428,7 @@ def _check_employee_row(
 ) -> _EmployeeRow | None:
     """One row's own problems (and repeats of earlier rows); the row when it is clean."""
     line = source.line
-    row, row_errors = rows.check_row(rows.EmployeeRow, source.values, line=line)
+    row, row_errors = row_models.check_row(row_models.EmployeeRow, source.values, line=line)
     errors.extend(row_errors)
     clean = row is not None
     external_id = row.external_id if row else raw_id(source.values, "external_id")
@@ -724,3 +731,60 @@ def import_employees(
     if not dry_run:
         apply_employee_import(session, plan)
     return plan.report
+
+
+# --- competencies ----------------------------------------------------------------------
+
+
+def import_competencies(
+    session: Session,
+    *,
+    rows: Sequence[SourceRow],
+    dry_run: bool = False,
+    parse_errors: Iterable[dict[str, Any]] = (),
+    limits: UploadLimits | None = None,
+) -> ImportReport:
+    """Upsert competencies by code, all or nothing (one indicator per line of its cell).
+
+    Competencies missing from the file are left alone: deactivate one with
+    ``active=false``. Changes apply to cycles launched afterwards.
+    """
+    if len(rows) > COMPETENCY_IMPORT_MAX_ROWS:
+        raise TooLarge(
+            f"Too many competencies: at most {COMPETENCY_IMPORT_MAX_ROWS} per import",
+            limit="COMPETENCY_IMPORT_MAX_ROWS",
+            limit_value=COMPETENCY_IMPORT_MAX_ROWS,
+        )
+    errors = problems(parse_errors, what="competency", limits=limits)
+    report = ImportReport(rows=len(rows) + len(errors), dry_run=dry_run)
+    if not rows and not errors:
+        errors.add(1, "body", "the import contains no rows")
+    seen: dict[str, int] = {}
+    checked: list[row_models.CompetencyRow] = []
+    for source in rows:
+        row, row_errors = row_models.check_row(
+            row_models.CompetencyRow, source.values, line=source.line
+        )
+        errors.extend(row_errors)
+        if row is None:
+            continue
+        if row.code in seen:
+            errors.add(source.line, "code", f"repeats line {seen[row.code]}")
+            continue
+        seen[row.code] = source.line
+        checked.append(row)
+    errors.refuse()
+
+    existing = {c.code: c for c in session.scalars(select(Competency))}
+    for row in checked:
+        old = existing.get(row.code)
+        if old is None:
+            report.created += 1
+        elif all(getattr(old, k) == v for k, v in row.model_dump(exclude={"code"}).items()):
+            report.unchanged += 1
+        else:
+            report.updated += 1
+    if not dry_run:
+        for row in checked:
+            org_service.upsert_competency(session, **row.model_dump())
+    return report

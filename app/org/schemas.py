@@ -292,3 +292,24 @@ EMPLOYEE_IMPORT_BODY: dict[str, Any] = import_body(
     },
     required=["external_id", "email", "full_name"],
 )
+
+
+COMPETENCY_IMPORT_BODY: dict[str, Any] = import_body(
+    description="A CSV file (`text/csv`, UTF-8, header row, `,` or `;`), a JSON array, or "
+    "an Excel workbook. Columns: `code,name,description,indicators,weight,display_order,"
+    "active`; the first two are required. In CSV and XLSX, `indicators` holds one indicator "
+    "per line of its cell; in JSON it may also be an array of strings.",
+    csv_example="code,name,description,indicators,weight,display_order,active\n"
+    'responsiveness,Responsiveness,Reacts quickly,"Answers within a day\n'
+    'Warns early of delays",1,20,true\n',
+    properties={
+        "code": {"type": "string"},
+        "name": {"type": "string"},
+        "description": {"type": "string"},
+        "indicators": {"type": ["array", "string"], "items": {"type": "string"}},
+        "weight": {"type": "number"},
+        "display_order": {"type": "integer"},
+        "active": {"type": "boolean"},
+    },
+    required=["code", "name"],
+)

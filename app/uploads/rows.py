@@ -81,11 +81,6 @@ def _text_in(max_length: int, *, multiline: bool = False, required: bool = True)
     return read
 
 
-def _single_line(value: str) -> str:
-    _rule(fields.text_problem(value, max_length=fields.DESCRIPTION_MAX))
-    return value
-
-
 def _email_in(value: Any) -> str:
     email = fields.normalize_email(_required_text(value))
     _rule(fields.email_problem(email))
@@ -176,7 +171,9 @@ Language = Annotated[
 ]
 ActiveFlag = Annotated[bool, BeforeValidator(_flag(True))]
 Indicator = Annotated[
-    str, Field(min_length=1, max_length=fields.INDICATOR_MAX), AfterValidator(_single_line)
+    str,
+    Field(min_length=1, max_length=fields.INDICATOR_MAX),
+    BeforeValidator(_text_in(fields.INDICATOR_MAX)),
 ]
 Code = Annotated[
     str,
