@@ -314,12 +314,14 @@ class _Reader:
         header = [str(name).strip().lower().lstrip("\ufeff")[:100] for name in raw]
         known, ignored = set(self.columns), set(self.ignored)
         errors = []
-        unknown = [name for name in header if name and name not in known and name not in ignored]
+        unknown = list(
+            dict.fromkeys(n for n in header if n and n not in known and n not in ignored)
+        )
         if unknown:
-            errors.append(
-                f"unknown column(s) {', '.join(map(repr, unknown))}; "
-                f"expected {', '.join(self.columns)}"
-            )
+            shown = ", ".join(map(repr, unknown[:20]))
+            if len(unknown) > 20:
+                shown += f" and {len(unknown) - 20:,} more"
+            errors.append(f"unknown column(s) {shown}; expected {', '.join(self.columns)}")
         missing = [name for name in self.required if name not in header]
         if missing:
             errors.append(f"missing column(s) {', '.join(missing)}")

@@ -123,14 +123,13 @@ def test_wide_csv_header_is_refused_fast() -> None:
 
 
 def test_wide_header_check_is_linear_even_without_the_column_limit() -> None:
-    # Every name repeated: the duplicate check itself must stay linear.
-    def seconds(width: int) -> float:
-        header = ",".join(["external_id", "email", "full_name"] + ["x"] * width)
-        started = time.perf_counter()
-        refused(header.encode() + b"\n", "text/csv", max_columns=10**9)
-        return time.perf_counter() - started
-
-    assert seconds(200_000) < 3
+    # Every name repeated: the duplicate check itself must stay linear (100,000 columns
+    # took minutes when each name was counted across the whole header).
+    header = ",".join(["external_id", "email", "full_name"] + ["x"] * 100_000)
+    started = time.perf_counter()
+    error = refused(header.encode() + b"\n", "text/csv", max_columns=10**9)
+    assert time.perf_counter() - started < 5
+    assert "repeated column(s) x" in error.detail
 
 
 def test_long_cells_too_many_rows_and_too_many_problems() -> None:
