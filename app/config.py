@@ -56,6 +56,18 @@ class Settings(BaseSettings):
     bad_token_limit_per_minute: int = 10
     max_request_bytes: int = 10 * 1024 * 1024
 
+    # Uploads (CSV, JSON, XLSX imports): each limit is refused with a 4xx naming it.
+    upload_max_rows: int = Field(default=1_000_000, ge=1)
+    upload_max_columns: int = Field(default=50, ge=1)
+    upload_max_cell_chars: int = Field(default=10_000, ge=100)
+    upload_max_problems: int = Field(default=1000, ge=1)
+    xlsx_max_unpacked_bytes: int = Field(default=100 * 1024 * 1024, ge=1024 * 1024)
+    xlsx_max_compression_ratio: float = Field(default=100.0, gt=1)
+    # A full employee import ("deactivate missing") that would deactivate more than this
+    # share of the active employees is refused unless confirmed: a truncated HRIS export
+    # must not empty the company.
+    import_max_deactivate_fraction: float = Field(default=0.2, ge=0, le=1)
+
     results_webhook_url: str | None = None
     results_webhook_secret: str | None = None
 

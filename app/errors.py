@@ -50,6 +50,19 @@ class Problem(BaseModel):
         description="Per-field (and, for imports, per-line) problems: `{line?, field, message}`.",
         examples=[[{"line": 3, "field": "email", "message": "email is not an email address"}]],
     )
+    error_count: int | None = Field(
+        default=None, description="Imports: how many problems were found (and listed)."
+    )
+    error_count_is_complete: bool | None = Field(
+        default=None,
+        description="Imports: false when checking stopped at `UPLOAD_MAX_PROBLEMS`.",
+    )
+    limit: str | None = Field(
+        default=None,
+        description="Uploads: the setting whose limit was exceeded.",
+        examples=["XLSX_MAX_UNPACKED_BYTES"],
+    )
+    limit_value: float | None = Field(default=None, description="Uploads: that limit.")
     request_id: str | None = Field(
         default=None,
         description="On server errors (5xx): the id our logs know the request by "
@@ -62,8 +75,11 @@ PROBLEM_TEXT = {
     401: "No API key, or an unknown or revoked one (or a key sent in the URL).",
     403: "The API key lacks the scope this route needs.",
     404: "No record has this id.",
-    409: "The change conflicts with existing data (a duplicate email, a cycle).",
-    413: "The request body is larger than the configured limit.",
+    409: "The change conflicts with existing data (a duplicate email, a cycle), or an "
+    "employee import would deactivate more than `IMPORT_MAX_DEACTIVATE_FRACTION` without "
+    "`confirm_mass_deactivation=true`.",
+    413: "The request body, or an uploaded file's rows or unpacked size, is larger than "
+    "the configured limit (`limit` names the setting).",
     415: "The body's content type is not supported.",
     422: "The input breaks a rule; `errors` names each field (and line) and the reason.",
     503: "The database is unreachable; retry after `Retry-After` seconds.",

@@ -142,6 +142,7 @@ POLICY: dict[tuple[str, str], str | Api] = {
     ("PUT", "/api/v1/competencies/{code}"): Api("org:write"),
     ("POST", "/api/v1/import/departments"): Api("org:write"),
     ("POST", "/api/v1/import/employees"): Api("org:write"),
+    ("POST", "/api/v1/import/competencies"): Api("org:write"),
     ("GET", "/api/v1/cycles"): Api("cycles:read"),
     ("POST", "/api/v1/cycles"): Api("cycles:write"),
     ("GET", "/api/v1/cycles/{cycle_id}"): Api("cycles:read"),

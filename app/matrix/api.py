@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from app.auth import service as auth_service
-from app.auth.deps import ApiKeyDep, require_scopes
+from app.auth.deps import ApiKeyDep, SettingsDep, require_scopes
 from app.db import SessionDep
 from app.matrix import service as matrix_service
 from app.matrix.schemas import (
@@ -23,10 +23,11 @@ from app.matrix.schemas import (
     SupplierCustomersRead,
     SupplierListRead,
 )
-from app.org import importing
 from app.org import service as org_service
 from app.org.api import DryRun, RawBody, bearer, import_route, parse_import_body
 from app.org.schemas import ExternalId, ImportReportRead, problems
+from app.uploads.fields import spreadsheet_safe
+from app.uploads.parsing import UploadLimits
 
 router = APIRouter(dependencies=[Depends(bearer)])
 READ = [Depends(require_scopes("org:read"))]
@@ -165,7 +166,7 @@ def matrix_csv(rows: list[matrix_service.MatrixRow]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
     for r in rows:
-        writer.writerow([importing.spreadsheet_safe(value) for value in export_values(r)])
+        writer.writerow([spreadsheet_safe(value) for value in export_values(r)])
     return out.getvalue()
 
 
@@ -260,14 +261,17 @@ def import_matrix(
     request: Request,
     body: RawBody,
     session: SessionDep,
+    settings: SettingsDep,
     replace_all: Annotated[
         bool, Query(description="Remove the links of suppliers missing from the upload.")
     ] = False,
     dry_run: DryRun = False,
 ) -> ImportReportRead:
+    limits = UploadLimits.of(settings)
     parsed = parse_import_body(
         request,
         body,
+        limits=limits,
         columns=matrix_service.MATRIX_COLUMNS,
         required=matrix_service.MATRIX_COLUMNS,
         ignored=IMPORT_IGNORED_COLUMNS,
@@ -278,5 +282,6 @@ def import_matrix(
         replace_all=replace_all,
         dry_run=dry_run,
         parse_errors=parsed.errors,
+        limits=limits,
     )
     return ImportReportRead.model_validate(report, from_attributes=True)

@@ -27,9 +27,9 @@ from app.fields import RowId
 from app.matrix import service as matrix_service
 from app.matrix.api import EXPORT_COLUMNS, IMPORT_IGNORED_COLUMNS, export_values, matrix_csv
 from app.matrix.models import MatrixLink
-from app.org import importing
 from app.org import service as org_service
 from app.org.models import Employee
+from app.uploads.parsing import XLSX_TYPE, ParsedUpload, SourceRow, UploadLimits, parse_upload
 from app.web import confirm_page, form_fields, make_pager, page, parse_int, see_other
 
 router = APIRouter(include_in_schema=False, dependencies=[HrOnly])
@@ -260,23 +260,24 @@ def _content_type(filename: str, declared: str | None) -> str:
     """Trust the file name over the browser's guess (Windows sends CSV as Excel)."""
     name = filename.lower()
     if name.endswith(XLSX_SUFFIXES):
-        return importing.XLSX_TYPE
+        return XLSX_TYPE
     if name.endswith((".csv", ".txt")):
         return "text/csv"
     return declared or ""
 
 
-def _parse(data: bytes, content_type: str) -> importing.ParsedUpload:
-    return importing.parse_upload(
+def _parse(data: bytes, content_type: str, limits: UploadLimits) -> ParsedUpload:
+    return parse_upload(
         data,
         content_type=content_type,
         columns=matrix_service.MATRIX_COLUMNS,
         required=matrix_service.MATRIX_COLUMNS,
         ignored=IMPORT_IGNORED_COLUMNS,
+        limits=limits,
     )
 
 
-def _pack(rows: list[importing.SourceRow]) -> str:
+def _pack(rows: list[SourceRow]) -> str:
     """The checked pairs as compressed CSV for the confirm form (names dropped)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -307,7 +308,7 @@ def _names(session: Session, pairs: list[tuple[int, int]]) -> list[tuple[str, st
 
 @router.post("/matrix/import", dependencies=[CsrfProtect])
 @form_fields("file", "replace_all")
-async def import_preview(request: Request, session: SessionDep) -> Response:
+async def import_preview(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     form = await request.form()
     upload = form.get("file")
     replace_all = bool(form.get("replace_all"))
@@ -315,18 +316,25 @@ async def import_preview(request: Request, session: SessionDep) -> Response:
         return _import_form(request, errors={"file": "Choose a CSV or XLSX file"}, status_code=422)
     data = await upload.read()
     filename = upload.filename[:200]
+    limits = UploadLimits.of(settings)
     try:
-        parsed = _parse(data, _content_type(filename, upload.content_type))
+        parsed = _parse(data, _content_type(filename, upload.content_type), limits)
+        plan = matrix_service.plan_matrix_import(
+            session,
+            rows=parsed.rows,
+            replace_all=replace_all,
+            parse_errors=parsed.errors,
+            limits=limits,
+        )
     except DomainError as exc:
-        # Unreadable as a whole (wrong type, empty, bad encoding, broken workbook).
+        # Unreadable as a whole (wrong type, empty, bad encoding, broken workbook, a
+        # limit), or so many problems that checking stopped.
         errors = exc.errors or []
-        if errors and "line" in errors[0]:
+        if errors and "line" in errors[0] and exc.status == 422:
             return _preview(request, filename=filename, problems=errors, detail=exc.detail)
-        return _import_form(request, errors={"file": exc.detail}, status_code=422)
-    plan = matrix_service.plan_matrix_import(session, rows=parsed.rows, replace_all=replace_all)
-    problems = sorted(
-        [*parsed.errors, *plan.errors], key=lambda e: (int(e.get("line", 0)), str(e["field"]))
-    )
+        status = 413 if exc.status == 413 else 422
+        return _import_form(request, errors={"file": exc.detail}, status_code=status)
+    problems = sorted(plan.errors, key=lambda e: (int(e.get("line", 0)), str(e["field"])))
     if problems:
         return _preview(request, filename=filename, problems=problems)
     payload = _pack(parsed.rows)
@@ -364,6 +372,7 @@ def _preview(
 def import_confirm(
     request: Request,
     session: SessionDep,
+    settings: SettingsDep,
     payload: Annotated[str, Form(max_length=MAX_CARRIED_BYTES)] = "",
     filename: Annotated[str, Form(max_length=200)] = "",
     replace_all: Annotated[str, Form(max_length=10)] = "",
@@ -376,13 +385,15 @@ def import_confirm(
             status_code=422,
         )
     try:
-        parsed = _parse(data, "text/csv")
+        limits = UploadLimits.of(settings)
+        parsed = _parse(data, "text/csv", limits)
         # Checked again: the matrix or the employees may have changed since the preview.
         report = matrix_service.import_matrix(
             session,
             rows=parsed.rows,
             replace_all=bool(replace_all),
             parse_errors=parsed.errors,
+            limits=limits,
         )
     except DomainError as exc:
         return _preview(
@@ -439,7 +450,7 @@ def export_xlsx(session: SessionDep) -> Response:
     workbook.save(buffer)
     return Response(
         buffer.getvalue(),
-        media_type=importing.XLSX_TYPE,
+        media_type=XLSX_TYPE,
         headers={
             "Content-Disposition": 'attachment; filename="matrix.xlsx"',
             "Cache-Control": "private, no-store",

@@ -8,7 +8,7 @@ An employee may be a supplier and a customer at the same time.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -22,6 +22,8 @@ from app.matrix.models import MatrixLink
 from app.org import importing
 from app.org import service as org_service
 from app.org.models import Department, Employee
+from app.uploads import rows as uploads_rows
+from app.uploads.parsing import Problems, SourceRow, UploadLimits
 
 MATRIX_COLUMNS = ("supplier_external_id", "customer_external_id")
 
@@ -316,7 +318,7 @@ def customer_counts(session: Session) -> dict[int, int]:
 @dataclass
 class MatrixImportPlan:
     report: importing.ImportReport
-    errors: list[dict[str, Any]] = field(default_factory=list)
+    errors: Problems
     to_add: list[tuple[int, int]] = field(default_factory=list)
     to_remove: list[tuple[int, int]] = field(default_factory=list)
 
@@ -324,21 +326,22 @@ class MatrixImportPlan:
 def plan_matrix_import(
     session: Session,
     *,
-    rows: Sequence[importing.SourceRow],
+    rows: Sequence[SourceRow],
     replace_all: bool = False,
-    parse_errors: Sequence[dict[str, Any]] = (),
+    parse_errors: Iterable[dict[str, Any]] = (),
+    limits: UploadLimits | None = None,
 ) -> MatrixImportPlan:
     """Check every pair; work out which links to add and remove.
 
     Each supplier in the upload gets exactly the customers listed for them; suppliers
     not in it keep theirs, unless ``replace_all`` makes the upload the whole matrix.
     """
-    report = importing.ImportReport(rows=len(rows) + len(parse_errors))
-    plan = MatrixImportPlan(report=report, errors=list(parse_errors))
-    errors = plan.errors
+    errors = importing.problems(parse_errors, what="matrix", limits=limits)
+    report = importing.ImportReport(rows=len(rows) + len(errors))
+    plan = MatrixImportPlan(report=report, errors=errors)
     if not rows:
         if not errors:
-            errors.append(importing.row_error(1, "body", "the import contains no rows"))
+            errors.add(1, "body", "the import contains no rows")
         return plan
     employees = org_service.employee_ids_by_external_id(session)
     get = employees.get
@@ -369,7 +372,7 @@ def plan_matrix_import(
 
 
 def _pair_errors(
-    errors: list[dict[str, Any]],
+    errors: Problems,
     *,
     line: int,
     values: dict[str, Any],
@@ -377,35 +380,27 @@ def _pair_errors(
     seen: dict[tuple[int, int], int],
 ) -> None:
     """Every problem of one matrix row (the slow path of ``plan_matrix_import``)."""
+    row, row_errors = uploads_rows.check_row(uploads_rows.MatrixPairRow, values, line=line)
+    errors.extend(row_errors)
+    bad = {problem["field"] for problem in row_errors}
     ids: list[int] = []
     for name in MATRIX_COLUMNS:
-        try:
-            ext = importing.text_value(values, name)
-        except importing.BadValue as exc:
-            errors.append(importing.row_error(line, name, str(exc)))
-            continue
-        if ext is None:
-            errors.append(importing.row_error(line, name, f"{name} is required"))
+        ext = getattr(row, name) if row else importing.raw_id(values, name)
+        if ext is None or name in bad:
             continue
         found = employees.get(ext)
         role = name.split("_", 1)[0]
         if found is None:
-            errors.append(importing.row_error(line, name, f"unknown employee {ext[:100]!r}"))
+            errors.add(line, name, f"unknown employee {ext!r}")
         elif not found[1]:
-            errors.append(
-                importing.row_error(line, name, f"{role} {ext!r} is not an active employee")
-            )
+            errors.add(line, name, f"{role} {ext!r} is not an active employee")
         else:
             ids.append(found[0])
-    if len(ids) != 2:
+    if row is None or len(ids) != 2:
         return
     pair = (ids[0], ids[1])
-    if pair[0] == pair[1]:
-        errors.append(
-            importing.row_error(line, "customer_external_id", "an employee cannot rate themselves")
-        )
-    elif pair in seen:
-        errors.append(importing.row_error(line, "row", f"repeats line {seen[pair]}"))
+    if pair in seen:
+        errors.add(line, "row", f"repeats line {seen[pair]}")
     else:
         seen[pair] = line
 
@@ -424,7 +419,7 @@ def _all_links(session: Session) -> list[tuple[int, int]]:
 def apply_matrix_import(session: Session, plan: MatrixImportPlan) -> None:
     """Write a clean plan with bulk statements."""
     if plan.errors:
-        importing.raise_row_errors(plan.errors, what="matrix")
+        plan.errors.refuse()
     session.flush()
     if plan.to_remove:
         table = cast(Table, MatrixLink.__table__)
@@ -452,16 +447,17 @@ def apply_matrix_import(session: Session, plan: MatrixImportPlan) -> None:
 def import_matrix(
     session: Session,
     *,
-    rows: Sequence[importing.SourceRow],
+    rows: Sequence[SourceRow],
     replace_all: bool = False,
     dry_run: bool = False,
-    parse_errors: Sequence[dict[str, Any]] = (),
+    parse_errors: Iterable[dict[str, Any]] = (),
+    limits: UploadLimits | None = None,
 ) -> importing.ImportReport:
     """Validate every pair, then write all or none (Invalid lists every problem)."""
     plan = plan_matrix_import(
-        session, rows=rows, replace_all=replace_all, parse_errors=parse_errors
+        session, rows=rows, replace_all=replace_all, parse_errors=parse_errors, limits=limits
     )
-    importing.raise_row_errors(plan.errors, what="matrix")
+    plan.errors.refuse()
     plan.report.dry_run = dry_run
     if not dry_run:
         apply_matrix_import(session, plan)

@@ -9,11 +9,12 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.security import HTTPBearer
 
-from app.auth.deps import require_scopes
+from app.auth.deps import SettingsDep, require_scopes
 from app.db import SessionDep
 from app.org import importing
 from app.org import service as org_service
 from app.org.schemas import (
+    COMPETENCY_IMPORT_BODY,
     DEPARTMENT_IMPORT_BODY,
     EMPLOYEE_IMPORT_BODY,
     CompetencyRead,
@@ -27,6 +28,8 @@ from app.org.schemas import (
     ImportReportRead,
     problems,
 )
+from app.uploads import fields
+from app.uploads.parsing import ParsedUpload, UploadLimits, parse_upload
 
 # Documents the Bearer scheme in OpenAPI (the "Authorize" button); the real check,
 # with scopes and the refusal of keys in URLs, is ``require_scopes``.
@@ -41,8 +44,8 @@ CodePath = Annotated[
     str,
     Path(
         min_length=1,
-        max_length=org_service.CODE_MAX,
-        pattern=org_service.CODE_RE.pattern,
+        max_length=fields.CODE_MAX,
+        pattern=fields.CODE_RE.pattern,
         description="The competency's code, e.g. `responsiveness`.",
     ),
 ]
@@ -73,7 +76,7 @@ def import_route(request_body: dict[str, Any]) -> dict[str, Any]:
         "dependencies": WRITE,
         "tags": ["import"],
         "openapi_extra": {"requestBody": request_body},
-        "responses": problems(413, 415, 422),
+        "responses": problems(409, 413, 415, 422),
     }
 
 
@@ -81,17 +84,19 @@ def parse_import_body(
     request: Request,
     body: bytes,
     *,
+    limits: UploadLimits,
     columns: Sequence[str],
     required: Sequence[str],
     ignored: Sequence[str] = (),
-) -> importing.ParsedUpload:
+) -> ParsedUpload:
     """The uploaded rows, read as CSV, JSON or XLSX according to the request's Content-Type."""
-    return importing.parse_upload(
+    return parse_upload(
         body,
         content_type=request.headers.get("content-type"),
         columns=columns,
         required=required,
         ignored=ignored,
+        limits=limits,
     )
 
 
@@ -334,16 +339,19 @@ def import_departments(
     request: Request,
     body: RawBody,
     session: SessionDep,
+    settings: SettingsDep,
     dry_run: DryRun = False,
 ) -> ImportReportRead:
+    limits = UploadLimits.of(settings)
     parsed = parse_import_body(
         request,
         body,
+        limits=limits,
         columns=importing.DEPARTMENT_COLUMNS,
         required=importing.DEPARTMENT_REQUIRED,
     )
     report = importing.import_departments(
-        session, rows=parsed.rows, dry_run=dry_run, parse_errors=parsed.errors
+        session, rows=parsed.rows, dry_run=dry_run, parse_errors=parsed.errors, limits=limits
     )
     return ImportReportRead.model_validate(report, from_attributes=True)
 
@@ -358,20 +366,34 @@ def import_departments(
     "is saved. Lines are file lines for CSV/XLSX (the header is line 1) and 1-based "
     "positions for JSON. Re-sending the same import changes nothing. "
     "`deactivate_missing=true` treats the upload as the whole company and deactivates "
-    "active employees it leaves out; `dry_run=true` only validates and counts.",
+    "active employees it leaves out; if that is more than `IMPORT_MAX_DEACTIVATE_FRACTION` "
+    "(default 20%) of the active employees, the import is refused with 409 unless "
+    "`confirm_mass_deactivation=true` (a dry run reports `needs_confirmation`). An "
+    "employee present in the upload is never deactivated as missing. `dry_run=true` only "
+    "validates and counts.",
 )
 def import_employees(
     request: Request,
     body: RawBody,
     session: SessionDep,
+    settings: SettingsDep,
     deactivate_missing: Annotated[
         bool, Query(description="Deactivate active employees missing from the upload.")
     ] = False,
+    confirm_mass_deactivation: Annotated[
+        bool,
+        Query(
+            description="Allow `deactivate_missing` to deactivate more than "
+            "`IMPORT_MAX_DEACTIVATE_FRACTION` of the active employees."
+        ),
+    ] = False,
     dry_run: DryRun = False,
 ) -> ImportReportRead:
+    limits = UploadLimits.of(settings)
     parsed = parse_import_body(
         request,
         body,
+        limits=limits,
         columns=importing.EMPLOYEE_COLUMNS,
         required=importing.EMPLOYEE_REQUIRED,
     )
@@ -381,5 +403,39 @@ def import_employees(
         deactivate_missing=deactivate_missing,
         dry_run=dry_run,
         parse_errors=parsed.errors,
+        limits=limits,
+        max_deactivate_fraction=settings.import_max_deactivate_fraction,
+        confirm_mass_deactivation=confirm_mass_deactivation,
+    )
+    return ImportReportRead.model_validate(report, from_attributes=True)
+
+
+@router.post(
+    "/import/competencies",
+    **import_route(COMPETENCY_IMPORT_BODY),
+    summary="Import competencies in bulk (all or nothing)",
+    description="Upserts every competency in the upload by code (scope `org:write`), with "
+    "the same rules as `PUT /competencies/{code}`. Every row is checked first; one bad row "
+    "rejects the whole batch with a 422 listing each problem as `{line, field, message}` "
+    "and nothing is saved. Competencies missing from the upload are left alone. Re-sending "
+    "the same import changes nothing; `dry_run=true` only validates and counts.",
+)
+def import_competencies(
+    request: Request,
+    body: RawBody,
+    session: SessionDep,
+    settings: SettingsDep,
+    dry_run: DryRun = False,
+) -> ImportReportRead:
+    limits = UploadLimits.of(settings)
+    parsed = parse_import_body(
+        request,
+        body,
+        limits=limits,
+        columns=importing.COMPETENCY_COLUMNS,
+        required=importing.COMPETENCY_REQUIRED,
+    )
+    report = importing.import_competencies(
+        session, rows=parsed.rows, dry_run=dry_run, parse_errors=parsed.errors, limits=limits
     )
     return ImportReportRead.model_validate(report, from_attributes=True)

@@ -1,4 +1,8 @@
-"""Bulk import from the HRIS (or an HR upload): parse, validate every row, then write.
+"""Bulk import from the HRIS (or an HR upload): validate every row, then write.
+
+Reading the upload (CSV, JSON, XLSX, with limits) and each row's field rules live in
+``app.uploads``; this module adds what needs the database and the whole file: unknown
+departments and managers, repeated ids and emails, loops, and what would change.
 
 An import is all or nothing: every row is checked in memory first (set and dict
 lookups, no query per row) and every problem is reported with its line, field and
@@ -9,41 +13,27 @@ round trip per row.
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
-import json
-import zipfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy import Table, bindparam, select, text, update
 from sqlalchemy.orm import Session
 
 from app.db import is_sqlite, utcnow
-from app.errors import Invalid, UnsupportedMediaType
+from app.errors import Conflict, TooLarge
 from app.org import service as org_service
-from app.org.models import Department, Employee
+from app.org.models import Competency, Department, Employee
+from app.uploads import fields
+from app.uploads import rows as row_models
+from app.uploads.parsing import Problems, SourceRow, UploadLimits
 
-MAX_ERRORS_LISTED = 1000
-MAX_ROWS = 1_000_000
-CSV_FIELD_LIMIT = 10_000
-CSV_TYPES = {"text/csv", "application/csv"}
-JSON_TYPES = {"application/json"}
-XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-ACCEPTED_TYPES = ", ".join([*sorted(CSV_TYPES), *sorted(JSON_TYPES), XLSX_TYPE])
+# Kept under its old name: the report exports import it from here.
+spreadsheet_safe = fields.spreadsheet_safe
 
-EMPLOYEE_COLUMNS = (
-    "external_id",
-    "email",
-    "full_name",
-    "department_external_id",
-    "manager_external_id",
-    "language",
-    "active",
-)
+# The file's column order: the id first, then the fields of a PUT body.
+EMPLOYEE_COLUMNS = ("external_id", *row_models.EmployeeFields.model_fields)
 EMPLOYEE_REQUIRED = ("external_id", "email", "full_name")
 EMPLOYEE_TABLE_COLUMNS = (
     "id",
@@ -58,25 +48,15 @@ EMPLOYEE_TABLE_COLUMNS = (
     "updated_at",
 )
 
-DEPARTMENT_COLUMNS = ("external_id", "name", "parent_external_id")
+DEPARTMENT_COLUMNS = ("external_id", *row_models.DepartmentFields.model_fields)
 DEPARTMENT_REQUIRED = ("external_id", "name")
 DEPARTMENT_TABLE_COLUMNS = ("id", "external_id", "name", "parent_id", "created_at", "updated_at")
 
-TRUE_WORDS = {"true", "1", "yes", "y", "t", "active"}
-FALSE_WORDS = {"false", "0", "no", "n", "f", "inactive"}
-
-
-class SourceRow(NamedTuple):
-    """One record of an upload: its line (CSV/XLSX row, or 1-based JSON item) and values."""
-
-    line: int
-    values: dict[str, Any]
-
-
-@dataclass
-class ParsedUpload:
-    rows: list[SourceRow] = field(default_factory=list)
-    errors: list[dict[str, Any]] = field(default_factory=list)
+COMPETENCY_COLUMNS = ("code", *row_models.CompetencyFields.model_fields)
+COMPETENCY_REQUIRED = ("code", "name")
+# A rating form asks every competency: a few dozen at most. Written one by one through
+# the service, so the count is bounded well below UPLOAD_MAX_ROWS.
+COMPETENCY_IMPORT_MAX_ROWS = 1000
 
 
 @dataclass
@@ -90,341 +70,26 @@ class ImportReport:
     deactivated: int = 0
     removed: int = 0
     dry_run: bool = False
+    # A full import would deactivate more than IMPORT_MAX_DEACTIVATE_FRACTION of the
+    # active employees: it is written only when the request confirms it.
+    needs_confirmation: bool = False
 
 
-def row_error(line: int, field_name: str, message: str) -> dict[str, Any]:
-    return {"line": line, "field": field_name, "message": message}
+def problems(
+    found: Iterable[dict[str, Any]] = (), *, what: str, limits: UploadLimits | None = None
+) -> Problems:
+    """An import's problem list, refused at once past UPLOAD_MAX_PROBLEMS."""
+    return Problems(found, limit=(limits or UploadLimits()).max_problems, what=f"{what} import")
 
 
-def raise_row_errors(errors: list[dict[str, Any]], *, what: str) -> None:
-    """Reject the whole batch, listing the first MAX_ERRORS_LISTED problems."""
-    if not errors:
-        return
-    errors.sort(key=lambda e: (e["line"], e["field"]))
-    lines = len({e["line"] for e in errors})
-    detail = (
-        f"The {what} import was rejected and nothing was saved: {len(errors)} problem(s) "
-        f"on {lines} line(s)."
-    )
-    if len(errors) > MAX_ERRORS_LISTED:
-        detail += f" The first {MAX_ERRORS_LISTED} are listed."
-    raise Invalid(detail, errors=errors[:MAX_ERRORS_LISTED], error_count=len(errors))
-
-
-# --- parsing ---------------------------------------------------------------------------
-
-
-def media_type_of(content_type: str | None) -> tuple[str, str | None]:
-    """``text/csv; charset=windows-1251`` -> ("text/csv", "windows-1251")."""
-    if not content_type:
-        return "", None
-    media, *params = content_type.split(";")
-    charset = None
-    for param in params:
-        key, _, value = param.partition("=")
-        if key.strip().lower() == "charset":
-            charset = value.strip().strip('"') or None
-    return media.strip().lower(), charset
-
-
-def parse_upload(
-    data: bytes,
-    *,
-    content_type: str | None,
-    columns: Sequence[str],
-    required: Sequence[str],
-    ignored: Sequence[str] = (),
-) -> ParsedUpload:
-    """Rows of a JSON array, a CSV file or an XLSX workbook, chosen by content type.
-
-    ``ignored`` columns are accepted and dropped (e.g. the names in our own CSV export);
-    any other unknown column is refused, so a misspelt header cannot lose data silently.
-    """
-    media, charset = media_type_of(content_type)
-    if media in CSV_TYPES:
-        kind = "csv"
-    elif media in JSON_TYPES or media.endswith("+json"):
-        kind = "json"
-    elif media == XLSX_TYPE:
-        kind = "xlsx"
-    else:
-        shown = media or "none"
-        raise UnsupportedMediaType(
-            f"Unsupported content type {shown!r}: send {ACCEPTED_TYPES}",
-            headers={"Accept-Post": ACCEPTED_TYPES},
-        )
-    if not data.strip():
-        raise Invalid(
-            "The request body is empty: send at least one row",
-            errors=[{"field": "body", "message": "empty"}],
-        )
-    if kind == "xlsx":
-        return parse_xlsx(data, columns=columns, required=required, ignored=ignored)
-    text = decode_text(data, charset=charset if kind == "csv" else None)
-    if kind == "json":
-        return parse_json(text, columns=columns, required=required, ignored=ignored)
-    return parse_csv(text, columns=columns, required=required, ignored=ignored)
-
-
-def decode_text(data: bytes, *, charset: str | None = None) -> str:
-    """Bytes to text: UTF-8 (a BOM is fine) unless a charset is declared."""
-    encoding = "utf-8-sig"
-    if charset and charset.lower().replace("_", "-") not in ("utf-8", "utf8"):
-        try:
-            encoding = codecs.lookup(charset).name
-        except LookupError:
-            raise UnsupportedMediaType(
-                f"Unknown charset {charset!r}: send UTF-8 or name a standard encoding"
-            ) from None
+def raw_id(values: Mapping[str, Any], name: str) -> str | None:
+    """The id a rejected row was meant to have, when it is usable, so that rows naming
+    it (as parent or manager) are not also reported as unknown."""
     try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        shown = "UTF-8" if encoding == "utf-8-sig" else encoding
-        raise Invalid(
-            f"The file is not valid {shown} text (first bad byte on line {line}). "
-            "Save it as 'CSV UTF-8', or declare its encoding, e.g. "
-            "'Content-Type: text/csv; charset=windows-1251'.",
-            errors=[row_error(line, "body", f"not valid {shown}")],
-        ) from None
-
-
-def _header(
-    raw: list[str], *, columns: Sequence[str], required: Sequence[str], ignored: Sequence[str]
-) -> list[str]:
-    """Normalised column names; ignored columns become "" so their cells are dropped."""
-    header = [name.strip().lower().lstrip("\ufeff") for name in raw]
-    errors = []
-    unknown = [name for name in header if name and name not in columns and name not in ignored]
-    if unknown:
-        errors.append(
-            row_error(
-                1,
-                "header",
-                f"unknown column(s) {', '.join(map(repr, unknown))}; expected {', '.join(columns)}",
-            )
-        )
-    missing = [name for name in required if name not in header]
-    if missing:
-        errors.append(row_error(1, "header", f"missing column(s) {', '.join(missing)}"))
-    dupes = sorted({name for name in header if name and header.count(name) > 1})
-    if dupes:
-        errors.append(row_error(1, "header", f"repeated column(s) {', '.join(dupes)}"))
-    if errors:
-        raise Invalid(
-            "The header row is not usable: " + "; ".join(e["message"] for e in errors),
-            errors=errors,
-        )
-    return [name if name in columns else "" for name in header]
-
-
-def parse_csv(
-    text: str, *, columns: Sequence[str], required: Sequence[str], ignored: Sequence[str] = ()
-) -> ParsedUpload:
-    """A CSV file with a header row (comma or, as Excel writes in many locales, ';')."""
-    first_line = text.split("\n", 1)[0]
-    delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
-    out = ParsedUpload()
-    # Fields over csv's default limit (131,072 characters) raise csv.Error: a clear 422.
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    header: list[str] | None = None
-    append = out.rows.append
-    try:
-        for record in reader:
-            if header is None:
-                header = _header(record, columns=columns, required=required, ignored=ignored)
-                width, dropped = len(header), "" in header
-                continue
-            if reader.line_num > MAX_ROWS + 1:
-                raise Invalid(f"Too many lines: at most {MAX_ROWS} rows per import")
-            if not any(record):
-                continue
-            # Cells are trimmed (and "" read as absent) by the validation, not here: this
-            # loop runs once per row of a 500,000-pair matrix.
-            if len(record) == width and not dropped:
-                append(SourceRow(reader.line_num, dict(zip(header, record, strict=True))))
-                continue
-            if len(record) > width:
-                out.errors.append(
-                    row_error(
-                        reader.line_num,
-                        "row",
-                        f"has {len(record)} fields but the header has {width}",
-                    )
-                )
-                continue
-            values = {name: cell for name, cell in zip(header, record, strict=False) if name}
-            append(SourceRow(reader.line_num, values))
-    except csv.Error as exc:
-        line = reader.line_num or 1
-        raise Invalid(
-            f"The CSV file is malformed near line {line}: {exc}",
-            errors=[row_error(line, "row", f"malformed CSV: {exc}")],
-        ) from None
-    if header is None:
-        raise Invalid("The CSV file is empty", errors=[row_error(1, "header", "missing")])
-    return out
-
-
-def parse_json(
-    text: str, *, columns: Sequence[str], required: Sequence[str], ignored: Sequence[str] = ()
-) -> ParsedUpload:
-    """A JSON array of objects; an object's position (from 1) stands for its line."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise Invalid(
-            f"The body is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}",
-            errors=[row_error(exc.lineno, "body", exc.msg)],
-        ) from None
-    except (RecursionError, ValueError):
-        raise Invalid(
-            "The body is not usable JSON (too deeply nested or too large a number)"
-        ) from None
-    if not isinstance(data, list):
-        raise Invalid(
-            "The body must be a JSON array of objects",
-            errors=[{"field": "body", "message": "must be an array"}],
-        )
-    if len(data) > MAX_ROWS:
-        raise Invalid(f"Too many rows: at most {MAX_ROWS} per import")
-    out = ParsedUpload()
-    allowed = set(columns)
-    for index, item in enumerate(data, start=1):
-        if not isinstance(item, dict):
-            out.errors.append(row_error(index, "row", "must be an object"))
-            continue
-        unknown = [key for key in item if key not in allowed and key not in ignored]
-        for key in unknown[:5]:
-            out.errors.append(row_error(index, str(key)[:100], "unknown field"))
-        out.rows.append(SourceRow(index, {k: v for k, v in item.items() if k in allowed}))
-    return out
-
-
-def parse_xlsx(
-    data: bytes,
-    *,
-    columns: Sequence[str],
-    required: Sequence[str],
-    ignored: Sequence[str] = (),
-    sheet: str | None = None,
-) -> ParsedUpload:
-    """The first (or the named) sheet of an Excel workbook; row 1 is the header."""
-    from openpyxl import load_workbook  # late: only HR uploads need it
-
-    try:
-        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError, TypeError, IndexError):
-        raise Invalid(
-            "The file is not a readable Excel workbook (.xlsx)",
-            errors=[{"field": "body", "message": "not an .xlsx workbook"}],
-        ) from None
-    except Exception:  # openpyxl raises many kinds on damaged files
-        raise Invalid(
-            "The file is not a readable Excel workbook (.xlsx)",
-            errors=[{"field": "body", "message": "not an .xlsx workbook"}],
-        ) from None
-    try:
-        ws = workbook[sheet] if sheet else workbook.worksheets[0]
-        out = ParsedUpload()
-        header: list[str] | None = None
-        for number, record in enumerate(ws.iter_rows(values_only=True), start=1):
-            cells = [_cell_text(value) for value in record]
-            if header is None:
-                if not any(cells):
-                    continue
-                header = _header(
-                    [c or "" for c in cells], columns=columns, required=required, ignored=ignored
-                )
-                continue
-            if not any(cells):
-                continue
-            extra = [c for c in cells[len(header) :] if c]
-            if extra:
-                out.errors.append(row_error(number, "row", "has values beyond the header"))
-                continue
-            out.rows.append(
-                SourceRow(number, {n: c for n, c in zip(header, cells, strict=False) if n})
-            )
-            if len(out.rows) > MAX_ROWS:
-                raise Invalid(f"Too many rows: at most {MAX_ROWS} per import")
-    except Invalid:
-        raise
-    except Exception:
-        raise Invalid(
-            "The workbook could not be read",
-            errors=[{"field": "body", "message": "unreadable sheet"}],
-        ) from None
-    finally:
-        workbook.close()
-    if header is None:
-        raise Invalid("The workbook is empty", errors=[row_error(1, "header", "missing")])
-    return out
-
-
-def _cell_text(value: Any) -> str | None:
-    if value is None:
+        value = fields.cell_text(values.get(name))
+    except ValueError:
         return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if hasattr(value, "isoformat"):
-        return str(value.isoformat())
-    text = str(value).strip()
-    return text or None
-
-
-# --- value coercion --------------------------------------------------------------------
-
-
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(value: str | None) -> str:
-    """A cell that a spreadsheet will show as text, never run as a formula."""
-    text = value or ""
-    return "'" + text if text[:1] in FORMULA_STARTS else text
-
-
-class BadValue(Exception):
-    """A cell whose type or wording cannot be read (the message says what is expected)."""
-
-
-def text_value(values: Mapping[str, Any], name: str) -> str | None:
-    """A text cell: strings as sent (trimmed), JSON integers as text, empty -> None."""
-    value = values.get(name)
-    if type(value) is str:
-        value = value.strip()
-        # Our CSV exports prefix formula-like cells with ' (spreadsheet injection guard);
-        # drop it again so an exported file can be uploaded as is.
-        if value[:1] == "'" and value[1:2] in FORMULA_STARTS:
-            value = value[1:]
-        return value or None
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BadValue("must be a string")
-    return str(value)
-
-
-def bool_value(values: Mapping[str, Any], name: str, *, default: bool) -> bool:
-    value = values.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        word = value.strip().lower()
-        if not word:
-            return default
-        if word in TRUE_WORDS:
-            return True
-        if word in FALSE_WORDS:
-            return False
-    raise BadValue("must be true or false")
+    return value if value and not fields.external_id_problem(value) else None
 
 
 def cycle_members(parents: Mapping[str, str | None], starts: Iterable[str]) -> set[str]:
@@ -444,11 +109,6 @@ def cycle_members(parents: Mapping[str, str | None], starts: Iterable[str]) -> s
             node = parents.get(node)
         done.update(order)
     return looped
-
-
-def chunks(items: Sequence[Any], size: int = 5000) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 # --- bulk writes -----------------------------------------------------------------------
@@ -556,60 +216,7 @@ def _sqlite_value(value: Any) -> Any:
     return value
 
 
-# --- checks and ordering shared by the department and employee imports ------------------
-
-
-def _text_cells(
-    source: SourceRow, columns: Iterable[str], errors: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """The row's text cells; a cell that is not text is an error and left out."""
-    cells: dict[str, Any] = {}
-    for name in columns:
-        try:
-            cells[name] = text_value(source.values, name)
-        except BadValue as exc:
-            errors.append(row_error(source.line, name, str(exc)))
-    return cells
-
-
-def _check_external_id(
-    line: int, external_id: str, *, seen_ids: dict[str, int], errors: list[dict[str, Any]]
-) -> None:
-    """A well-formed id that no earlier row of the file used (recorded in ``seen_ids``)."""
-    problem = org_service.external_id_problem(external_id)
-    if problem:
-        errors.append(row_error(line, "external_id", f"external_id {problem}"))
-    elif external_id in seen_ids:
-        errors.append(row_error(line, "external_id", f"repeats line {seen_ids[external_id]}"))
-    else:
-        seen_ids[external_id] = line
-
-
-def _check_name(line: int, field_name: str, value: str, errors: list[dict[str, Any]]) -> None:
-    problem = (
-        "is required"
-        if not value
-        else org_service.text_problem(value, max_length=org_service.NAME_MAX)
-    )
-    if problem:
-        errors.append(row_error(line, field_name, f"{field_name} {problem}"))
-
-
-def _check_parent_id(
-    line: int,
-    field_name: str,
-    parent: str,
-    *,
-    own_id: str,
-    self_message: str,
-    errors: list[dict[str, Any]],
-) -> None:
-    """A well-formed reference to a parent (department or manager) that is not the row itself."""
-    problem = org_service.external_id_problem(parent)
-    if problem:
-        errors.append(row_error(line, field_name, f"{field_name} {problem}"))
-    elif parent == own_id:
-        errors.append(row_error(line, field_name, self_message))
+# --- ordering shared by the department and employee imports -----------------------------
 
 
 class _TreeRow(Protocol):
@@ -668,28 +275,21 @@ class _DepartmentRow:
 
 
 def _check_department_row(
-    source: SourceRow, *, seen_ids: dict[str, int]
-) -> tuple[_DepartmentRow | None, list[dict[str, Any]]]:
+    source: SourceRow, *, seen_ids: dict[str, int], errors: Problems
+) -> _DepartmentRow | None:
+    """One row's own problems (and a repeat of an earlier id); the row when it is clean."""
     line = source.line
-    errors: list[dict[str, Any]] = []
-    cells = _text_cells(source, DEPARTMENT_COLUMNS, errors)
-    external_id = cells.get("external_id") or ""
-    _check_external_id(line, external_id, seen_ids=seen_ids, errors=errors)
-    name_text = cells.get("name") or ""
-    _check_name(line, "name", name_text, errors)
-    parent = cells.get("parent_external_id")
-    if parent is not None:
-        _check_parent_id(
-            line,
-            "parent_external_id",
-            parent,
-            own_id=external_id,
-            self_message="a department cannot contain itself",
-            errors=errors,
-        )
-    if errors:
-        return None, errors
-    return _DepartmentRow(line, external_id, name_text, parent), errors
+    row, row_errors = row_models.check_row(row_models.DepartmentRow, source.values, line=line)
+    errors.extend(row_errors)
+    external_id = row.external_id if row else raw_id(source.values, "external_id")
+    if external_id is not None:
+        if external_id in seen_ids:
+            errors.add(line, "external_id", f"repeats line {seen_ids[external_id]}")
+            return None
+        seen_ids[external_id] = line
+    if row is None:
+        return None
+    return _DepartmentRow(line, row.external_id, row.name, row.parent_external_id)
 
 
 def _department_values(row: _DepartmentRow, ids: Mapping[str, int]) -> tuple[Any, ...]:
@@ -707,17 +307,18 @@ def import_departments(
     *,
     rows: Sequence[SourceRow],
     dry_run: bool = False,
-    parse_errors: Sequence[dict[str, Any]] = (),
+    parse_errors: Iterable[dict[str, Any]] = (),
+    limits: UploadLimits | None = None,
 ) -> ImportReport:
     """Upsert departments in bulk, all or nothing; parents may come later in the file.
 
     Departments are never deleted or deactivated by an import: employees and past cycles
     refer to them.
     """
-    report = ImportReport(rows=len(rows) + len(parse_errors), dry_run=dry_run)
-    errors = list(parse_errors)
+    errors = problems(parse_errors, what="department", limits=limits)
+    report = ImportReport(rows=len(rows) + len(errors), dry_run=dry_run)
     if not rows and not errors:
-        errors.append(row_error(1, "body", "the import contains no rows"))
+        errors.add(1, "body", "the import contains no rows")
     # external id -> (id, name, parent_id)
     existing: dict[str, tuple[int, str, int | None]] = {
         ext: (id_, name, parent_id)
@@ -729,16 +330,13 @@ def import_departments(
     seen_ids: dict[str, int] = {}
     checked: list[_DepartmentRow] = []
     for source in rows:
-        row, row_errors = _check_department_row(source, seen_ids=seen_ids)
-        errors.extend(row_errors)
+        row = _check_department_row(source, seen_ids=seen_ids, errors=errors)
         if row is not None:
             checked.append(row)
     for row in checked:
         parent = row.parent_external_id
         if parent is not None and parent not in seen_ids and parent not in existing:
-            errors.append(
-                row_error(row.line, "parent_external_id", f"unknown department {parent!r}")
-            )
+            errors.add(row.line, "parent_external_id", f"unknown department {parent!r}")
     if not errors:
         parents: dict[str, str | None] = {
             ext: ext_by_id.get(values[2]) if values[2] is not None else None
@@ -748,15 +346,12 @@ def import_departments(
         parents.update({ext: row.parent_external_id for ext, row in in_file.items()})
         for ext in sorted(cycle_members(parents, in_file)):
             if ext in in_file:
-                errors.append(
-                    row_error(
-                        in_file[ext].line,
-                        "parent_external_id",
-                        "the department tree would form a loop through this department",
-                    )
+                errors.add(
+                    in_file[ext].line,
+                    "parent_external_id",
+                    "the department tree would form a loop through this department",
                 )
-    if errors:
-        raise_row_errors(errors, what="department")
+    errors.refuse()
 
     new_rows = [row for row in checked if row.external_id not in existing]
     changed = [
@@ -816,10 +411,11 @@ class EmployeeImportPlan:
     """The checked import: its errors, or what writing it will do."""
 
     report: ImportReport
-    errors: list[dict[str, Any]] = field(default_factory=list)
+    errors: Problems
     rows: list[_EmployeeRow] = field(default_factory=list)
     existing: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     deactivate_ids: list[int] = field(default_factory=list)
+    active_before: int = 0
 
 
 def _check_employee_row(
@@ -828,70 +424,49 @@ def _check_employee_row(
     departments: Mapping[str, int],
     seen_ids: dict[str, int],
     seen_emails: dict[str, int],
-) -> tuple[_EmployeeRow | None, list[dict[str, Any]]]:
+    errors: Problems,
+) -> _EmployeeRow | None:
     """One row's own problems (and repeats of earlier rows); the row when it is clean."""
-    line, values = source.line, source.values
-    errors: list[dict[str, Any]] = []
-    cells = _text_cells(source, EMPLOYEE_COLUMNS[:-1], errors)
-    try:
-        active = bool_value(values, "active", default=True)
-    except BadValue as exc:
-        errors.append(row_error(line, "active", str(exc)))
-        active = True
-
-    external_id = cells.get("external_id") or ""
-    if "external_id" in cells:
-        _check_external_id(line, external_id, seen_ids=seen_ids, errors=errors)
-    email = org_service.normalize_email(cells.get("email") or "")
-    if "email" in cells:
-        problem = org_service.email_problem(email)
-        if problem:
-            errors.append(row_error(line, "email", f"email {problem}"))
-        elif email in seen_emails:
-            errors.append(
-                row_error(line, "email", f"{email!r} is also on line {seen_emails[email]}")
-            )
+    line = source.line
+    row, row_errors = row_models.check_row(row_models.EmployeeRow, source.values, line=line)
+    errors.extend(row_errors)
+    clean = row is not None
+    external_id = row.external_id if row else raw_id(source.values, "external_id")
+    if external_id is not None:
+        if external_id in seen_ids:
+            errors.add(line, "external_id", f"repeats line {seen_ids[external_id]}")
+            clean = False
         else:
-            seen_emails[email] = line
-    full_name = cells.get("full_name") or ""
-    if "full_name" in cells:
-        _check_name(line, "full_name", full_name, errors)
+            seen_ids[external_id] = line
+    if row is None:
+        return None
+    if row.email in seen_emails:
+        errors.add(line, "email", f"{row.email!r} is also on line {seen_emails[row.email]}")
+        clean = False
+    else:
+        seen_emails[row.email] = line
     department_id = None
-    dept_ext = cells.get("department_external_id")
-    if dept_ext is not None:
-        department_id = departments.get(dept_ext)
+    if row.department_external_id is not None:
+        department_id = departments.get(row.department_external_id)
         if department_id is None:
-            errors.append(
-                row_error(line, "department_external_id", f"unknown department {dept_ext[:100]!r}")
+            errors.add(
+                line,
+                "department_external_id",
+                f"unknown department {row.department_external_id!r}",
             )
-    manager_ext = cells.get("manager_external_id")
-    if manager_ext is not None:
-        _check_parent_id(
-            line,
-            "manager_external_id",
-            manager_ext,
-            own_id=external_id,
-            self_message="an employee cannot be their own manager",
-            errors=errors,
-        )
-    language = org_service.normalize_language(cells.get("language"))
-    if "language" in cells:
-        problem = org_service.language_problem(language)
-        if problem:
-            errors.append(row_error(line, "language", f"language {problem}"))
-    if errors:
-        return None, errors
-    row = _EmployeeRow(
+            clean = False
+    if not clean:
+        return None
+    return _EmployeeRow(
         line=line,
-        external_id=external_id,
-        email=email,
-        full_name=full_name,
+        external_id=row.external_id,
+        email=row.email,
+        full_name=row.full_name,
         department_id=department_id,
-        manager_external_id=manager_ext,
-        language=language,
-        active=active,
+        manager_external_id=row.manager_external_id,
+        language=row.language,
+        active=row.active,
     )
-    return row, errors
 
 
 def _employee_values(row: _EmployeeRow, ids: Mapping[str, int]) -> tuple[Any, ...]:
@@ -927,19 +502,20 @@ def plan_employee_import(
     *,
     rows: Sequence[SourceRow],
     deactivate_missing: bool = False,
-    parse_errors: Sequence[dict[str, Any]] = (),
+    parse_errors: Iterable[dict[str, Any]] = (),
+    limits: UploadLimits | None = None,
 ) -> EmployeeImportPlan:
     """Check every row against the file and the database; count what would change.
 
     ``parse_errors`` are the upload's own problems (from ``parse_upload``), reported
     together with the rows' problems.
     """
-    report = ImportReport(rows=len(rows) + len(parse_errors))
-    plan = EmployeeImportPlan(report=report, errors=list(parse_errors))
-    errors = plan.errors
+    errors = problems(parse_errors, what="employee", limits=limits)
+    report = ImportReport(rows=len(rows) + len(errors))
+    plan = EmployeeImportPlan(report=report, errors=errors)
     if not rows:
         if not errors:
-            errors.append(row_error(1, "body", "the import contains no rows"))
+            errors.add(1, "body", "the import contains no rows")
         return plan
 
     departments = org_service.department_id_map(session)
@@ -966,29 +542,25 @@ def plan_employee_import(
     seen_ids: dict[str, int] = {}
     seen_emails: dict[str, int] = {}
     for source in rows:
-        row, row_errors = _check_employee_row(
-            source, departments=departments, seen_ids=seen_ids, seen_emails=seen_emails
+        row = _check_employee_row(
+            source,
+            departments=departments,
+            seen_ids=seen_ids,
+            seen_emails=seen_emails,
+            errors=errors,
         )
-        errors.extend(row_errors)
         if row is not None:
             plan.rows.append(row)
 
     # Second pass: managers may be defined later in the same file.
     in_file = {row.external_id: row for row in plan.rows}
-    all_ids = set(seen_ids)
     for row in plan.rows:
         manager = row.manager_external_id
-        if manager is not None and manager not in all_ids and manager not in existing:
-            errors.append(
-                row_error(row.line, "manager_external_id", f"unknown employee {manager!r}")
-            )
+        if manager is not None and manager not in seen_ids and manager not in existing:
+            errors.add(row.line, "manager_external_id", f"unknown employee {manager!r}")
         holder = email_holder.get(row.email)
         if holder is not None and holder != row.external_id and holder not in seen_ids:
-            errors.append(
-                row_error(
-                    row.line, "email", f"{row.email!r} already belongs to employee {holder!r}"
-                )
-            )
+            errors.add(row.line, "email", f"{row.email!r} already belongs to employee {holder!r}")
     if errors:
         return plan
 
@@ -999,12 +571,10 @@ def plan_employee_import(
     parents.update({row.external_id: row.manager_external_id for row in plan.rows})
     for ext in sorted(cycle_members(parents, in_file)):
         if ext in in_file:
-            errors.append(
-                row_error(
-                    in_file[ext].line,
-                    "manager_external_id",
-                    "the reporting lines would form a loop through this employee",
-                )
+            errors.add(
+                in_file[ext].line,
+                "manager_external_id",
+                "the reporting lines would form a loop through this employee",
             )
     if errors:
         return plan
@@ -1018,18 +588,54 @@ def plan_employee_import(
             report.unchanged += 1
         else:
             report.updated += 1
+    plan.active_before = sum(1 for values in existing.values() if values[6])
     if deactivate_missing:
+        # Every id the file names counts as present, whatever else its row says: an
+        # employee in the file is never deactivated for being "missing".
         plan.deactivate_ids = [
-            values[0] for ext, values in existing.items() if values[6] and ext not in in_file
+            values[0] for ext, values in existing.items() if values[6] and ext not in seen_ids
         ]
         report.deactivated = len(plan.deactivate_ids)
     return plan
 
 
+def check_mass_deactivation(
+    plan: EmployeeImportPlan, *, max_fraction: float, confirmed: bool, dry_run: bool
+) -> None:
+    """Refuse (409) an import that would deactivate too many employees, unless confirmed.
+
+    A truncated HRIS export or a half-read spreadsheet looks like a company that lost
+    most of its people; deactivating them drops their live matrix links, which is slow
+    to undo. A dry run only flags it (``needs_confirmation``) and shows the count.
+    """
+    count, active = len(plan.deactivate_ids), plan.active_before
+    if not count or count <= max_fraction * active:
+        return
+    plan.report.needs_confirmation = not confirmed
+    if confirmed or dry_run:
+        return
+    raise Conflict(
+        f"This import would deactivate {count:,} of {active:,} active employees "
+        f"({count / active:.0%}), more than IMPORT_MAX_DEACTIVATE_FRACTION allows "
+        f"({max_fraction:.0%}). Nothing was saved. If the file really is the whole company, "
+        "send it again with confirm_mass_deactivation=true.",
+        errors=[
+            {
+                "field": "deactivate_missing",
+                "message": f"would deactivate {count} of {active} active employees",
+            }
+        ],
+        deactivated=count,
+        active=active,
+        limit="IMPORT_MAX_DEACTIVATE_FRACTION",
+        limit_value=max_fraction,
+    )
+
+
 def apply_employee_import(session: Session, plan: EmployeeImportPlan) -> None:
     """Write a clean plan with bulk statements (a handful of round trips in all)."""
     if plan.errors:
-        raise_row_errors(plan.errors, what="employee")
+        plan.errors.refuse()
     session.flush()
     table = cast(Table, Employee.__table__)
     existing = plan.existing
@@ -1095,19 +701,90 @@ def import_employees(
     rows: Sequence[SourceRow],
     deactivate_missing: bool = False,
     dry_run: bool = False,
-    parse_errors: Sequence[dict[str, Any]] = (),
+    parse_errors: Iterable[dict[str, Any]] = (),
+    limits: UploadLimits | None = None,
+    max_deactivate_fraction: float = 1.0,
+    confirm_mass_deactivation: bool = False,
 ) -> ImportReport:
     """Validate every row, then write all of them or none (Invalid lists every problem).
 
     With ``deactivate_missing`` the file is the whole company: active employees not in
-    it are deactivated. With ``dry_run`` nothing is written; the report says what would
-    change.
+    it are deactivated, but more than ``max_deactivate_fraction`` of them only with
+    ``confirm_mass_deactivation`` (409 otherwise). With ``dry_run`` nothing is written;
+    the report says what would change.
     """
     plan = plan_employee_import(
-        session, rows=rows, deactivate_missing=deactivate_missing, parse_errors=parse_errors
+        session,
+        rows=rows,
+        deactivate_missing=deactivate_missing,
+        parse_errors=parse_errors,
+        limits=limits,
     )
-    raise_row_errors(plan.errors, what="employee")
+    plan.errors.refuse()
+    check_mass_deactivation(
+        plan,
+        max_fraction=max_deactivate_fraction,
+        confirmed=confirm_mass_deactivation,
+        dry_run=dry_run,
+    )
     plan.report.dry_run = dry_run
     if not dry_run:
         apply_employee_import(session, plan)
     return plan.report
+
+
+# --- competencies ----------------------------------------------------------------------
+
+
+def import_competencies(
+    session: Session,
+    *,
+    rows: Sequence[SourceRow],
+    dry_run: bool = False,
+    parse_errors: Iterable[dict[str, Any]] = (),
+    limits: UploadLimits | None = None,
+) -> ImportReport:
+    """Upsert competencies by code, all or nothing (one indicator per line of its cell).
+
+    Competencies missing from the file are left alone: deactivate one with
+    ``active=false``. Changes apply to cycles launched afterwards.
+    """
+    if len(rows) > COMPETENCY_IMPORT_MAX_ROWS:
+        raise TooLarge(
+            f"Too many competencies: at most {COMPETENCY_IMPORT_MAX_ROWS} per import",
+            limit="COMPETENCY_IMPORT_MAX_ROWS",
+            limit_value=COMPETENCY_IMPORT_MAX_ROWS,
+        )
+    errors = problems(parse_errors, what="competency", limits=limits)
+    report = ImportReport(rows=len(rows) + len(errors), dry_run=dry_run)
+    if not rows and not errors:
+        errors.add(1, "body", "the import contains no rows")
+    seen: dict[str, int] = {}
+    checked: list[row_models.CompetencyRow] = []
+    for source in rows:
+        row, row_errors = row_models.check_row(
+            row_models.CompetencyRow, source.values, line=source.line
+        )
+        errors.extend(row_errors)
+        if row is None:
+            continue
+        if row.code in seen:
+            errors.add(source.line, "code", f"repeats line {seen[row.code]}")
+            continue
+        seen[row.code] = source.line
+        checked.append(row)
+    errors.refuse()
+
+    existing = {c.code: c for c in session.scalars(select(Competency))}
+    for row in checked:
+        old = existing.get(row.code)
+        if old is None:
+            report.created += 1
+        elif all(getattr(old, k) == v for k, v in row.model_dump(exclude={"code"}).items()):
+            report.unchanged += 1
+        else:
+            report.updated += 1
+    if not dry_run:
+        for row in checked:
+            org_service.upsert_competency(session, **row.model_dump())
+    return report

@@ -17,6 +17,7 @@ from app.errors import DomainError, NotFound
 from app.fields import RowId
 from app.org import service as org_service
 from app.org.models import Competency, Employee
+from app.uploads import rows
 from app.web import confirm_page, field_errors, make_pager, page, parse_int, safe_next, see_other
 
 router = APIRouter(include_in_schema=False, dependencies=[HrOnly])
@@ -292,40 +293,40 @@ def competency_edit_form(request: Request, session: SessionDep, competency_id: R
     return _competency_form(request, competency=competency, form=form)
 
 
-def _numbers(form: dict[str, Any], errors: dict[str, str]) -> tuple[float, int]:
-    """Weight and order from the form's text (the service checks their ranges)."""
-    weight, order = 0.0, 0
-    try:
-        weight = float(str(form["weight"]).strip().replace(",", "."))
-    except ValueError:
-        errors["weight"] = "Enter a number, e.g. 1 or 1.5"
-    try:
-        order = int(str(form["display_order"]).strip())
-    except ValueError:
-        errors["display_order"] = "Enter a whole number"
-    return weight, order
-
-
 def _save_competency(
     request: Request, session: Session, *, code: str, form: dict[str, Any], errors: dict[str, str]
 ) -> tuple[Competency | None, dict[str, str], bool]:
-    """Save through the org service; returns (competency, errors by field, changed)."""
-    weight, order = _numbers(form, errors)
-    if errors:
-        return None, errors, False
+    """Save through the org service; returns (competency, errors by field, changed).
+
+    The form's text (weight "1,5", one indicator per line) is read by the same model as
+    the API's JSON and the uploads, so the rules and messages match.
+    """
     try:
-        competency, outcome = org_service.upsert_competency(
-            session,
+        row = rows.validated(
+            rows.CompetencyRow,
+            what="competency",
             code=code,
-            name=str(form["name"]),
-            description=str(form["description"]),
-            indicators=str(form["indicators"]).splitlines(),
-            weight=weight,
-            display_order=order,
+            name=form["name"],
+            description=form["description"],
+            indicators=form["indicators"],
+            weight=form["weight"],
+            display_order=form["display_order"],
             active=bool(form["active"]),
         )
+        if errors:
+            return None, errors, False
+        competency, outcome = org_service.upsert_competency(
+            session,
+            code=row.code,
+            name=row.name,
+            description=row.description,
+            indicators=row.indicators,
+            weight=row.weight,
+            display_order=row.display_order,
+            active=row.active,
+        )
     except DomainError as exc:
-        found: dict[str, str] = {}
+        found = dict(errors)
         for err in exc.errors or [{"field": "_form", "message": exc.detail}]:
             # "indicators.3" -> the indicators box; the message names the line.
             name = str(err.get("field") or "_form").split(".")[0]

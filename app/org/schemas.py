@@ -2,72 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-
-from app.errors import PROBLEM_TEXT, Problem, problems  # noqa: F401
+from pydantic import BaseModel, ConfigDict, Field
 
 # Re-exported: the problem document and its OpenAPI helper are shared by every router.
+from app.errors import PROBLEM_TEXT, Problem, problems  # noqa: F401
 from app.fields import UtcDatetime
-from app.org import service as org_service
 from app.org.models import Competency, Department, Employee
+from app.uploads import rows
+from app.uploads.rows import ExactExternalId as ExternalId
 
-
-def _external_id(value: str) -> str:
-    problem = org_service.external_id_problem(value)
-    if problem:
-        raise ValueError(f"external id {problem}")
-    return value
-
-
-def _single_line(value: str) -> str:
-    problem = org_service.text_problem(value, max_length=org_service.DESCRIPTION_MAX)
-    if problem:
-        raise ValueError(problem)
-    return value
-
-
-def _multi_line(value: str) -> str:
-    problem = org_service.text_problem(
-        value, max_length=org_service.DESCRIPTION_MAX, multiline=True
-    )
-    if problem:
-        raise ValueError(problem)
-    return value
-
-
-ExternalId = Annotated[
-    str,
-    Field(
-        min_length=1,
-        max_length=org_service.EXTERNAL_ID_MAX,
-        description="The HRIS's own key for the record (no '/', no surrounding spaces).",
-        examples=["E-1042"],
-    ),
-    AfterValidator(_external_id),
-]
-Name = Annotated[
-    str, Field(min_length=1, max_length=org_service.NAME_MAX), AfterValidator(_single_line)
-]
+__all__ = ["ExternalId"]
 
 
 # --- departments -----------------------------------------------------------------------
 
 
-class DepartmentUpsert(BaseModel):
+class DepartmentUpsert(rows.DepartmentFields):
     """A department as the HRIS describes it. PUT replaces every field."""
 
     model_config = ConfigDict(
-        extra="forbid",
         json_schema_extra={"examples": [{"name": "Payroll", "parent_external_id": "D-FIN"}]},
-    )
-
-    name: Name = Field(description="Display name.")
-    parent_external_id: ExternalId | None = Field(
-        default=None,
-        description="External id of the parent department; omit or null for a top-level one. "
-        "The parent must exist, and the tree must not loop.",
     )
 
 
@@ -92,12 +48,11 @@ class DepartmentRead(BaseModel):
 # --- employees -------------------------------------------------------------------------
 
 
-class EmployeeUpsert(BaseModel):
+class EmployeeUpsert(rows.EmployeeFields):
     """An employee as the HRIS describes them. PUT replaces every field: omitted optional
     fields take their defaults (no department, no manager, language `en`, active)."""
 
     model_config = ConfigDict(
-        extra="forbid",
         json_schema_extra={
             "examples": [
                 {
@@ -110,29 +65,6 @@ class EmployeeUpsert(BaseModel):
                 }
             ]
         },
-    )
-
-    email: str = Field(
-        min_length=3,
-        max_length=org_service.EMAIL_MAX,
-        description="Work email; stored lower-cased and unique regardless of case.",
-    )
-    full_name: Name
-    department_external_id: ExternalId | None = Field(
-        default=None, description="External id of an existing department."
-    )
-    manager_external_id: ExternalId | None = Field(
-        default=None,
-        description="External id of the line manager (an existing employee, not themselves).",
-    )
-    language: str = Field(
-        default=org_service.DEFAULT_LANGUAGE,
-        max_length=8,
-        description="Preferred language for emails and the rating page (e.g. `en`, `ru`).",
-    )
-    active: bool = Field(
-        default=True,
-        description="False for leavers: they keep their history but leave the live matrix.",
     )
 
 
@@ -174,18 +106,10 @@ class EmployeePageRead(BaseModel):
 # --- competencies ----------------------------------------------------------------------
 
 
-Indicator = Annotated[
-    str,
-    Field(min_length=1, max_length=org_service.INDICATOR_MAX),
-    AfterValidator(_single_line),
-]
-
-
-class CompetencyUpsert(BaseModel):
+class CompetencyUpsert(rows.CompetencyFields):
     """A competency raters score. PUT replaces every field."""
 
     model_config = ConfigDict(
-        extra="forbid",
         json_schema_extra={
             "examples": [
                 {
@@ -202,23 +126,6 @@ class CompetencyUpsert(BaseModel):
             ]
         },
     )
-
-    name: Name
-    description: Annotated[
-        str, Field(max_length=org_service.DESCRIPTION_MAX), AfterValidator(_multi_line)
-    ] = Field(default="", description="What the competency means, shown to raters.")
-    indicators: list[Indicator] = Field(
-        default_factory=list,
-        max_length=org_service.INDICATORS_MAX_COUNT,
-        description="Observable behaviours, short texts shown under the competency.",
-    )
-    weight: float = Field(
-        default=1.0, gt=0, le=100, description="Weight in the overall coefficient."
-    )
-    display_order: int = Field(
-        default=0, ge=-1_000_000, le=1_000_000, description="Lower comes first."
-    )
-    active: bool = Field(default=True, description="Inactive competencies are not asked.")
 
 
 class CompetencyRead(BaseModel):
@@ -266,6 +173,12 @@ class ImportReportRead(BaseModel):
         default=0, description="Matrix links removed (matrix imports only).", examples=[0]
     )
     dry_run: bool
+    needs_confirmation: bool = Field(
+        default=False,
+        description="The import would deactivate more than `IMPORT_MAX_DEACTIVATE_FRACTION` "
+        "of the active employees: a dry run says so, and a real import is refused (409) "
+        "unless it sends `confirm_mass_deactivation=true`.",
+    )
 
 
 def import_body(
@@ -328,4 +241,25 @@ EMPLOYEE_IMPORT_BODY: dict[str, Any] = import_body(
         "active": {"type": "boolean"},
     },
     required=["external_id", "email", "full_name"],
+)
+
+
+COMPETENCY_IMPORT_BODY: dict[str, Any] = import_body(
+    description="A CSV file (`text/csv`, UTF-8, header row, `,` or `;`), a JSON array, or "
+    "an Excel workbook. Columns: `code,name,description,indicators,weight,display_order,"
+    "active`; the first two are required. In CSV and XLSX, `indicators` holds one indicator "
+    "per line of its cell; in JSON it may also be an array of strings.",
+    csv_example="code,name,description,indicators,weight,display_order,active\n"
+    'responsiveness,Responsiveness,Reacts quickly,"Answers within a day\n'
+    'Warns early of delays",1,20,true\n',
+    properties={
+        "code": {"type": "string"},
+        "name": {"type": "string"},
+        "description": {"type": "string"},
+        "indicators": {"type": ["array", "string"], "items": {"type": "string"}},
+        "weight": {"type": "number"},
+        "display_order": {"type": "integer"},
+        "active": {"type": "boolean"},
+    },
+    required=["code", "name"],
 )

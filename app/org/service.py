@@ -9,7 +9,6 @@ place.
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,25 +18,15 @@ from sqlalchemy.orm import Session, aliased, joinedload
 
 from app.errors import Conflict, Invalid, NotFound
 from app.org.models import Competency, Department, Employee
-
-EXTERNAL_ID_MAX = 100
-EMAIL_MAX = 320
-NAME_MAX = 200
-DESCRIPTION_MAX = 4000
-INDICATOR_MAX = 300
-INDICATORS_MAX_COUNT = 20
-CODE_MAX = 50
-DEFAULT_LANGUAGE = "en"
-
-# Deliberately simple: the HRIS owns addresses; we only refuse what cannot be an address
-# (the bulk import checks 50,000 of them, so no DNS or full RFC 5322 parsing here).
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,4})?$")
-CODE_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-# NUL and other control characters break PostgreSQL text or hide in a name; lone
-# surrogates (possible in JSON "\ud800") cannot be encoded as UTF-8 at all.
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
-_LINE_BREAK_RE = re.compile(r"[\r\n\t\u2028\u2029]")
+from app.uploads import rows
+from app.uploads.fields import (
+    CODE_MAX,
+    CODE_RE,
+    DEFAULT_LANGUAGE,
+    NAME_MAX,
+    external_id_problem,
+    text_problem,
+)
 
 # The live matrix belongs to the matrix domain, which imports this one. Deactivating an
 # employee must still drop their live links (the matrix rule: both sides active), so we
@@ -51,65 +40,6 @@ class Outcome(enum.StrEnum):
     created = "created"
     updated = "updated"
     unchanged = "unchanged"
-
-
-# --- field checks (shared with the schemas and the bulk import) ------------------------
-
-
-def text_problem(value: str, *, max_length: int, multiline: bool = False) -> str | None:
-    """Why ``value`` is not acceptable as stored text, or None when it is."""
-    if len(value) > max_length:
-        return f"must be at most {max_length} characters"
-    if _CONTROL_RE.search(value):
-        return "must not contain control characters"
-    if not multiline and _LINE_BREAK_RE.search(value):
-        return "must be a single line"
-    return None
-
-
-def external_id_problem(value: str) -> str | None:
-    """Why ``value`` is not a usable external id (the HRIS's key), or None."""
-    if not value:
-        return "is required"
-    if value != value.strip():
-        return "must not start or end with spaces"
-    if "/" in value:
-        return "must not contain '/'"
-    return text_problem(value, max_length=EXTERNAL_ID_MAX)
-
-
-def email_problem(value: str) -> str | None:
-    """Why ``value`` (already normalised) is not an email address, or None."""
-    if not value:
-        return "is required"
-    problem = text_problem(value, max_length=EMAIL_MAX)
-    if problem:
-        return problem
-    if not EMAIL_RE.match(value):
-        return "is not an email address"
-    return None
-
-
-def language_problem(value: str) -> str | None:
-    """Why ``value`` (already normalised) is not a language tag, or None."""
-    if not LANGUAGE_RE.match(value) or len(value) > 8:
-        return "must be a language tag such as 'en', 'ru' or 'pt-br'"
-    return None
-
-
-def normalize_email(value: str) -> str:
-    """Emails are unique case-insensitively, so they are stored lower-cased."""
-    return value.strip().lower()
-
-
-def normalize_language(value: str | None) -> str:
-    """``pt_BR`` -> ``pt-br``; empty -> the default language."""
-    return (value or "").strip().replace("_", "-").lower() or DEFAULT_LANGUAGE
-
-
-def _check(errors: list[dict[str, str]], field_name: str, problem: str | None) -> None:
-    if problem:
-        errors.append({"field": field_name, "message": f"{field_name} {problem}"})
 
 
 def _raise_if(errors: list[dict[str, str]], what: str) -> None:
@@ -155,16 +85,14 @@ def upsert_department(
     session: Session, *, external_id: str, name: str, parent_external_id: str | None = None
 ) -> tuple[Department, Outcome]:
     """Create or update a department by external id; refuses an unknown parent or a cycle."""
-    name = name.strip()
-    parent_external_id = (parent_external_id or "").strip() or None
-    errors: list[dict[str, str]] = []
-    _check(errors, "external_id", external_id_problem(external_id))
-    _check(errors, "name", "is required" if not name else text_problem(name, max_length=NAME_MAX))
-    if parent_external_id is not None:
-        _check(errors, "parent_external_id", external_id_problem(parent_external_id))
-        if parent_external_id == external_id:
-            _check(errors, "parent_external_id", "cannot be the department itself")
-    _raise_if(errors, "department")
+    row = rows.validated(
+        rows.DepartmentRow,
+        what="department",
+        external_id=external_id,
+        name=name,
+        parent_external_id=parent_external_id,
+    )
+    external_id, name, parent_external_id = row.external_id, row.name, row.parent_external_id
 
     dept = session.scalar(select(Department).where(Department.external_id == external_id))
     parent_id: int | None = None
@@ -359,27 +287,22 @@ def upsert_employee(
     exist; nobody manages themselves, directly or round a loop. Deactivating drops the
     employee's live matrix links.
     """
-    email = normalize_email(email)
-    full_name = full_name.strip()
-    language = normalize_language(language)
-    department_external_id = (department_external_id or "").strip() or None
-    manager_external_id = (manager_external_id or "").strip() or None
-    errors: list[dict[str, str]] = []
-    _check(errors, "external_id", external_id_problem(external_id))
-    _check(errors, "email", email_problem(email))
-    _check(
-        errors,
-        "full_name",
-        "is required" if not full_name else text_problem(full_name, max_length=NAME_MAX),
+    row = rows.validated(
+        rows.EmployeeRow,
+        what="employee",
+        external_id=external_id,
+        email=email,
+        full_name=full_name,
+        department_external_id=department_external_id,
+        manager_external_id=manager_external_id,
+        language=language,
+        active=active,
     )
-    _check(errors, "language", language_problem(language))
-    if department_external_id is not None:
-        _check(errors, "department_external_id", external_id_problem(department_external_id))
-    if manager_external_id is not None:
-        _check(errors, "manager_external_id", external_id_problem(manager_external_id))
-        if manager_external_id == external_id:
-            _check(errors, "manager_external_id", "cannot be the employee themselves")
-    _raise_if(errors, "employee")
+    external_id, email, full_name = row.external_id, row.email, row.full_name
+    language = row.language
+    department_external_id = row.department_external_id
+    manager_external_id = row.manager_external_id
+    errors: list[dict[str, str]] = []
 
     department_id = None
     if department_external_id is not None:
@@ -567,42 +490,19 @@ def upsert_competency(
     active: bool = True,
 ) -> tuple[Competency, Outcome]:
     """Create or update a competency by code; weight must be positive."""
-    name = name.strip()
-    description = description.strip()
-    cleaned = [text.strip() for text in indicators if text.strip()]
-    errors: list[dict[str, str]] = []
-    if not CODE_RE.match(code) or len(code) > CODE_MAX:
-        _check(
-            errors,
-            "code",
-            f"must be 1-{CODE_MAX} lower-case letters, digits, '_', '.' or '-'",
-        )
-    _check(errors, "name", "is required" if not name else text_problem(name, max_length=NAME_MAX))
-    _check(
-        errors,
-        "description",
-        text_problem(description, max_length=DESCRIPTION_MAX, multiline=True),
+    row = rows.validated(
+        rows.CompetencyRow,
+        what="competency",
+        code=code,
+        name=name,
+        description=description,
+        indicators=list(indicators),
+        weight=weight,
+        display_order=display_order,
+        active=active,
     )
-    if len(cleaned) > INDICATORS_MAX_COUNT:
-        _check(errors, "indicators", f"must list at most {INDICATORS_MAX_COUNT} items")
-    for i, text in enumerate(cleaned):
-        problem = text_problem(text, max_length=INDICATOR_MAX)
-        if problem:
-            errors.append({"field": f"indicators.{i}", "message": f"indicator {i + 1} {problem}"})
-    if not (weight > 0 and weight <= 100):  # also refuses NaN
-        _check(errors, "weight", "must be greater than 0 and at most 100")
-    if not -1_000_000 <= display_order <= 1_000_000:
-        _check(errors, "display_order", "must be between -1000000 and 1000000")
-    _raise_if(errors, "competency")
-
-    values: dict[str, Any] = {
-        "name": name,
-        "description": description,
-        "indicators": cleaned,
-        "weight": float(weight),
-        "display_order": display_order,
-        "active": active,
-    }
+    code = row.code
+    values: dict[str, Any] = row.model_dump(exclude={"code"})
     comp = session.scalar(select(Competency).where(Competency.code == code))
     if comp is None:
         comp = Competency(code=code, **values)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from httpx import Response
@@ -16,6 +17,7 @@ from app.matrix.models import MatrixLink
 from app.org.models import Employee
 from tests.auth.helpers import SignedIn, sign_in
 from tests.factories import link, make_department, make_employee
+from tests.uploads.workbooks import zip_bomb
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -288,3 +290,19 @@ def test_manager_cannot_open_matrix_pages(client: TestClient, db: Session) -> No
     sign_in(client, db, role=Role.manager, employee=make_employee(db))
     for url in ("/matrix", "/matrix/import", "/matrix/export.csv"):
         assert client.get(url).status_code == 403
+
+
+def test_import_page_refuses_a_zip_bomb_naming_the_limit(
+    client: TestClient, db: Session, tmp_path: Path
+) -> None:
+    signed = sign_in(client, db)
+    # 30 MiB of sheet XML in about 120 KB: under the size limits, not a spreadsheet.
+    bomb = zip_bomb(tmp_path / "bomb.xlsx", unpacked_mib=30).read_bytes()
+    r = _upload(client, signed, bomb, name="matrix.xlsx")
+    assert r.status_code == 413
+    assert r.headers["content-type"].startswith("text/html")
+    assert 'id="file-error"' in r.text and "XLSX_MAX_COMPRESSION_RATIO" in r.text
+    wide = ("supplier_external_id,customer_external_id," + ",".join(["x"] * 5000)).encode()
+    r = _upload(client, signed, wide + b"\nA,B\n")
+    assert r.status_code == 422 and "UPLOAD_MAX_COLUMNS" in r.text
+    assert db.scalar(select(func.count()).select_from(MatrixLink)) == 0

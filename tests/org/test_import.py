@@ -11,14 +11,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.matrix.models import MatrixLink
-from app.org import importing
 from app.org.models import Employee
+from app.uploads import parsing
 from tests.factories import link, make_department, make_employee
 from tests.org.test_api import assert_problem, headers
 
 URL = "/api/v1/import/employees"
 HEADER = "external_id,email,full_name,department_external_id,manager_external_id,language,active"
 CSV_TYPE = {"content-type": "text/csv"}
+COLUMNS = HEADER.split(",")
+REQUIRED = COLUMNS[:3]
 
 
 def csv_body(*rows: str) -> bytes:
@@ -66,6 +68,7 @@ def test_csv_import_creates_then_is_idempotent(client: TestClient, db: Session) 
         "deactivated": 0,
         "removed": 0,
         "dry_run": False,
+        "needs_confirmation": False,
     }
     rows = {e["external_id"]: e for e in client.get("/api/v1/employees", headers=h).json()["items"]}
     assert rows["E1"]["email"] == "anna@example.com"
@@ -150,7 +153,14 @@ def test_deactivate_missing(client: TestClient, db: Session) -> None:
     h = headers(db)
     # Without the option, missing employees are left alone.
     assert post(client, h, csv_body("STAY,stay@x.io,Stay,,,,")).json()["deactivated"] == 0
-    r = post(client, h, csv_body("STAY,stay@x.io,Stay,,,,"), deactivate_missing="true")
+    # One of two active employees is more than IMPORT_MAX_DEACTIVATE_FRACTION (20%).
+    r = post(
+        client,
+        h,
+        csv_body("STAY,stay@x.io,Stay,,,,"),
+        deactivate_missing="true",
+        confirm_mass_deactivation="true",
+    )
     assert r.json()["deactivated"] == 1
     assert r.json()["unchanged"] == 1
     db.expire_all()
@@ -299,22 +309,22 @@ def test_xlsx_import(client: TestClient, db: Session) -> None:
             ["E2", "b@x.io", "Boris", "false"],
         ]
     )
-    r = client.post(URL, content=data, headers={**h, "content-type": importing.XLSX_TYPE})
+    r = client.post(URL, content=data, headers={**h, "content-type": parsing.XLSX_TYPE})
     assert r.status_code == 200, r.text
     assert [(ext, active) for ext, *_rest, active in snapshot(db)] == [
         ("1001", True),
         ("E2", False),
     ]
     bad = client.post(
-        URL, content=b"PK\x03\x04 not really", headers={**h, "content-type": importing.XLSX_TYPE}
+        URL, content=b"PK\x03\x04 not really", headers={**h, "content-type": parsing.XLSX_TYPE}
     )
     assert "Excel" in assert_problem(bad, 422)["detail"]
 
 
 def test_parse_xlsx_reports_sheet_rows() -> None:
     data = _xlsx([["external_id", "email", "full_name"], ["E1", "a@x.io", "A"], ["E2", "b", "B"]])
-    parsed = importing.parse_xlsx(
-        data, columns=importing.EMPLOYEE_COLUMNS, required=importing.EMPLOYEE_REQUIRED
+    parsed = parsing.parse_upload(
+        data, content_type=parsing.XLSX_TYPE, columns=COLUMNS, required=REQUIRED
     )
     assert [row.line for row in parsed.rows] == [2, 3]
     assert parsed.rows[1].values == {"external_id": "E2", "email": "b", "full_name": "B"}
@@ -322,7 +332,7 @@ def test_parse_xlsx_reports_sheet_rows() -> None:
 
 def test_json_error_positions_are_items() -> None:
     text = json.dumps([{"external_id": "E1"}, {"external_id": "E2", "nope": 1}])
-    parsed = importing.parse_json(
-        text, columns=importing.EMPLOYEE_COLUMNS, required=importing.EMPLOYEE_REQUIRED
+    parsed = parsing.parse_upload(
+        text.encode(), content_type="application/json", columns=COLUMNS, required=REQUIRED
     )
     assert parsed.errors == [{"line": 2, "field": "nope", "message": "unknown field"}]
