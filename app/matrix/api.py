@@ -24,7 +24,14 @@ from app.matrix.schemas import (
     SupplierListRead,
 )
 from app.org import service as org_service
-from app.org.api import DryRun, RawBody, bearer, import_route, parse_import_body
+from app.org.api import (
+    DryRun,
+    RawBody,
+    audit_import,
+    bearer,
+    import_route,
+    parse_import_body,
+)
 from app.org.schemas import ExternalId, ImportReportRead, problems
 from app.uploads.fields import spreadsheet_safe
 from app.uploads.parsing import UploadLimits
@@ -262,6 +269,7 @@ def import_matrix(
     body: RawBody,
     session: SessionDep,
     settings: SettingsDep,
+    key: ApiKeyDep,
     replace_all: Annotated[
         bool, Query(description="Remove the links of suppliers missing from the upload.")
     ] = False,
@@ -284,4 +292,5 @@ def import_matrix(
         parse_errors=parsed.errors,
         limits=limits,
     )
+    audit_import(session, key, what="matrix", report=report)
     return ImportReportRead.model_validate(report, from_attributes=True)

@@ -8,11 +8,16 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.security import HTTPBearer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from app.auth.deps import SettingsDep, require_scopes
+from app.auth import service as auth_service
+from app.auth.deps import ApiKeyDep, SettingsDep, require_scopes
+from app.auth.models import ApiKey
 from app.db import SessionDep
 from app.org import importing
 from app.org import service as org_service
+from app.org.models import Employee
 from app.org.schemas import (
     COMPETENCY_IMPORT_BODY,
     DEPARTMENT_IMPORT_BODY,
@@ -34,6 +39,25 @@ from app.uploads.parsing import ParsedUpload, UploadLimits, parse_upload
 # Documents the Bearer scheme in OpenAPI (the "Authorize" button); the real check,
 # with scopes and the refusal of keys in URLs, is ``require_scopes``.
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer p360_...`")
+
+
+def audit_import(
+    session: Session, key: ApiKey, *, what: str, report: importing.ImportReport
+) -> None:
+    """An applied API import, in the audit log like an HR page's (dry runs are not)."""
+    if report.dry_run or report.needs_confirmation:
+        return
+    auth_service.record_audit(
+        session,
+        actor=f"api-key:{key.name}",
+        action=f"import {what}",
+        entity=what,
+        detail=(
+            f"{report.rows} rows: {report.created} created, {report.updated} updated, "
+            f"{report.deactivated} deactivated, {report.removed} removed"
+        ),
+    )
+
 
 router = APIRouter(dependencies=[Depends(bearer)])
 READ = [Depends(require_scopes("org:read"))]
@@ -183,7 +207,9 @@ def put_employee(
     session: SessionDep,
     request: Request,
     response: Response,
+    key: ApiKeyDep,
 ) -> EmployeeRead:
+    email_before = session.scalar(select(Employee.email).where(Employee.external_id == external_id))
     emp, outcome = org_service.upsert_employee(
         session,
         external_id=external_id,
@@ -195,6 +221,18 @@ def put_employee(
         active=body.active,
     )
     upsert_status(response, request, outcome)
+    if outcome == org_service.Outcome.created or emp.email != email_before:
+        # New records and new addresses decide who counts toward k at the next launch.
+        auth_service.record_audit(
+            session,
+            actor=f"api-key:{key.name}",
+            action="create employee"
+            if outcome == org_service.Outcome.created
+            else "change employee email",
+            entity="employee",
+            entity_id=external_id,
+            detail=emp.email,
+        )
     session.refresh(emp, ["department", "manager"])
     return EmployeeRead.of(emp)
 
@@ -340,6 +378,7 @@ def import_departments(
     body: RawBody,
     session: SessionDep,
     settings: SettingsDep,
+    key: ApiKeyDep,
     dry_run: DryRun = False,
 ) -> ImportReportRead:
     limits = UploadLimits.of(settings)
@@ -353,6 +392,7 @@ def import_departments(
     report = importing.import_departments(
         session, rows=parsed.rows, dry_run=dry_run, parse_errors=parsed.errors, limits=limits
     )
+    audit_import(session, key, what="departments", report=report)
     return ImportReportRead.model_validate(report, from_attributes=True)
 
 
@@ -377,6 +417,7 @@ def import_employees(
     body: RawBody,
     session: SessionDep,
     settings: SettingsDep,
+    key: ApiKeyDep,
     deactivate_missing: Annotated[
         bool, Query(description="Deactivate active employees missing from the upload.")
     ] = False,
@@ -407,6 +448,7 @@ def import_employees(
         max_deactivate_fraction=settings.import_max_deactivate_fraction,
         confirm_mass_deactivation=confirm_mass_deactivation,
     )
+    audit_import(session, key, what="employees", report=report)
     return ImportReportRead.model_validate(report, from_attributes=True)
 
 
@@ -425,6 +467,7 @@ def import_competencies(
     body: RawBody,
     session: SessionDep,
     settings: SettingsDep,
+    key: ApiKeyDep,
     dry_run: DryRun = False,
 ) -> ImportReportRead:
     limits = UploadLimits.of(settings)
@@ -438,4 +481,5 @@ def import_competencies(
     report = importing.import_competencies(
         session, rows=parsed.rows, dry_run=dry_run, parse_errors=parsed.errors, limits=limits
     )
+    audit_import(session, key, what="competencies", report=report)
     return ImportReportRead.model_validate(report, from_attributes=True)

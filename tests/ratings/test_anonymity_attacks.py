@@ -220,6 +220,8 @@ def test_a_fabricated_quorum_through_the_api_reveals_nothing(
     assert any("FAKE-1" in (d or "") and "FAKE-2" in (d or "") for d in audit)
     changed = db.scalars(select(AuditEntry.entity_id).where(AuditEntry.entity == "matrix"))
     assert "S-1" in list(changed)  # the matrix change that set the trap is on record
+    created = db.scalars(select(AuditEntry.entity_id).where(AuditEntry.action == "create employee"))
+    assert {"FAKE-1", "FAKE-2"} <= set(created)
     comps = cycle_competency_ids(db, cycle)
     links = links_by_customer(db, cycle)
     fakes = db.scalars(select(Employee).where(Employee.external_id.like("FAKE-%"))).all()
