@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+import app.models  # noqa: F401 - the one module that registers every table
 from app.auth import api as auth_api
 from app.auth import pages as auth_pages
 from app.auth.deps import LoginRequired

@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, delete, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -43,6 +43,7 @@ from app.db import get_session, make_engine, make_sessionmaker, run_deferred_wri
 from app.main import create_app
 from app.migrate import upgrade
 from app.models import metadata
+from app.org.models import Competency
 
 PG_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -149,11 +150,46 @@ def database_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         admin.dispose()
 
 
+@pytest.fixture
+def fresh_database_url(
+    db_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """An empty database of the test's own (never the session's): a temporary SQLite
+    file, or a PostgreSQL database created with a random name and dropped afterwards."""
+    request.node.add_marker("uses_db")
+    if db_kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+        return
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        conn = admin.connect()
+    except OperationalError as exc:
+        admin.dispose()
+        message = f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc.orig}"
+        if _required("REQUIRE_POSTGRES"):
+            pytest.fail(message)
+        pytest.skip(message)
+    name = f"peer360_fresh_{secrets.token_hex(6)}"
+    conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.close()
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def engine(database_url: str) -> Iterator[Engine]:
-    """The test database, migrated to head once per run (so migrations are tested too)."""
+    """The test database, migrated to head once per run (so migrations are tested too).
+
+    Tests build the competencies they rate, so the default set the migrations add is
+    removed here; tests/core/test_default_competencies.py checks it on fresh databases.
+    """
     upgrade(database_url)
     eng = make_engine(database_url)
+    with eng.begin() as conn:
+        conn.execute(delete(Competency))
     yield eng
     eng.dispose()
 
