@@ -20,9 +20,7 @@ LIMIT = 3
 def bad_link(url: str, forwarded_for: str) -> int:
     # The shape of a real token, so the lookup (and the failure count) really happens.
     token = secrets.token_urlsafe(32)
-    response = httpx.get(
-        f"{url}/r/{token}", headers={"X-Forwarded-For": forwarded_for}, timeout=10
-    )
+    response = httpx.get(f"{url}/r/{token}", headers={"X-Forwarded-For": forwarded_for}, timeout=10)
     return response.status_code
 
 
