@@ -117,6 +117,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     )
 
 
+# Fixtures that reach a database; a test needing none of them is a unit test, which CI
+# also runs against the lowest dependency versions pyproject.toml allows.
+_DATABASE_FIXTURES = {"database_url", "fresh_database_url"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if not _DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker("unit")
+
+
 # --- databases -----------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import select as selectors_
 import signal
 import subprocess
 import sys
@@ -103,6 +104,22 @@ def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int
         _out, err = process.communicate()
         pytest.fail(f"the process ignored signal {sig}:\n{err}")
     return process.returncode, err
+
+
+def wait_for_stderr(process: subprocess.Popen[str], text: str, timeout: float = 60) -> str:
+    """Read the process's stderr until ``text`` appears; returns what was read (which
+    :func:`stop` then no longer sees)."""
+    assert process.stderr is not None
+    fd = process.stderr.fileno()  # raw reads: the text wrapper has buffered nothing yet
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while text.encode() not in seen:
+        if time.monotonic() > deadline or process.poll() is not None:
+            pytest.fail(f"no {text!r} on stderr (exit {process.poll()}):\n{seen.decode()}")
+        ready, _, _ = selectors_.select([fd], [], [], 0.2)
+        if ready:
+            seen += os.read(fd, 65536)
+    return seen.decode()
 
 
 class ServeStarter:

@@ -20,7 +20,7 @@ from app.db import make_engine, make_sessionmaker
 from app.mail import service as mail_service
 from app.org.models import Competency, Department, Employee
 from tests.conftest import SmtpServer
-from tests.core.helpers import PASSWORD, ROOT, Cli, ServeStarter, log_in, stop
+from tests.core.helpers import PASSWORD, ROOT, Cli, ServeStarter, log_in, stop, wait_for_stderr
 
 # --- each command ----------------------------------------------------------------------
 
@@ -242,8 +242,8 @@ def test_readme_command_line_section_as_written(migrated: Cli, serve: ServeStart
             code, err = stop(process)
         elif args[0] == "worker":
             process = migrated.start(*args, WORKER_POLL_SECONDS="0.2")
-            time.sleep(3)  # a few passes
-            assert process.poll() is None, process.communicate()[1]
+            wait_for_stderr(process, "worker started")
+            time.sleep(1)  # a few passes
             code, err = stop(process)
         else:
             env = {"ENVIRONMENT": "development"} if args[0] == "seed-demo" else {}
