@@ -94,10 +94,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     # Forwarded headers (client address, scheme) are believed only from the proxies
     # named in FORWARDED_ALLOW_IPS. Uvicorn's default trusts 127.0.0.1, so any local
     # client could pick its own address and slip past the per-client limits.
-    proxy = {
-        "proxy_headers": bool(settings.forwarded_allow_ips),
-        "forwarded_allow_ips": settings.forwarded_allow_ips or None,
-    }
+    trusted_proxies = settings.forwarded_allow_ips
     app = create_app(settings)
     worker = None
     if args.with_worker:
@@ -122,7 +119,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                 port=args.port,
                 access_log=False,
                 log_config=logging_config(settings),
-                **proxy,
+                proxy_headers=bool(trusted_proxies),
+                forwarded_allow_ips=trusted_proxies or None,
             )
         else:
             uvicorn.run(
@@ -131,7 +129,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                 port=args.port,
                 access_log=False,
                 log_config=logging_config(settings),
-                **proxy,
+                proxy_headers=bool(trusted_proxies),
+                forwarded_allow_ips=trusted_proxies or None,
             )
     finally:
         if worker is not None:
