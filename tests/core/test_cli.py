@@ -88,7 +88,8 @@ def test_new_cycle(migrated: Cli) -> None:
     assert "created cycle 2026-Q4" in result.stdout
     assert migrated.count(Cycle) == 1
     bad = migrated.run("new-cycle", "--quarter", "2026Q5")
-    assert bad.returncode != 0
+    assert bad.returncode == 2
+    assert "is not a quarter" in bad.stderr
     assert migrated.count(Cycle) == 1
 
 
