@@ -24,6 +24,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
@@ -137,10 +138,12 @@ def db_kind(request: pytest.FixtureRequest) -> str:
     return kind
 
 
-@pytest.fixture(scope="session")
-def database_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextmanager
+def new_database(db_kind: str, folder: Path, name: str) -> Iterator[str]:
+    """The URL of an empty database: a SQLite file in ``folder``, or a PostgreSQL
+    database with a random name, created here and dropped afterwards."""
     if db_kind == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+        yield f"sqlite:///{folder / f'{name}.sqlite3'}"
         return
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
@@ -151,43 +154,30 @@ def database_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         if _required("REQUIRE_POSTGRES"):
             pytest.fail(message)
         pytest.skip(message)
-    name = f"peer360_test_{secrets.token_hex(6)}"
-    conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    database = f"peer360_{name}_{secrets.token_hex(6)}"
+    conn.exec_driver_sql(f'CREATE DATABASE "{database}"')
     try:
-        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+        yield make_url(PG_ADMIN_URL).set(database=database).render_as_string(hide_password=False)
     finally:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         conn.close()
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with new_database(db_kind, tmp_path_factory.mktemp("db"), "test") as url:
+        yield url
 
 
 @pytest.fixture
 def fresh_database_url(
     db_kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[str]:
-    """An empty database of the test's own (never the session's): a temporary SQLite
-    file, or a PostgreSQL database created with a random name and dropped afterwards."""
+    """An empty database of the test's own, never the session's (CLI, migrations)."""
     request.node.add_marker("uses_db")
-    if db_kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
-        return
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        conn = admin.connect()
-    except OperationalError as exc:
-        admin.dispose()
-        message = f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc.orig}"
-        if _required("REQUIRE_POSTGRES"):
-            pytest.fail(message)
-        pytest.skip(message)
-    name = f"peer360_fresh_{secrets.token_hex(6)}"
-    conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.close()
-        admin.dispose()
+    with new_database(db_kind, tmp_path, "fresh") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
