@@ -5,16 +5,35 @@ from __future__ import annotations
 import argparse
 import logging
 import logging.config
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
+import app.models  # noqa: F401 - every command may touch any table: register them all
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 
 Command = Callable[[argparse.Namespace, Settings], int]
+
+
+QUIET_LIBRARIES = (
+    "fontTools",
+    "matplotlib",
+    "PIL",
+    "openpyxl",
+    "multipart",
+    "python_multipart",
+    "httpx",
+    "httpcore",
+    "asyncio",
+    "aiosmtpd",
+    "mail.log",
+)
 
 
 def logging_config(settings: Settings) -> dict[str, Any]:
@@ -31,6 +50,9 @@ def logging_config(settings: Settings) -> dict[str, Any]:
             "alembic": {"level": "WARNING"},
             "uvicorn": {"level": "WARNING"},
             "uvicorn.access": {"level": "WARNING"},
+            # Libraries that narrate their work at INFO (fontTools lists every glyph
+            # it subsets on each PDF chart).
+            **{name: {"level": "WARNING"} for name in QUIET_LIBRARIES},
         },
     }
 
@@ -40,10 +62,19 @@ def _configure_logging(settings: Settings) -> None:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from app.migrate import upgrade
+    from app.migrate import DataLossRefused, downgrade, upgrade
 
-    upgrade(settings.database_url)
-    print(f"database is at the latest schema ({_safe_url(settings.database_url)})")
+    url = settings.database_url
+    if getattr(args, "downgrade", None):
+        try:
+            downgrade(url, args.downgrade, force=args.force)
+        except DataLossRefused as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"database downgraded to {args.downgrade} ({_safe_url(url)})")
+        return 0
+    upgrade(url, default_language=settings.default_language)
+    print(f"database is at the latest schema ({_safe_url(url)})")
     return 0
 
 
@@ -62,6 +93,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.workers > 1 and args.with_worker:
         print("error: run the worker as its own process with --workers", file=sys.stderr)
         return 2
+    # Forwarded headers (client address, scheme) are believed only from the proxies
+    # named in FORWARDED_ALLOW_IPS. Uvicorn's default trusts 127.0.0.1, so any local
+    # client could pick its own address and slip past the per-client limits.
+    trusted_proxies = settings.forwarded_allow_ips
     app = create_app(settings)
     if (refused := _foreign_secret_key(app.state.engine, settings)) is not None:
         return refused
@@ -71,6 +106,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
         worker = start_background_worker(settings, app.state.engine)
     _print_banner(settings, args.host, args.port)
+    # Uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again for the
+    # handler it found. Python's defaults would then kill the process (exit -15, or a
+    # KeyboardInterrupt traceback) before the worker thread below is stopped.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _already_stopping)
     try:
         # access_log off: our own access log redacts private rating links.
         if args.workers > 1:
@@ -83,6 +123,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                 port=args.port,
                 access_log=False,
                 log_config=logging_config(settings),
+                proxy_headers=bool(trusted_proxies),
+                forwarded_allow_ips=trusted_proxies or None,
             )
         else:
             uvicorn.run(
@@ -91,11 +133,17 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                 port=args.port,
                 access_log=False,
                 log_config=logging_config(settings),
+                proxy_headers=bool(trusted_proxies),
+                forwarded_allow_ips=trusted_proxies or None,
             )
     finally:
         if worker is not None:
             worker.stop()
     return 0
+
+
+def _already_stopping(_signum: int, _frame: FrameType | None) -> None:
+    """Uvicorn has shut down by now; returning lets ``serve`` end normally."""
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -104,7 +152,16 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     engine = make_engine(settings.database_url)
     if (refused := _foreign_secret_key(engine, settings)) is not None:
         return refused
-    run_worker(settings, engine, once=args.once)
+    stop = threading.Event()
+
+    def finish_pass(_signum: int, _frame: FrameType | None) -> None:
+        # SIGTERM (docker stop, systemd) or Ctrl+C: end after the current pass, so no
+        # message is left claimed and half sent.
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, finish_pass)
+    run_worker(settings, engine, once=args.once, stop=stop)
     return 0
 
 
@@ -228,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("migrate", help="upgrade the database to the latest schema")
+    p.add_argument("--downgrade", metavar="REVISION", help="go back to REVISION (base: empty)")
+    p.add_argument("--force", action="store_true", help="allow a downgrade that deletes data")
     p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("seed-demo", help="load the demo company")

@@ -71,6 +71,14 @@ class Settings(BaseSettings):
     results_webhook_url: str | None = None
     results_webhook_secret: str | None = None
 
+    # Reverse proxies whose X-Forwarded-For/-Proto are believed (comma-separated IPs or
+    # networks, "*" for any). Empty: none, the connecting address is the client's.
+    forwarded_allow_ips: str = ""
+
+    # The organisation's language: the default competency set that the first
+    # ``migrate`` creates is written in it.
+    default_language: Literal["en", "ru"] = "en"
+
     worker_poll_seconds: float = 2.0
     log_level: str = "INFO"
 

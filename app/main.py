@@ -16,6 +16,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+import app.models  # noqa: F401 - the one module that registers every table
 from app.auth import api as auth_api
 from app.auth import pages as auth_pages
 from app.auth.deps import QUERY_KEY_PARAMS, LoginRequired

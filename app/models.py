@@ -1,5 +1,10 @@
-"""Imports every domain's ORM models so ``Base.metadata`` knows all tables
-(Alembic autogenerate and the schema test rely on it)."""
+"""Imports every domain's ORM models so ``Base.metadata`` knows all tables.
+
+Every entry point imports this module (the CLI, the app factory, Alembic's env.py).
+A flush sorts tables by their foreign keys, so a process that imported only some
+models fails on the first write that crosses domains (``app_user.employee_id`` ->
+``employee``: a fresh install's ``create-user``).
+"""
 
 from app.auth import models as auth_models
 from app.cycles import models as cycles_models

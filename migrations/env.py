@@ -8,6 +8,7 @@ from alembic import context
 
 from app.config import get_settings
 from app.db import make_engine
+from app.migrate import refuse_data_loss
 from app.models import metadata
 
 config = context.config
@@ -52,8 +53,20 @@ def _run(connection: object) -> None:
         render_as_batch=True,
         compare_type=True,
     )
+    if not _forced():
+        refuse_data_loss(
+            context.script,
+            context.get_context().get_current_heads(),
+            context.get_revision_argument(),
+        )
     with context.begin_transaction():
         context.run_migrations()
+
+
+def _forced() -> bool:
+    """``python -m app migrate --force`` or ``alembic -x force=1 downgrade ...``."""
+    x_force = context.get_x_argument(as_dictionary=True).get("force", "")
+    return bool(config.attributes.get("force")) or x_force.lower() in ("1", "true", "yes")
 
 
 if context.is_offline_mode():

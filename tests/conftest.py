@@ -24,6 +24,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
@@ -33,7 +34,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, delete, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -43,6 +44,7 @@ from app.db import get_session, make_engine, make_sessionmaker, run_deferred_wri
 from app.main import create_app
 from app.migrate import upgrade
 from app.models import metadata
+from app.org.models import Competency
 
 PG_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -117,6 +119,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     )
 
 
+# Fixtures that reach a database; a test needing none of them is a unit test, which CI
+# also runs against the lowest dependency versions pyproject.toml allows.
+_DATABASE_FIXTURES = {"database_url", "fresh_database_url"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if not _DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker("unit")
+
+
 # --- databases -----------------------------------------------------------------------
 
 
@@ -126,10 +139,12 @@ def db_kind(request: pytest.FixtureRequest) -> str:
     return kind
 
 
-@pytest.fixture(scope="session")
-def database_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextmanager
+def new_database(db_kind: str, folder: Path, name: str) -> Iterator[str]:
+    """The URL of an empty database: a SQLite file in ``folder``, or a PostgreSQL
+    database with a random name, created here and dropped afterwards."""
     if db_kind == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+        yield f"sqlite:///{folder / f'{name}.sqlite3'}"
         return
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
@@ -140,21 +155,43 @@ def database_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         if _required("REQUIRE_POSTGRES"):
             pytest.fail(message)
         pytest.skip(message)
-    name = f"peer360_test_{secrets.token_hex(6)}"
-    conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    database = f"peer360_{name}_{secrets.token_hex(6)}"
+    conn.exec_driver_sql(f'CREATE DATABASE "{database}"')
     try:
-        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+        yield make_url(PG_ADMIN_URL).set(database=database).render_as_string(hide_password=False)
     finally:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         conn.close()
         admin.dispose()
 
 
 @pytest.fixture(scope="session")
+def database_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with new_database(db_kind, tmp_path_factory.mktemp("db"), "test") as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_database_url(
+    db_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """An empty database of the test's own, never the session's (CLI, migrations)."""
+    request.node.add_marker("uses_db")
+    with new_database(db_kind, tmp_path, "fresh") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def engine(database_url: str) -> Iterator[Engine]:
-    """The test database, migrated to head once per run (so migrations are tested too)."""
+    """The test database, migrated to head once per run (so migrations are tested too).
+
+    Tests build the competencies they rate, so the default set the migrations add is
+    removed here; tests/core/test_default_competencies.py checks it on fresh databases.
+    """
     upgrade(database_url)
     eng = make_engine(database_url)
+    with eng.begin() as conn:
+        conn.execute(delete(Competency))
     yield eng
     eng.dispose()
 

@@ -17,6 +17,7 @@ from sqlalchemy import column, delete, func, or_, select, table
 from sqlalchemy.orm import Session, aliased, joinedload
 
 from app.errors import Conflict, Invalid, NotFound
+from app.org.default_competencies import default_competencies
 from app.org.models import Competency, Department, Employee
 from app.uploads import rows
 from app.uploads.fields import (
@@ -525,86 +526,15 @@ def list_competencies(session: Session, *, active: bool | None = None) -> list[C
     return list(session.scalars(query))
 
 
-DEFAULT_COMPETENCIES: list[dict[str, Any]] = [
-    {
-        "code": "professionalism",
-        "name": "Professionalism",
-        "description": "Knows their field and applies it to the customer's problem, "
-        "not just to the request as written.",
-        "indicators": [
-            "Gives accurate, well-founded answers",
-            "Explains the reasoning behind a recommendation",
-            "Points out risks I had not seen",
-            "Keeps their knowledge up to date",
-        ],
-    },
-    {
-        "code": "responsiveness",
-        "name": "Responsiveness",
-        "description": "Reacts to requests quickly and keeps me informed while the work "
-        "is in progress.",
-        "indicators": [
-            "Acknowledges a request within one working day",
-            "Tells me early when a deadline is at risk",
-            "Is reachable when something is urgent",
-        ],
-    },
-    {
-        "code": "quality",
-        "name": "Quality of work",
-        "description": "Delivers results that are complete, correct and usable without rework.",
-        "indicators": [
-            "Work arrives complete and correct the first time",
-            "Checks their own work before handing it over",
-            "Follows agreed standards and formats",
-            "Fixes mistakes quickly and without fuss",
-        ],
-    },
-    {
-        "code": "communication",
-        "name": "Communication",
-        "description": "Communicates clearly, listens, and makes sure both sides share the "
-        "same understanding.",
-        "indicators": [
-            "Asks questions to understand what I actually need",
-            "Writes and speaks clearly, without jargon",
-            "Confirms agreements and next steps",
-        ],
-    },
-    {
-        "code": "teamwork",
-        "name": "Teamwork",
-        "description": "Works with other teams towards a shared result rather than "
-        "defending their own area.",
-        "indicators": [
-            "Looks for solutions that work for both teams",
-            "Shares information without being asked",
-            "Helps out beyond their formal responsibilities",
-            "Treats colleagues with respect",
-        ],
-    },
-    {
-        "code": "reliability",
-        "name": "Reliability",
-        "description": "Does what they promised, when they promised it.",
-        "indicators": [
-            "Meets agreed deadlines",
-            "Follows through without reminders",
-            "Gives realistic commitments",
-        ],
-    },
-]
-
-
-def seed_default_competencies(session: Session) -> int:
+def seed_default_competencies(session: Session, *, language: str = "en") -> int:
     """Add any missing default competency (HR's edits are never overwritten); returns how
     many were created."""
     existing = set(session.scalars(select(Competency.code)))
     created = 0
-    for order, spec in enumerate(DEFAULT_COMPETENCIES, start=1):
+    for spec in default_competencies(language):
         if spec["code"] in existing:
             continue
-        upsert_competency(session, **spec, weight=1.0, display_order=order * 10)
+        upsert_competency(session, **spec)
         created += 1
     return created
 

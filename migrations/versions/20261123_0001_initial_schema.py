@@ -14,6 +14,8 @@ revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+# Going below this revision deletes everything (app.migrate refuses it unless forced).
+downgrade_drops = "every table: employees, cycles, ballots and results"
 
 
 def upgrade() -> None:

@@ -24,6 +24,9 @@ revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+# Going down deletes the sealed answers of open cycles and the response counts of
+# closed ones (whose invitations are already gone): refused unless forced.
+downgrade_drops = "the pending answers of open cycles and the response counts of closed cycles"
 
 SQLITE_TRIGGER = """
 CREATE TRIGGER trg_employee_email_changed AFTER UPDATE OF email ON employee

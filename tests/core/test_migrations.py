@@ -6,42 +6,14 @@ PostgreSQL database), never the session's test database.
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import inspect
 
 from app.db import make_engine
-from app.migrate import downgrade, upgrade
+from app.migrate import DataLossRefused, downgrade, upgrade
 from app.models import metadata
-from tests.conftest import PG_ADMIN_URL
-
-
-@pytest.fixture
-def fresh_url(db_kind: str, tmp_path: Path) -> Iterator[str]:
-    if db_kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'migrations.sqlite3'}"
-        return
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        conn = admin.connect()
-    except OperationalError as exc:  # the session fixture fails/skips with the same cause
-        admin.dispose()
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc.orig}")
-    name = f"peer360_migr_{secrets.token_hex(6)}"
-    conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.close()
-        admin.dispose()
 
 
 def schema_diff(url: str) -> list[object]:
@@ -62,23 +34,23 @@ def table_names(url: str) -> set[str]:
         engine.dispose()
 
 
-def test_migrations_match_models_and_round_trip(fresh_url: str) -> None:
-    upgrade(fresh_url)
-    assert schema_diff(fresh_url) == []
-    assert set(metadata.tables) <= table_names(fresh_url)
+def test_migrations_match_models_and_round_trip(fresh_database_url: str) -> None:
+    upgrade(fresh_database_url)
+    assert schema_diff(fresh_database_url) == []
+    assert set(metadata.tables) <= table_names(fresh_database_url)
 
-    downgrade(fresh_url, "base")
-    assert table_names(fresh_url) <= {"alembic_version"}
+    downgrade(fresh_database_url, "base", force=True)
+    assert table_names(fresh_database_url) <= {"alembic_version"}
 
-    upgrade(fresh_url)
-    assert schema_diff(fresh_url) == []
+    upgrade(fresh_database_url)
+    assert schema_diff(fresh_database_url) == []
 
 
-def test_ballot_scores_have_no_rowid_and_no_foreign_keys(fresh_url: str) -> None:
+def test_ballot_scores_have_no_rowid_and_no_foreign_keys(fresh_database_url: str) -> None:
     # The seal rewrites every score at close: no foreign-key triggers to fire per row,
     # and on SQLite one B-tree (a ballot's scores together) instead of table + index.
-    upgrade(fresh_url)
-    engine = make_engine(fresh_url)
+    upgrade(fresh_database_url)
+    engine = make_engine(fresh_database_url)
     try:
         assert inspect(engine).get_foreign_keys("ballot_score") == []
         if engine.dialect.name == "sqlite":
@@ -90,9 +62,22 @@ def test_ballot_scores_have_no_rowid_and_no_foreign_keys(fresh_url: str) -> None
     finally:
         engine.dispose()
     # Going back to 0001 brings the keys back.
-    downgrade(fresh_url, "0001")
-    engine = make_engine(fresh_url)
+    downgrade(fresh_database_url, "0001")
+    engine = make_engine(fresh_database_url)
     try:
         assert len(inspect(engine).get_foreign_keys("ballot_score")) == 2
     finally:
         engine.dispose()
+
+
+def test_downgrade_that_drops_data_is_refused_unless_forced(fresh_database_url: str) -> None:
+    upgrade(fresh_database_url)
+    with pytest.raises(DataLossRefused, match="0001 drops every table"):
+        downgrade(fresh_database_url, "base")
+    # Refused before any step ran: still at head, every table there.
+    assert set(metadata.tables) <= table_names(fresh_database_url)
+    assert schema_diff(fresh_database_url) == []
+    # Downgrades that keep the data need no force.
+    downgrade(fresh_database_url, "0001")
+    downgrade(fresh_database_url, "base", force=True)
+    assert table_names(fresh_database_url) <= {"alembic_version"}
