@@ -61,8 +61,8 @@ def test_ballot_scores_have_no_rowid_and_no_foreign_keys(fresh_database_url: str
             assert "WITHOUT ROWID" in sql
     finally:
         engine.dispose()
-    # Going back to 0001 brings the keys back.
-    downgrade(fresh_database_url, "0001")
+    # Going back to 0001 brings the keys back (0004's step drops the pool: forced).
+    downgrade(fresh_database_url, "0001", force=True)
     engine = make_engine(fresh_database_url)
     try:
         assert len(inspect(engine).get_foreign_keys("ballot_score")) == 2
@@ -77,7 +77,13 @@ def test_downgrade_that_drops_data_is_refused_unless_forced(fresh_database_url: 
     # Refused before any step ran: still at head, every table there.
     assert set(metadata.tables) <= table_names(fresh_database_url)
     assert schema_diff(fresh_database_url) == []
-    # Downgrades that keep the data need no force.
+    # Downgrades that keep the data need no force (0005 leaves the competencies).
+    downgrade(fresh_database_url, "0004")
+    # 0004's would delete the sealed answers of open cycles: refused too.
+    with pytest.raises(DataLossRefused, match="0004 drops the pending answers"):
+        downgrade(fresh_database_url, "0003")
+    assert "pending_submission" in table_names(fresh_database_url)
+    downgrade(fresh_database_url, "0003", force=True)
     downgrade(fresh_database_url, "0001")
     downgrade(fresh_database_url, "base", force=True)
     assert table_names(fresh_database_url) <= {"alembic_version"}
