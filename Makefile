@@ -87,14 +87,13 @@ test-postgresql:
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --db postgresql -q $(PYTEST_ARGS)
 
 # The unit tests (no database) on the lowest versions pyproject.toml allows, in a venv
-# of their own: a floor that is too low fails here. test_access_control.py imports a
-# FastAPI helper newer than the app's floor (a database test, so not run here anyway).
+# of their own: a floor that is too low fails here.
 test-lowest: install-dev | $(UV)
 	rm -rf $(LOWEST)
 	$(UV) venv --quiet --python $(BIN)/python $(LOWEST)
 	VIRTUAL_ENV=$(LOWEST) $(UV) pip install --quiet --resolution lowest-direct -e '.[dev]'
 	TEST_REPORT_DIR=test-reports/lowest $(LOWEST)/bin/python -m pytest -n $(PYTEST_WORKERS) \
-		-q -m unit -p no:cacheprovider --ignore=tests/test_access_control.py $(PYTEST_ARGS)
+		-q -m unit -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check .

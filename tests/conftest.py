@@ -60,6 +60,20 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 TEST_SECRET_KEY = "test-secret-" + "x" * 32
+
+try:  # FastAPI >= 0.160 nests included routers; older ones list every route flat
+    from fastapi.routing import iter_route_contexts as _iter_routes
+except ImportError:  # pragma: no cover - the lowest-versions CI job
+
+    def _iter_routes(routes: Any) -> Any:
+        yield from routes
+
+
+def app_routes(app: FastAPI) -> list[Any]:
+    """Every route of the app, whatever the FastAPI version (the lowest allowed too)."""
+    return list(_iter_routes(app.routes))
+
+
 REPORT_DIR = Path(os.environ.get("TEST_REPORT_DIR", "test-reports"))
 
 

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy.orm import Session
@@ -29,6 +28,7 @@ from app.auth.models import Role, User
 from app.cycles import service as cycles_service
 from app.db import utcnow
 from tests.auth.helpers import fast_user
+from tests.conftest import app_routes as every_route
 from tests.factories import (
     auth_header,
     link,
@@ -172,7 +172,7 @@ WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 def app_routes(app: FastAPI) -> set[tuple[str, str]]:
     """(method, path) of every route and mount, HEAD aside (it follows GET)."""
     found = set()
-    for route in iter_route_contexts(app.routes):
+    for route in every_route(app):
         if route.path is None:
             continue
         methods = route.methods or {"GET"}  # a mount (static files) answers GET

@@ -9,7 +9,6 @@ import re
 import httpx
 import pytest
 from fastapi import FastAPI, Request
-from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
@@ -17,7 +16,7 @@ from app.auth.models import Role
 from app.errors import PROBLEM_JSON
 from app.fields import INT32_MAX
 from tests.auth.helpers import sign_in
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, app_routes
 from tests.factories import auth_header, make_api_key, make_employee
 from tests.reports.factories import build_three_levels
 
@@ -29,7 +28,7 @@ INT_PARAM = re.compile(r"\{(\w+_id)\}")
 def _id_routes(app: FastAPI) -> list[tuple[str, str]]:
     """(method, path) of every route, API or page, with an integer id in its path."""
     found = []
-    for route in iter_route_contexts(app.routes):
+    for route in app_routes(app):
         if route.path is None or not INT_PARAM.search(route.path):
             continue
         for method in sorted((route.methods or set()) - {"HEAD"}):

@@ -6,20 +6,20 @@ from __future__ import annotations
 import re
 
 from fastapi import FastAPI
-from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.auth.models import ApiKey, Role
 from tests.auth.helpers import sign_in
+from tests.conftest import app_routes
 
 URLENCODED = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 def _page_form_routes(app: FastAPI) -> list[str]:
     paths = []
-    for route in iter_route_contexts(app.routes):
+    for route in app_routes(app):
         if route.path and "POST" in (route.methods or ()) and not route.path.startswith("/api"):
             paths.append(re.sub(r"\{[^}]+\}", "1", route.path))
     return sorted(set(paths))
