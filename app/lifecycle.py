@@ -123,14 +123,11 @@ def close_due_cycles(
 
 # Every table whose dead row versions could tie a rater to an answer or hold a link:
 # the pool (sealed, but beside its invitation in the same page history), the
-# invitations and the outbox, and ballots written before the pool existed.
-VACUUMED_TABLES = (
-    "pending_submission",
-    "invitation",
-    "outbox_message",
-    "ballot",
-    "ballot_score",
-)
+# invitations and the outbox. Ballots are written once, at close, and leave none.
+VACUUMED_TABLES = ("pending_submission", "invitation", "outbox_message")
+# Cycles launched before the pool (no pool key check) had ballots written at submit
+# time and rewritten by the seal: their old versions are in these too.
+LEGACY_VACUUMED_TABLES = ("ballot", "ballot_score")
 VACUUM_WAIT_SECONDS = 30.0
 # The worker's retry waits less: a long-lived snapshot must not stall mail delivery.
 VACUUM_RETRY_WAIT_SECONDS = 5.0
@@ -256,7 +253,11 @@ def _vacuum_postgresql(engine: Engine, wait_seconds: float) -> tuple[list[int], 
     with engine.begin() as connection:
         # The cycles this snapshot sees sealed committed before the xid taken next.
         cycle_ids = _cycles_to_vacuum(connection)
+        legacy = connection.scalar(
+            select(exists().where(Cycle.id.in_(cycle_ids), Cycle.pool_key_check.is_(None)))
+        )
         fresh = int(connection.exec_driver_sql("SELECT pg_current_xact_id()::text").scalar_one())
+    tables = VACUUMED_TABLES + (LEGACY_VACUUMED_TABLES if legacy else ())
     xid = str(fresh % 2**32)  # the 32-bit xid that pg_stat_activity shows
     deadline = time.monotonic() + wait_seconds
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -271,7 +272,7 @@ def _vacuum_postgresql(engine: Engine, wait_seconds: float) -> tuple[list[int], 
                 return cycle_ids, False
             time.sleep(_POLL_SECONDS)
         conn.exec_driver_sql("SET lock_timeout = '10s'")
-        conn.exec_driver_sql(f"VACUUM FULL {', '.join(VACUUMED_TABLES)}")
+        conn.exec_driver_sql(f"VACUUM FULL {', '.join(tables)}")
         conn.exec_driver_sql("RESET lock_timeout")
     return cycle_ids, True
 

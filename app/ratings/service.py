@@ -496,29 +496,34 @@ def release_pool(
     SECRET_KEY) stops the close: nothing is lost.
     """
     withheld = {sid for sid, n in counting_raters.items() if n < k}
+    # Answers per figure: all of them, and those of raters who count.
     answered: Counter[tuple[int, int]] = Counter()
+    answered_counting: Counter[tuple[int, int]] = Counter()
     nps_answers: Counter[int] = Counter()
+    nps_counting: Counter[int] = Counter()
     ballots: list[_Ballot] = []
     for submission in open_pool(session, cycle=cycle, secret_key=secret_key):
+        counts = submission.counts_toward_k
         for supplier_id, answer in submission.answers.items():
             if supplier_id in withheld:
                 continue
-            if submission.counts_toward_k:
-                nps_answers[supplier_id] += answer.nps is not None
-                for competency_id, score in answer.scores.items():
-                    answered[supplier_id, competency_id] += score is not None
+            if answer.nps is not None:
+                nps_answers[supplier_id] += 1
+                nps_counting[supplier_id] += counts
+            for competency_id, score in answer.scores.items():
+                if score is not None:
+                    answered[supplier_id, competency_id] += 1
+                    answered_counting[supplier_id, competency_id] += counts
             ballots.append((supplier_id, answer.nps, answer.comment, tuple(answer.scores.items())))
     release = Release(
         withheld_suppliers=withheld,
         # A figure over k answers of which some came from raters who do not count could
         # be unpicked by whoever wrote those: each figure needs k answers that count.
+        # (Figures below k answers in all are not stored anyway.)
         thin_competencies={
-            (sid, cid)
-            for sid, _nps, _comment, scores in ballots
-            for cid, _score in scores
-            if answered[sid, cid] < k
+            pair for pair, n in answered.items() if n >= k > answered_counting[pair]
         },
-        thin_nps={sid for sid, *_rest in ballots if nps_answers[sid] < k},
+        thin_nps={sid for sid, n in nps_answers.items() if n >= k > nps_counting[sid]},
     )
     session.execute(
         delete(PendingSubmission)

@@ -421,3 +421,63 @@ def test_a_transaction_in_another_database_postpones_the_purge(
             or b""
         )
     assert not any(token.encode() in data for token in tokens)
+
+
+def test_a_figure_needs_k_answers_from_raters_who_count(db: Session, settings: Settings) -> None:
+    """Competency means and NPS: answers of a made-up rater never make up the k."""
+    long_ago = utcnow() - timedelta(days=400)
+    earlier = cycles_service.create_cycle(
+        db,
+        name="2025-Q3",
+        period_start=(long_ago - timedelta(days=80)).date(),
+        period_end=long_ago.date(),
+        opens_at=long_ago,
+        closes_at=long_ago + timedelta(days=20),
+    )
+    earlier.launched_at = long_ago
+    supplier = make_employee(db, created_at=long_ago)
+    old = [make_employee(db, created_at=long_ago) for _ in range(3)]
+    new = make_employee(db)  # does not count toward k
+    for customer in [*old, new]:
+        link(db, supplier=supplier, customer=customer)
+    make_competency(db, code="clear")
+    make_competency(db, code="thin")
+    cycle = launched_cycle(db, settings)
+    clear, thin = cycle_competency_ids(db, cycle)
+    # One counting rater cannot judge "thin" and gives no NPS; the new one answers both:
+    # three answers each, but only two from raters who count.
+    answers = {
+        old[0].id: SupplierAnswer(scores={clear: 6, thin: None}, nps=None),
+        old[1].id: SupplierAnswer(scores={clear: 6, thin: 6}, nps=7),
+        old[2].id: SupplierAnswer(scores={clear: 6, thin: 6}, nps=7),
+        new.id: SupplierAnswer(scores={clear: 2, thin: 2}, nps=0),
+    }
+    for customer_id, answer in answers.items():
+        invitation = db.scalar(
+            select(Invitation).where(
+                Invitation.cycle_id == cycle.id, Invitation.customer_id == customer_id
+            )
+        )
+        assert invitation is not None
+        ratings_service.submit_answers(
+            db,
+            invitation_id=invitation.id,
+            answers={supplier.id: answer},
+            secret_key=settings.secret_key,
+        )
+    lifecycle.close_cycle(db, cycle_id=cycle.id, min_raters=3, secret_key=settings.secret_key)
+    shown = set(
+        db.scalars(
+            select(EmployeeCompetencyResult.cycle_competency_id).where(
+                EmployeeCompetencyResult.cycle_id == cycle.id,
+                EmployeeCompetencyResult.employee_id == supplier.id,
+            )
+        )
+    )
+    assert shown == {clear}
+    result = db.scalar(
+        select(EmployeeResult).where(
+            EmployeeResult.cycle_id == cycle.id, EmployeeResult.employee_id == supplier.id
+        )
+    )
+    assert result is not None and result.meets_k and result.nps is None
