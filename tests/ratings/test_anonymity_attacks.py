@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -171,21 +171,27 @@ def test_the_wal_of_a_submit_holds_no_answer_only_the_close_does(
         assert session.scalar(select(Invitation.id).where(Invitation.cycle_id == cycle_id)) is None
 
 
-def test_a_fabricated_quorum_through_the_api_reveals_nothing(
-    db: Session, client: TestClient, settings: Settings
-) -> None:
-    """HR's attack: victim + two mailboxes HR made and answers, k = 3, subtract."""
+def with_history(db: Session, *, name: str) -> datetime:
+    """An organisation that launched its first cycle long ago; returns that date, so
+    records created then count toward k and records created now do not."""
     long_ago = utcnow() - timedelta(days=400)
-    # An organisation that has run cycles before: its first launch is long past.
     earlier = cycles_service.create_cycle(
         db,
-        name="2025-Q1",
+        name=name,
         period_start=(long_ago - timedelta(days=80)).date(),
         period_end=long_ago.date(),
         opens_at=long_ago,
         closes_at=long_ago + timedelta(days=20),
     )
     earlier.launched_at = long_ago
+    return long_ago
+
+
+def test_a_fabricated_quorum_through_the_api_reveals_nothing(
+    db: Session, client: TestClient, settings: Settings
+) -> None:
+    """HR's attack: victim + two mailboxes HR made and answers, k = 3, subtract."""
+    long_ago = with_history(db, name="2025-Q1")
     supplier = make_employee(db, external_id="S-1", created_at=long_ago)
     victim = make_employee(db, external_id="T-1", created_at=long_ago)
     make_competency(db, name="Responsiveness")
@@ -278,16 +284,7 @@ def test_a_fabricated_quorum_through_the_api_reveals_nothing(
 def test_counting_raters_reach_k_and_new_ones_still_count_in_the_figures(
     db: Session, settings: Settings
 ) -> None:
-    long_ago = utcnow() - timedelta(days=400)
-    earlier = cycles_service.create_cycle(
-        db,
-        name="2025-Q2",
-        period_start=(long_ago - timedelta(days=80)).date(),
-        period_end=long_ago.date(),
-        opens_at=long_ago,
-        closes_at=long_ago + timedelta(days=20),
-    )
-    earlier.launched_at = long_ago
+    long_ago = with_history(db, name="2025-Q2")
     supplier = make_employee(db, created_at=long_ago)
     old = [make_employee(db, created_at=long_ago) for _ in range(3)]
     new = make_employee(db)  # joined yesterday: answers, but does not count toward k
@@ -425,16 +422,7 @@ def test_a_transaction_in_another_database_postpones_the_purge(
 
 def test_a_figure_needs_k_answers_from_raters_who_count(db: Session, settings: Settings) -> None:
     """Competency means and NPS: answers of a made-up rater never make up the k."""
-    long_ago = utcnow() - timedelta(days=400)
-    earlier = cycles_service.create_cycle(
-        db,
-        name="2025-Q3",
-        period_start=(long_ago - timedelta(days=80)).date(),
-        period_end=long_ago.date(),
-        opens_at=long_ago,
-        closes_at=long_ago + timedelta(days=20),
-    )
-    earlier.launched_at = long_ago
+    long_ago = with_history(db, name="2025-Q3")
     supplier = make_employee(db, created_at=long_ago)
     old = [make_employee(db, created_at=long_ago) for _ in range(3)]
     new = make_employee(db)  # does not count toward k
