@@ -492,16 +492,14 @@ def supplier_coverage(session: Session, *, cycle_id: int) -> list[SupplierCovera
         )
         .join(
             customer,
-            and_(
-                customer.cycle_id == CyclePair.cycle_id,
-                customer.employee_id == CyclePair.customer_id,
+            _snapshot_of(
+                cycle_id=CyclePair.cycle_id, employee_id=CyclePair.customer_id, row=customer
             ),
         )
         .join(
             supplier,
-            and_(
-                supplier.cycle_id == CyclePair.cycle_id,
-                supplier.employee_id == CyclePair.supplier_id,
+            _snapshot_of(
+                cycle_id=CyclePair.cycle_id, employee_id=CyclePair.supplier_id, row=supplier
             ),
         )
         .where(CyclePair.cycle_id == cycle_id)
@@ -512,17 +510,27 @@ def supplier_coverage(session: Session, *, cycle_id: int) -> list[SupplierCovera
             customer.not_counting_reason,
         )
     ).all()
-    merged: dict[int, SupplierCoverage] = {}
-    for supplier_id, name, counts, reason, n in rows:
-        entry = merged.setdefault(supplier_id, SupplierCoverage(supplier_id, name, 0, 0, {}))
-        merged[supplier_id] = SupplierCoverage(
-            supplier_id,
-            name,
-            entry.customers + n,
-            entry.counting + (n if counts else 0),
-            entry.not_counting if counts else {**entry.not_counting, reason or "": n},
-        )
-    return sorted(merged.values(), key=lambda c: (c.counting, c.full_name.lower()))
+    return _tally_coverage(
+        (supplier_id, name, None if counts else reason or "", n)
+        for supplier_id, name, counts, reason, n in rows
+    )
+
+
+def _tally_coverage(
+    customers: Iterable[tuple[int, str, str | None, int]],
+) -> list[SupplierCoverage]:
+    """Per supplier, from (supplier, name, reason the customers do not count or None,
+    how many such customers): fewest counting raters first."""
+    totals: dict[int, tuple[str, int, int, dict[str, int]]] = {}
+    for supplier_id, name, reason, n in customers:
+        _name, all_, counting, not_counting = totals.get(supplier_id, (name, 0, 0, {}))
+        if reason is None:
+            counting += n
+        else:
+            not_counting[reason] = not_counting.get(reason, 0) + n
+        totals[supplier_id] = (name, all_ + n, counting, not_counting)
+    coverage = [SupplierCoverage(sid, *figures) for sid, figures in totals.items()]
+    return sorted(coverage, key=lambda c: (c.counting, c.full_name.lower()))
 
 
 @dataclass
@@ -587,20 +595,15 @@ def launch_coverage(
         settings=settings,
         now=now,
     )
-    merged: dict[int, SupplierCoverage] = {}
-    for supplier_id, customer_id, name in session.execute(links):
-        entry = merged.get(supplier_id) or SupplierCoverage(supplier_id, name, 0, 0, {})
-        reason = verdicts[customer_id].reason if customer_id in verdicts else None
-        merged[supplier_id] = SupplierCoverage(
+    coverage = _tally_coverage(
+        (
             supplier_id,
             name,
-            entry.customers + 1,
-            entry.counting + (reason is None),
-            entry.not_counting
-            if reason is None
-            else {**entry.not_counting, reason: entry.not_counting.get(reason, 0) + 1},
+            (verdicts[customer_id].reason or "") if customer_id in verdicts else None,
+            1,
         )
-    coverage = sorted(merged.values(), key=lambda c: (c.counting, c.full_name.lower()))
+        for supplier_id, customer_id, name in session.execute(links)
+    )
     return _summarise(
         session,
         coverage=coverage,
@@ -813,9 +816,12 @@ class CycleProgress:
         return self.responded / self.invited if self.invited else 0.0
 
 
-def _snapshot_of(*, cycle_id: Any, employee_id: Any) -> ColumnElement[bool]:
-    """Join condition: the launch snapshot row of ``employee_id`` in ``cycle_id``."""
-    return and_(CycleEmployee.cycle_id == cycle_id, CycleEmployee.employee_id == employee_id)
+def _snapshot_of(
+    *, cycle_id: Any, employee_id: Any, row: Any = CycleEmployee
+) -> ColumnElement[bool]:
+    """Join condition: the launch snapshot ``row`` (CycleEmployee or an alias of it) of
+    ``employee_id`` in ``cycle_id``."""
+    return and_(row.cycle_id == cycle_id, row.employee_id == employee_id)
 
 
 def _answered() -> ColumnElement[Any]:
