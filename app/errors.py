@@ -161,6 +161,32 @@ def wants_problem_json(request: Request) -> bool:
     return request.url.path.startswith("/api")
 
 
+# SCIM clients (Okta, Entra ID) read errors in SCIM's own format (RFC 7644 §3.12).
+SCIM_PATH_PREFIX = "/scim/"
+SCIM_JSON = "application/scim+json"
+SCIM_ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+# SCIM has no 422: a value that breaks a rule is a 400 with scimType invalidValue.
+_SCIM_TYPES = {400: "invalidValue", 409: "uniqueness", 422: "invalidValue"}
+
+
+def scim_error_response(
+    status: int,
+    detail: str,
+    *,
+    scim_type: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """An error as a SCIM client expects it: ``{"schemas", "status", "scimType", "detail"}``."""
+    status = 400 if status == 422 else status
+    body: dict[str, Any] = {"schemas": [SCIM_ERROR_SCHEMA], "status": str(status)}
+    scim_type = scim_type or _SCIM_TYPES.get(status)
+    if scim_type:
+        body["scimType"] = scim_type
+    if detail:
+        body["detail"] = detail
+    return JSONResponse(body, status_code=status, media_type=SCIM_JSON, headers=headers)
+
+
 def problem_response(
     status: int,
     title: str,
@@ -220,7 +246,17 @@ def error_response(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> Response:
-    """A problem document under /api, the friendly page elsewhere."""
+    """A problem document under /api, a SCIM error under /scim, the friendly page elsewhere."""
+    if request.url.path.startswith(SCIM_PATH_PREFIX):
+        if errors:
+            detail = "; ".join([detail, *(f"{e.get('field')}: {e.get('message')}" for e in errors)])
+        scim_type = extra.get("scim_type")
+        return scim_error_response(
+            status,
+            detail,
+            scim_type=scim_type if isinstance(scim_type, str) else None,
+            headers=headers,
+        )
     if wants_problem_json(request):
         return problem_response(status, title, detail, errors=errors, headers=headers, **extra)
     response = error_page(request, status, title, detail)

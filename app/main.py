@@ -40,6 +40,7 @@ from app.ratings import pages as ratings_pages
 from app.redaction import redact_path
 from app.reports import api as reports_api
 from app.reports import pages as reports_pages
+from app.scim import api as scim_api
 from app.web import strict_form
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -219,6 +220,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         mail_pages.router,
     ):
         app.include_router(router, dependencies=[Depends(strict_form)])
+    # SCIM has its own query parameters and error format (app.scim.api).
+    app.include_router(scim_api.router)
 
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -23,6 +23,7 @@ SCOPES: dict[str, str] = {
     "cycles:read": "Read rating cycles and their progress",
     "cycles:write": "Create, launch, remind and close rating cycles",
     "results:read": "Read the results of closed cycles (aggregates only)",
+    "scim": "Provision employees from an identity provider (SCIM 2.0 at /scim/v2)",
 }
 API_KEY_PREFIX = "p360_"
 

@@ -452,6 +452,116 @@ def reactivate_employee(session: Session, *, external_id: str) -> Employee:
     return emp
 
 
+def update_employee(
+    session: Session, *, employee: Employee, changes: Mapping[str, Any]
+) -> list[str]:
+    """Change some fields of one employee, leaving the others as they are (a PATCH).
+
+    ``changes`` may name ``external_id`` (a rename: the HRIS key moves, the record and
+    its history stay), ``email``, ``full_name``, ``department_external_id``,
+    ``manager_external_id``, ``language`` and ``active``. The rules are those of
+    :func:`upsert_employee`. Returns the names of the fields that changed.
+    """
+    unknown = set(changes) - _UPDATABLE_EMPLOYEE_FIELDS
+    if unknown:
+        raise ValueError(f"not employee fields: {sorted(unknown)}")
+    current: dict[str, Any] = {
+        "external_id": employee.external_id,
+        "email": employee.email,
+        "full_name": employee.full_name,
+        "department_external_id": employee.department.external_id if employee.department else None,
+        "manager_external_id": employee.manager.external_id if employee.manager else None,
+        "language": employee.language,
+        "active": employee.active,
+    }
+    row = rows.validated(rows.EmployeeRow, what="employee", **{**current, **changes})
+    wanted = row.model_dump()
+    changed = [name for name in current if wanted[name] != current[name]]
+    if not changed:
+        return []
+    errors: list[dict[str, str]] = []
+    department_id = employee.department_id
+    if "department_external_id" in changed:
+        department_id = None
+        if row.department_external_id is not None:
+            department_id = session.scalar(
+                select(Department.id).where(Department.external_id == row.department_external_id)
+            )
+            if department_id is None:
+                errors.append(
+                    {
+                        "field": "department_external_id",
+                        "message": "no department has the external id "
+                        f"{row.department_external_id!r}",
+                    }
+                )
+    manager_id = employee.manager_id
+    if "manager_external_id" in changed:
+        manager_id = None
+        if row.manager_external_id is not None:
+            manager_id = session.scalar(
+                select(Employee.id).where(Employee.external_id == row.manager_external_id)
+            )
+            if manager_id is None:
+                errors.append(
+                    {
+                        "field": "manager_external_id",
+                        "message": f"no employee has the external id {row.manager_external_id!r}",
+                    }
+                )
+    _raise_if(errors, "employee")
+    if "external_id" in changed and session.scalar(
+        select(Employee.id).where(Employee.external_id == row.external_id)
+    ):
+        raise Conflict(
+            f"The external id {row.external_id!r} already belongs to another employee",
+            errors=[{"field": "external_id", "message": "already used by another employee"}],
+        )
+    if "email" in changed:
+        holder = session.scalar(select(Employee.external_id).where(Employee.email == row.email))
+        if holder is not None:
+            raise Conflict(
+                f"The email {row.email!r} already belongs to employee {holder!r}",
+                errors=[{"field": "email", "message": "already used by another employee"}],
+            )
+    if (
+        manager_id is not None
+        and "manager_external_id" in changed
+        and manager_chain_cycle(session, employee_id=employee.id, manager_id=manager_id)
+    ):
+        raise Conflict(
+            f"{row.manager_external_id!r} cannot manage {row.external_id!r}: "
+            "the reporting lines would form a loop",
+            errors=[{"field": "manager_external_id", "message": "would create a loop"}],
+        )
+    was_active = employee.active
+    employee.external_id = row.external_id
+    employee.email = row.email
+    employee.full_name = row.full_name
+    employee.department_id = department_id
+    employee.manager_id = manager_id
+    employee.language = row.language
+    employee.active = row.active
+    session.flush()
+    session.refresh(employee, ["department", "manager"])
+    if was_active and not row.active:
+        _drop_matrix_links(session, employee_id=employee.id)
+    return changed
+
+
+_UPDATABLE_EMPLOYEE_FIELDS = frozenset(
+    {
+        "external_id",
+        "email",
+        "full_name",
+        "department_external_id",
+        "manager_external_id",
+        "language",
+        "active",
+    }
+)
+
+
 def reporting_line_ids(session: Session, *, manager_employee_id: int) -> set[int]:
     """Ids of everyone under this manager at any depth (not the manager themselves)."""
     line = (

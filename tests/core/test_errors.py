@@ -52,6 +52,8 @@ def test_every_integer_id_in_a_path_is_bounded(
             r = client.request(method, url, headers=headers, follow_redirects=False)
             assert r.status_code in (404, 422), (method, url, r.status_code, r.text[:200])
             expected = PROBLEM_JSON if path.startswith("/api") else "text/html"
+            if path.startswith("/scim/"):
+                expected = "application/scim+json"  # SCIM clients read SCIM errors
             assert r.headers["content-type"].startswith(expected), (method, url)
 
 
