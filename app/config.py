@@ -79,6 +79,18 @@ class Settings(BaseSettings):
     # ``migrate`` creates is written in it.
     default_language: Literal["en", "ru"] = "en"
 
+    # Single sign-on through OpenID Connect (authorization code + PKCE). Unset issuer:
+    # no SSO. OIDC_ROLE_MAP maps values of the OIDC_ROLE_CLAIM claim to roles, e.g.
+    # "peer360-admins=admin,peer360-hr=hr,peer360-managers=manager".
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_scopes: str = "openid email profile"
+    oidc_role_claim: str = "groups"
+    oidc_role_map: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    # False: only single sign-on logs in (the password form is refused).
+    local_password_login: bool = True
+
     worker_poll_seconds: float = 2.0
     log_level: str = "INFO"
 
@@ -100,6 +112,27 @@ class Settings(BaseSettings):
             return [value]
         return value
 
+    @field_validator("oidc_role_map", mode="before")
+    @classmethod
+    def _split_role_map(cls, value: object) -> object:
+        if isinstance(value, str):
+            pairs = [part.partition("=") for part in value.split(",") if part.strip()]
+            value = {claim.strip(): role.strip().lower() for claim, _eq, role in pairs}
+        if isinstance(value, dict):
+            bad = {k: v for k, v in value.items() if v not in ("admin", "hr", "manager") or not k}
+            if bad:
+                raise ValueError(f"OIDC_ROLE_MAP: roles are admin, hr or manager, not {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _sso_is_complete(self) -> Settings:
+        if self.oidc_issuer and not (self.oidc_client_id and self.oidc_role_map):
+            raise ValueError("OIDC_ISSUER needs OIDC_CLIENT_ID and OIDC_ROLE_MAP too")
+        if not self.local_password_login and not self.oidc_issuer:
+            # Nobody could log in at all.
+            raise ValueError("LOCAL_PASSWORD_LOGIN=false needs single sign-on (OIDC_ISSUER)")
+        return self
+
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> Settings:
         if self.environment == "production" and (
@@ -113,6 +146,10 @@ class Settings(BaseSettings):
             # fine for a demo, never for real raters.
             raise ValueError("SMTP_HOST must be set in production (local mail is for demos)")
         return self
+
+    @property
+    def sso_enabled(self) -> bool:
+        return bool(self.oidc_issuer)
 
     @property
     def is_sqlite(self) -> bool:

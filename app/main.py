@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import app.models  # noqa: F401 - the one module that registers every table
 from app.auth import api as auth_api
 from app.auth import pages as auth_pages
+from app.auth import sso_pages
 from app.auth.deps import QUERY_KEY_PARAMS, LoginRequired
 from app.config import Settings, get_settings
 from app.cycles import api as cycles_api
@@ -210,8 +211,11 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     )
     for router in api_routers:
         app.include_router(router, prefix="/api/v1", dependencies=[refuse_unknown_query])
+    # The password form is refused when single sign-on is the only way in.
+    refuse_password_login = Depends(sso_pages.refuse_password_login)
     for router in (
         auth_pages.router,
+        sso_pages.router,
         org_pages.router,
         matrix_pages.router,
         cycles_pages.router,
@@ -219,7 +223,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         reports_pages.router,
         mail_pages.router,
     ):
-        app.include_router(router, dependencies=[Depends(strict_form)])
+        app.include_router(router, dependencies=[Depends(strict_form), refuse_password_login])
     # SCIM has its own query parameters and error format (app.scim.api).
     app.include_router(scim_api.router)
 
