@@ -235,6 +235,39 @@ def cmd_new_cycle(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_erase_employee(args: argparse.Namespace, settings: Settings) -> int:
+    from app.privacy import service as privacy_service
+
+    if not args.yes:
+        answer = input(
+            f"Erase the personal data of employee {args.external_id!r}"
+            f"{' and delete their results' if args.delete_results else ''}? "
+            "This cannot be undone. Type yes: "
+        )
+        if answer.strip().lower() != "yes":
+            print("nothing erased", file=sys.stderr)
+            return 1
+    engine = make_engine(settings.database_url)
+    with make_sessionmaker(engine)() as session:
+        report = privacy_service.erase_employee(
+            session,
+            external_id=args.external_id,
+            delete_results=args.delete_results,
+            actor="cli",
+        )
+        session.commit()
+    print(
+        f"erased: the employee is now {report.pseudonym}; "
+        + (
+            f"{report.results_deleted} results and {report.ballots_about_them_deleted} "
+            "ballots about them deleted"
+            if args.delete_results
+            else "their results were kept"
+        )
+    )
+    return 0
+
+
 def _safe_url(url: str) -> str:
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
@@ -308,6 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("new-cycle", help="create the draft cycle of a quarter, e.g. 2026Q4")
     p.add_argument("--quarter", required=True)
     p.set_defaults(func=cmd_new_cycle)
+
+    p = sub.add_parser("erase-employee", help="erase one person's personal data (GDPR)")
+    p.add_argument("--external-id", required=True, help="the employee's external id")
+    p.add_argument(
+        "--delete-results", action="store_true", help="also delete the results about them"
+    )
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(func=cmd_erase_employee)
     return parser
 
 

@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     # False: only single sign-on logs in (the password form is refused).
     local_password_login: bool = True
 
+    # Retention (days; 0 keeps for ever). Closed cycles (results, ballots, snapshot),
+    # their comments, and audit entries older than this are deleted by the worker.
+    retention_results_days: int = Field(default=1095, ge=0)
+    retention_comments_days: int = Field(default=365, ge=0)
+    retention_audit_days: int = Field(default=730, ge=0)
+
     worker_poll_seconds: float = 2.0
     log_level: str = "INFO"
 

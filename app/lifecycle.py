@@ -21,6 +21,7 @@ from app.cycles.models import Cycle, CycleState
 from app.db import large_sqlite_cache, make_sessionmaker, utcnow, writer_session
 from app.errors import Conflict
 from app.mail import service as mail_service
+from app.privacy import service as privacy_service
 from app.ratings import service as ratings_service
 from app.reports import service as reports_service
 from app.reports import webhook as reports_webhook
@@ -341,4 +342,5 @@ def scheduled_jobs() -> list[tuple[str, Callable[[Settings, Engine, sessionmaker
         ("purge closed cycles' mail", purge_closed_cycles_mail_job),
         ("send reminders", reminders_job),
         ("deliver results webhooks", reports_webhook.deliver_webhooks_job),
+        ("apply retention periods", privacy_service.retention_job),
     ]

@@ -37,6 +37,7 @@ from app.matrix import api as matrix_api
 from app.matrix import pages as matrix_pages
 from app.org import api as org_api
 from app.org import pages as org_pages
+from app.privacy import api as privacy_api
 from app.ratings import pages as ratings_pages
 from app.redaction import redact_path
 from app.reports import api as reports_api
@@ -204,6 +205,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         cycles_api.router,
         reports_api.router,
         auth_api.router,
+        privacy_api.router,
     )
     # A key in the URL is refused by the auth check itself, with its own 401.
     refuse_unknown_query = Depends(

@@ -13,12 +13,12 @@ import hmac
 import json
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from authlib.common.security import generate_token
-from authlib.integrations.httpx_client import OAuth2Client
 from authlib.oauth2 import OAuth2Error
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -31,6 +31,12 @@ from app.auth import service as auth_service
 from app.auth.models import Role, User
 from app.config import Settings
 from app.errors import DomainError
+
+with warnings.catch_warnings():
+    # authlib 1.9 prefers the httpx2 fork and warns on import; httpx, which the rest of
+    # the app uses, is still supported.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from authlib.integrations.httpx_client import OAuth2Client
 
 FLOW_SECONDS = 600  # how long a login may take at the provider
 HTTP_TIMEOUT_SECONDS = 10

@@ -1,0 +1,1 @@
+"""Retention periods and erasure of a person's data (above every domain)."""
