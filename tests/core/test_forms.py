@@ -20,7 +20,9 @@ URLENCODED = {"Content-Type": "application/x-www-form-urlencoded"}
 def _page_form_routes(app: FastAPI) -> list[str]:
     paths = []
     for route in app_routes(app):
-        if route.path and "POST" in (route.methods or ()) and not route.path.startswith("/api"):
+        # SCIM (/scim) takes JSON bodies, like the API.
+        path = route.path or ""
+        if "POST" in (route.methods or ()) and path and not path.startswith(("/api", "/scim")):
             paths.append(re.sub(r"\{[^}]+\}", "1", route.path))
     return sorted(set(paths))
 
