@@ -63,10 +63,11 @@ def close_cycle(
             counting_raters=counting,
         )
         if written_before_pool:
+            # Ballots of a cycle launched before the pool; migration 0006 already
+            # rewrote them in random order (their seal), but below k none may stay.
             ratings_service.withhold_below_k(
                 session, cycle_id=cycle.id, suppliers=release.withheld_suppliers
             )
-            ratings_service.seal_ballots(session, cycle_id=cycle.id)
         cycles_service.forget_respondents(session, cycle_id=cycle.id)
         # Who was reminded, and when, says who had not answered by then; unsent mail of
         # a closed cycle only carries dead links. None of it outlives the cycle.
@@ -126,8 +127,8 @@ def close_due_cycles(
 # invitations and the outbox. Ballots are written once, at close, and leave none.
 VACUUMED_TABLES = ("pending_submission", "invitation", "outbox_message")
 # Cycles launched before the pool (no pool key check) had ballots written at submit
-# time and rewritten by the seal: their old versions are in these too.
-LEGACY_VACUUMED_TABLES = ("ballot", "ballot_score")
+# time and rewritten once by migration 0006: their old versions may be in this too.
+LEGACY_VACUUMED_TABLES = ("ballot",)
 VACUUM_WAIT_SECONDS = 30.0
 # The worker's retry waits less: a long-lived snapshot must not stall mail delivery.
 VACUUM_RETRY_WAIT_SECONDS = 5.0
