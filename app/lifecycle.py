@@ -13,19 +13,34 @@ from datetime import datetime
 
 from sqlalchemy import exists, select, text, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings, get_settings
 from app.cycles import service as cycles_service
-from app.cycles.models import Cycle, CycleState
-from app.db import large_sqlite_cache, make_sessionmaker, utcnow, writer_session
-from app.errors import Conflict
+from app.cycles.models import CloseJob, CloseJobState, Cycle, CycleState
+from app.db import (
+    concurrent_writers,
+    large_sqlite_cache,
+    make_sessionmaker,
+    utcnow,
+    writer_session,
+)
+from app.errors import Conflict, DomainError
 from app.mail import service as mail_service
 from app.ratings import service as ratings_service
 from app.reports import service as reports_service
 from app.reports import webhook as reports_webhook
 
 log = logging.getLogger(__name__)
+
+
+# What a close job reports while it runs: (step, percent done).
+Progress = Callable[[str, int], None]
+
+
+def _no_progress(step: str, percent: int) -> None:
+    return None
 
 
 def close_cycle(
@@ -35,6 +50,7 @@ def close_cycle(
     now: datetime | None = None,
     min_raters: int | None = None,
     secret_key: str | None = None,
+    progress: Progress = _no_progress,
 ) -> Cycle:
     """Close an open cycle: links die, the pool is released, results are computed.
 
@@ -52,6 +68,7 @@ def close_cycle(
     now = now or utcnow()
     k = max(min_raters if min_raters is not None else settings.anonymity_min_raters, 3)
     with large_sqlite_cache(session):
+        progress(cycles_service.STEP_RELEASING, 20)
         cycles_service.mark_closed(session, cycle=cycle, now=now)
         counting = cycles_service.counting_responders(session, cycle_id=cycle.id)
         written_before_pool = ratings_service.has_ballots(session, cycle_id=cycle.id)
@@ -75,11 +92,105 @@ def close_cycle(
         cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
         cycle.sealed_at = now
         session.flush()
+        progress(cycles_service.STEP_COMPUTING, 50)
         reports_service.compute_cycle_results(
             session, cycle_id=cycle.id, min_raters=k, release=release
         )
         session.flush()
     return cycle
+
+
+# --- the close as a job ------------------------------------------------------------------
+
+
+def run_close_job(
+    session: Session,
+    *,
+    job_id: int,
+    settings: Settings,
+    progress: Progress = _no_progress,
+    now: datetime | None = None,
+) -> Cycle:
+    """Close the job's cycle and mark the job done, in the caller's one transaction."""
+    job = session.get_one(CloseJob, job_id)
+    cycle = close_cycle(
+        session,
+        cycle_id=job.cycle_id,
+        now=now,
+        min_raters=settings.anonymity_min_raters,
+        secret_key=settings.secret_key,
+        progress=progress,
+    )
+    # Last: on PostgreSQL the progress writer updates this row from another connection
+    # until here, and must never wait for this transaction's lock on it.
+    job.state = CloseJobState.done
+    job.step = cycles_service.STEP_READY
+    job.percent = 100
+    job.finished_at = utcnow()
+    job.locked_until = None
+    session.flush()
+    return cycle
+
+
+def _failure_text(exc: BaseException) -> str:
+    # A domain error says what to do (another SECRET_KEY, say); anything else is a bug
+    # whose text could quote row values, so HR gets a pointer to the worker's log.
+    if isinstance(exc, DomainError):
+        return str(exc.detail)
+    return f"{type(exc).__name__}: the close failed; details are in the worker's log"
+
+
+def _progress_writer(engine: Engine, job_id: int) -> Progress:
+    """Write a running job's step from a connection of its own, so HR sees it move.
+
+    Only where two writers can work at once: SQLite has one write lock and the close
+    holds it, so there the page shows "starting" until the results are ready.
+    """
+    if not concurrent_writers(engine):
+        return _no_progress
+
+    def write(step: str, percent: int) -> None:
+        try:
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(
+                    update(CloseJob).where(CloseJob.id == job_id).values(step=step, percent=percent)
+                )
+        except SQLAlchemyError:
+            log.warning("close job %s: progress not recorded", job_id, exc_info=True)
+
+    return write
+
+
+def run_close_jobs(settings: Settings, engine: Engine, factory: sessionmaker[Session]) -> int:
+    """Run every queued close job, each close in one transaction; returns how many ran.
+
+    A failed close rolls back whole (links, pool and results as before) and its job is
+    marked failed with the reason; HR can close again.
+    """
+    ran = 0
+    while True:
+        with writer_session(factory) as session, session.begin():
+            job = cycles_service.claim_close_job(session)
+            job_id = job.id if job is not None else None
+        if job_id is None:
+            return ran
+        ran += 1
+        try:
+            with writer_session(factory) as session, session.begin():
+                cycle = run_close_job(
+                    session,
+                    job_id=job_id,
+                    settings=settings,
+                    progress=_progress_writer(engine, job_id),
+                )
+                name = cycle.name
+        except Exception as exc:
+            log.exception("close job %s failed; the cycle stays open, close it again", job_id)
+            with writer_session(factory) as session, session.begin():
+                cycles_service.fail_close_job(session, job_id=job_id, error=_failure_text(exc))
+            continue
+        log.info("cycle %s closed (close job %s)", name, job_id)
+        vacuum_after_close(engine)
 
 
 class ForeignSecretKey(RuntimeError):
@@ -284,19 +395,22 @@ def _vacuum_postgresql(engine: Engine, wait_seconds: float) -> tuple[list[int], 
 def close_due_cycles_job(
     settings: Settings, engine: Engine, factory: sessionmaker[Session]
 ) -> None:
-    """Close each due cycle in its own transaction, then vacuum."""
+    """Queue the close of each cycle whose close date has passed, then run the closes."""
     with factory() as session:
         due = cycles_service.cycles_due_to_close(session, now=utcnow())
     for cycle_id in due:
         with writer_session(factory) as session, session.begin():
-            close_cycle(
-                session,
-                cycle_id=cycle_id,
-                min_raters=settings.anonymity_min_raters,
-                secret_key=settings.secret_key,
+            _job, queued = cycles_service.request_close(
+                session, cycle_id=cycle_id, requested_by=cycles_service.REQUESTED_BY_CLOSE_DATE
             )
-        log.info("cycle %s closed automatically at its close date", cycle_id)
-        vacuum_after_close(engine)
+        if queued:
+            log.info("cycle %s: close queued at its close date", cycle_id)
+    close_jobs_job(settings, engine, factory)
+
+
+def close_jobs_job(settings: Settings, engine: Engine, factory: sessionmaker[Session]) -> None:
+    """Run the closes HR, the API or the close date queued."""
+    run_close_jobs(settings, engine, factory)
 
 
 def vacuum_closed_cycles_job(
@@ -338,6 +452,7 @@ def scheduled_jobs() -> list[tuple[str, Callable[[Settings, Engine, sessionmaker
     """The worker's jobs above the mail domain, in the order each pass runs them."""
     return [
         ("close due cycles", close_due_cycles_job),
+        ("run close jobs", close_jobs_job),
         ("vacuum closed cycles", vacuum_closed_cycles_job),
         ("purge closed cycles' mail", purge_closed_cycles_mail_job),
         ("send reminders", reminders_job),

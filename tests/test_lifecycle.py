@@ -487,9 +487,12 @@ def test_whole_flow_over_smtp(
         with TestClient(live_app) as api:
             progress = api.get(f"/api/v1/cycles/{cycle_id}", headers=auth_header(key)).json()
             assert (progress["invited"], progress["responded"]) == (3, 3)
-            closed = api.post(f"/api/v1/cycles/{cycle_id}/close", headers=auth_header(key))
-            assert closed.status_code == 200
-            assert closed.json()["state"] == "closed"
+            queued = api.post(f"/api/v1/cycles/{cycle_id}/close", headers=auth_header(key))
+            assert queued.status_code == 202
+            # The worker's own path: claim, close in one transaction, vacuum.
+            assert lifecycle.run_close_jobs(settings, engine, committed_db) == 1
+            job = api.get(queued.json()["href"], headers=auth_header(key)).json()
+            assert job["state"] == "done"
 
     with committed_db() as session:
         assert session.scalar(select(func.count()).select_from(Ballot)) == 6
