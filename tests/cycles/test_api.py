@@ -173,7 +173,9 @@ def test_launch_read_remind_close(
     assert repeat.status_code == 200 and repeat.json()["id"] == job["id"]
     problem(client.get(f"/api/v1/cycles/{cycle.id}/close-jobs/424242", headers=hdr), 404)
     closes = db.scalars(
-        select(AuditEntry).where(AuditEntry.action == "close", AuditEntry.entity_id == cycle.id)
+        select(AuditEntry).where(
+            AuditEntry.action == "close", AuditEntry.entity_id == str(cycle.id)
+        )
     ).all()
     assert len(closes) == 1 and closes[0].actor.startswith("api-key:")
     problem(client.post(f"/api/v1/cycles/{cycle.id}/reminders", headers=hdr), 409)
