@@ -13,13 +13,20 @@ from datetime import datetime
 
 from sqlalchemy import exists, select, text, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings, get_settings
 from app.cycles import service as cycles_service
-from app.cycles.models import Cycle, CycleState
-from app.db import large_sqlite_cache, make_sessionmaker, utcnow, writer_session
-from app.errors import Conflict
+from app.cycles.models import CloseJob, CloseJobState, Cycle, CycleState
+from app.db import (
+    concurrent_writers,
+    large_sqlite_cache,
+    make_sessionmaker,
+    utcnow,
+    writer_session,
+)
+from app.errors import Conflict, DomainError
 from app.mail import service as mail_service
 from app.privacy import service as privacy_service
 from app.ratings import service as ratings_service
@@ -29,6 +36,14 @@ from app.reports import webhook as reports_webhook
 log = logging.getLogger(__name__)
 
 
+# What a close job reports while it runs: (step, percent done).
+Progress = Callable[[str, int], None]
+
+
+def _no_progress(step: str, percent: int) -> None:
+    return None
+
+
 def close_cycle(
     session: Session,
     *,
@@ -36,6 +51,7 @@ def close_cycle(
     now: datetime | None = None,
     min_raters: int | None = None,
     secret_key: str | None = None,
+    progress: Progress = _no_progress,
 ) -> Cycle:
     """Close an open cycle: links die, the pool is released, results are computed.
 
@@ -53,6 +69,7 @@ def close_cycle(
     now = now or utcnow()
     k = max(min_raters if min_raters is not None else settings.anonymity_min_raters, 3)
     with large_sqlite_cache(session):
+        progress(cycles_service.STEP_RELEASING, 20)
         cycles_service.mark_closed(session, cycle=cycle, now=now)
         counting = cycles_service.counting_responders(session, cycle_id=cycle.id)
         written_before_pool = ratings_service.has_ballots(session, cycle_id=cycle.id)
@@ -64,10 +81,11 @@ def close_cycle(
             counting_raters=counting,
         )
         if written_before_pool:
+            # Ballots of a cycle launched before the pool; migration 0006 already
+            # rewrote them in random order (their seal), but below k none may stay.
             ratings_service.withhold_below_k(
                 session, cycle_id=cycle.id, suppliers=release.withheld_suppliers
             )
-            ratings_service.seal_ballots(session, cycle_id=cycle.id)
         cycles_service.forget_respondents(session, cycle_id=cycle.id)
         # Who was reminded, and when, says who had not answered by then; unsent mail of
         # a closed cycle only carries dead links. None of it outlives the cycle.
@@ -75,11 +93,105 @@ def close_cycle(
         cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
         cycle.sealed_at = now
         session.flush()
+        progress(cycles_service.STEP_COMPUTING, 50)
         reports_service.compute_cycle_results(
             session, cycle_id=cycle.id, min_raters=k, release=release
         )
         session.flush()
     return cycle
+
+
+# --- the close as a job ------------------------------------------------------------------
+
+
+def run_close_job(
+    session: Session,
+    *,
+    job_id: int,
+    settings: Settings,
+    progress: Progress = _no_progress,
+    now: datetime | None = None,
+) -> Cycle:
+    """Close the job's cycle and mark the job done, in the caller's one transaction."""
+    job = session.get_one(CloseJob, job_id)
+    cycle = close_cycle(
+        session,
+        cycle_id=job.cycle_id,
+        now=now,
+        min_raters=settings.anonymity_min_raters,
+        secret_key=settings.secret_key,
+        progress=progress,
+    )
+    # Last: on PostgreSQL the progress writer updates this row from another connection
+    # until here, and must never wait for this transaction's lock on it.
+    job.state = CloseJobState.done
+    job.step = cycles_service.STEP_READY
+    job.percent = 100
+    job.finished_at = utcnow()
+    job.locked_until = None
+    session.flush()
+    return cycle
+
+
+def _failure_text(exc: BaseException) -> str:
+    # A domain error says what to do (another SECRET_KEY, say); anything else is a bug
+    # whose text could quote row values, so HR gets a pointer to the worker's log.
+    if isinstance(exc, DomainError):
+        return str(exc.detail)
+    return f"{type(exc).__name__}: the close failed; details are in the worker's log"
+
+
+def _progress_writer(engine: Engine, job_id: int) -> Progress:
+    """Write a running job's step from a connection of its own, so HR sees it move.
+
+    Only where two writers can work at once: SQLite has one write lock and the close
+    holds it, so there the page shows "starting" until the results are ready.
+    """
+    if not concurrent_writers(engine):
+        return _no_progress
+
+    def write(step: str, percent: int) -> None:
+        try:
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(
+                    update(CloseJob).where(CloseJob.id == job_id).values(step=step, percent=percent)
+                )
+        except SQLAlchemyError:
+            log.warning("close job %s: progress not recorded", job_id, exc_info=True)
+
+    return write
+
+
+def run_close_jobs(settings: Settings, engine: Engine, factory: sessionmaker[Session]) -> int:
+    """Run every queued close job, each close in one transaction; returns how many ran.
+
+    A failed close rolls back whole (links, pool and results as before) and its job is
+    marked failed with the reason; HR can close again.
+    """
+    ran = 0
+    while True:
+        with writer_session(factory) as session, session.begin():
+            job = cycles_service.claim_close_job(session)
+            job_id = job.id if job is not None else None
+        if job_id is None:
+            return ran
+        ran += 1
+        try:
+            with writer_session(factory) as session, session.begin():
+                cycle = run_close_job(
+                    session,
+                    job_id=job_id,
+                    settings=settings,
+                    progress=_progress_writer(engine, job_id),
+                )
+                name = cycle.name
+        except Exception as exc:
+            log.exception("close job %s failed; the cycle stays open, close it again", job_id)
+            with writer_session(factory) as session, session.begin():
+                cycles_service.fail_close_job(session, job_id=job_id, error=_failure_text(exc))
+            continue
+        log.info("cycle %s closed (close job %s)", name, job_id)
+        vacuum_after_close(engine)
 
 
 class ForeignSecretKey(RuntimeError):
@@ -127,8 +239,8 @@ def close_due_cycles(
 # invitations and the outbox. Ballots are written once, at close, and leave none.
 VACUUMED_TABLES = ("pending_submission", "invitation", "outbox_message")
 # Cycles launched before the pool (no pool key check) had ballots written at submit
-# time and rewritten by the seal: their old versions are in these too.
-LEGACY_VACUUMED_TABLES = ("ballot", "ballot_score")
+# time and rewritten once by migration 0006: their old versions may be in this too.
+LEGACY_VACUUMED_TABLES = ("ballot",)
 VACUUM_WAIT_SECONDS = 30.0
 # The worker's retry waits less: a long-lived snapshot must not stall mail delivery.
 VACUUM_RETRY_WAIT_SECONDS = 5.0
@@ -284,19 +396,22 @@ def _vacuum_postgresql(engine: Engine, wait_seconds: float) -> tuple[list[int], 
 def close_due_cycles_job(
     settings: Settings, engine: Engine, factory: sessionmaker[Session]
 ) -> None:
-    """Close each due cycle in its own transaction, then vacuum."""
+    """Queue the close of each cycle whose close date has passed, then run the closes."""
     with factory() as session:
         due = cycles_service.cycles_due_to_close(session, now=utcnow())
     for cycle_id in due:
         with writer_session(factory) as session, session.begin():
-            close_cycle(
-                session,
-                cycle_id=cycle_id,
-                min_raters=settings.anonymity_min_raters,
-                secret_key=settings.secret_key,
+            _job, queued = cycles_service.request_close(
+                session, cycle_id=cycle_id, requested_by=cycles_service.REQUESTED_BY_CLOSE_DATE
             )
-        log.info("cycle %s closed automatically at its close date", cycle_id)
-        vacuum_after_close(engine)
+        if queued:
+            log.info("cycle %s: close queued at its close date", cycle_id)
+    close_jobs_job(settings, engine, factory)
+
+
+def close_jobs_job(settings: Settings, engine: Engine, factory: sessionmaker[Session]) -> None:
+    """Run the closes HR, the API or the close date queued."""
+    run_close_jobs(settings, engine, factory)
 
 
 def vacuum_closed_cycles_job(
@@ -338,6 +453,7 @@ def scheduled_jobs() -> list[tuple[str, Callable[[Settings, Engine, sessionmaker
     """The worker's jobs above the mail domain, in the order each pass runs them."""
     return [
         ("close due cycles", close_due_cycles_job),
+        ("run close jobs", close_jobs_job),
         ("vacuum closed cycles", vacuum_closed_cycles_job),
         ("purge closed cycles' mail", purge_closed_cycles_mail_job),
         ("send reminders", reminders_job),

@@ -165,10 +165,6 @@ def export_for_duckdb(url: str, cycle_id: int, workdir: Path) -> dict[str, Path]
     """Write the cycle's ballots and snapshots as CSV files (not timed)."""
     queries = {
         "ballot": f"SELECT id, supplier_id, nps FROM ballot WHERE cycle_id = {cycle_id}",
-        "ballot_score": (
-            "SELECT s.ballot_id, s.cycle_competency_id, s.score FROM ballot_score s "
-            f"JOIN ballot b ON b.id = s.ballot_id WHERE b.cycle_id = {cycle_id}"
-        ),
         "competency": f"SELECT id, weight FROM cycle_competency WHERE cycle_id = {cycle_id}",
         "employee": (
             f"SELECT employee_id, department_id FROM cycle_employee WHERE cycle_id = {cycle_id}"
@@ -189,9 +185,30 @@ def export_for_duckdb(url: str, cycle_id: int, workdir: Path) -> dict[str, Path]
                 writer.writerow([c[0] for c in cur.description])
                 writer.writerows(cur.fetchall())
             files[name] = path
+        files["ballot_score"] = _export_scores(conn, cycle_id, workdir / "duck-ballot_score.csv")
     finally:
         conn.close()
     return files
+
+
+def _export_scores(conn: Any, cycle_id: int, path: Path) -> Path:
+    """A row per score, as DuckDB's reference query reads them (the app keeps a list per
+    ballot, in the order of the cycle's competency ids)."""
+    from app.db.types import decode_scores
+
+    cur = conn.cursor()
+    cur.execute(f"SELECT id FROM cycle_competency WHERE cycle_id = {cycle_id} ORDER BY id")
+    order = [row[0] for row in cur.fetchall()]
+    cur.execute(f"SELECT id, scores FROM ballot WHERE cycle_id = {cycle_id}")
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["ballot_id", "cycle_competency_id", "score"])
+        for ballot_id, scores in cur.fetchall():
+            values = decode_scores(scores) if isinstance(scores, bytes) else (scores or [])
+            writer.writerows(
+                (ballot_id, cid, score) for cid, score in zip(order, values, strict=False)
+            )
+    return path
 
 
 DUCK_TYPES = {

@@ -164,6 +164,7 @@ POLICY: dict[tuple[str, str], str | Api] = {
     ("POST", "/api/v1/cycles/{cycle_id}/launch"): Api("cycles:write"),
     ("POST", "/api/v1/cycles/{cycle_id}/reminders"): Api("cycles:write"),
     ("POST", "/api/v1/cycles/{cycle_id}/close"): Api("cycles:write"),
+    ("GET", "/api/v1/cycles/{cycle_id}/close-jobs/{job_id}"): Api("cycles:read"),
     ("GET", "/api/v1/cycles/{cycle_id}/results/employees"): Api("results:read"),
     ("GET", "/api/v1/cycles/{cycle_id}/results/departments"): Api("results:read"),
     ("GET", "/api/v1/cycles/{cycle_id}/results/company"): Api("results:read"),

@@ -1,21 +1,19 @@
-"""Cycles API (``/api/v1/cycles``): create, read, launch, remind, close."""
+"""Cycles API (``/api/v1/cycles``): create, read, launch, remind, close (a job)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
-from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse
 
-from app import lifecycle
 from app.auth import service as auth_service
 from app.auth.deps import ApiKeyDep, SettingsDep, require_scopes
 from app.cycles import service as cycles_service
-from app.cycles.models import Cycle, CycleState
+from app.cycles.models import CloseJob, CloseJobState, Cycle, CycleState
 from app.cycles.schemas import (
+    CloseJobRead,
     CycleCreate,
     CycleDetail,
     CycleRead,
@@ -253,39 +251,62 @@ def send_reminders(
     return RemindersQueued(queued=queued)
 
 
-def _committed_to_engine(session: Session) -> bool:
-    # A session bound to an outer connection (a nested transaction) has not committed
-    # anything the vacuum could purge yet.
-    return isinstance(session.get_bind(), Engine)
+def close_job_read(job: CloseJob) -> CloseJobRead:
+    fields = {name: getattr(job, name) for name in CloseJobRead.model_fields if name != "href"}
+    return CloseJobRead.model_validate(
+        {**fields, "href": f"/api/v1/cycles/{job.cycle_id}/close-jobs/{job.id}"}
+    )
 
 
 @router.post(
     "/{cycle_id}/close",
     dependencies=WRITE,
-    response_model=CycleRead,
-    summary="Close a cycle",
+    status_code=202,
+    response_model=CloseJobRead,
+    summary="Close a cycle (as a background job)",
     description=(
-        "End every link, seal the ballots (rewritten in random order so nothing ties one "
-        "to its rater) and compute the results, in one transaction; afterwards the tables "
-        "are vacuumed so no old row version survives. Closing a closed cycle changes "
-        "nothing. Open cycles also close on their own at `closes_at`."
+        "Queue the close for the worker and answer at once with the job (`202 Accepted`, "
+        "`Location` names it): every link ends, the sealed answers are released as "
+        "ballots in random order and every result is computed, in one transaction; "
+        "afterwards the tables are vacuumed so no old row version survives. Poll the "
+        "job until `state` is `done` (the results are then readable) or `failed` (the "
+        "cycle is still open, nothing was changed, and it can be closed again). A close "
+        "already queued or running is returned as it is; closing a closed cycle answers "
+        "`200` with its finished job. Open cycles also close on their own at `closes_at`."
     ),
-    responses={**AUTH_ERRORS, **NOT_FOUND, 409: _problem("The cycle was never launched.")},
+    responses={
+        200: {"description": "The cycle was already closed: its finished close job."},
+        **AUTH_ERRORS,
+        **NOT_FOUND,
+        409: _problem("The cycle was never launched."),
+    },
 )
-def close_cycle(
-    cycle_id: RowId, request: Request, session: SessionDep, key: ApiKeyDep
-) -> JSONResponse:
-    before = cycles_service.get_cycle(session, cycle_id=cycle_id).state
-    cycle = lifecycle.close_cycle(
-        session,
-        cycle_id=cycle_id,
-        min_raters=request.app.state.settings.anonymity_min_raters,
-        secret_key=request.app.state.settings.secret_key,
+def close_cycle(cycle_id: RowId, session: SessionDep, key: ApiKeyDep) -> JSONResponse:
+    job, queued = cycles_service.request_close(
+        session, cycle_id=cycle_id, requested_by=f"api-key:{key.name}"
     )
-    changed = _audit_state_change(session, key, "close", cycle, before=before)
-    body = _read(session, cycle).model_dump(mode="json")
-    task = None
-    if changed and _committed_to_engine(session):
-        # Runs after the response, so after the route's session has committed.
-        task = BackgroundTask(lifecycle.vacuum_after_close, request.app.state.engine)
-    return JSONResponse(body, background=task)
+    if queued:
+        cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
+        _audit(session, key, "close", cycle, "queued")
+    body = close_job_read(job)
+    pending = job.state in (CloseJobState.queued, CloseJobState.running)
+    return JSONResponse(
+        body.model_dump(mode="json"),
+        status_code=202 if pending else 200,
+        headers={"Location": body.href},
+    )
+
+
+@router.get(
+    "/{cycle_id}/close-jobs/{job_id}",
+    dependencies=READ,
+    response_model=CloseJobRead,
+    summary="Read a close job",
+    description=(
+        "The state of a cycle's close: `queued`, `running` (with `step` and `percent`), "
+        "`done` (results are ready) or `failed` (with `error`; the cycle is still open)."
+    ),
+    responses={**AUTH_ERRORS, 404: _problem("No such cycle or close job.")},
+)
+def read_close_job(cycle_id: RowId, job_id: RowId, session: SessionDep) -> CloseJobRead:
+    return close_job_read(cycles_service.get_close_job(session, cycle_id=cycle_id, job_id=job_id))

@@ -194,3 +194,41 @@ class CycleResponse(Base):
     department_id: Mapped[int | None] = mapped_column(Integer)
     invited: Mapped[int] = mapped_column(Integer)
     responded: Mapped[int] = mapped_column(Integer)
+
+
+class CloseJobState(enum.StrEnum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+
+class CloseJob(Base):
+    """A cycle's close, queued by HR, the API or the close date, and run by the worker.
+
+    The close itself is one transaction (links die, the pool is released, results are
+    computed): a job that fails leaves the cycle open and can be queued again. ``step``
+    and ``percent`` are written in short transactions of their own while it runs.
+    """
+
+    __tablename__ = "close_job"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycle.id", ondelete="CASCADE"), index=True)
+    state: Mapped[CloseJobState] = mapped_column(
+        Enum(CloseJobState, native_enum=False, length=10, validate_strings=True),
+        default=CloseJobState.queued,
+        index=True,
+    )
+    step: Mapped[str] = mapped_column(String(40), default="queued")
+    percent: Mapped[int] = mapped_column(Integer, default=0)
+    # Who asked: an HR user's email, "api key <name>" or "close date".
+    requested_by: Mapped[str | None] = mapped_column(String(200))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # What went wrong, for HR (never answers: the close's errors carry no row values).
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # A worker's lease while it runs the job; if the worker dies, another takes it over.
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime)

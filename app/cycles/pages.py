@@ -12,14 +12,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
-from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from app.auth import service as auth_service
 from app.auth.deps import CsrfProtect, CurrentPrincipal, HrOnly, SettingsDep
 from app.auth.models import Role
 from app.cycles import service as cycles_service
-from app.cycles.models import Cycle, CycleState
+from app.cycles.models import CloseJobState, Cycle, CycleState
 from app.db import SessionDep, utcnow
 from app.errors import Conflict, DomainError
 from app.fields import RowId
@@ -252,10 +251,22 @@ def cycle_detail(request: Request, session: SessionDep, cycle_id: RowId) -> Resp
             min_invited=request.app.state.settings.anonymity_min_raters,
         )
     reminded = parse_int(request.query_params.get("count"), minimum=0)
+    close_job = cycles_service.latest_close_job(session, cycle_id=cycle.id)
+    closing = close_job is not None and close_job.state in (
+        CloseJobState.queued,
+        CloseJobState.running,
+    )
     return page(
         request,
         "hr/cycles/detail.html",
-        {"cycle": cycle, "progress": progress, "reminded": reminded, "coverage": coverage},
+        {
+            "cycle": cycle,
+            "progress": progress,
+            "reminded": reminded,
+            "coverage": coverage,
+            "close_job": close_job,
+            "closing": closing,
+        },
     )
 
 
@@ -364,20 +375,13 @@ def cycle_close_confirm(request: Request, session: SessionDep, cycle_id: RowId) 
 
 @router.post("/cycles/{cycle_id}/close", dependencies=[HrOnly, CsrfProtect])
 def cycle_close(request: Request, session: SessionDep, cycle_id: RowId) -> Response:
-    from app import lifecycle  # late: lifecycle sits above cycles (it also seals ballots)
-
     cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
     if cycle.state != CycleState.open:
         raise Conflict(f"Cycle {cycle.name} is {cycle.state}; only an open cycle can be closed.")
-    lifecycle.close_cycle(
-        session,
-        cycle_id=cycle.id,
-        min_raters=request.app.state.settings.anonymity_min_raters,
-        secret_key=request.app.state.settings.secret_key,
+    # The worker runs the close; the cycle page shows its progress until results are ready.
+    _job, queued = cycles_service.request_close(
+        session, cycle_id=cycle.id, requested_by=request.state.principal.email
     )
-    _audit(request, session, "close", cycle)
-    response = see_other(f"/cycles/{cycle.id}", notice="closed")
-    # After the commit (background tasks run once the response is sent): purge the
-    # pre-seal ballot rows from free pages / dead tuples.
-    response.background = BackgroundTask(lifecycle.vacuum_after_close, request.app.state.engine)
-    return response
+    if queued:
+        _audit(request, session, "close", cycle, "queued")
+    return see_other(f"/cycles/{cycle.id}", notice="closing")

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.cycles.models import CycleState
+from app.cycles.models import CloseJobState, CycleState
 from app.fields import UtcDatetime
 
 
@@ -98,3 +98,27 @@ class CycleDetail(CycleRead):
 
 class RemindersQueued(BaseModel):
     queued: int = Field(description="Reminder emails queued in the outbox.")
+
+
+class CloseJobRead(BaseModel):
+    """A cycle's close, run by the worker: poll ``href`` until ``state`` is done or failed."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    cycle_id: int
+    state: CloseJobState = Field(description="queued, running, done or failed.")
+    step: str = Field(
+        description="queued, starting, releasing answers, computing results, results ready "
+        "or failed."
+    )
+    percent: int = Field(ge=0, le=100, description="Done so far (estimate by step).")
+    attempts: int
+    error: str | None = Field(
+        description="Why the last attempt failed; the cycle then stays open and can be "
+        "closed again."
+    )
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
+    href: str = Field(description="This job's URL.")

@@ -37,6 +37,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from app import crypto, i18n
 from app.config import Settings
 from app.cycles.models import (
+    CloseJob,
+    CloseJobState,
     Cycle,
     CycleCompetency,
     CycleDepartment,
@@ -1077,4 +1079,120 @@ def find_invitation_by_token(session: Session, *, token: str) -> Invitation | No
 def mark_closed(session: Session, *, cycle: Cycle, now: datetime | None = None) -> None:
     cycle.state = CycleState.closed
     cycle.closed_at = now or utcnow()
+    session.flush()
+
+
+# --- the close as a job (run by the worker, see app.lifecycle.run_close_jobs) -------------
+
+STEP_QUEUED = "queued"
+STEP_STARTING = "starting"
+STEP_RELEASING = "releasing answers"
+STEP_COMPUTING = "computing results"
+STEP_READY = "results ready"
+STEP_FAILED = "failed"
+# A worker's hold on a running job. A worker that dies mid-close leaves its transaction
+# rolled back and the job "running": after the lease another worker takes it over.
+CLOSE_LEASE = timedelta(minutes=10)
+REQUESTED_BY_CLOSE_DATE = "close date"
+
+
+def latest_close_job(session: Session, *, cycle_id: int) -> CloseJob | None:
+    return session.scalars(
+        select(CloseJob).where(CloseJob.cycle_id == cycle_id).order_by(CloseJob.id.desc()).limit(1)
+    ).first()
+
+
+def get_close_job(session: Session, *, cycle_id: int, job_id: int) -> CloseJob:
+    job = session.get(CloseJob, job_id)
+    if job is None or job.cycle_id != cycle_id:
+        raise NotFound(f"There is no close job {job_id} for cycle {cycle_id}.")
+    return job
+
+
+def request_close(
+    session: Session, *, cycle_id: int, requested_by: str, now: datetime | None = None
+) -> tuple[CloseJob, bool]:
+    """Queue the close of an open cycle for the worker: (the job, whether it is new).
+
+    A close already queued or running is returned as it is; so is the finished job of a
+    closed cycle (closing again changes nothing). A draft cannot be closed. Flush only.
+    """
+    cycle = get_cycle(session, cycle_id=cycle_id, for_update=True)
+    if cycle.state == CycleState.draft:
+        raise Conflict(f"Cycle {cycle.name} was never launched; only an open cycle can close")
+    latest = latest_close_job(session, cycle_id=cycle_id)
+    if latest is not None and latest.state in (CloseJobState.queued, CloseJobState.running):
+        return latest, False
+    now = now or utcnow()
+    if cycle.state == CycleState.closed:
+        if latest is not None and latest.state == CloseJobState.done:
+            return latest, False
+        # Closed another way (the command line, the demo, before close jobs existed).
+        job = CloseJob(
+            cycle_id=cycle_id,
+            state=CloseJobState.done,
+            step=STEP_READY,
+            percent=100,
+            requested_by=requested_by[:200],
+            created_at=now,
+            finished_at=cycle.closed_at or now,
+        )
+        session.add(job)
+        session.flush()
+        return job, False
+    job = CloseJob(
+        cycle_id=cycle_id,
+        state=CloseJobState.queued,
+        step=STEP_QUEUED,
+        percent=0,
+        requested_by=requested_by[:200],
+        created_at=now,
+    )
+    session.add(job)
+    session.flush()
+    return job, True
+
+
+def claim_close_job(session: Session, *, now: datetime | None = None) -> CloseJob | None:
+    """Take the oldest queued close job (or one whose worker's lease ran out). Flush only.
+
+    ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two workers never take the same job;
+    SQLite has one writer at a time (the caller's write transaction) and ignores it.
+    """
+    now = now or utcnow()
+    job = session.scalars(
+        select(CloseJob)
+        .where(
+            or_(
+                CloseJob.state == CloseJobState.queued,
+                and_(CloseJob.state == CloseJobState.running, CloseJob.locked_until < now),
+            )
+        )
+        .order_by(CloseJob.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).first()
+    if job is None:
+        return None
+    job.state = CloseJobState.running
+    job.step = STEP_STARTING
+    job.percent = 5
+    job.attempts += 1
+    job.started_at = now
+    job.locked_until = now + CLOSE_LEASE
+    job.error = None
+    session.flush()
+    return job
+
+
+def fail_close_job(session: Session, *, job_id: int, error: str) -> None:
+    """Record that a close failed: its transaction rolled back, the cycle is still open."""
+    job = session.get(CloseJob, job_id)
+    if job is None:
+        return
+    job.state = CloseJobState.failed
+    job.step = STEP_FAILED
+    job.error = error[:2000]
+    job.finished_at = utcnow()
+    job.locked_until = None
     session.flush()

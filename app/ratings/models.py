@@ -18,6 +18,7 @@ from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
+from app.db.types import ScoreList
 
 
 class Ballot(Base):
@@ -31,26 +32,12 @@ class Ballot(Base):
     supplier_id: Mapped[int] = mapped_column(ForeignKey("employee.id", ondelete="RESTRICT"))
     nps: Mapped[int | None] = mapped_column(Integer)
     comment: Mapped[str | None] = mapped_column(Text)
-
-
-class BallotScore(Base):
-    """One competency score on a ballot; ``score`` NULL means "can't judge".
-
-    No foreign keys, on purpose: the seal rewrites every score of a cycle at close, and
-    on PostgreSQL the two foreign-key triggers were most of that rewrite. Scores are
-    written only with their ballot (submit) or copied from it (seal), so the keys hold
-    by construction. On SQLite the table has no rowid: a ballot's scores sit together
-    in the primary-key B-tree (one seek per ballot when results are computed).
-    """
-
-    __tablename__ = "ballot_score"
-    __table_args__ = {"sqlite_with_rowid": False}
-
-    # References ballot.id.
-    ballot_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    # References cycle_competency.id.
-    cycle_competency_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    score: Mapped[int | None] = mapped_column(Integer)
+    # One score per competency of the cycle, in the order of their ids (see
+    # ``cycle_competency_order``); None means "can't judge". In the row, not a row per
+    # score: the close reads every score of a cycle in one scan of this table. NULL is
+    # allowed (and read as "no scores"): PostgreSQL's NOT NULL error quotes the whole
+    # row, comment included, in its text.
+    scores: Mapped[list[int | None] | None] = mapped_column(ScoreList)
 
 
 class PendingSubmission(Base):

@@ -16,9 +16,9 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import cast
 
-from sqlalchemy import Table, and_, delete, insert, select, text, update
+from sqlalchemy import Table, and_, delete, select, update
 from sqlalchemy.orm import Session
 
 from app import crypto, i18n
@@ -34,11 +34,12 @@ from app.cycles.models import (
     CycleState,
     Invitation,
 )
-from app.db import is_sqlite, utcnow
+from app.db import utcnow
+from app.db.bulk import insert_rows
 from app.errors import Conflict, Invalid, NotFound
 from app.org.models import Employee
 from app.ratings import pool
-from app.ratings.models import Ballot, BallotScore, PendingSubmission
+from app.ratings.models import Ballot, PendingSubmission
 from app.ratings.pool import PoolKeyMismatch
 from app.ratings.schemas import (
     COMMENT_MAX_LENGTH,
@@ -536,37 +537,38 @@ def release_pool(
     return release
 
 
+def cycle_competency_order(session: Session, *, cycle_id: int) -> list[int]:
+    """The cycle's competency ids in the order a ballot's ``scores`` lists them."""
+    return list(
+        session.scalars(
+            select(CycleCompetency.id)
+            .where(CycleCompetency.cycle_id == cycle_id)
+            .order_by(CycleCompetency.id)
+        )
+    )
+
+
+BALLOT_COLUMNS = ("id", "cycle_id", "supplier_id", "nps", "comment", "scores")
+
+
 def _insert_ballots(session: Session, *, cycle_id: int, ballots: list[_Ballot]) -> int:
-    """Insert ballots and their scores, a chunk at a time (bounded memory)."""
-    ballot_table = cast(Table, Ballot.__table__)
-    score_table = cast(Table, BallotScore.__table__)
-    for start in range(0, len(ballots), INSERT_CHUNK):
-        ballot_rows: list[dict[str, Any]] = []
-        score_rows: list[dict[str, Any]] = []
-        for supplier_id, nps, comment, scores in ballots[start : start + INSERT_CHUNK]:
-            # No rater, no invitation, no timestamp: only the cycle and the supplier.
-            ballot_id = uuid.uuid4()
-            ballot_rows.append(
-                {
-                    "id": ballot_id,
-                    "cycle_id": cycle_id,
-                    "supplier_id": supplier_id,
-                    "nps": nps,
-                    "comment": comment,
-                }
-            )
-            score_rows.extend(
-                {"ballot_id": ballot_id, "cycle_competency_id": cid, "score": score}
-                for cid, score in scores
-            )
-        session.execute(insert(ballot_table), ballot_rows)
-        if score_rows:
-            session.execute(insert(score_table), score_rows)
-    return len(ballots)
+    """Insert ballots, each with its scores in its row, in the order given (one bulk write)."""
+    order = cycle_competency_order(session, cycle_id=cycle_id)
+    # No rater, no invitation, no timestamp: only the cycle and the supplier.
+    rows = (
+        (uuid.uuid4(), cycle_id, supplier_id, nps, comment, _score_list(order, scores))
+        for supplier_id, nps, comment, scores in ballots
+    )
+    return insert_rows(session, cast(Table, Ballot.__table__), rows, columns=BALLOT_COLUMNS)
+
+
+def _score_list(order: list[int], scores: tuple[tuple[int, int | None], ...]) -> list[int | None]:
+    by_competency = dict(scores)
+    return [by_competency.get(cid) for cid in order]
 
 
 def withhold_below_k(session: Session, *, cycle_id: int, suppliers: set[int]) -> None:
-    """Delete ballots (and scores) of suppliers who did not reach k counting raters.
+    """Delete the ballots of suppliers who did not reach k counting raters.
 
     The pool never writes them; this is for ballots written before the pool existed.
     """
@@ -575,12 +577,6 @@ def withhold_below_k(session: Session, *, cycle_id: int, suppliers: set[int]) ->
     ids = list(suppliers)
     for start in range(0, len(ids), INSERT_CHUNK):
         chunk = ids[start : start + INSERT_CHUNK]
-        doomed = select(Ballot.id).where(Ballot.cycle_id == cycle_id, Ballot.supplier_id.in_(chunk))
-        session.execute(
-            delete(BallotScore)
-            .where(BallotScore.ballot_id.in_(doomed))
-            .execution_options(synchronize_session=False)
-        )
         session.execute(
             delete(Ballot)
             .where(Ballot.cycle_id == cycle_id, Ballot.supplier_id.in_(chunk))
@@ -591,48 +587,6 @@ def withhold_below_k(session: Session, *, cycle_id: int, suppliers: set[int]) ->
 def has_ballots(session: Session, *, cycle_id: int) -> bool:
     """Whether ballots were written before the close (by a version without the pool)."""
     return session.scalar(select(Ballot.id).where(Ballot.cycle_id == cycle_id).limit(1)) is not None
-
-
-# --- sealing at close --------------------------------------------------------------------
-
-
-def seal_ballots(session: Session, *, cycle_id: int) -> int:
-    """Rewrite ballots written before the pool existed, in random order.
-
-    Those ballots were inserted in their raters' submit transactions, so row order,
-    SQLite rowids and PostgreSQL ``xmin`` follow submission order. Each is copied aside,
-    deleted and inserted again (ordered by its random UUIDv4, a random permutation) in
-    the closing transaction; ``lifecycle.vacuum_after_close`` purges the old versions.
-    Ballots released from the pool need none of this. Returns the number of ballots.
-    """
-    sqlite = is_sqlite(session)
-    temp = "CREATE TEMP TABLE {name} " + ("AS " if sqlite else "ON COMMIT DROP AS ")
-    params = {"cycle_id": cycle_id}
-    statements = [
-        temp.format(name="seal_ballot")
-        + "SELECT id, cycle_id, supplier_id, nps, comment FROM ballot WHERE cycle_id = :cycle_id",
-        temp.format(name="seal_score")
-        + "SELECT s.ballot_id, s.cycle_competency_id, s.score FROM ballot_score s "
-        "JOIN seal_ballot b ON b.id = s.ballot_id",
-        "DELETE FROM ballot_score WHERE ballot_id IN (SELECT id FROM seal_ballot)",
-        "DELETE FROM ballot WHERE cycle_id = :cycle_id",
-        "INSERT INTO ballot (id, cycle_id, supplier_id, nps, comment) "
-        "SELECT id, cycle_id, supplier_id, nps, comment FROM seal_ballot ORDER BY id",
-        "INSERT INTO ballot_score (ballot_id, cycle_competency_id, score) "
-        "SELECT ballot_id, cycle_competency_id, score FROM seal_score "
-        "ORDER BY ballot_id, cycle_competency_id",
-    ]
-    count = 0
-    session.flush()
-    for statement in statements:
-        result = session.execute(text(statement), params)
-        if statement.startswith("INSERT INTO ballot "):
-            count = int(getattr(result, "rowcount", 0) or 0)
-    for name in ("seal_ballot", "seal_score"):
-        session.execute(text(f"DROP TABLE {name}"))
-    # The ORM's copies of these rows are stale now.
-    session.expire_all()
-    return count
 
 
 def cycles_sealed_under_another_key(session: Session, *, secret_key: str) -> list[str]:

@@ -1,10 +1,10 @@
 """Reports: computing the results of a cycle when it closes, and reading them.
 
-``compute_cycle_results`` runs inside the closing transaction (it only flushes). The
-heavy work is done by the database: GROUP BY aggregations over ``ballot_score`` joined
-to the cycle's snapshots, written with INSERT ... SELECT. Python only touches one row
-per employee (ranks, intervals, deltas), never one row per score. The formulas are the
-ones of :mod:`app.reports.coefficients`, which the tests hold the SQL to.
+``compute_cycle_results`` runs inside the closing transaction (it only flushes). It
+reads the cycle's ballots (scores in the row) in one scan, computes every employee and
+employee x competency figure with array operations in one pass, bulk-writes them, and
+rolls departments and the company up from those stored rows with GROUP BY. The formulas
+are the ones of :mod:`app.reports.coefficients`, which the tests hold this code to.
 
 Anonymity: every figure built from fewer than k answers is dropped *before* it is
 stored, so the reading side can show everything it finds.
@@ -15,9 +15,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import Float, and_, case, cast, delete, func, insert, literal, or_, select, text
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import Table, and_, delete, func, insert, literal, or_, select, text
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
@@ -31,10 +33,12 @@ from app.cycles.models import (
     CycleState,
 )
 from app.db import analyze, is_sqlite, utcnow
+from app.db.bulk import insert_rows
+from app.db.types import raw_scores, score_matrix
 from app.errors import Conflict, NotFound
 from app.org.models import Employee
 from app.ratings import service as ratings_service
-from app.ratings.models import Ballot, BallotScore
+from app.ratings.models import Ballot
 from app.reports import coefficients as calc
 from app.reports.models import (
     CompanyCompetencyResult,
@@ -99,15 +103,8 @@ def compute_cycle_results(
     for table in RESULT_TABLES:
         session.execute(delete(table).where(table.cycle_id == cycle_id))
 
-    # The seal has just rewritten the cycle's ballots: with the statistics of before,
-    # PostgreSQL planned 300,000 index probes instead of one hash join (1.2 s -> 0.3 s).
-    analyze(session, Ballot, BallotScore)
     _store_closure(session, cycle_id=cycle_id)
     analyze(session, DepartmentClosure)
-    _store_employee_competencies(session, cycle_id=cycle_id, k=k)
-    if release is not None:
-        _drop_thin_competencies(session, cycle_id=cycle_id, thin=release.thin_competencies)
-    analyze(session, EmployeeCompetencyResult)
     previous = _previous_cycle(session, cycle=cycle)
     scale = calc.Scale(cycle.scale_min, cycle.scale_max)
     _store_employees(
@@ -116,8 +113,10 @@ def compute_cycle_results(
         k=k,
         scale=scale,
         previous=previous,
+        thin_competencies=release.thin_competencies if release is not None else set(),
         thin_nps=release.thin_nps if release is not None else set(),
     )
+    analyze(session, Ballot, EmployeeCompetencyResult)
     analyze(session, EmployeeResult)
     _store_departments(session, cycle_id=cycle_id, scale=scale, previous=previous)
     _store_company(session, cycle=cycle, k=k, scale=scale, previous=previous)
@@ -157,32 +156,6 @@ def _store_closure(session: Session, *, cycle_id: int) -> None:
             depth += 1
     if rows:
         session.execute(insert(DepartmentClosure).execution_options(render_nulls=True), rows)
-
-
-def _store_employee_competencies(session: Session, *, cycle_id: int, k: int) -> None:
-    # One pass over the scores: count(score) skips "can't judge" (NULL) by definition, and
-    # HAVING drops every mean with fewer than k real answers before it is written. Each
-    # ballot holds at most one score per competency, so k answers imply k raters.
-    b, bs = Ballot.__table__, BallotScore.__table__
-    answers = func.count(bs.c.score)
-    query = (
-        select(
-            literal(cycle_id),
-            b.c.supplier_id,
-            bs.c.cycle_competency_id,
-            answers,
-            func.avg(cast(bs.c.score, Float)),
-        )
-        .select_from(bs.join(b, b.c.id == bs.c.ballot_id))
-        .where(b.c.cycle_id == cycle_id)
-        .group_by(b.c.supplier_id, bs.c.cycle_competency_id)
-        .having(answers >= k)
-    )
-    session.execute(
-        insert(EmployeeCompetencyResult).from_select(
-            ["cycle_id", "employee_id", "cycle_competency_id", "answers", "mean"], query
-        )
-    )
 
 
 @dataclass
@@ -253,24 +226,50 @@ def _f(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def _drop_thin_competencies(session: Session, *, cycle_id: int, thin: set[tuple[int, int]]) -> None:
-    ecr = EmployeeCompetencyResult
-    pairs = sorted(thin)
-    for start in range(0, len(pairs), 500):
-        chunk = pairs[start : start + 500]
+@dataclass
+class _BallotScan:
+    """A cycle's ballots as arrays, read in one scan of the ballot table."""
+
+    competencies: list[int]
+    weights: npt.NDArray[np.float64]
+    suppliers: npt.NDArray[np.int64]  # the distinct suppliers who have ballots
+    which: npt.NDArray[np.intp]  # per ballot, its supplier's index in ``suppliers``
+    nps: npt.NDArray[np.float64]  # NaN: no answer
+    scores: npt.NDArray[np.float64]  # ballots x competencies, NaN: can't judge
+
+
+def _scan_ballots(session: Session, *, cycle_id: int) -> _BallotScan:
+    order = ratings_service.cycle_competency_order(session, cycle_id=cycle_id)
+    weight_of = dict(
         session.execute(
-            delete(ecr)
-            .where(
-                ecr.cycle_id == cycle_id,
-                or_(
-                    *(
-                        and_(ecr.employee_id == emp, ecr.cycle_competency_id == comp)
-                        for emp, comp in chunk
-                    )
-                ),
+            select(CycleCompetency.id, CycleCompetency.weight).where(
+                CycleCompetency.cycle_id == cycle_id
             )
-            .execution_options(synchronize_session=False)
+        ).all()
+    )
+    b = Ballot.__table__
+    rows = (
+        session.connection()
+        .execute(
+            select(b.c.supplier_id, b.c.nps, raw_scores(b.c.scores)).where(b.c.cycle_id == cycle_id)
         )
+        .all()
+    )
+    suppliers, which = np.unique(
+        np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)), return_inverse=True
+    )
+    return _BallotScan(
+        competencies=order,
+        weights=np.array([float(weight_of[cid] or 0) for cid in order], dtype=np.float64),
+        suppliers=suppliers,
+        which=which.reshape(-1),
+        nps=np.array([np.nan if r[1] is None else r[1] for r in rows], dtype=np.float64),
+        scores=score_matrix([r[2] for r in rows], len(order)),
+    )
+
+
+def _per_supplier(scan: _BallotScan, values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    return np.bincount(scan.which, weights=values, minlength=len(scan.suppliers)).astype(np.float64)
 
 
 def _store_employees(
@@ -280,10 +279,77 @@ def _store_employees(
     k: int,
     scale: calc.Scale,
     previous: _Previous | None,
+    thin_competencies: set[tuple[int, int]],
     thin_nps: set[int],
 ) -> None:
-    b, bs = Ballot.__table__, BallotScore.__table__
-    cc, ecr = CycleCompetency.__table__, EmployeeCompetencyResult.__table__
+    """Every employee and employee x competency figure, from one scan of the ballots.
+
+    Formulas as in :mod:`app.reports.coefficients`: a competency mean is shown with at
+    least k real answers ("can't judge" is no answer; a ballot holds one score per
+    competency, so k answers mean k raters), the coefficient is the weighted mean of the
+    shown competency means, and sd/interval come from each rater's weighted score over
+    the shown competencies.
+    """
+    scan = _scan_ballots(session, cycle_id=cycle_id)
+    n_suppliers, n_competencies = len(scan.suppliers), len(scan.competencies)
+    answered = ~np.isnan(scan.scores)
+    filled = np.nan_to_num(scan.scores)
+    counts = np.zeros((n_suppliers, n_competencies))
+    sums = np.zeros((n_suppliers, n_competencies))
+    for col in range(n_competencies):
+        counts[:, col] = _per_supplier(scan, answered[:, col].astype(np.float64))
+        sums[:, col] = _per_supplier(scan, filled[:, col])
+    shown = counts >= k
+    index_of = {int(sid): i for i, sid in enumerate(scan.suppliers)}
+    column_of = {cid: j for j, cid in enumerate(scan.competencies)}
+    for supplier_id, competency_id in thin_competencies:
+        if supplier_id in index_of and competency_id in column_of:
+            shown[index_of[supplier_id], column_of[competency_id]] = False
+    means = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+
+    weighted = shown & (scan.weights > 0)
+    weight_sum = (weighted * scan.weights).sum(axis=1)
+    coefficient_of = np.divide(
+        (weighted * scan.weights * means).sum(axis=1),
+        weight_sum,
+        out=np.full(n_suppliers, np.nan),
+        where=weight_sum > 0,
+    )
+    # Each rater's weighted score over the competencies shown for their supplier.
+    used = answered & weighted[scan.which]
+    ballot_weight = (used * scan.weights).sum(axis=1)
+    scored_ballot = ballot_weight > 0
+    x = np.divide(
+        (used * filled * scan.weights).sum(axis=1),
+        ballot_weight,
+        out=np.zeros(len(scan.which)),
+        where=scored_ballot,
+    )
+    scored_of = _per_supplier(scan, scored_ballot.astype(np.float64))
+    x_sum = _per_supplier(scan, x)
+    x2_sum = _per_supplier(scan, x * x)
+    raters_of = np.bincount(scan.which, minlength=n_suppliers)
+    has_nps = ~np.isnan(scan.nps)
+    nps_of = _per_supplier(scan, has_nps.astype(np.float64))
+    promoters_of = _per_supplier(scan, (has_nps & (scan.nps >= 9)).astype(np.float64))
+    detractors_of = _per_supplier(scan, (has_nps & (scan.nps <= 6)).astype(np.float64))
+
+    rows, cols = np.nonzero(shown)
+    insert_rows(
+        session,
+        cast(Table, EmployeeCompetencyResult.__table__),
+        (
+            (
+                cycle_id,
+                int(scan.suppliers[i]),
+                scan.competencies[j],
+                int(counts[i, j]),
+                float(means[i, j]),
+            )
+            for i, j in zip(rows.tolist(), cols.tolist(), strict=True)
+        ),
+        columns=("cycle_id", "employee_id", "cycle_competency_id", "answers", "mean"),
+    )
 
     suppliers = (
         select(CyclePair.supplier_id.label("supplier_id"))
@@ -304,75 +370,19 @@ def _store_employees(
             )
         ).all()
     )
-
-    promoters = func.sum(case((b.c.nps >= 9, 1), else_=0))
-    detractors = func.sum(case((b.c.nps <= 6, 1), else_=0))
-    per_ballot = {
-        row[0]: row[1:]
-        for row in session.execute(
-            select(b.c.supplier_id, func.count(), func.count(b.c.nps), promoters, detractors)
-            .where(b.c.cycle_id == cycle_id)
-            .group_by(b.c.supplier_id)
-        )
-    }
-
-    weight = cc.c.weight
-    coefficients = {
-        emp: _f(value)
-        for emp, value in session.execute(
-            select(ecr.c.employee_id, func.sum(weight * ecr.c.mean) / func.sum(weight))
-            .select_from(ecr.join(cc, cc.c.id == ecr.c.cycle_competency_id))
-            .where(ecr.c.cycle_id == cycle_id, weight > 0)
-            .group_by(ecr.c.employee_id)
-        )
-    }
-
-    # Each rater's weighted score over the competencies shown for that employee (the join
-    # on employee_competency_result keeps exactly those), then its moments per employee.
-    rater = (
-        select(
-            b.c.supplier_id.label("supplier_id"),
-            (func.sum(weight * bs.c.score) / func.sum(weight)).label("x"),
-        )
-        .select_from(
-            bs.join(b, b.c.id == bs.c.ballot_id)
-            .join(cc, cc.c.id == bs.c.cycle_competency_id)
-            .join(
-                ecr,
-                and_(
-                    ecr.c.cycle_id == cycle_id,
-                    ecr.c.employee_id == b.c.supplier_id,
-                    ecr.c.cycle_competency_id == bs.c.cycle_competency_id,
-                ),
-            )
-        )
-        .where(b.c.cycle_id == cycle_id, bs.c.score.is_not(None), weight > 0)
-        .group_by(b.c.id, b.c.supplier_id)
-        .subquery()
-    )
-    moments = {
-        row[0]: (row[1], _f(row[2]), _f(row[3]))
-        for row in session.execute(
-            select(
-                rater.c.supplier_id,
-                func.count(),
-                func.avg(rater.c.x),
-                func.avg(rater.c.x * rater.c.x),
-            ).group_by(rater.c.supplier_id)
-        )
-    }
-
     figures: dict[int, calc.EmployeeFigures] = {}
     for emp, dept in departments.items():
-        raters, nps_answers, n_promoters, n_detractors = per_ballot.get(emp, (0, 0, 0, 0))
-        if emp in thin_nps:
-            nps_answers = 0  # fewer than k NPS answers from raters who count
-        if raters < k:
+        i = index_of.get(emp)
+        raters = int(raters_of[i]) if i is not None else 0
+        if raters < k or i is None:
             figures[emp] = calc.EmployeeFigures(emp, dept, meets_k=False)
             continue
-        coefficient = coefficients.get(emp)
-        scored, _mean, mean_sq = moments.get(emp, (0, None, None))
-        sd = calc.sd_from_moments(scored, _mean, mean_sq)
+        nps_answers = 0 if emp in thin_nps else int(nps_of[i])
+        coefficient = None if np.isnan(coefficient_of[i]) else float(coefficient_of[i])
+        scored = int(scored_of[i])
+        mean = float(x_sum[i] / scored) if scored else None
+        mean_sq = float(x2_sum[i] / scored) if scored else None
+        sd = calc.sd_from_moments(scored, mean, mean_sq)
         ci_low, ci_high = calc.confidence_interval(coefficient, sd, scored, scale=scale)
         figures[emp] = calc.EmployeeFigures(
             emp,
@@ -384,9 +394,7 @@ def _store_employees(
             sd=sd,
             ci_low=ci_low,
             ci_high=ci_high,
-            nps=calc.nps_from_counts(
-                nps_answers, int(n_promoters or 0), int(n_detractors or 0), k=k
-            ),
+            nps=calc.nps_from_counts(nps_answers, int(promoters_of[i]), int(detractors_of[i]), k=k),
             nps_answers=nps_answers,
         )
     calc.assign_ranks(figures, {e: f.coefficient for e, f in figures.items() if f.included})
@@ -401,7 +409,7 @@ def _store_employees(
                 scale=scale,
                 previous_scale=previous.scale,
             )
-    rows = [
+    employee_rows = [
         {
             "cycle_id": cycle_id,
             "employee_id": f.employee_id,
@@ -424,8 +432,14 @@ def _store_employees(
         }
         for f in figures.values()
     ]
-    if rows:
-        session.execute(insert(EmployeeResult).execution_options(render_nulls=True), rows)
+    if employee_rows:
+        columns = tuple(employee_rows[0])
+        insert_rows(
+            session,
+            cast(Table, EmployeeResult.__table__),
+            (tuple(row.values()) for row in employee_rows),
+            columns=columns,
+        )
 
 
 def _store_departments(

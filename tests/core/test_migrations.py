@@ -6,14 +6,17 @@ PostgreSQL database), never the session's test database.
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, select, text
 
-from app.db import make_engine
+from app.db import make_engine, make_sessionmaker
 from app.migrate import DataLossRefused, downgrade, upgrade
 from app.models import metadata
+from app.ratings.models import Ballot
 
 
 def schema_diff(url: str) -> list[object]:
@@ -46,26 +49,75 @@ def test_migrations_match_models_and_round_trip(fresh_database_url: str) -> None
     assert schema_diff(fresh_database_url) == []
 
 
-def test_ballot_scores_have_no_rowid_and_no_foreign_keys(fresh_database_url: str) -> None:
-    # The seal rewrites every score at close: no foreign-key triggers to fire per row,
-    # and on SQLite one B-tree (a ballot's scores together) instead of table + index.
+def test_scores_move_into_the_ballot_row_and_back(fresh_database_url: str) -> None:
+    # A ballot written before 0006 (a row per score) keeps its scores, in the order of
+    # the cycle's competency ids, through the upgrade and back.
+    upgrade(fresh_database_url, "0005")
+    engine = make_engine(fresh_database_url)
+    ballot_id = uuid.uuid4()
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO cycle (id, name, period_start, period_end, opens_at, closes_at, "
+                "state, scale_min, scale_max, ask_nps, ask_comment, created_at) VALUES "
+                "(1, 'Q', '2026-01-01', '2026-03-31', '2026-03-01 00:00:00', "
+                "'2026-03-20 00:00:00', 'closed', 1, 10, true, true, '2026-01-01 00:00:00')"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO department (id, external_id, name, created_at, updated_at) "
+                "VALUES (1, 'D', 'Dept', '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO employee (id, external_id, full_name, email, department_id, "
+                "language, active, created_at, updated_at) VALUES (1, 'E', 'Ann', "
+                "'ann@example.com', 1, 'en', true, '2026-01-01 00:00:00', "
+                "'2026-01-01 00:00:00')"
+            )
+            for cid in (7, 3, 5):
+                conn.exec_driver_sql(
+                    "INSERT INTO cycle_competency (id, cycle_id, code, name, description, "
+                    "indicators, weight, display_order) VALUES "
+                    f"({cid}, 1, 'c{cid}', 'C{cid}', '', '[]', 1.0, {cid})"
+                )
+            conn.execute(
+                text(
+                    "INSERT INTO ballot (id, cycle_id, supplier_id, nps, comment) "
+                    "VALUES (:id, 1, 1, 9, 'ok')"
+                ),
+                {"id": ballot_id if engine.dialect.name != "sqlite" else ballot_id.hex},
+            )
+            for cid, score in ((7, 2), (3, None), (5, 9)):
+                conn.execute(
+                    text(
+                        "INSERT INTO ballot_score (ballot_id, cycle_competency_id, score) "
+                        "VALUES (:id, :cid, :score)"
+                    ),
+                    {
+                        "id": ballot_id if engine.dialect.name != "sqlite" else ballot_id.hex,
+                        "cid": cid,
+                        "score": score,
+                    },
+                )
+    finally:
+        engine.dispose()
     upgrade(fresh_database_url)
     engine = make_engine(fresh_database_url)
     try:
-        assert inspect(engine).get_foreign_keys("ballot_score") == []
-        if engine.dialect.name == "sqlite":
-            with engine.connect() as conn:
-                sql = conn.exec_driver_sql(
-                    "SELECT sql FROM sqlite_master WHERE name = 'ballot_score'"
-                ).scalar_one()
-            assert "WITHOUT ROWID" in sql
+        assert "ballot_score" not in inspect(engine).get_table_names()
+        with make_sessionmaker(engine)() as session:
+            ballot = session.scalars(select(Ballot)).one()
+        assert ballot.id != ballot_id  # rewritten: a new key, a new place
+        assert (ballot.nps, ballot.comment, ballot.scores) == (9, "ok", [None, 9, 2])
     finally:
         engine.dispose()
-    # Going back to 0001 brings the keys back (0004's step drops the pool: forced).
-    downgrade(fresh_database_url, "0001", force=True)
+    downgrade(fresh_database_url, "0005")
     engine = make_engine(fresh_database_url)
     try:
-        assert len(inspect(engine).get_foreign_keys("ballot_score")) == 2
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT cycle_competency_id, score FROM ballot_score ORDER BY 1"
+            ).all()
+        assert [tuple(r) for r in rows] == [(3, None), (5, 9), (7, 2)]
     finally:
         engine.dispose()
 

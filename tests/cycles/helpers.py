@@ -170,3 +170,19 @@ def form_for(
             data[f"s{s.id}-c{c}"] = score
     data.update(extra)
     return data
+
+
+def finish_close_jobs(db: Session, settings: Settings) -> int:
+    """Run every queued close job in the test's own session, as the worker would.
+
+    HTTP closes only queue a job (202); this stands in for the worker in tests that
+    share one rolled-back session. ``lifecycle.run_close_jobs`` is the worker's own
+    path (its transactions, failure handling and vacuum), tested with real commits.
+    """
+    from app import lifecycle
+
+    ran = 0
+    while (job := cycles_service.claim_close_job(db)) is not None:
+        lifecycle.run_close_job(db, job_id=job.id, settings=settings)
+        ran += 1
+    return ran

@@ -9,12 +9,19 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.auth.models import AuditEntry
 from app.config import Settings
 from app.cycles.models import Invitation
 from app.db import utcnow
 from app.mail.models import OutboxMessage
 from app.ratings import service as ratings_service
-from tests.cycles.helpers import answers_for, invitation_of, make_company, make_cycle
+from tests.cycles.helpers import (
+    answers_for,
+    finish_close_jobs,
+    invitation_of,
+    make_company,
+    make_cycle,
+)
 from tests.factories import auth_header, make_api_key
 
 
@@ -146,10 +153,31 @@ def test_launch_read_remind_close(
         == 2
     )
 
-    closed = client.post(f"/api/v1/cycles/{cycle.id}/close", headers=hdr)
-    assert closed.status_code == 200, closed.text
-    assert closed.json()["state"] == "closed" and closed.json()["responded"] == 1
-    assert client.post(f"/api/v1/cycles/{cycle.id}/close", headers=hdr).json()["state"] == "closed"
+    queued = client.post(f"/api/v1/cycles/{cycle.id}/close", headers=hdr)
+    assert queued.status_code == 202, queued.text
+    job = queued.json()
+    assert (job["state"], job["step"], job["percent"]) == ("queued", "queued", 0)
+    assert queued.headers["location"] == job["href"]
+    # Asked again while queued: the same job, nothing new.
+    again = client.post(f"/api/v1/cycles/{cycle.id}/close", headers=hdr)
+    assert again.status_code == 202 and again.json()["id"] == job["id"]
+    assert client.get(f"/api/v1/cycles/{cycle.id}", headers=hdr).json()["state"] == "open"
+    assert finish_close_jobs(db, settings) == 1
+    done = client.get(job["href"], headers=hdr).json()
+    assert (done["state"], done["step"], done["percent"]) == ("done", "results ready", 100)
+    assert done["finished_at"] and done["error"] is None
+    closed = client.get(f"/api/v1/cycles/{cycle.id}", headers=hdr).json()
+    assert closed["state"] == "closed" and closed["responded"] == 1
+    # Closing a closed cycle changes nothing: its finished job, 200.
+    repeat = client.post(f"/api/v1/cycles/{cycle.id}/close", headers=hdr)
+    assert repeat.status_code == 200 and repeat.json()["id"] == job["id"]
+    problem(client.get(f"/api/v1/cycles/{cycle.id}/close-jobs/424242", headers=hdr), 404)
+    closes = db.scalars(
+        select(AuditEntry).where(
+            AuditEntry.action == "close", AuditEntry.entity_id == str(cycle.id)
+        )
+    ).all()
+    assert len(closes) == 1 and closes[0].actor.startswith("api-key:")
     problem(client.post(f"/api/v1/cycles/{cycle.id}/reminders", headers=hdr), 409)
 
 
@@ -181,6 +209,7 @@ def test_every_cycles_route_is_documented(client: TestClient) -> None:
         "/api/v1/cycles/{cycle_id}/launch",
         "/api/v1/cycles/{cycle_id}/reminders",
         "/api/v1/cycles/{cycle_id}/close",
+        "/api/v1/cycles/{cycle_id}/close-jobs/{job_id}",
     }
     assert expected <= set(routes)
     for path in expected:

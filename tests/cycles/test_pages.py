@@ -5,19 +5,19 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app import lifecycle
 from app.auth.models import AuditEntry, Role
+from app.config import Settings
 from app.cycles import service as cycles_service
 from app.cycles.models import Cycle, CycleState, Invitation
 from app.cycles.pages import next_quarter
 from app.db import utcnow
 from app.mail.models import OutboxMessage
 from tests.auth.helpers import SignedIn, sign_in
+from tests.cycles.helpers import finish_close_jobs
 from tests.factories import link, make_competency, make_department, make_employee
 
 
@@ -121,12 +121,10 @@ def test_custom_cycle_form(client: TestClient, db: Session) -> None:
 
 
 def test_launch_confirm_then_progress_remind_and_close(
-    client: TestClient, db: Session, monkeypatch: pytest.MonkeyPatch
+    client: TestClient, db: Session, settings: Settings
 ) -> None:
     # The VACUUM after close needs every other connection gone; the test's open
     # transaction would make it wait. Record that it is scheduled instead.
-    vacuums: list[object] = []
-    monkeypatch.setattr(lifecycle, "vacuum_after_close", vacuums.append)
     company = _small_company(db)
     signed = sign_in(client, db)
     cycle_id = _create_draft(client, signed)
@@ -179,10 +177,20 @@ def test_launch_confirm_then_progress_remind_and_close(
     r = client.post(
         f"/cycles/{cycle_id}/close", data={"csrf_token": signed.csrf}, follow_redirects=False
     )
-    assert r.status_code == 303
+    assert r.status_code == 303 and r.headers["location"].endswith("notice=closing")
+    # Queued for the worker: the page shows the progress and refreshes itself.
+    waiting = client.get(r.headers["location"])
+    assert '<meta http-equiv="refresh"' in waiting.text
+    assert '<progress max="100" value="0"' in waiting.text
+    assert "waiting for the worker" in waiting.text
+    assert "Close now" not in waiting.text
+    db.refresh(cycle)
+    assert cycle.state == CycleState.open
+    assert finish_close_jobs(db, settings) == 1
     db.refresh(cycle)
     assert cycle.state == CycleState.closed
-    assert len(vacuums) == 1  # ran after the response, i.e. after the commit
+    ready = client.get(r.headers["location"])
+    assert "results are ready" in ready.text and "http-equiv" not in ready.text
     actions = set(db.scalars(select(AuditEntry.action).where(AuditEntry.entity == "cycle")))
     assert {"create", "launch", "remind", "close"} <= actions
 

@@ -34,6 +34,7 @@ from app.ratings.schemas import SupplierAnswer
 from app.reports.models import EmployeeComment, EmployeeCompetencyResult, EmployeeResult
 from tests.cycles.helpers import (
     cycle_competency_ids,
+    finish_close_jobs,
     launched_cycle,
     links_by_customer,
     make_company,
@@ -247,7 +248,8 @@ def test_a_fabricated_quorum_through_the_api_reveals_nothing(
             secret_key=settings.secret_key,
         )
     response = client.post(f"/api/v1/cycles/{cycle_id}/close", headers=headers)
-    assert response.status_code == 200, response.text
+    assert response.status_code == 202, response.text
+    assert finish_close_jobs(db, settings) == 1
 
     response = client.get(f"/api/v1/cycles/{cycle_id}/results/employees", headers=headers)
     assert response.status_code == 200, response.text

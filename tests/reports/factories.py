@@ -27,7 +27,8 @@ from app.cycles.models import (
     Invitation,
 )
 from app.org.models import Department, Employee
-from app.ratings.models import Ballot, BallotScore
+from app.ratings import service as ratings_service
+from app.ratings.models import Ballot
 from app.reports import coefficients as calc
 from app.reports.service import compute_cycle_results
 from tests.factories import make_department, make_employee
@@ -115,11 +116,16 @@ def add_ballot(
     nps: int | None = None,
     comment: str | None = None,
 ) -> Ballot:
-    ballot = Ballot(cycle_id=cycle.id, supplier_id=supplier.id, nps=nps, comment=comment)
+    by_id = {comp.id: score for comp, score in scores.items()}
+    order = ratings_service.cycle_competency_order(session, cycle_id=cycle.id)
+    ballot = Ballot(
+        cycle_id=cycle.id,
+        supplier_id=supplier.id,
+        nps=nps,
+        comment=comment,
+        scores=[by_id.get(cid) for cid in order],
+    )
     session.add(ballot)
-    session.flush()
-    for comp, score in scores.items():
-        session.add(BallotScore(ballot_id=ballot.id, cycle_competency_id=comp.id, score=score))
     session.flush()
     return ballot
 
@@ -242,6 +248,7 @@ def random_company(
     weights = weights or {"quality": 2.0, "speed": 1.0, "communication": 1.5, "reliability": 0.5}
     comps = [snapshot_competency(session, cycle, code=c, weight=w) for c, w in weights.items()]
     by_code = {c.code: c for c in comps}
+    order = sorted(c.id for c in comps)
     session.execute(
         insert(CycleDepartment),
         [
@@ -269,8 +276,7 @@ def random_company(
         ],
     )
     pairs = []
-    ballots = []
-    scores = []
+    ballots: list[dict[str, Any]] = []
     pure: dict[int, list[calc.BallotAnswers]] = {}
     suppliers: dict[int, int | None] = {}
     invitations: dict[int, bool] = {}
@@ -306,10 +312,8 @@ def random_company(
                     "comment": comment,
                 }
             )
-            scores += [
-                {"ballot_id": ballot_id, "cycle_competency_id": by_code[code].id, "score": s}
-                for code, s in answer.items()
-            ]
+            by_id = {by_code[code].id: s for code, s in answer.items()}
+            ballots[-1]["scores"] = [by_id.get(cid) for cid in order]
             pure.setdefault(supplier.id, []).append(calc.BallotAnswers(answer, nps, comment))
     session.execute(insert(CyclePair), pairs)
     session.execute(
@@ -318,7 +322,6 @@ def random_company(
     )
     if ballots:
         session.execute(insert(Ballot), ballots)
-        session.execute(insert(BallotScore), scores)
     session.flush()
     data = calc.CycleInput(
         scale=calc.Scale(*scale),

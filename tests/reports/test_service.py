@@ -336,5 +336,5 @@ def test_close_leaves_statistics_for_the_planner(db: Session) -> None:
         assert estimate == db.scalar(select(func.count()).select_from(EmployeeResult)) > 0
         return
     tables = set(db.execute(text("SELECT tbl FROM sqlite_stat1")).scalars())
-    assert {"employee_result", "department_closure", "ballot_score"} <= tables
+    assert {"employee_result", "department_closure", "ballot"} <= tables
     assert db.execute(text("PRAGMA analysis_limit")).scalar_one() == 1000

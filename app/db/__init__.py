@@ -124,6 +124,12 @@ def is_sqlite(session_or_engine: Session | Engine) -> bool:
     return bind.dialect.name == "sqlite"
 
 
+def concurrent_writers(engine: Engine) -> bool:
+    """Whether a second connection can write while a transaction holds a write lock
+    (PostgreSQL); SQLite has one write lock for the whole database."""
+    return engine.dialect.name != "sqlite"
+
+
 def analyze(session: Session, *models: type[Base]) -> None:
     """Refresh the planner's statistics of tables just filled in this transaction.
 
