@@ -22,6 +22,7 @@ from app.auth import pages as auth_pages
 from app.auth.deps import QUERY_KEY_PARAMS, LoginRequired
 from app.config import Settings, get_settings
 from app.cycles import api as cycles_api
+from app.cycles import letter_pages as cycles_letter_pages
 from app.cycles import pages as cycles_pages
 from app.db import make_engine, make_sessionmaker
 from app.errors import (
@@ -36,6 +37,7 @@ from app.matrix import api as matrix_api
 from app.matrix import pages as matrix_pages
 from app.org import api as org_api
 from app.org import pages as org_pages
+from app.ratings import codes as ratings_codes
 from app.ratings import pages as ratings_pages
 from app.redaction import redact_path
 from app.reports import api as reports_api
@@ -214,7 +216,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         org_pages.router,
         matrix_pages.router,
         cycles_pages.router,
+        cycles_letter_pages.router,
         ratings_pages.router,
+        ratings_codes.router,
         reports_pages.router,
         mail_pages.router,
     ):

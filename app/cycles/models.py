@@ -176,6 +176,11 @@ class Invitation(Base):
     # the original link; it carries a second one and both keep working until close.
     reminder_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     used: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A paper-channel customer: no email; HR prints a letter with a one-time code, whose
+    # keyed hash (HMAC under SECRET_KEY, see app.cycles.paper) is kept here. Printing
+    # again replaces it, so only the newest letter works. Erased at close with the row.
+    by_paper: Mapped[bool] = mapped_column(Boolean, default=False)
+    code_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     # Erased at close too: "not yet answered on that date" is a hint about when they did.
     last_reminded_on: Mapped[date | None] = mapped_column(Date)
 
