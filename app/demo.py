@@ -80,6 +80,8 @@ DEMO_EMPLOYEES = [
     ("E072", "Samuel Adeyemi", "TECH-APPS", "E040", "en"),
     ("E073", "Yuki Sato", "TECH-PLAT", "E030", "en"),
 ]
+# The warehouse floor has no mailboxes: these get printed letters (the paper channel).
+DEMO_PAPER_CHANNEL = {"E011", "E012", "E013", "E070"}
 # Who serves whom, by team: a team's internal customers mostly sit in these teams.
 DEMO_SERVES = {
     "OPS-LOG": ["OPS-CS", "PEOPLE-FIN"],
@@ -121,6 +123,7 @@ def seed_org(session: Session) -> None:
             department_external_id=dept,
             manager_external_id=manager,
             language=language,
+            paper_channel=external_id in DEMO_PAPER_CHANNEL,
         )
     org_service.seed_default_competencies(session)
 
