@@ -22,6 +22,7 @@ from app.db import large_sqlite_cache, make_sessionmaker, utcnow, writer_session
 from app.errors import Conflict
 from app.mail import service as mail_service
 from app.ratings import service as ratings_service
+from app.reports import personal as reports_personal
 from app.reports import service as reports_service
 from app.reports import webhook as reports_webhook
 
@@ -333,6 +334,20 @@ def reminders_job(settings: Settings, engine: Engine, factory: sessionmaker[Sess
             log.info("cycle %s: %d reminders queued", cycle_id, queued)
 
 
+def personal_results_job(
+    settings: Settings, engine: Engine, factory: sessionmaker[Session]
+) -> None:
+    """Email each supplier of a newly closed cycle a link to their own results."""
+    with factory() as session:
+        due = reports_personal.cycles_to_mail(session)
+    for cycle_id in due:
+        with writer_session(factory) as session, session.begin():
+            queued = reports_personal.send_personal_results(
+                session, cycle_id=cycle_id, settings=settings
+            )
+        log.info("cycle %s: %d personal results emails queued", cycle_id, queued)
+
+
 def scheduled_jobs() -> list[tuple[str, Callable[[Settings, Engine, sessionmaker[Session]], None]]]:
     """The worker's jobs above the mail domain, in the order each pass runs them."""
     return [
@@ -341,4 +356,5 @@ def scheduled_jobs() -> list[tuple[str, Callable[[Settings, Engine, sessionmaker
         ("purge closed cycles' mail", purge_closed_cycles_mail_job),
         ("send reminders", reminders_job),
         ("deliver results webhooks", reports_webhook.deliver_webhooks_job),
+        ("send personal results", personal_results_job),
     ]

@@ -42,6 +42,8 @@ from app.ratings import pages as ratings_pages
 from app.redaction import redact_path
 from app.reports import api as reports_api
 from app.reports import pages as reports_pages
+from app.reports import personal_api as reports_personal_api
+from app.reports import personal_pages as reports_personal_pages
 from app.web import strict_form
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -203,6 +205,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         matrix_api.router,
         cycles_api.router,
         reports_api.router,
+        reports_personal_api.router,
         auth_api.router,
     )
     # A key in the URL is refused by the auth check itself, with its own 401.
@@ -220,6 +223,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         ratings_pages.router,
         ratings_codes.router,
         reports_pages.router,
+        reports_personal_pages.router,
         mail_pages.router,
     ):
         app.include_router(router, dependencies=[Depends(strict_form)])

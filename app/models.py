@@ -14,6 +14,7 @@ from app.matrix import models as matrix_models
 from app.org import models as org_models
 from app.ratings import models as ratings_models
 from app.reports import models as reports_models
+from app.reports import personal_models as reports_personal_models
 
 metadata = Base.metadata
 
@@ -26,4 +27,5 @@ __all__ = [
     "org_models",
     "ratings_models",
     "reports_models",
+    "reports_personal_models",
 ]

@@ -43,6 +43,7 @@ LOGGED_IN = "logged-in"  # any HR user: admin, hr, manager
 RESULTS = "results"  # managers (their own reporting line), hr, admin
 HR = "hr"  # hr and admin
 ADMIN = "admin"  # admin only
+MANAGER = "manager"  # managers only (their own reporting line)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,14 @@ POLICY: dict[tuple[str, str], str | Api] = {
     ("GET", "/rate"): PUBLIC,
     ("POST", "/rate"): PUBLIC,
     ("GET", "/code"): PUBLIC,
+    ("GET", "/my-results/{token}"): PUBLIC,
+    ("GET", "/my-results"): PUBLIC,
+    ("POST", "/my-results/focus"): PUBLIC,
+    ("GET", "/my-results/charts/{name}.png"): PUBLIC,
+    ("POST", "/results/{cycle_id}/employees/{employee_id}/focus"): MANAGER,
+    ("GET", "/results/{cycle_id}/focus"): HR,
+    ("POST", "/cycles/{cycle_id}/personal-results"): HR,
+    ("PUT", "/api/v1/cycles/{cycle_id}/personal-results"): Api("cycles:write"),
     ("POST", "/code"): PUBLIC,
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/static"): PUBLIC,
@@ -307,6 +316,7 @@ def test_every_route_with_every_role(
         RESULTS: {"manager", "hr", "admin"},
         HR: {"hr", "admin"},
         ADMIN: {"admin"},
+        MANAGER: {"manager"},
     }
     for method, path in _ordered(app_routes(app) & set(POLICY)):
         policy = POLICY[(method, path)]

@@ -70,6 +70,10 @@ class Cycle(Base):
     # the check tells at start-up whether SECRET_KEY is still the one that sealed it.
     pool_salt: Mapped[bytes | None] = mapped_column(LargeBinary(16))
     pool_key_check: Mapped[bytes | None] = mapped_column(LargeBinary(16))
+    # After close, each supplier who reached k gets a private link to their own results
+    # (see app.reports.personal); HR can switch it off per cycle until they are sent.
+    send_personal_results: Mapped[bool] = mapped_column(Boolean, default=True)
+    personal_results_sent_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class CycleCompetency(Base):
