@@ -15,7 +15,10 @@ from sqlalchemy import exists, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.auth import service as auth_service
+from app.auth.models import Role, User
 from app.config import Settings, get_settings
+from app.cycles import rhythm as cycles_rhythm
 from app.cycles import service as cycles_service
 from app.cycles.models import Cycle, CycleState
 from app.db import large_sqlite_cache, make_sessionmaker, utcnow, writer_session
@@ -334,6 +337,33 @@ def reminders_job(settings: Settings, engine: Engine, factory: sessionmaker[Sess
             log.info("cycle %s: %d reminders queued", cycle_id, queued)
 
 
+def rhythm_job(settings: Settings, engine: Engine, factory: sessionmaker[Session]) -> None:
+    """The quarterly rhythm: create the next cycle when due, launch automatic ones."""
+    with writer_session(factory) as session, session.begin():
+        hr = [
+            (email, name)
+            for email, name in session.execute(
+                select(User.email, User.full_name)
+                .where(User.active.is_(True), User.role == Role.hr)
+                .order_by(User.id)
+            )
+        ]
+        for event in cycles_rhythm.run_rhythm(session, settings=settings, hr_recipients=hr):
+            detail = event.detail
+            if event.action == "launch":
+                cycle = cycles_service.get_cycle(session, cycle_id=event.cycle_id)
+                detail = cycles_service.launch_audit_detail(session, cycle=cycle, settings=settings)
+            auth_service.record_audit(
+                session,
+                actor=cycles_rhythm.ACTOR,
+                action=event.action,
+                entity="cycle",
+                entity_id=event.cycle_id,
+                detail=detail,
+            )
+            log.info("quarterly rhythm: %s cycle %s", event.action, event.cycle_id)
+
+
 def personal_results_job(
     settings: Settings, engine: Engine, factory: sessionmaker[Session]
 ) -> None:
@@ -351,6 +381,7 @@ def personal_results_job(
 def scheduled_jobs() -> list[tuple[str, Callable[[Settings, Engine, sessionmaker[Session]], None]]]:
     """The worker's jobs above the mail domain, in the order each pass runs them."""
     return [
+        ("run the quarterly rhythm", rhythm_job),
         ("close due cycles", close_due_cycles_job),
         ("vacuum closed cycles", vacuum_closed_cycles_job),
         ("purge closed cycles' mail", purge_closed_cycles_mail_job),

@@ -24,6 +24,8 @@ from app.config import Settings, get_settings
 from app.cycles import api as cycles_api
 from app.cycles import letter_pages as cycles_letter_pages
 from app.cycles import pages as cycles_pages
+from app.cycles import rhythm_api as cycles_rhythm_api
+from app.cycles import rhythm_pages as cycles_rhythm_pages
 from app.db import make_engine, make_sessionmaker
 from app.errors import (
     document_problems,
@@ -206,6 +208,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         cycles_api.router,
         reports_api.router,
         reports_personal_api.router,
+        cycles_rhythm_api.router,
         auth_api.router,
     )
     # A key in the URL is refused by the auth check itself, with its own 401.
@@ -220,6 +223,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         matrix_pages.router,
         cycles_pages.router,
         cycles_letter_pages.router,
+        cycles_rhythm_pages.router,
         ratings_pages.router,
         ratings_codes.router,
         reports_pages.router,

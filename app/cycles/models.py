@@ -74,6 +74,11 @@ class Cycle(Base):
     # (see app.reports.personal); HR can switch it off per cycle until they are sent.
     send_personal_results: Mapped[bool] = mapped_column(Boolean, default=True)
     personal_results_sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Launched by the worker at opens_at (the quarterly rhythm) unless HR pauses it.
+    auto_launch: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Reminder days counted from the opening (the rhythm's), instead of
+    # REMINDER_DAYS_BEFORE_CLOSE; NULL for cycles HR made by hand.
+    reminder_days_after_open: Mapped[list[int] | None] = mapped_column(JSON)
 
 
 class CycleCompetency(Base):
@@ -203,3 +208,24 @@ class CycleResponse(Base):
     department_id: Mapped[int | None] = mapped_column(Integer)
     invited: Mapped[int] = mapped_column(Integer)
     responded: Mapped[int] = mapped_column(Integer)
+
+
+class CycleRhythm(Base):
+    """The organisation's quarterly rhythm (one row), edited by HR.
+
+    With it enabled the worker creates each quarter's cycle ``prepare_days`` before it
+    opens (and asks HR to review the matrix), launches it at its opening unless HR
+    paused it, reminds on the given days and closes it after ``open_days``.
+    """
+
+    __tablename__ = "cycle_rhythm"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, default=1)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    opens_days_before_quarter_end: Mapped[int] = mapped_column(Integer, default=14)
+    open_days: Mapped[int] = mapped_column(Integer, default=10)
+    reminder_days: Mapped[list[int]] = mapped_column(JSON, default=lambda: [7, 9])
+    prepare_days: Mapped[int] = mapped_column(Integer, default=14)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(320), default="")

@@ -975,16 +975,22 @@ def cycle_progress(session: Session, *, cycle_id: int, min_invited: int) -> Cycl
 
 
 def scheduled_reminder_date(cycle: Cycle, settings: Settings, *, today: date) -> date | None:
-    """The latest reminder date that has come (``REMINDER_DAYS_BEFORE_CLOSE``), if any.
+    """The latest reminder date that has come (``REMINDER_DAYS_BEFORE_CLOSE``, or the
+    cycle's own days after opening), if any.
 
     Dates on or before the launch day are skipped: the invitation has just gone out.
     """
     launched_on = (cycle.launched_at or cycle.opens_at).date()
-    dates = [
-        cycle.closes_at.date() - timedelta(days=days)
-        for days in settings.reminder_days_before_close
-        if days > 0
-    ]
+    if cycle.reminder_days_after_open:
+        # The quarterly rhythm's days, counted from the opening ("day 7 and day 9").
+        opened_on = cycle.opens_at.date()
+        dates = [opened_on + timedelta(days=days) for days in cycle.reminder_days_after_open]
+    else:
+        dates = [
+            cycle.closes_at.date() - timedelta(days=days)
+            for days in settings.reminder_days_before_close
+            if days > 0
+        ]
     due = [d for d in dates if launched_on < d <= today]
     return max(due) if due else None
 

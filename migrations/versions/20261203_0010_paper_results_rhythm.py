@@ -8,6 +8,8 @@
   after close, each supplier who reached k gets a private link to their own results.
 * ``focus_plan`` / ``focus_area``: the competencies a person and their manager agree
   to work on after a cycle.
+* ``cycle_rhythm`` (one row) and ``cycle.auto_launch`` / ``reminder_days_after_open``:
+  the quarterly rhythm the worker runs on its own.
 
 Revision ID: 0010
 Revises: 0005
@@ -26,7 +28,7 @@ depends_on: str | Sequence[str] | None = None
 # Going down loses who is on the paper channel and the codes of printed letters.
 downgrade_drops = (
     "the paper-channel flags, the codes of printed letters, the personal results links "
-    "and the agreed focus areas"
+    "and the agreed focus areas, and the quarterly rhythm"
 )
 
 
@@ -48,6 +50,23 @@ def upgrade() -> None:
             )
         )
         batch.add_column(sa.Column("personal_results_sent_at", sa.DateTime(), nullable=True))
+        batch.add_column(
+            sa.Column("auto_launch", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
+        batch.add_column(sa.Column("reminder_days_after_open", sa.JSON(), nullable=True))
+    op.create_table(
+        "cycle_rhythm",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("enabled", sa.Boolean(), nullable=False),
+        sa.Column("opens_days_before_quarter_end", sa.Integer(), nullable=False),
+        sa.Column("open_days", sa.Integer(), nullable=False),
+        sa.Column("reminder_days", sa.JSON(), nullable=False),
+        sa.Column("prepare_days", sa.Integer(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(), nullable=False),
+        sa.Column("updated_by", sa.String(length=320), nullable=False),
+        sa.CheckConstraint("id = 1", name=op.f("ck_cycle_rhythm_single_row")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_cycle_rhythm")),
+    )
     # Cycles closed before this revision are not mailed now, months later.
     op.execute("UPDATE cycle SET personal_results_sent_at = closed_at WHERE state = 'closed'")
     op.create_table(
@@ -121,6 +140,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("cycle_rhythm")
     op.drop_table("focus_area")
     op.drop_index(op.f("ix_focus_plan_employee_id"), table_name="focus_plan")
     op.drop_index(op.f("ix_focus_plan_cycle_id"), table_name="focus_plan")
@@ -128,6 +148,8 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_results_link_cycle_id"), table_name="results_link")
     op.drop_table("results_link")
     with op.batch_alter_table("cycle") as batch:
+        batch.drop_column("reminder_days_after_open")
+        batch.drop_column("auto_launch")
         batch.drop_column("personal_results_sent_at")
         batch.drop_column("send_personal_results")
     with op.batch_alter_table("invitation") as batch:
