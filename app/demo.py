@@ -20,6 +20,7 @@ def seed_demo(session: Session, settings: Settings, *, only_if_empty: bool = Tru
     credentials += seed_accounts(session)
     seed_past_cycles(session, settings)
     seed_open_cycle(session, settings)
+    seed_rhythm(session)
     write_demo_credentials(settings, credentials)
     return True
 
@@ -374,6 +375,13 @@ def seed_open_cycle(session: Session, settings: Settings) -> None:
         closes_at=now + timedelta(days=21),
     )
     cycles_service.launch_cycle(session, cycle_id=cycle.id, settings=settings)
+
+
+def seed_rhythm(session: Session) -> None:
+    """The quarterly rhythm, on: the dashboard says when the next quarter's cycle comes."""
+    from app.cycles import rhythm
+
+    rhythm.update_rhythm(session, fields=rhythm.RhythmFields(enabled=True), actor="demo")
 
 
 def _credentials_path(settings: Settings) -> str:
