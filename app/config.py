@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     login_max_failures: int = 5
     login_lockout_minutes: int = 15
     bad_token_limit_per_minute: int = 10
+    # The paper channel (printed letters with one-time codes, see app.cycles.paper).
+    bad_code_limit_per_minute: int = Field(default=10, ge=1)
+    kiosk_session_minutes: int = Field(default=15, ge=1, le=240)
+    paper_raters_count_toward_k: bool = True
+    # How long the private link to one's own results works after it is emailed.
+    personal_results_link_days: int = Field(default=90, ge=1, le=3650)
     max_request_bytes: int = 10 * 1024 * 1024
 
     # Uploads (CSV, JSON, XLSX imports): each limit is refused with a 4xx naming it.

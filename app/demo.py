@@ -20,6 +20,7 @@ def seed_demo(session: Session, settings: Settings, *, only_if_empty: bool = Tru
     credentials += seed_accounts(session)
     seed_past_cycles(session, settings)
     seed_open_cycle(session, settings)
+    seed_rhythm(session)
     write_demo_credentials(settings, credentials)
     return True
 
@@ -80,6 +81,8 @@ DEMO_EMPLOYEES = [
     ("E072", "Samuel Adeyemi", "TECH-APPS", "E040", "en"),
     ("E073", "Yuki Sato", "TECH-PLAT", "E030", "en"),
 ]
+# The warehouse floor has no mailboxes: these get printed letters (the paper channel).
+DEMO_PAPER_CHANNEL = {"E011", "E012", "E013", "E070"}
 # Who serves whom, by team: a team's internal customers mostly sit in these teams.
 DEMO_SERVES = {
     "OPS-LOG": ["OPS-CS", "PEOPLE-FIN"],
@@ -121,6 +124,7 @@ def seed_org(session: Session) -> None:
             department_external_id=dept,
             manager_external_id=manager,
             language=language,
+            paper_channel=external_id in DEMO_PAPER_CHANNEL,
         )
     org_service.seed_default_competencies(session)
 
@@ -371,6 +375,13 @@ def seed_open_cycle(session: Session, settings: Settings) -> None:
         closes_at=now + timedelta(days=21),
     )
     cycles_service.launch_cycle(session, cycle_id=cycle.id, settings=settings)
+
+
+def seed_rhythm(session: Session) -> None:
+    """The quarterly rhythm, on: the dashboard says when the next quarter's cycle comes."""
+    from app.cycles import rhythm
+
+    rhythm.update_rhythm(session, fields=rhythm.RhythmFields(enabled=True), actor="demo")
 
 
 def _credentials_path(settings: Settings) -> str:

@@ -16,7 +16,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.auth import service as auth_service
+from app.auth.models import Role, User
 from app.config import Settings, get_settings
+from app.cycles import rhythm as cycles_rhythm
 from app.cycles import service as cycles_service
 from app.cycles.models import CloseJob, CloseJobState, Cycle, CycleState
 from app.db import (
@@ -30,6 +33,7 @@ from app.errors import Conflict, DomainError
 from app.mail import service as mail_service
 from app.privacy import service as privacy_service
 from app.ratings import service as ratings_service
+from app.reports import personal as reports_personal
 from app.reports import service as reports_service
 from app.reports import webhook as reports_webhook
 
@@ -449,9 +453,51 @@ def reminders_job(settings: Settings, engine: Engine, factory: sessionmaker[Sess
             log.info("cycle %s: %d reminders queued", cycle_id, queued)
 
 
+def rhythm_job(settings: Settings, engine: Engine, factory: sessionmaker[Session]) -> None:
+    """The quarterly rhythm: create the next cycle when due, launch automatic ones."""
+    with writer_session(factory) as session, session.begin():
+        hr = [
+            (email, name)
+            for email, name in session.execute(
+                select(User.email, User.full_name)
+                .where(User.active.is_(True), User.role == Role.hr)
+                .order_by(User.id)
+            )
+        ]
+        for event in cycles_rhythm.run_rhythm(session, settings=settings, hr_recipients=hr):
+            detail = event.detail
+            if event.action == "launch":
+                cycle = cycles_service.get_cycle(session, cycle_id=event.cycle_id)
+                detail = cycles_service.launch_audit_detail(session, cycle=cycle, settings=settings)
+            auth_service.record_audit(
+                session,
+                actor=cycles_rhythm.ACTOR,
+                action=event.action,
+                entity="cycle",
+                entity_id=event.cycle_id,
+                detail=detail,
+            )
+            log.info("quarterly rhythm: %s cycle %s", event.action, event.cycle_id)
+
+
+def personal_results_job(
+    settings: Settings, engine: Engine, factory: sessionmaker[Session]
+) -> None:
+    """Email each supplier of a newly closed cycle a link to their own results."""
+    with factory() as session:
+        due = reports_personal.cycles_to_mail(session)
+    for cycle_id in due:
+        with writer_session(factory) as session, session.begin():
+            queued = reports_personal.send_personal_results(
+                session, cycle_id=cycle_id, settings=settings
+            )
+        log.info("cycle %s: %d personal results emails queued", cycle_id, queued)
+
+
 def scheduled_jobs() -> list[tuple[str, Callable[[Settings, Engine, sessionmaker[Session]], None]]]:
     """The worker's jobs above the mail domain, in the order each pass runs them."""
     return [
+        ("run the quarterly rhythm", rhythm_job),
         ("close due cycles", close_due_cycles_job),
         ("run close jobs", close_jobs_job),
         ("vacuum closed cycles", vacuum_closed_cycles_job),
@@ -459,4 +505,5 @@ def scheduled_jobs() -> list[tuple[str, Callable[[Settings, Engine, sessionmaker
         ("send reminders", reminders_job),
         ("deliver results webhooks", reports_webhook.deliver_webhooks_job),
         ("apply retention periods", privacy_service.retention_job),
+        ("send personal results", personal_results_job),
     ]

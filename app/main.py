@@ -23,7 +23,10 @@ from app.auth import sso_pages
 from app.auth.deps import QUERY_KEY_PARAMS, LoginRequired
 from app.config import Settings, get_settings
 from app.cycles import api as cycles_api
+from app.cycles import letter_pages as cycles_letter_pages
 from app.cycles import pages as cycles_pages
+from app.cycles import rhythm_api as cycles_rhythm_api
+from app.cycles import rhythm_pages as cycles_rhythm_pages
 from app.db import make_engine, make_sessionmaker
 from app.errors import (
     document_problems,
@@ -38,11 +41,14 @@ from app.matrix import pages as matrix_pages
 from app.org import api as org_api
 from app.org import pages as org_pages
 from app.privacy import api as privacy_api
+from app.ratings import codes as ratings_codes
 from app.ratings import pages as ratings_pages
 from app.redaction import redact_path
 from app.reports import api as reports_api
 from app.reports import pages as reports_pages
 from app.scim import api as scim_api
+from app.reports import personal_api as reports_personal_api
+from app.reports import personal_pages as reports_personal_pages
 from app.web import strict_form
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -204,6 +210,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         matrix_api.router,
         cycles_api.router,
         reports_api.router,
+        reports_personal_api.router,
+        cycles_rhythm_api.router,
         auth_api.router,
         privacy_api.router,
     )
@@ -221,8 +229,12 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         org_pages.router,
         matrix_pages.router,
         cycles_pages.router,
+        cycles_letter_pages.router,
+        cycles_rhythm_pages.router,
         ratings_pages.router,
+        ratings_codes.router,
         reports_pages.router,
+        reports_personal_pages.router,
         mail_pages.router,
     ):
         app.include_router(router, dependencies=[Depends(strict_form), refuse_password_login])

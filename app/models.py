@@ -15,6 +15,7 @@ from app.org import models as org_models
 from app.ratings import models as ratings_models
 from app.reports import models as reports_models
 from app.scim import models as scim_models
+from app.reports import personal_models as reports_personal_models
 
 metadata = Base.metadata
 
@@ -28,4 +29,5 @@ __all__ = [
     "ratings_models",
     "reports_models",
     "scim_models",
+    "reports_personal_models",
 ]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 
-# Private rating links carry their token in the path; it must never reach a log line.
-_TOKEN_PATH = re.compile(r"^/r/[^/]+")
+# Private rating and results links carry their token in the path; it must never reach
+# a log line.
+_TOKEN_PATH = re.compile(r"^/(r|my-results)/(?!focus$|charts/)[^/]+")
 
 
 def redact_path(path: str) -> str:
-    return _TOKEN_PATH.sub("/r/[redacted]", path)
+    return _TOKEN_PATH.sub(r"/\1/[redacted]", path)

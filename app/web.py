@@ -24,6 +24,9 @@ NOTICES: dict[str, str] = {
     "created": "Created.",
     "deactivated": "Deactivated.",
     "reactivated": "Reactivated.",
+    "paper_on": "Paper channel on: from the next launch this person gets a printed letter "
+    "with a one-time code instead of an email.",
+    "paper_off": "Paper channel off: from the next launch this person gets an email.",
     "revoked": "The API key was revoked.",
     "link-added": "Customer added.",
     "link-removed": "Customer removed.",

@@ -43,6 +43,7 @@ LOGGED_IN = "logged-in"  # any HR user: admin, hr, manager
 RESULTS = "results"  # managers (their own reporting line), hr, admin
 HR = "hr"  # hr and admin
 ADMIN = "admin"  # admin only
+MANAGER = "manager"  # managers only (their own reporting line)
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,22 @@ POLICY: dict[tuple[str, str], str | Api] = {
     ("GET", "/r/{token}"): PUBLIC,
     ("GET", "/rate"): PUBLIC,
     ("POST", "/rate"): PUBLIC,
+    ("GET", "/code"): PUBLIC,
+    ("GET", "/my-results/{token}"): PUBLIC,
+    ("GET", "/my-results"): PUBLIC,
+    ("POST", "/my-results/focus"): PUBLIC,
+    ("GET", "/my-results/charts/{name}.png"): PUBLIC,
+    ("POST", "/results/{cycle_id}/employees/{employee_id}/focus"): MANAGER,
+    ("GET", "/results/{cycle_id}/focus"): HR,
+    ("POST", "/cycles/{cycle_id}/personal-results"): HR,
+    ("PUT", "/api/v1/cycles/{cycle_id}/personal-results"): Api("cycles:write"),
+    ("GET", "/rhythm"): HR,
+    ("POST", "/rhythm"): HR,
+    ("POST", "/cycles/{cycle_id}/auto-launch"): HR,
+    ("GET", "/api/v1/rhythm"): Api("cycles:read"),
+    ("PUT", "/api/v1/rhythm"): Api("cycles:write"),
+    ("PUT", "/api/v1/cycles/{cycle_id}/auto-launch"): Api("cycles:write"),
+    ("POST", "/code"): PUBLIC,
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/static"): PUBLIC,
     ("GET", "/api/openapi.json"): PUBLIC,
@@ -85,6 +102,7 @@ POLICY: dict[tuple[str, str], str | Api] = {
     ("GET", "/org/employees"): HR,
     ("GET", "/org/employees/{employee_id}/deactivate"): HR,
     ("POST", "/org/employees/{employee_id}/deactivate"): HR,
+    ("POST", "/org/employees/{employee_id}/paper-channel"): HR,
     ("POST", "/org/employees/{employee_id}/reactivate"): HR,
     ("GET", "/org/competencies"): HR,
     ("GET", "/org/competencies/new"): HR,
@@ -110,6 +128,8 @@ POLICY: dict[tuple[str, str], str | Api] = {
     ("GET", "/cycles/{cycle_id}/launch"): HR,
     ("POST", "/cycles/{cycle_id}/launch"): HR,
     ("POST", "/cycles/{cycle_id}/remind"): HR,
+    ("GET", "/cycles/{cycle_id}/letters"): HR,
+    ("POST", "/cycles/{cycle_id}/letters/{department}"): HR,
     ("GET", "/cycles/{cycle_id}/close"): HR,
     ("POST", "/cycles/{cycle_id}/close"): HR,
     ("GET", "/outbox"): HR,
@@ -318,6 +338,7 @@ def test_every_route_with_every_role(
         RESULTS: {"manager", "hr", "admin"},
         HR: {"hr", "admin"},
         ADMIN: {"admin"},
+        MANAGER: {"manager"},
     }
     for method, path in _ordered(app_routes(app) & set(POLICY)):
         policy = POLICY[(method, path)]

@@ -70,6 +70,15 @@ class Cycle(Base):
     # the check tells at start-up whether SECRET_KEY is still the one that sealed it.
     pool_salt: Mapped[bytes | None] = mapped_column(LargeBinary(16))
     pool_key_check: Mapped[bytes | None] = mapped_column(LargeBinary(16))
+    # After close, each supplier who reached k gets a private link to their own results
+    # (see app.reports.personal); HR can switch it off per cycle until they are sent.
+    send_personal_results: Mapped[bool] = mapped_column(Boolean, default=True)
+    personal_results_sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Launched by the worker at opens_at (the quarterly rhythm) unless HR pauses it.
+    auto_launch: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Reminder days counted from the opening (the rhythm's), instead of
+    # REMINDER_DAYS_BEFORE_CLOSE; NULL for cycles HR made by hand.
+    reminder_days_after_open: Mapped[list[int] | None] = mapped_column(JSON)
 
 
 class CycleCompetency(Base):
@@ -176,6 +185,11 @@ class Invitation(Base):
     # the original link; it carries a second one and both keep working until close.
     reminder_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     used: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A paper-channel customer: no email; HR prints a letter with a one-time code, whose
+    # keyed hash (HMAC under SECRET_KEY, see app.cycles.paper) is kept here. Printing
+    # again replaces it, so only the newest letter works. Erased at close with the row.
+    by_paper: Mapped[bool] = mapped_column(Boolean, default=False)
+    code_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     # Erased at close too: "not yet answered on that date" is a hint about when they did.
     last_reminded_on: Mapped[date | None] = mapped_column(Date)
 
@@ -232,3 +246,22 @@ class CloseJob(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     # A worker's lease while it runs the job; if the worker dies, another takes it over.
     locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+class CycleRhythm(Base):
+    """The organisation's quarterly rhythm (one row), edited by HR.
+
+    With it enabled the worker creates each quarter's cycle ``prepare_days`` before it
+    opens (and asks HR to review the matrix), launches it at its opening unless HR
+    paused it, reminds on the given days and closes it after ``open_days``.
+    """
+
+    __tablename__ = "cycle_rhythm"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, default=1)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    opens_days_before_quarter_end: Mapped[int] = mapped_column(Integer, default=14)
+    open_days: Mapped[int] = mapped_column(Integer, default=10)
+    reminder_days: Mapped[list[int]] = mapped_column(JSON, default=lambda: [7, 9])
+    prepare_days: Mapped[int] = mapped_column(Integer, default=14)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(320), default="")

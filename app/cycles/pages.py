@@ -17,6 +17,7 @@ from starlette.responses import Response
 from app.auth import service as auth_service
 from app.auth.deps import CsrfProtect, CurrentPrincipal, HrOnly, SettingsDep
 from app.auth.models import Role
+from app.cycles import rhythm
 from app.cycles import service as cycles_service
 from app.cycles.models import CloseJobState, Cycle, CycleState
 from app.db import SessionDep, utcnow
@@ -57,7 +58,12 @@ def dashboard(request: Request, session: SessionDep, principal: CurrentPrincipal
     return page(
         request,
         "hr/dashboard.html",
-        {"stats": stats, "cycles": cycles, "counts": counts},
+        {
+            "stats": stats,
+            "cycles": cycles,
+            "counts": counts,
+            "next_step": rhythm.next_step(session, settings=request.app.state.settings),
+        },
     )
 
 

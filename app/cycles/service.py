@@ -253,10 +253,17 @@ def launch_cycle(
             Employee.email,
             Employee.full_name,
             Employee.language,
+            Employee.paper_channel,
         )
         .join(Employee, Employee.id == CyclePair.customer_id)
         .where(CyclePair.cycle_id == cycle.id)
-        .group_by(CyclePair.customer_id, Employee.email, Employee.full_name, Employee.language)
+        .group_by(
+            CyclePair.customer_id,
+            Employee.email,
+            Employee.full_name,
+            Employee.language,
+            Employee.paper_channel,
+        )
         .order_by(CyclePair.customer_id)
     ).all()
     if not customers:
@@ -320,13 +327,17 @@ def launch_cycle(
     invitations: list[dict[str, Any]] = []
     messages: list[dict[str, Any]] = []
     renderer = _EmailRenderer(cycle, kind="invitation")
-    for customer_id, supplier_count, email, full_name, language in customers:
+    for customer_id, supplier_count, email, full_name, language, paper in customers:
+        if paper:
+            invitations.append(paper_invitation(cycle_id=cycle.id, customer_id=customer_id))
+            continue
         token = new_link_token()
         invitations.append(
             {
                 "cycle_id": cycle.id,
                 "customer_id": customer_id,
                 "token_hash": hash_link_token(token),
+                "by_paper": False,
                 "used": False,
             }
         )
@@ -356,6 +367,18 @@ def launch_cycle(
     return cycle
 
 
+def paper_invitation(*, cycle_id: int, customer_id: int) -> dict[str, Any]:
+    """A paper-channel customer's invitation: no link and no email; the code comes
+    when HR prints the department's letters (see ``app.cycles.paper``)."""
+    return {
+        "cycle_id": cycle_id,
+        "customer_id": customer_id,
+        "token_hash": None,
+        "by_paper": True,
+        "used": False,
+    }
+
+
 def pool_key(secret_key: str, cycle: Cycle) -> bytes:
     """The key that seals the cycle's pending submissions (HKDF of SECRET_KEY + salt)."""
     return crypto.derive_key(secret_key, f"ballot-pool/cycle:{cycle.id}", salt=cycle.pool_salt)
@@ -366,6 +389,7 @@ def pool_key(secret_key: str, cycle: Cycle) -> bytes:
 NOT_COUNTING_NEW = "new"
 NOT_COUNTING_EMAIL_CHANGED = "email_changed"
 NOT_COUNTING_EMAIL_DOMAIN = "email_domain"
+NOT_COUNTING_PAPER = "paper"
 
 
 @dataclass(frozen=True)
@@ -382,6 +406,7 @@ def rater_eligibility(
     launch_at: datetime,
     first_launch_at: datetime | None,
     settings: Settings,
+    paper: bool = False,
 ) -> RaterEligibility:
     """Whether a customer counts toward their suppliers' k at a launch, and why not.
 
@@ -390,10 +415,14 @@ def rater_eligibility(
     A record, or an address, younger than ``ANONYMITY_RATER_MIN_AGE_DAYS`` at launch
     does not count, unless it was there before the organisation's first launch (so a
     new customer's first quarter is not withheld); nor does an address outside
-    ``ALLOWED_EMAIL_DOMAINS`` when that is set.
+    ``ALLOWED_EMAIL_DOMAINS`` when that is set. A paper-channel rater's code passes
+    through HR's hands, so they count only if ``PAPER_RATERS_COUNT_TOWARD_K``; their
+    address is never written to, so its domain does not matter.
     """
+    if paper and not settings.paper_raters_count_toward_k:
+        return RaterEligibility(False, NOT_COUNTING_PAPER)
     domains = settings.allowed_email_domains
-    if domains and email.rsplit("@", 1)[-1].lower() not in domains:
+    if domains and not paper and email.rsplit("@", 1)[-1].lower() not in domains:
         return RaterEligibility(False, NOT_COUNTING_EMAIL_DOMAIN)
     cutoff = launch_at - timedelta(days=settings.anonymity_rater_min_age_days)
     if first_launch_at is not None and first_launch_at > cutoff:
@@ -420,9 +449,13 @@ def _raters_who_do_not_count(
     count toward k if a cycle launched at ``now``."""
     first = _first_launch_at(session, now=now)
     rows = session.execute(
-        select(Employee.id, Employee.email, Employee.created_at, Employee.email_changed_at).where(
-            Employee.id.in_(employees)
-        )
+        select(
+            Employee.id,
+            Employee.email,
+            Employee.created_at,
+            Employee.email_changed_at,
+            Employee.paper_channel,
+        ).where(Employee.id.in_(employees))
     ).all()
     verdicts = {
         employee_id: rater_eligibility(
@@ -432,8 +465,9 @@ def _raters_who_do_not_count(
             launch_at=now,
             first_launch_at=first,
             settings=settings,
+            paper=paper,
         )
-        for employee_id, email, created_at, changed_at in rows
+        for employee_id, email, created_at, changed_at, paper in rows
     }
     return {e: v for e, v in verdicts.items() if not v.counts}
 
@@ -635,6 +669,7 @@ REASON_TEXT = {
     NOT_COUNTING_NEW: "record younger than the minimum age",
     NOT_COUNTING_EMAIL_CHANGED: "email changed within the minimum age",
     NOT_COUNTING_EMAIL_DOMAIN: "email outside the allowed domains",
+    NOT_COUNTING_PAPER: "paper channel (PAPER_RATERS_COUNT_TOWARD_K is off)",
 }
 
 
@@ -942,16 +977,22 @@ def cycle_progress(session: Session, *, cycle_id: int, min_invited: int) -> Cycl
 
 
 def scheduled_reminder_date(cycle: Cycle, settings: Settings, *, today: date) -> date | None:
-    """The latest reminder date that has come (``REMINDER_DAYS_BEFORE_CLOSE``), if any.
+    """The latest reminder date that has come (``REMINDER_DAYS_BEFORE_CLOSE``, or the
+    cycle's own days after opening), if any.
 
     Dates on or before the launch day are skipped: the invitation has just gone out.
     """
     launched_on = (cycle.launched_at or cycle.opens_at).date()
-    dates = [
-        cycle.closes_at.date() - timedelta(days=days)
-        for days in settings.reminder_days_before_close
-        if days > 0
-    ]
+    if cycle.reminder_days_after_open:
+        # The quarterly rhythm's days, counted from the opening ("day 7 and day 9").
+        opened_on = cycle.opens_at.date()
+        dates = [opened_on + timedelta(days=days) for days in cycle.reminder_days_after_open]
+    else:
+        dates = [
+            cycle.closes_at.date() - timedelta(days=days)
+            for days in settings.reminder_days_before_close
+            if days > 0
+        ]
     due = [d for d in dates if launched_on < d <= today]
     return max(due) if due else None
 
@@ -976,6 +1017,7 @@ def _remind(
         .where(
             Invitation.cycle_id == cycle.id,
             Invitation.used.is_(False),
+            Invitation.by_paper.is_(False),
             Invitation.token_hash.is_not(None),
             or_(
                 Invitation.last_reminded_on.is_(None),

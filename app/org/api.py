@@ -198,7 +198,9 @@ def get_department(external_id: ExternalIdPath, session: SessionDep) -> Departme
     "body twice changes nothing. 201 when created, 200 otherwise. The email is unique "
     "regardless of case (409); department and manager must exist (422); nobody manages "
     "themselves (422) or loops round a reporting line (409). `active: false` deactivates "
-    "and removes the employee from the live matrix.",
+    "and removes the employee from the live matrix. `paper_channel: true` puts them on "
+    "the paper channel (no email; a printed letter with a one-time code); omitted, it "
+    "keeps its value.",
     responses={201: {"description": "Created", "model": EmployeeRead}, **problems(409, 422)},
 )
 def put_employee(
@@ -210,6 +212,9 @@ def put_employee(
     key: ApiKeyDep,
 ) -> EmployeeRead:
     email_before = session.scalar(select(Employee.email).where(Employee.external_id == external_id))
+    paper_before = session.scalar(
+        select(Employee.paper_channel).where(Employee.external_id == external_id)
+    )
     emp, outcome = org_service.upsert_employee(
         session,
         external_id=external_id,
@@ -219,6 +224,7 @@ def put_employee(
         manager_external_id=body.manager_external_id,
         language=body.language,
         active=body.active,
+        paper_channel=body.paper_channel,
     )
     upsert_status(response, request, outcome)
     if outcome == org_service.Outcome.created or emp.email != email_before:
@@ -232,6 +238,15 @@ def put_employee(
             entity="employee",
             entity_id=external_id,
             detail=emp.email,
+        )
+    if outcome != org_service.Outcome.created and emp.paper_channel != paper_before:
+        # Who gets a printed letter (whose code passes through HR) instead of an email.
+        auth_service.record_audit(
+            session,
+            actor=f"api-key:{key.name}",
+            action="paper channel on" if emp.paper_channel else "paper channel off",
+            entity="employee",
+            entity_id=external_id,
         )
     session.refresh(emp, ["department", "manager"])
     return EmployeeRead.of(emp)

@@ -44,6 +44,7 @@ EMPLOYEE_TABLE_COLUMNS = (
     "manager_id",
     "language",
     "active",
+    "paper_channel",
     "created_at",
     "updated_at",
 )
@@ -404,6 +405,8 @@ class _EmployeeRow:
     manager_external_id: str | None
     language: str
     active: bool
+    # None in the file: keep the stored value (resolved by plan_employee_import).
+    paper_channel: bool | None
 
 
 @dataclass
@@ -466,6 +469,7 @@ def _check_employee_row(
         manager_external_id=row.manager_external_id,
         language=row.language,
         active=row.active,
+        paper_channel=row.paper_channel,
     )
 
 
@@ -480,6 +484,7 @@ def _employee_values(row: _EmployeeRow, ids: Mapping[str, int]) -> tuple[Any, ..
         ids.get(row.manager_external_id or ""),
         row.language,
         row.active,
+        bool(row.paper_channel),
     )
 
 
@@ -487,13 +492,14 @@ def _employee_changed(
     old: tuple[Any, ...], row: _EmployeeRow, *, ext_by_id: Mapping[int, str]
 ) -> bool:
     """Whether the row differs from the stored employee (a tuple of the plan's ``existing``)."""
-    return (old[1], old[2], old[3], ext_by_id.get(old[4]), old[5], old[6]) != (
+    return (old[1], old[2], old[3], ext_by_id.get(old[4]), old[5], old[6], old[7]) != (
         row.email,
         row.full_name,
         row.department_id,
         row.manager_external_id,
         row.language,
         row.active,
+        row.paper_channel,
     )
 
 
@@ -519,7 +525,8 @@ def plan_employee_import(
         return plan
 
     departments = org_service.department_id_map(session)
-    # external id -> (id, email, full_name, department_id, manager_id, language, active)
+    # external id -> (id, email, full_name, department_id, manager_id, language, active,
+    # paper_channel)
     existing: dict[str, tuple[Any, ...]] = {
         r[0]: tuple(r[1:])
         for r in session.execute(
@@ -532,6 +539,7 @@ def plan_employee_import(
                 Employee.manager_id,
                 Employee.language,
                 Employee.active,
+                Employee.paper_channel,
             )
         )
     }
@@ -581,6 +589,8 @@ def plan_employee_import(
 
     for row in plan.rows:
         old = existing.get(row.external_id)
+        if row.paper_channel is None:
+            row.paper_channel = bool(old[7]) if old is not None else False
         if old is None:
             report.created += 1
             continue

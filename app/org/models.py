@@ -48,6 +48,9 @@ class Employee(Base):
     # When the address last changed (NULL: never since the record was created). A rater
     # counts toward k only if the address they were invited at is old enough.
     email_changed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Paper channel: no email is sent; at launch this person's invitation waits for HR
+    # to print a letter with a one-time code (see app.cycles.paper).
+    paper_channel: Mapped[bool] = mapped_column(Boolean, default=False)
 
     department: Mapped[Department | None] = relationship()
     manager: Mapped[Employee | None] = relationship(remote_side=[id])

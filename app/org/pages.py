@@ -225,6 +225,28 @@ def employee_reactivate(
     return see_other(_local_back(back), notice="reactivated")
 
 
+@router.post("/org/employees/{employee_id}/paper-channel", dependencies=[CsrfProtect])
+def employee_paper_channel(
+    request: Request,
+    session: SessionDep,
+    employee_id: RowId,
+    on: Annotated[bool, Form()],
+    back: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    """No email, a printed letter instead (or back to email), from the next launch."""
+    employee = _employee(session, employee_id)
+    if org_service.set_paper_channel(session, external_id=employee.external_id, on=on):
+        _audit(
+            request,
+            session,
+            "paper channel on" if on else "paper channel off",
+            "employee",
+            employee.external_id,
+            employee.full_name,
+        )
+    return see_other(_local_back(back), notice="paper_on" if on else "paper_off")
+
+
 # --- competencies ---------------------------------------------------------------------------
 
 

@@ -50,7 +50,8 @@ class DepartmentRead(BaseModel):
 
 class EmployeeUpsert(rows.EmployeeFields):
     """An employee as the HRIS describes them. PUT replaces every field: omitted optional
-    fields take their defaults (no department, no manager, language `en`, active)."""
+    fields take their defaults (no department, no manager, language `en`, active);
+    an omitted `paper_channel` keeps its value."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -62,6 +63,7 @@ class EmployeeUpsert(rows.EmployeeFields):
                     "manager_external_id": "E-1001",
                     "language": "ru",
                     "active": True,
+                    "paper_channel": False,
                 }
             ]
         },
@@ -76,6 +78,9 @@ class EmployeeRead(BaseModel):
     manager_external_id: str | None = Field(examples=["E-1001"])
     language: str = Field(examples=["ru"])
     active: bool
+    paper_channel: bool = Field(
+        description="No email: invitations come as a printed letter with a one-time code."
+    )
     created_at: UtcDatetime
     updated_at: UtcDatetime
 
@@ -89,6 +94,7 @@ class EmployeeRead(BaseModel):
             manager_external_id=emp.manager.external_id if emp.manager else None,
             language=emp.language,
             active=emp.active,
+            paper_channel=emp.paper_channel,
             created_at=emp.created_at,
             updated_at=emp.updated_at,
         )

@@ -281,6 +281,7 @@ def upsert_employee(
     manager_external_id: str | None = None,
     language: str | None = DEFAULT_LANGUAGE,
     active: bool = True,
+    paper_channel: bool | None = None,
 ) -> tuple[Employee, Outcome]:
     """Create or update an employee by external id (a PUT: omitted fields get defaults).
 
@@ -298,6 +299,7 @@ def upsert_employee(
         manager_external_id=manager_external_id,
         language=language,
         active=active,
+        paper_channel=paper_channel,
     )
     external_id, email, full_name = row.external_id, row.email, row.full_name
     language = row.language
@@ -354,6 +356,10 @@ def upsert_employee(
         "manager_id": manager_id,
         "language": language,
         "active": active,
+        # None keeps the stored value (false for a new employee).
+        "paper_channel": bool(row.paper_channel)
+        if row.paper_channel is not None or emp is None
+        else emp.paper_channel,
     }
     if emp is None:
         emp = Employee(external_id=external_id, **values)
@@ -560,6 +566,15 @@ _UPDATABLE_EMPLOYEE_FIELDS = frozenset(
         "active",
     }
 )
+def set_paper_channel(session: Session, *, external_id: str, on: bool) -> bool:
+    """Put an employee on the paper channel (no email, a printed letter) or take them
+    off it; applies from the next launch. True when it changed."""
+    emp = get_employee(session, external_id=external_id)
+    if emp.paper_channel == on:
+        return False
+    emp.paper_channel = on
+    session.flush()
+    return True
 
 
 def reporting_line_ids(session: Session, *, manager_employee_id: int) -> set[int]:

@@ -14,7 +14,7 @@ import logging
 import re
 import time
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 from fastapi import APIRouter, Depends, Request
 from starlette.datastructures import UploadFile
@@ -65,20 +65,32 @@ def _cookie_key(settings: Settings) -> bytes:
     return crypto.derive_key(settings.secret_key, "rating-cookie")
 
 
-def sign_rating_cookie(settings: Settings, invitation_id: int, *, now: float | None = None) -> str:
+class RatingSession(NamedTuple):
+    invitation_id: int
+    # Opened with a paper letter's code, perhaps on a shared kiosk: shorter-lived, no
+    # progress kept in the browser, and the thank-you page leads back to /code.
+    kiosk: bool = False
+
+
+def session_minutes(settings: Settings, *, kiosk: bool) -> int:
+    return settings.kiosk_session_minutes if kiosk else settings.rating_session_minutes
+
+
+def sign_rating_cookie(
+    settings: Settings, invitation_id: int, *, now: float | None = None, kiosk: bool = False
+) -> str:
     """An opaque session value: the invitation and an expiry, encrypted (AES-GCM).
 
     Random-looking and different on every page load, so a cookie seen in a proxy's or
     browser's logs names no invitation; only the server (with SECRET_KEY) reads it.
     """
-    expires = int((now or time.time()) + settings.rating_session_minutes * 60)
-    return crypto.encrypt_text(
-        _cookie_key(settings), f"{invitation_id}.{expires}", context=b"rating-cookie"
-    )
+    expires = int((now or time.time()) + session_minutes(settings, kiosk=kiosk) * 60)
+    payload = f"{invitation_id}.{expires}" + (".0" if kiosk else "")
+    return crypto.encrypt_text(_cookie_key(settings), payload, context=b"rating-cookie")
 
 
-def read_rating_cookie(settings: Settings, value: str | None) -> int | None:
-    """The invitation id in a valid, unexpired cookie; None for anything else."""
+def read_rating_session(settings: Settings, value: str | None) -> RatingSession | None:
+    """The session in a valid, unexpired cookie; None for anything else."""
     if not value or len(value) > 200:
         return None
     try:
@@ -86,11 +98,17 @@ def read_rating_cookie(settings: Settings, value: str | None) -> int | None:
     except crypto.DecryptionFailed:
         return None
     parts = payload.split(".")
-    if len(parts) != 2 or not all(_DIGITS.fullmatch(part) for part in parts):
+    if len(parts) not in (2, 3) or not all(_DIGITS.fullmatch(part) for part in parts):
         return None
     if int(parts[1]) < time.time():
         return None
-    return int(parts[0])
+    return RatingSession(int(parts[0]), kiosk=len(parts) == 3)
+
+
+def read_rating_cookie(settings: Settings, value: str | None) -> int | None:
+    """The invitation id in a valid, unexpired cookie; None for anything else."""
+    found = read_rating_session(settings, value)
+    return found.invitation_id if found else None
 
 
 def form_token(settings: Settings, invitation_id: int) -> str:
@@ -106,11 +124,11 @@ def progress_key(settings: Settings, invitation_id: int) -> str:
     return _mac(settings, "rating-progress", str(invitation_id))[:22]
 
 
-def _set_cookie(response: Response, settings: Settings, value: str) -> None:
+def _set_cookie(response: Response, settings: Settings, value: str, *, kiosk: bool = False) -> None:
     response.set_cookie(
         cookie_name(settings),
         value,
-        max_age=settings.rating_session_minutes * 60,
+        max_age=session_minutes(settings, kiosk=kiosk) * 60,
         httponly=True,
         samesite="lax",
         secure=settings.https,
@@ -222,14 +240,15 @@ def open_link(token: str, request: Request, session: SessionDep, settings: Setti
 
 
 def _form_context(
-    settings: Settings, form: RatingForm, parsed: ParsedForm | None = None
+    settings: Settings, form: RatingForm, parsed: ParsedForm | None = None, *, kiosk: bool = False
 ) -> dict[str, Any]:
     return {
         "form": form,
         "values": parsed.values if parsed else {},
         "errors": parsed.errors if parsed else {},
         "form_token": form_token(settings, form.invitation_id),
-        "progress_key": progress_key(settings, form.invitation_id),
+        # No key, no progress kept in the browser: a kiosk is shared (see rating.js).
+        "progress_key": "" if kiosk else progress_key(settings, form.invitation_id),
         "cant_judge": ratings_service.CANT_JUDGE,
         "score_field": ratings_service.score_field,
         "nps_field": ratings_service.nps_field,
@@ -244,9 +263,10 @@ def _form_context(
 @router.get("/rate")
 def rating_page(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """The customer's personal page: every supplier, every competency."""
-    invitation_id = read_rating_cookie(settings, request.cookies.get(cookie_name(settings)))
-    if invitation_id is None:
+    rating_session = read_rating_session(settings, request.cookies.get(cookie_name(settings)))
+    if rating_session is None:
         return invalid_link_page(request)
+    invitation_id, kiosk = rating_session
     try:
         form = ratings_service.load_rating_form(session, invitation_id=invitation_id)
     except ratings_service.AlreadySubmitted:
@@ -255,9 +275,11 @@ def rating_page(request: Request, session: SessionDep, settings: SettingsDep) ->
         return invalid_link_page(request)
     lang = request_language(request, form.language)
     # A fresh cookie on every view: the session lasts from the last page load.
-    fresh = sign_rating_cookie(settings, invitation_id)
-    response = _page(request, "rating/form.html", _form_context(settings, form), lang=lang)
-    _set_cookie(response, settings, fresh)
+    fresh = sign_rating_cookie(settings, invitation_id, kiosk=kiosk)
+    response = _page(
+        request, "rating/form.html", _form_context(settings, form, kiosk=kiosk), lang=lang
+    )
+    _set_cookie(response, settings, fresh, kiosk=kiosk)
     return response
 
 
@@ -269,9 +291,10 @@ def submit_rating(
     request: Request, session: SessionDep, settings: SettingsDep, data: PostedForm
 ) -> Response:
     """Validate everything, then store the ballots (all or nothing) and say thank you."""
-    invitation_id = read_rating_cookie(settings, request.cookies.get(cookie_name(settings)))
-    if invitation_id is None:
+    rating_session = read_rating_session(settings, request.cookies.get(cookie_name(settings)))
+    if rating_session is None:
         return invalid_link_page(request)
+    invitation_id, kiosk = rating_session
     try:
         form = ratings_service.load_rating_form(session, invitation_id=invitation_id)
     except ratings_service.AlreadySubmitted:
@@ -289,7 +312,7 @@ def submit_rating(
         return _page(
             request,
             "rating/form.html",
-            _form_context(settings, form, parsed),
+            _form_context(settings, form, parsed, kiosk=kiosk),
             lang=lang,
             status_code=422,
         )
@@ -302,11 +325,21 @@ def submit_rating(
         return _submitted_page(request, settings, lang)
     except Invalid:
         return _page(request, "rating/tampered.html", {}, lang=lang, status_code=422)
-    response = _page(
-        request,
-        "rating/thanks.html",
-        {"progress_key": progress_key(settings, invitation_id), "cycle_name": form.cycle_name},
-        lang=lang,
-    )
+    if kiosk:
+        # The next person at a shared kiosk starts from the code page, with no session.
+        response = _page(
+            request,
+            "rating/code_thanks.html",
+            {"cycle_name": form.cycle_name},
+            lang=lang,
+            headers={"Clear-Site-Data": '"cache", "storage"'},
+        )
+    else:
+        response = _page(
+            request,
+            "rating/thanks.html",
+            {"progress_key": progress_key(settings, invitation_id), "cycle_name": form.cycle_name},
+            lang=lang,
+        )
     response.delete_cookie(cookie_name(settings), path="/")
     return response

@@ -21,7 +21,7 @@ from app.db import SessionDep
 from app.errors import Forbidden, NotFound
 from app.fields import RowId, RowIdQuery
 from app.org import service as org_service
-from app.reports import charts, exports, service
+from app.reports import charts, exports, personal, service
 from app.reports.api import CHART_FORMAT_MISSING, chart_response, split_filename
 from app.templating import render
 
@@ -155,6 +155,12 @@ def employee_page(
             "cycle": company.cycle,
             "company": company,
             "employee": employee,
+            "focus": personal.focus_view(
+                session, cycle_id=cycle_id, employee_id=employee_id, result=employee
+            )
+            if ok
+            else None,
+            "can_agree": principal.role == Role.manager,
             "comments": service.comments(session, cycle_id=cycle_id, employee_id=employee_id)
             if ok
             else [],

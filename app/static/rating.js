@@ -16,6 +16,8 @@
 
   var form = document.querySelector("form[data-progress-key]");
   if (!form) { return; }
+  // An empty key: a shared kiosk, where nothing typed may stay in the browser.
+  if (!form.getAttribute("data-progress-key")) { store = null; }
   var key = PREFIX + form.getAttribute("data-progress-key");
   var progress = document.getElementById("rating-progress");
 

@@ -103,6 +103,13 @@ def _flag(default: bool) -> Any:
     return read
 
 
+def _optional_flag(value: Any) -> bool | None:
+    # Absent, null or an empty cell: "keep what is stored".
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return bool(_flag(False)(value))
+
+
 def _indicators_in(value: Any) -> Any:
     # A form's textarea (or a spreadsheet cell) holds one indicator per line.
     if isinstance(value, str):
@@ -170,6 +177,7 @@ Language = Annotated[
     BeforeValidator(_language_in),
 ]
 ActiveFlag = Annotated[bool, BeforeValidator(_flag(True))]
+OptionalFlag = Annotated[bool | None, BeforeValidator(_optional_flag)]
 Indicator = Annotated[
     str,
     Field(min_length=1, max_length=fields.INDICATOR_MAX),
@@ -244,6 +252,12 @@ class EmployeeFields(UploadModel):
     active: ActiveFlag = Field(
         default=True,
         description="False for leavers: they keep their history but leave the live matrix.",
+    )
+    paper_channel: OptionalFlag = Field(
+        default=None,
+        description="True for people without a mailbox: they get no email but a printed "
+        "letter with a one-time code (HR prints it on the cycle's page). Omit (or leave "
+        "the cell empty) to keep the current value; new employees start with false.",
     )
 
 

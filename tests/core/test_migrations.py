@@ -129,6 +129,10 @@ def test_downgrade_that_drops_data_is_refused_unless_forced(fresh_database_url: 
     # Refused before any step ran: still at head, every table there.
     assert set(metadata.tables) <= table_names(fresh_database_url)
     assert schema_diff(fresh_database_url) == []
+    # 0010 would drop who is on the paper channel: refused too.
+    with pytest.raises(DataLossRefused, match="0010 drops the paper-channel flags"):
+        downgrade(fresh_database_url, "0005")
+    downgrade(fresh_database_url, "0005", force=True)
     # Downgrades that keep the data need no force (0005 leaves the competencies).
     downgrade(fresh_database_url, "0004")
     # 0004's would delete the sealed answers of open cycles: refused too.

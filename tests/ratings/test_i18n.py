@@ -23,7 +23,7 @@ def _msgids() -> set[str]:
         ("templates/rating", [("**.html", jinja2)]),
         ("templates/email", [("**.html", jinja2), ("**.txt", jinja2)]),
         ("app/ratings", [("**.py", "python")]),
-        ("app/cycles", [("service.py", "python")]),
+        ("app/cycles", [("service.py", "python"), ("letters.py", "python")]),
     ]
     for folder, method_map in sources:
         for _file, _line, message, _comments, _context in extract_from_dir(

@@ -1,0 +1,333 @@
+"""The quarterly rhythm: cycles that create, launch, remind and close themselves.
+
+HR sets the rhythm once (e.g. open 14 days before each quarter ends, for 10 days,
+reminders on day 7 and 9). The worker then creates each quarter's cycle
+``prepare_days`` before its opening and emails HR to review the matrix, launches it at
+its opening unless HR paused it, and reminds on the rhythm's days; the close at
+``closes_at`` is the worker's usual job. Nobody has to press a button.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from babel.dates import format_date
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, aliased
+
+from app import i18n
+from app.config import Settings
+from app.cycles import service as cycles_service
+from app.cycles.models import Cycle, CycleRhythm, CycleState
+from app.db import utcnow
+from app.errors import Conflict, DomainError
+from app.mail import service as mail_service
+from app.matrix.models import MatrixLink
+from app.org.models import Employee
+from app.templating import render_string
+
+log = logging.getLogger(__name__)
+ACTOR = "quarterly rhythm"
+
+
+class RhythmFields(BaseModel):
+    """The rhythm as HR edits it (the API body and the HR form)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(description="Create, launch and remind on its own.")
+    opens_days_before_quarter_end: int = Field(
+        default=14,
+        ge=0,
+        le=80,
+        description="The cycle opens this many days before its quarter ends.",
+    )
+    open_days: int = Field(default=10, ge=1, le=60, description="It stays open this many days.")
+    reminder_days: list[int] = Field(
+        default_factory=lambda: [7, 9],
+        max_length=5,
+        description="Reminder days, counted from the opening (day 0); each before the close.",
+    )
+    prepare_days: int = Field(
+        default=14,
+        ge=0,
+        le=60,
+        description="The cycle is created this many days before it opens, and HR is emailed to "
+        "review the matrix.",
+    )
+
+    @model_validator(mode="after")
+    def _reminders_while_open(self) -> RhythmFields:
+        wrong = [d for d in self.reminder_days if not 1 <= d < self.open_days]
+        if wrong:
+            raise ValueError(
+                f"reminder days must be between 1 and {self.open_days - 1} (the cycle is open "
+                f"{self.open_days} days): {', '.join(map(str, wrong))}"
+            )
+        self.reminder_days = sorted(set(self.reminder_days))
+        return self
+
+
+def get_rhythm(session: Session) -> CycleRhythm:
+    """The organisation's rhythm (its defaults, off, until HR saves one)."""
+    row = session.get(CycleRhythm, 1)
+    if row is None:
+        defaults = RhythmFields(enabled=False)
+        return CycleRhythm(id=1, updated_by="", **defaults.model_dump())
+    return row
+
+
+def update_rhythm(session: Session, *, fields: RhythmFields, actor: str) -> CycleRhythm:
+    row = session.get(CycleRhythm, 1)
+    if row is None:
+        row = CycleRhythm(id=1)
+        session.add(row)
+    for key, value in fields.model_dump().items():
+        setattr(row, key, value)
+    row.updated_at, row.updated_by = utcnow(), actor
+    session.flush()
+    return row
+
+
+# --- the plan --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QuarterPlan:
+    name: str
+    period_start: date
+    period_end: date
+    opens_at: datetime
+    closes_at: datetime
+    create_at: datetime
+
+
+def plan_for(rhythm: CycleRhythm, year: int, quarter: int) -> QuarterPlan:
+    start, end = cycles_service.quarter_period(year, quarter)
+    opens = datetime.combine(end, datetime.min.time()) - timedelta(
+        days=rhythm.opens_days_before_quarter_end
+    )
+    return QuarterPlan(
+        name=cycles_service.quarter_name(year, quarter),
+        period_start=start,
+        period_end=end,
+        opens_at=opens,
+        closes_at=opens + timedelta(days=rhythm.open_days),
+        create_at=opens - timedelta(days=rhythm.prepare_days),
+    )
+
+
+def _next_quarters(day: date) -> Any:
+    year, quarter = cycles_service.quarter_of(day)
+    while True:
+        yield year, quarter
+        year, quarter = (year + 1, 1) if quarter == 4 else (year, quarter + 1)
+
+
+def next_plan(session: Session, *, rhythm: CycleRhythm, now: datetime) -> QuarterPlan:
+    """The first quarter from now on that has no cycle yet and is not over."""
+    existing = set(session.scalars(select(Cycle.name)))
+    for year, quarter in _next_quarters(now.date()):
+        plan = plan_for(rhythm, year, quarter)
+        if plan.name not in existing and plan.closes_at > now:
+            return plan
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --- what the worker does ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RhythmEvent:
+    action: str  # "create", "launch", "not launched"
+    cycle_id: int
+    detail: str
+
+
+def run_rhythm(
+    session: Session,
+    *,
+    settings: Settings,
+    now: datetime | None = None,
+    hr_recipients: Sequence[tuple[str, str]] = (),
+) -> list[RhythmEvent]:
+    """One pass: create the next quarter's cycle when its time has come, launch the
+    automatic cycles whose opening has come. Reminders and the close are the worker's
+    usual jobs (the cycle carries the rhythm's reminder days)."""
+    now = now or utcnow()
+    events: list[RhythmEvent] = []
+    rhythm = get_rhythm(session)
+    if rhythm.enabled:
+        plan = next_plan(session, rhythm=rhythm, now=now)
+        if plan.create_at <= now:
+            events.append(_create(session, plan=plan, rhythm=rhythm, now=now, hr=hr_recipients))
+    events += launch_due(session, settings=settings, now=now)
+    return events
+
+
+def _create(
+    session: Session,
+    *,
+    plan: QuarterPlan,
+    rhythm: CycleRhythm,
+    now: datetime,
+    hr: Sequence[tuple[str, str]],
+) -> RhythmEvent:
+    opens_at = max(plan.opens_at, now.replace(second=0, microsecond=0))
+    cycle = cycles_service.create_cycle(
+        session,
+        name=plan.name,
+        period_start=plan.period_start,
+        period_end=plan.period_end,
+        opens_at=opens_at,
+        closes_at=plan.closes_at,
+    )
+    cycle.auto_launch = True
+    cycle.reminder_days_after_open = list(rhythm.reminder_days)
+    session.flush()
+    _email_hr(session, cycle=cycle, recipients=hr)
+    return RhythmEvent("create", cycle.id, f"{cycle.name}, opens {opens_at:%Y-%m-%d %H:%M} UTC")
+
+
+def _email_hr(session: Session, *, cycle: Cycle, recipients: Sequence[tuple[str, str]]) -> None:
+    """Ask HR to review the matrix before the cycle opens on its own."""
+    if not recipients:
+        return
+    context = {
+        "cycle_name": cycle.name,
+        "opens": format_date(cycle.opens_at.date(), "d MMMM y", locale="en"),
+        "closes": format_date(cycle.closes_at.date(), "d MMMM y", locale="en"),
+    }
+    _ = i18n.gettext_for("en")
+    subject = _("%(cycle)s opens on %(date)s: please review the matrix") % {
+        "cycle": cycle.name,
+        "date": context["opens"],
+    }
+    text = render_string("email/rhythm_review.txt", context, lang="en")
+    body = render_string("email/rhythm_review.html", context, lang="en")
+    mail_service.enqueue_messages(
+        session,
+        messages=[
+            {
+                "kind": "rhythm",
+                "tag": f"rhythm:{cycle.id}",
+                "to_address": email,
+                "to_name": name,
+                "subject": subject,
+                "body_text": text,
+                "body_html": body,
+                "secret_link": None,
+            }
+            for email, name in recipients
+        ],
+        secret_key="",
+    )
+
+
+def launch_due(session: Session, *, settings: Settings, now: datetime) -> list[RhythmEvent]:
+    """Launch every automatic draft whose opening has come (paused ones wait)."""
+    events = []
+    due = session.scalars(
+        select(Cycle)
+        .where(
+            Cycle.state == CycleState.draft,
+            Cycle.auto_launch.is_(True),
+            Cycle.opens_at <= now,
+        )
+        .order_by(Cycle.opens_at)
+    ).all()
+    for cycle in due:
+        try:
+            with session.begin_nested():
+                cycles_service.launch_cycle(session, cycle_id=cycle.id, settings=settings, now=now)
+        except DomainError as exc:
+            # Not retried every pass: HR fixes the cause and launches, or resumes.
+            cycle.auto_launch = False
+            session.flush()
+            log.warning("cycle %s was not launched automatically: %s", cycle.id, exc.detail)
+            events.append(RhythmEvent("not launched", cycle.id, f"{cycle.name}: {exc.detail}"))
+            continue
+        events.append(RhythmEvent("launch", cycle.id, cycle.name))
+    return events
+
+
+def set_auto_launch(session: Session, *, cycle_id: int, on: bool) -> Cycle:
+    """Pause (or resume) the automatic launch of a draft."""
+    cycle = cycles_service.get_cycle(session, cycle_id=cycle_id, for_update=True)
+    if cycle.state != CycleState.draft:
+        raise Conflict(f"Cycle {cycle.name} is {cycle.state}: only a draft launches on its own")
+    cycle.auto_launch = on
+    session.flush()
+    return cycle
+
+
+# --- what happens next, for the dashboard ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """The next thing the rhythm will do, with the figures HR wants before it."""
+
+    action: str  # "launch" or "create"
+    cycle_name: str
+    when: datetime
+    opens_at: datetime
+    cycle_id: int | None = None
+    customers: int | None = None
+    suppliers_short: int | None = None
+    short_of: int | None = None
+
+
+def next_step(
+    session: Session, *, settings: Settings, now: datetime | None = None
+) -> NextStep | None:
+    """ "2026-Q1 opens on 17 March, 812 customers, 3 suppliers below k + 2"."""
+    now = now or utcnow()
+    draft = session.scalar(
+        select(Cycle)
+        .where(Cycle.state == CycleState.draft, Cycle.auto_launch.is_(True))
+        .order_by(Cycle.opens_at)
+        .limit(1)
+    )
+    if draft is not None:
+        short_of = settings.anonymity_min_raters + 2
+        coverage = cycles_service.launch_coverage(
+            session,
+            settings=settings.model_copy(update={"anonymity_min_raters": short_of}),
+            now=max(now, draft.opens_at),
+        )
+        return NextStep(
+            action="launch",
+            cycle_name=draft.name,
+            when=max(now, draft.opens_at),
+            opens_at=draft.opens_at,
+            cycle_id=draft.id,
+            customers=_customers(session),
+            suppliers_short=len(coverage.below_k),
+            short_of=short_of,
+        )
+    rhythm = get_rhythm(session)
+    if not rhythm.enabled:
+        return None
+    plan = next_plan(session, rhythm=rhythm, now=now)
+    return NextStep(
+        action="create", cycle_name=plan.name, when=max(now, plan.create_at), opens_at=plan.opens_at
+    )
+
+
+def _customers(session: Session) -> int:
+    supplier, customer = aliased(Employee), aliased(Employee)
+    return int(
+        session.scalar(
+            select(func.count(func.distinct(MatrixLink.customer_id)))
+            .join(supplier, supplier.id == MatrixLink.supplier_id)
+            .join(customer, customer.id == MatrixLink.customer_id)
+            .where(supplier.active, customer.active)
+        )
+        or 0
+    )
