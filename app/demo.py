@@ -20,6 +20,7 @@ def seed_demo(session: Session, settings: Settings, *, only_if_empty: bool = Tru
     credentials += seed_accounts(session)
     seed_past_cycles(session, settings)
     seed_open_cycle(session, settings)
+    seed_service_map(session)
     write_demo_credentials(settings, credentials)
     return True
 
@@ -371,6 +372,29 @@ def seed_open_cycle(session: Session, settings: Settings) -> None:
         closes_at=now + timedelta(days=21),
     )
     cycles_service.launch_cycle(session, cycle_id=cycle.id, settings=settings)
+
+
+# The department service map HR keeps: the matrix suggestions expand it to people.
+DEMO_SERVICE_MAP = [
+    ("TECH-PLAT", "TECH-APPS"),
+    ("TECH-APPS", "OPS-CS"),
+    ("PEOPLE-HR", "OPS"),
+    ("PEOPLE-FIN", "OPS-LOG"),
+]
+
+
+def seed_service_map(session: Session) -> None:
+    """A few lines of the service map, so /matrix/suggestions has something to show."""
+    from app.matrix.models import DepartmentService
+
+    ids = dict(session.execute(select(Department.external_id, Department.id)).all())
+    for supplier, customer in DEMO_SERVICE_MAP:
+        session.add(
+            DepartmentService(
+                supplier_department_id=ids[supplier], customer_department_id=ids[customer]
+            )
+        )
+    session.flush()
 
 
 def _credentials_path(settings: Settings) -> str:

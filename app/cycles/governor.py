@@ -38,9 +38,8 @@ SPARE_RATERS = 2
 
 @dataclass(frozen=True)
 class Governed:
-    """The subset of a matrix that a cycle launches with."""
+    """What the cap takes out of a matrix (everything else is kept)."""
 
-    kept: list[tuple[int, int]]  # (supplier, customer), sorted
     dropped: list[tuple[int, int]]  # (supplier, customer), sorted
     # supplier -> (raters kept, raters in the matrix) for suppliers whose kept raters
     # fall below ``min(target, raters in the matrix)``: the matrix forced it
@@ -48,48 +47,54 @@ class Governed:
     capped_customers: int
 
 
+def kept_pairs(pairs: Iterable[tuple[int, int]], governed: Governed) -> list[tuple[int, int]]:
+    """The pairs a cycle launches with, sorted."""
+    dropped = set(governed.dropped)
+    return sorted(p for p in pairs if p not in dropped)
+
+
 def govern(pairs: Iterable[tuple[int, int]], *, cap: int, target: int, seed: int) -> Governed:
     """Keep at most ``cap`` suppliers per customer, covering suppliers as described above."""
+    matrix = np.array(list(pairs), dtype=np.int64).reshape(-1, 2)
+    # Counting is vectorised (a 50,000-employee matrix has 450,000 pairs); only the
+    # capped customers' links (a fifth of that) are handled one by one.
+    customer_ids, customer_at, customer_sizes = np.unique(
+        matrix[:, 1], return_inverse=True, return_counts=True
+    )
+    supplier_ids, supplier_at = np.unique(matrix[:, 0], return_inverse=True)
+    over_mask = customer_sizes[customer_at] > cap
+    if not over_mask.any():
+        return Governed(dropped=[], short={}, capped_customers=0)
+    degree = np.bincount(supplier_at, minlength=len(supplier_ids))
+    kept_count = np.bincount(supplier_at[~over_mask], minlength=len(supplier_ids)).tolist()
+
     suppliers_of: dict[int, list[int]] = defaultdict(list)
-    degree: dict[int, int] = defaultdict(int)
-    for supplier, customer in pairs:
-        suppliers_of[customer].append(supplier)
-        degree[supplier] += 1
-    for suppliers in suppliers_of.values():
-        suppliers.sort()  # the input's order must not change the choice, only the seed
+    order = np.lexsort((supplier_at[over_mask], customer_at[over_mask]))
+    for c, s in zip(
+        customer_at[over_mask][order].tolist(), supplier_at[over_mask][order].tolist(), strict=True
+    ):
+        suppliers_of[c].append(s)  # customer index -> supplier indices, ascending
     rng = random.Random(seed)
-    over = sorted(c for c, s in suppliers_of.items() if len(s) > cap)
-    if not over:
-        kept = sorted((s, c) for c, ss in suppliers_of.items() for s in ss)
-        return Governed(kept=kept, dropped=[], short={}, capped_customers=0)
+    over = sorted(suppliers_of)
     rng.shuffle(over)
-    kept_count: dict[int, int] = defaultdict(int)
-    for suppliers in suppliers_of.values():
-        if len(suppliers) <= cap:
-            for s in suppliers:
-                kept_count[s] += 1
     chosen: dict[int, set[int]] = {c: set() for c in over}
     _cover_shortfall(over, suppliers_of, kept_count, chosen, cap=cap, target=target, rng=rng)
     _fill_with_fewest_first(over, suppliers_of, kept_count, chosen, cap=cap, rng=rng)
 
-    over_set = set(over)
-    kept, dropped = [], []
-    for customer, suppliers in suppliers_of.items():
-        for s in suppliers:
-            if customer not in over_set or s in chosen[customer]:
-                kept.append((s, customer))
-            else:
-                dropped.append((s, customer))
-    short = {s: (kept_count[s], d) for s, d in degree.items() if kept_count[s] < min(target, d)}
-    return Governed(
-        kept=sorted(kept), dropped=sorted(dropped), short=short, capped_customers=len(over)
+    sup_ids, cus_ids = supplier_ids.tolist(), customer_ids.tolist()
+    dropped = sorted(
+        (sup_ids[s], cus_ids[c]) for c in over for s in suppliers_of[c] if s not in chosen[c]
     )
+    kept = np.array(kept_count)
+    short_at = np.nonzero(kept < np.minimum(target, degree))[0].tolist()
+    short = {sup_ids[i]: (int(kept[i]), int(degree[i])) for i in short_at}
+    return Governed(dropped=dropped, short=short, capped_customers=len(over))
 
 
 def _cover_shortfall(
     over: list[int],
     suppliers_of: dict[int, list[int]],
-    kept_count: dict[int, int],
+    kept_count: list[int],
     chosen: dict[int, set[int]],
     *,
     cap: int,
@@ -126,7 +131,7 @@ def _cover_shortfall(
     )
     flow = maximum_flow(graph, 0, sink, method="dinic").flow.tocoo()
     supplier_at = {node: s for s, node in node_of.items()}
-    for u, v, f in zip(flow.row, flow.col, flow.data, strict=True):
+    for u, v, f in zip(flow.row.tolist(), flow.col.tolist(), flow.data.tolist(), strict=True):
         if f > 0 and 1 <= u <= len(over) and v in supplier_at:
             customer, s = over[u - 1], supplier_at[v]
             chosen[customer].add(s)
@@ -136,7 +141,7 @@ def _cover_shortfall(
 def _fill_with_fewest_first(
     over: list[int],
     suppliers_of: dict[int, list[int]],
-    kept_count: dict[int, int],
+    kept_count: list[int],
     chosen: dict[int, set[int]],
     *,
     cap: int,

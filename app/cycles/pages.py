@@ -211,7 +211,11 @@ def cycle_new(
     closes = _parse_datetime(closes_at, "closes_at", errors)
     low = _parse_scale(scale_min, "scale_min", errors)
     high = _parse_scale(scale_max, "scale_max", errors)
-    cap = _parse_scale(max_suppliers_per_customer, "max_suppliers_per_customer", errors)
+    cap = _parse_scale(
+        max_suppliers_per_customer or str(governor.DEFAULT_CAP),
+        "max_suppliers_per_customer",
+        errors,
+    )
     if errors or None in (start, end, opens, closes, low, high, cap):
         return _cycle_form(request, form, errors, status_code=422)
     assert start and end and opens and closes and low is not None and high is not None

@@ -7,6 +7,7 @@ snapshot trimmed, and the figures HR sees before launching are put together.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import cast
 
@@ -119,10 +120,11 @@ def launch_preview(session: Session, *, cycle: Cycle, k: int) -> LoadPreview:
         seed=sample_seed(cycle),
     )
     per_question = questions_per_supplier(session, cycle=cycle)
+    per_customer = Counter(c for _, c in pairs).values()
 
-    def load(links: list[tuple[int, int]]) -> governor.Load:
+    def load(suppliers_per_customer: Iterable[int]) -> governor.Load:
         return governor.rater_load(
-            Counter(c for _, c in links).values(),
+            suppliers_per_customer,
             questions_per_supplier=per_question,
             comments=cycle.ask_comment,
         )
@@ -139,8 +141,8 @@ def launch_preview(session: Session, *, cycle: Cycle, k: int) -> LoadPreview:
     return LoadPreview(
         cap=cycle.max_suppliers_per_customer,
         target=target_raters(k),
-        before=load(pairs),
-        after=load(result.kept),
+        before=load(per_customer),
+        after=load(min(n, cycle.max_suppliers_per_customer) for n in per_customer),
         capped_customers=result.capped_customers,
         dropped_pairs=len(result.dropped),
         short=[

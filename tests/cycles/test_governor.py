@@ -69,10 +69,11 @@ def _max_coverage(pairs: list[tuple[int, int]], *, cap: int, target: int) -> int
 def _check(pairs: list[tuple[int, int]], result: governor.Governed, *, cap: int, target: int):  # type: ignore[no-untyped-def]
     degree = Counter(s for s, _ in pairs)
     per_customer = Counter(c for _, c in pairs)
-    kept_per_customer = Counter(c for _, c in result.kept)
-    kept_per_supplier = Counter(s for s, _ in result.kept)
-    assert sorted(result.kept + result.dropped) == sorted(pairs)
-    assert set(result.kept) <= set(pairs)
+    kept = governor.kept_pairs(pairs, result)
+    kept_per_customer = Counter(c for _, c in kept)
+    kept_per_supplier = Counter(s for s, _ in kept)
+    assert sorted(kept + result.dropped) == sorted(pairs)
+    assert set(result.dropped) <= set(pairs)
     # No customer over the cap; nobody loses a place the cap does not force.
     for customer, n in per_customer.items():
         assert kept_per_customer[customer] == min(n, cap)
@@ -95,7 +96,7 @@ def test_generated_company(cap: int) -> None:
     _check(pairs, result, cap=cap, target=target)
     # Same seed, same subsets; another seed spreads the load differently.
     assert governor.govern(list(reversed(pairs)), cap=cap, target=target, seed=1) == result
-    assert governor.govern(pairs, cap=cap, target=target, seed=2).kept != result.kept
+    assert governor.govern(pairs, cap=cap, target=target, seed=2).dropped != result.dropped
 
 
 def test_dense_random_matrices_reach_the_best_coverage() -> None:
@@ -132,7 +133,8 @@ def test_when_the_matrix_forces_a_shortfall_it_is_listed() -> None:
 def test_nobody_over_the_cap_changes_nothing() -> None:
     pairs = [(s, c) for s in range(5) for c in range(10, 15)]
     result = governor.govern(pairs, cap=12, target=5, seed=0)
-    assert result.kept == sorted(pairs) and result.dropped == [] and result.capped_customers == 0
+    assert result.dropped == [] and result.capped_customers == 0 and result.short == {}
+    assert governor.kept_pairs(pairs, result) == sorted(pairs)
 
 
 def test_rater_load_figures() -> None:

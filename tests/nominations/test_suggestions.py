@@ -317,3 +317,13 @@ def test_hr_screens_suggest_accept_ticked_and_all(client: TestClient, db: Sessio
         follow_redirects=False,
     )
     assert r.status_code == 303 and "The map is empty." in client.get("/matrix/service-map").text
+
+
+def test_demo_service_map_gives_suggestions(db: Session) -> None:
+    from app.demo import seed_org, seed_service_map
+
+    seed_org(db)
+    seed_service_map(db)
+    assert len(service_map.service_map(db)) == 4
+    found = _found(db, Source.service_map)
+    assert found and all(r[0].startswith("Service map: ") for r in found.values())
