@@ -57,7 +57,10 @@ def _render(
     status_code: int = 200,
 ) -> Response:
     flt = _filter(session, sources, department_id)
-    found = suggestions.suggest(session, flt)
+    try:
+        found = suggestions.suggest(session, flt)
+    except DomainError as exc:  # too many: the filters above the error narrow them
+        found, error, status_code = [], exc.detail, exc.status
     pager = make_pager(request, len(found), per_page=PER_PAGE)
     shown = found[pager.offset : pager.offset + pager.per_page]
     names = suggestions.people(session, {i for s in shown for i in (s.supplier_id, s.customer_id)})

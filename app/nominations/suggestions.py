@@ -41,6 +41,10 @@ class Source(enum.StrEnum):
 
 
 ALL_SOURCES: tuple[Source, ...] = tuple(Source)
+# Suggestions are computed in memory on every request: a service-map line between two
+# large divisions, or "same team" across 50,000 people, can propose millions of pairs.
+# Past this many the request is refused with a hint to narrow it (about 150 MB).
+MAX_SUGGESTIONS = 500_000
 
 
 @dataclass(frozen=True)
@@ -92,8 +96,16 @@ class _Collector:
             return
         if customer_id not in self.active or (supplier_id, customer_id) in self.linked:
             return
-        reasons = self.pairs.setdefault((supplier_id, customer_id), [])
-        if reason not in reasons:
+        reasons = self.pairs.get((supplier_id, customer_id))
+        if reasons is None:
+            if len(self.pairs) >= MAX_SUGGESTIONS:
+                raise Invalid(
+                    f"More than {MAX_SUGGESTIONS:,} suggestions: choose fewer sources or the "
+                    "suppliers of one department",
+                    errors=[{"field": "sources", "message": "too many suggestions"}],
+                )
+            self.pairs[(supplier_id, customer_id)] = [reason]
+        elif reason not in reasons:
             reasons.append(reason)
 
 

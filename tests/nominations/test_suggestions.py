@@ -327,3 +327,19 @@ def test_demo_service_map_gives_suggestions(db: Session) -> None:
     assert len(service_map.service_map(db)) == 4
     found = _found(db, Source.service_map)
     assert found and all(r[0].startswith("Service map: ") for r in found.values())
+
+
+def test_too_many_suggestions_are_refused_with_a_hint(
+    client: TestClient, db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    o = _org(db)
+    service_map.add_served(db, department_id=o.it.id, served_id=o.sales.id)
+    monkeypatch.setattr(suggestions, "MAX_SUGGESTIONS", 5)
+    h = headers(db)
+    body = assert_problem(client.post(API, json={}, headers=h), 422)
+    assert "choose fewer sources" in body["detail"]
+    assert client.post(API, json={"sources": ["team"]}, headers=h).json()["total"] == 2
+    sign_in(client, db)
+    r = client.get("/matrix/suggestions")
+    assert r.status_code == 422 and "choose fewer sources" in r.text
+    assert 'id="f-source-team"' in r.text  # the filters stay, to narrow it down
