@@ -21,6 +21,7 @@ def seed_demo(session: Session, settings: Settings, *, only_if_empty: bool = Tru
     seed_past_cycles(session, settings)
     seed_open_cycle(session, settings)
     seed_rhythm(session)
+    seed_service_map(session)
     write_demo_credentials(settings, credentials)
     return True
 
@@ -382,6 +383,27 @@ def seed_rhythm(session: Session) -> None:
     from app.cycles import rhythm
 
     rhythm.update_rhythm(session, fields=rhythm.RhythmFields(enabled=True), actor="demo")
+# The department service map HR keeps: the matrix suggestions expand it to people.
+DEMO_SERVICE_MAP = [
+    ("TECH-PLAT", "TECH-APPS"),
+    ("TECH-APPS", "OPS-CS"),
+    ("PEOPLE-HR", "OPS"),
+    ("PEOPLE-FIN", "OPS-LOG"),
+]
+
+
+def seed_service_map(session: Session) -> None:
+    """A few lines of the service map, so /matrix/suggestions has something to show."""
+    from app.matrix.models import DepartmentService
+
+    ids = dict(session.execute(select(Department.external_id, Department.id)).all())
+    for supplier, customer in DEMO_SERVICE_MAP:
+        session.add(
+            DepartmentService(
+                supplier_department_id=ids[supplier], customer_department_id=ids[customer]
+            )
+        )
+    session.flush()
 
 
 def _credentials_path(settings: Settings) -> str:

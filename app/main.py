@@ -38,6 +38,8 @@ from app.fields import known_query_parameters
 from app.mail import pages as mail_pages
 from app.matrix import api as matrix_api
 from app.matrix import pages as matrix_pages
+from app.nominations import api as nominations_api
+from app.nominations import pages as nominations_pages
 from app.org import api as org_api
 from app.org import pages as org_pages
 from app.privacy import api as privacy_api
@@ -208,6 +210,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     api_routers = (
         org_api.router,
         matrix_api.router,
+        nominations_api.router,
         cycles_api.router,
         reports_api.router,
         reports_personal_api.router,
@@ -228,6 +231,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         sso_pages.router,
         org_pages.router,
         matrix_pages.router,
+        nominations_pages.router,
         cycles_pages.router,
         cycles_letter_pages.router,
         cycles_rhythm_pages.router,

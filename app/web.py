@@ -31,6 +31,8 @@ NOTICES: dict[str, str] = {
     "link-added": "Customer added.",
     "link-removed": "Customer removed.",
     "imported": "The import was saved.",
+    "suggestions-accepted": "The accepted suggestions are now matrix links.",
+    "service-map-saved": "The service map was saved.",
     "cycle-created": "The cycle was created as a draft.",
     "launched": "The cycle was launched: invitations are in the outbox.",
     "reminded": "Reminders were queued.",

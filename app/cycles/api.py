@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse
 
 from app.auth import service as auth_service
 from app.auth.deps import ApiKeyDep, SettingsDep, require_scopes
+from app.cycles import rater_load
 from app.cycles import service as cycles_service
 from app.cycles.models import CloseJob, CloseJobState, Cycle, CycleState
 from app.cycles.schemas import (
@@ -18,7 +19,10 @@ from app.cycles.schemas import (
     CycleDetail,
     CycleRead,
     DepartmentProgressRead,
+    LaunchPreviewRead,
+    RaterLoadRead,
     RemindersQueued,
+    ShortSupplierRead,
 )
 from app.db import SessionDep
 from app.errors import PROBLEM_JSON
@@ -127,7 +131,8 @@ def list_cycles(session: SessionDep) -> list[CycleRead]:
         "cycle named `2026-Q4`, covering the quarter, opening two weeks before it ends (or "
         "now, if later) and closing three weeks after opening; or give `name`, "
         "`period_start`, `period_end`, `opens_at` and `closes_at` yourself. The scale "
-        "(default 1 to 10) and the optional NPS and comment questions are set per cycle. "
+        "(default 1 to 10), the optional NPS and comment questions and the most suppliers "
+        "one customer rates (`max_suppliers_per_customer`, default 12) are set per cycle. "
         "Nothing is sent until the cycle is launched."
     ),
     responses={
@@ -145,6 +150,7 @@ def create_cycle(body: CycleCreate, session: SessionDep, key: ApiKeyDep) -> Cycl
             scale_max=body.scale_max,
             ask_nps=body.ask_nps,
             ask_comment=body.ask_comment,
+            max_suppliers_per_customer=body.max_suppliers_per_customer,
         )
     else:
         assert body.name and body.period_start and body.period_end
@@ -160,6 +166,7 @@ def create_cycle(body: CycleCreate, session: SessionDep, key: ApiKeyDep) -> Cycl
             scale_max=body.scale_max,
             ask_nps=body.ask_nps,
             ask_comment=body.ask_comment,
+            max_suppliers_per_customer=body.max_suppliers_per_customer,
         )
     _audit(session, key, "create", cycle)
     return _read(session, cycle)
@@ -198,6 +205,39 @@ def read_cycle(cycle_id: RowId, request: Request, session: SessionDep) -> CycleD
     )
 
 
+@router.get(
+    "/{cycle_id}/launch-preview",
+    dependencies=READ,
+    summary="Preview the rater load of a launch",
+    description=(
+        "What the rater-load governor would do if this cycle launched now: the "
+        "distribution of questions per rater before and after the cycle's "
+        "`max_suppliers_per_customer`, the expected minutes per rater, and the suppliers "
+        "the cap leaves with fewer than k + 2 raters although the matrix has more. The "
+        "subset is seeded per cycle, so the launch picks exactly what this shows (as "
+        "long as the matrix does not change meanwhile)."
+    ),
+    responses={**AUTH_ERRORS, **NOT_FOUND},
+)
+def launch_preview(
+    cycle_id: RowId, session: SessionDep, settings: SettingsDep
+) -> LaunchPreviewRead:
+    cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
+    preview = rater_load.launch_preview(session, cycle=cycle, k=settings.anonymity_min_raters)
+    return LaunchPreviewRead(
+        max_suppliers_per_customer=preview.cap,
+        target_raters=preview.target,
+        before=RaterLoadRead.model_validate(preview.before, from_attributes=True),
+        after=RaterLoadRead.model_validate(preview.after, from_attributes=True),
+        capped_customers=preview.capped_customers,
+        dropped_pairs=preview.dropped_pairs,
+        short_suppliers=[
+            ShortSupplierRead.model_validate(s, from_attributes=True) for s in preview.short
+        ],
+        short_suppliers_total=preview.short_total,
+    )
+
+
 @router.post(
     "/{cycle_id}/launch",
     dependencies=WRITE,
@@ -206,7 +246,9 @@ def read_cycle(cycle_id: RowId, request: Request, session: SessionDep) -> CycleD
         "Take the snapshot (active competencies with indicators and weights, departments, "
         "active employees and the matrix between them), create one private link per "
         "internal customer with at least one supplier and queue one invitation email "
-        "each, all in one transaction. Launching an open or closed cycle changes nothing "
+        "each, all in one transaction. A customer with more suppliers than the cycle's "
+        "`max_suppliers_per_customer` rates a seeded random subset (see "
+        "`GET /cycles/{id}/launch-preview`). Launching an open or closed cycle changes nothing "
         "and returns it as it is."
     ),
     responses={

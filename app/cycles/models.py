@@ -56,6 +56,13 @@ class Cycle(Base):
     scale_max: Mapped[int] = mapped_column(Integer, default=10)
     ask_nps: Mapped[bool] = mapped_column(Boolean, default=True)
     ask_comment: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The rater-load governor (see cycles.governor): a customer with more suppliers
+    # rates a seeded random subset of this many, chosen to keep every supplier covered.
+    max_suppliers_per_customer: Mapped[int] = mapped_column(
+        Integer, default=12, server_default="12"
+    )
+    # Chosen at creation, so the launch preview and the launch pick the same subset.
+    rater_sample_seed: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     launched_at: Mapped[datetime | None] = mapped_column(DateTime)
     closed_at: Mapped[datetime | None] = mapped_column(DateTime)

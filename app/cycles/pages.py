@@ -18,6 +18,7 @@ from app.auth import service as auth_service
 from app.auth.deps import CsrfProtect, CurrentPrincipal, HrOnly, SettingsDep
 from app.auth.models import Role
 from app.cycles import rhythm
+from app.cycles import governor, rater_load
 from app.cycles import service as cycles_service
 from app.cycles.models import CloseJobState, Cycle, CycleState
 from app.db import SessionDep, utcnow
@@ -131,6 +132,7 @@ def _default_form(session: Session) -> dict[str, Any]:
         "scale_max": "10",
         "ask_nps": True,
         "ask_comment": True,
+        "max_suppliers_per_customer": str(governor.DEFAULT_CAP),
     }
 
 
@@ -191,6 +193,7 @@ def cycle_new(
     scale_max: Annotated[str, Form(max_length=10)] = "",
     ask_nps: Annotated[str, Form(max_length=10)] = "",
     ask_comment: Annotated[str, Form(max_length=10)] = "",
+    max_suppliers_per_customer: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
     form: dict[str, Any] = {
         "name": name,
@@ -202,6 +205,7 @@ def cycle_new(
         "scale_max": scale_max,
         "ask_nps": bool(ask_nps),
         "ask_comment": bool(ask_comment),
+        "max_suppliers_per_customer": max_suppliers_per_customer,
     }
     errors: dict[str, str] = {}
     if not name.strip():
@@ -212,9 +216,15 @@ def cycle_new(
     closes = _parse_datetime(closes_at, "closes_at", errors)
     low = _parse_scale(scale_min, "scale_min", errors)
     high = _parse_scale(scale_max, "scale_max", errors)
-    if errors or None in (start, end, opens, closes, low, high):
+    cap = _parse_scale(
+        max_suppliers_per_customer or str(governor.DEFAULT_CAP),
+        "max_suppliers_per_customer",
+        errors,
+    )
+    if errors or None in (start, end, opens, closes, low, high, cap):
         return _cycle_form(request, form, errors, status_code=422)
     assert start and end and opens and closes and low is not None and high is not None
+    assert cap is not None
     try:
         cycle = cycles_service.create_cycle(
             session,
@@ -227,6 +237,7 @@ def cycle_new(
             scale_max=high,
             ask_nps=bool(ask_nps),
             ask_comment=bool(ask_comment),
+            max_suppliers_per_customer=cap,
         )
     except DomainError as exc:
         errors = field_errors(exc)
@@ -324,6 +335,9 @@ def cycle_launch_confirm(request: Request, session: SessionDep, cycle_id: RowId)
             f"{competencies} active competencies, scale {cycle.scale_min} to {cycle.scale_max}",
             f"Open until {cycle.closes_at:%d %b %Y %H:%M} UTC",
             *coverage,
+            *rater_load.describe_preview(
+                rater_load.launch_preview(session, cycle=cycle, k=settings.anonymity_min_raters)
+            ),
         ],
         action=f"/cycles/{cycle.id}/launch",
         button="Launch and send invitations",

@@ -37,6 +37,14 @@ class CycleCreate(BaseModel):
     scale_max: int = Field(default=10, ge=1, le=100)
     ask_nps: bool = True
     ask_comment: bool = True
+    max_suppliers_per_customer: int = Field(
+        default=12,
+        ge=1,
+        le=100,
+        description="The rater-load governor: a customer with more suppliers rates a "
+        "seeded random subset of this many, chosen so every supplier keeps as many raters "
+        "as possible and at least k + 2 where the matrix allows.",
+    )
 
     @field_validator("opens_at", "closes_at")
     @classmethod
@@ -81,6 +89,7 @@ class CycleRead(BaseModel):
     scale_max: int
     ask_nps: bool
     ask_comment: bool
+    max_suppliers_per_customer: int
     launched_at: UtcDatetime | None
     closed_at: UtcDatetime | None
     results_ready_at: UtcDatetime | None
@@ -122,3 +131,39 @@ class CloseJobRead(BaseModel):
     started_at: UtcDatetime | None
     finished_at: UtcDatetime | None
     href: str = Field(description="This job's URL.")
+class RaterLoadRead(BaseModel):
+    """Questions per rater over the customers of a launch (an estimate in minutes)."""
+
+    raters: int
+    mean: float
+    median: float
+    p90: int = Field(description="90th percentile of questions per rater.")
+    max: int
+    mean_minutes: float = Field(description="Expected minutes per rater, on average.")
+    max_minutes: float
+    histogram: list[tuple[int, int]] = Field(
+        description="(questions, raters asked that many), by questions ascending."
+    )
+
+
+class ShortSupplierRead(BaseModel):
+    external_id: str
+    full_name: str
+    kept: int = Field(description="Raters this supplier keeps after the cap.")
+    in_matrix: int = Field(description="Raters this supplier has in the matrix.")
+
+
+class LaunchPreviewRead(BaseModel):
+    """What the rater-load governor would do if the cycle launched now."""
+
+    max_suppliers_per_customer: int
+    target_raters: int = Field(description="k + 2: the coverage each supplier should keep.")
+    before: RaterLoadRead = Field(description="Questions per rater as the matrix stands.")
+    after: RaterLoadRead = Field(description="Questions per rater after the cap.")
+    capped_customers: int = Field(description="Customers with more suppliers than the cap.")
+    dropped_pairs: int = Field(description="Pairs left out of this cycle by the cap.")
+    short_suppliers: list[ShortSupplierRead] = Field(
+        description="Suppliers left with fewer than k + 2 raters although the matrix has "
+        "more (the first 50, fewest raters first)."
+    )
+    short_suppliers_total: int

@@ -36,6 +36,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from app import crypto, i18n
 from app.config import Settings
+from app.cycles import governor, rater_load
 from app.cycles.models import (
     CloseJob,
     CloseJobState,
@@ -125,6 +126,7 @@ def create_cycle(
     scale_max: int = 10,
     ask_nps: bool = True,
     ask_comment: bool = True,
+    max_suppliers_per_customer: int = governor.DEFAULT_CAP,
 ) -> Cycle:
     """Create a draft cycle; nothing is sent until it is launched."""
     name = (name or "").strip()
@@ -143,6 +145,14 @@ def create_cycle(
                 "message": f"the scale needs {low} <= minimum < maximum <= {high}",
             }
         )
+    cap_low, cap_high = governor.CAP_LIMITS
+    if not cap_low <= max_suppliers_per_customer <= cap_high:
+        errors.append(
+            {
+                "field": "max_suppliers_per_customer",
+                "message": f"between {cap_low} and {cap_high} suppliers per customer",
+            }
+        )
     if errors:
         raise Invalid("; ".join(f"{e['field']}: {e['message']}" for e in errors), errors=errors)
     if session.scalar(select(Cycle.id).where(Cycle.name == name)) is not None:
@@ -158,6 +168,8 @@ def create_cycle(
         scale_max=scale_max,
         ask_nps=ask_nps,
         ask_comment=ask_comment,
+        max_suppliers_per_customer=max_suppliers_per_customer,
+        rater_sample_seed=secrets.randbelow(2**31),
     )
     session.add(cycle)
     session.flush()
@@ -173,6 +185,7 @@ def create_quarter_cycle(
     scale_max: int = 10,
     ask_nps: bool = True,
     ask_comment: bool = True,
+    max_suppliers_per_customer: int = governor.DEFAULT_CAP,
 ) -> Cycle:
     """The draft cycle of a quarter (``2026Q4`` -> ``2026-Q4``), open for three weeks."""
     year, number = parse_quarter(quarter)
@@ -190,6 +203,7 @@ def create_quarter_cycle(
         scale_max=scale_max,
         ask_nps=ask_nps,
         ask_comment=ask_comment,
+        max_suppliers_per_customer=max_suppliers_per_customer,
     )
 
 
@@ -246,6 +260,7 @@ def launch_cycle(
             .where(supplier.active, customer.active),
         )
     )
+    rater_load.apply_rater_cap(session, cycle=cycle, k=settings.anonymity_min_raters)
     customers = session.execute(
         select(
             CyclePair.customer_id,

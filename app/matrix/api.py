@@ -13,13 +13,17 @@ from app.auth import service as auth_service
 from app.auth.deps import ApiKeyDep, SettingsDep, require_scopes
 from app.db import SessionDep
 from app.matrix import service as matrix_service
+from app.matrix import service_map
 from app.matrix.schemas import (
     MATRIX_IMPORT_BODY,
     MAX_CUSTOMERS,
     CustomerSet,
+    DepartmentRef,
     EmployeeBrief,
     MatrixPageRead,
     MatrixRowRead,
+    ServedDepartmentsRead,
+    ServedSet,
     SupplierCustomersRead,
     SupplierListRead,
 )
@@ -294,3 +298,74 @@ def import_matrix(
     )
     audit_import(session, key, what="matrix", report=report)
     return ImportReportRead.model_validate(report, from_attributes=True)
+
+
+# --- the department service map ---------------------------------------------------------
+
+
+def _served_read(
+    line: service_map.ServedDepartments, *, added: int | None = None, removed: int | None = None
+) -> ServedDepartmentsRead:
+    return ServedDepartmentsRead(
+        department_external_id=line.department.external_id,
+        department_name=line.department.name,
+        serves=[DepartmentRef(external_id=d.external_id, name=d.name) for d in line.serves],
+        added=added,
+        removed=removed,
+    )
+
+
+@router.get(
+    "/service-map",
+    response_model=list[ServedDepartmentsRead],
+    dependencies=READ,
+    tags=["matrix"],
+    summary="Read the department service map",
+    description="Every department that serves other departments, with those it serves "
+    '(scope `org:read`). The map ("IT Support serves Sales, Finance") is one source of '
+    "`POST /matrix/suggestions`: it is expanded to people, sub-departments included; by "
+    "itself it makes nobody rate anybody.",
+    responses=problems(422),
+)
+def get_service_map(session: SessionDep) -> list[ServedDepartmentsRead]:
+    return [_served_read(line) for line in service_map.service_map(session)]
+
+
+@router.put(
+    "/service-map/{external_id}",
+    response_model=ServedDepartmentsRead,
+    dependencies=WRITE,
+    tags=["matrix"],
+    summary="Replace the departments a department serves",
+    description="The body is the department's complete list of served departments, as a "
+    'bare JSON array of department external ids or as `{"department_external_ids": '
+    "[...]}` (scope `org:write`); an empty list takes it off the map. Refused with 422 "
+    "(naming each problem) for repeats, the department itself or unknown departments; "
+    "404 for an unknown department.",
+    responses=problems(404, 422),
+)
+def put_service_map(
+    external_id: Annotated[ExternalId, Path(description="The serving department's external id.")],
+    body: Annotated[
+        Annotated[list[ExternalId], Body(max_length=service_map.MAX_SERVED)] | ServedSet,
+        Body(examples=[["D-SALES", "D-FIN"], {"department_external_ids": ["D-SALES"]}]),
+    ],
+    session: SessionDep,
+    key: ApiKeyDep,
+) -> ServedDepartmentsRead:
+    served = body.department_external_ids if isinstance(body, ServedSet) else body
+    change = service_map.replace_served(
+        session, department_external_id=external_id, served_external_ids=served
+    )
+    if change.added or change.removed:
+        auth_service.record_audit(
+            session,
+            actor=f"api-key:{key.name}",
+            action="replace service map",
+            entity="matrix",
+            entity_id=external_id,
+            detail=f"{change.line.department.name} serves "
+            + (", ".join(d.name for d in change.line.serves) or "nobody")
+            + f" ({change.added} added, {change.removed} removed)",
+        )
+    return _served_read(change.line, added=change.added, removed=change.removed)

@@ -25,6 +25,7 @@ from app.db import SessionDep
 from app.errors import DomainError
 from app.fields import RowId
 from app.matrix import service as matrix_service
+from app.matrix import service_map
 from app.matrix.api import EXPORT_COLUMNS, IMPORT_IGNORED_COLUMNS, export_values, matrix_csv
 from app.matrix.models import MatrixLink
 from app.org import service as org_service
@@ -456,3 +457,75 @@ def export_xlsx(session: SessionDep) -> Response:
             "Cache-Control": "private, no-store",
         },
     )
+
+
+# --- the department service map ---------------------------------------------------------
+
+
+def _service_map_page(
+    request: Request, session: Session, *, error: str = "", status_code: int = 200
+) -> Response:
+    return page(
+        request,
+        "hr/matrix/service_map.html",
+        {
+            "lines": service_map.service_map(session),
+            "departments": org_service.list_departments(session),
+            "error": error,
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/matrix/service-map")
+def service_map_page(request: Request, session: SessionDep) -> Response:
+    return _service_map_page(request, session)
+
+
+@router.post("/matrix/service-map", dependencies=[CsrfProtect])
+def service_map_add(
+    request: Request,
+    session: SessionDep,
+    department_id: Annotated[str, Form(max_length=20)] = "",
+    served_id: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    supplier, served = parse_int(department_id), parse_int(served_id)
+    if supplier is None or served is None:
+        return _service_map_page(
+            request, session, error="Choose both departments.", status_code=422
+        )
+    try:
+        line = service_map.add_served(session, department_id=supplier, served_id=served)
+    except DomainError as exc:
+        return _service_map_page(request, session, error=exc.detail, status_code=exc.status)
+    names = {d.id: d for d in org_service.list_departments(session)}
+    _audit(
+        request,
+        session,
+        "add service map line",
+        names[line.supplier_department_id].external_id,
+        f"{names[line.supplier_department_id].name} serves "
+        f"{names[line.customer_department_id].name}",
+    )
+    return see_other("/matrix/service-map", notice="service-map-saved")
+
+
+@router.post("/matrix/service-map/remove", dependencies=[CsrfProtect])
+def service_map_remove(
+    request: Request,
+    session: SessionDep,
+    department_id: Annotated[str, Form(max_length=20)] = "",
+    served_id: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    supplier, served = parse_int(department_id), parse_int(served_id)
+    if supplier is not None and served is not None:
+        names = {d.id: d for d in org_service.list_departments(session)}
+        if service_map.remove_served(session, department_id=supplier, served_id=served):
+            _audit(
+                request,
+                session,
+                "remove service map line",
+                names[supplier].external_id,
+                f"{names[supplier].name} no longer serves {names[served].name}",
+            )
+    return see_other("/matrix/service-map", notice="service-map-saved")

@@ -89,6 +89,39 @@ class MatrixPageRead(BaseModel):
     limit: int
 
 
+# --- the department service map ---------------------------------------------------------
+
+
+class DepartmentRef(BaseModel):
+    external_id: str = Field(examples=["D-SALES"])
+    name: str = Field(examples=["Sales"])
+
+
+class ServedDepartmentsRead(BaseModel):
+    """One line of the service map: a department and the departments it serves."""
+
+    department_external_id: str = Field(examples=["D-IT"])
+    department_name: str = Field(examples=["IT Support"])
+    serves: list[DepartmentRef]
+    added: int | None = Field(default=None, description="On replace: lines added.")
+    removed: int | None = Field(default=None, description="On replace: lines removed.")
+
+
+class ServedSet(BaseModel):
+    """The complete list of departments one department serves (replaces the current one)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"department_external_ids": ["D-SALES", "D-FIN"]}]},
+    )
+
+    department_external_ids: list[ExternalId] = Field(
+        max_length=1000,
+        description="External ids of the departments served; no repeats, not the "
+        "department itself. An empty list takes the department off the map.",
+    )
+
+
 MATRIX_IMPORT_BODY: dict[str, Any] = import_body(
     description="A CSV file (`text/csv`, UTF-8, header "
     "`supplier_external_id,customer_external_id`), a JSON array of such objects, or an "
