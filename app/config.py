@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     mail_dir: Path = DATA_DIR / "mail"
     mail_max_attempts: int = 8
 
+    # Charts of closed cycles never change: each is rendered on its first request and
+    # kept here (one directory per cycle), so later requests read a file.
+    chart_cache_dir: Path = DATA_DIR / "charts"
+
     # Anonymity: results are shown only for employees with at least this many raters.
     # Never below 3: with two raters each could deduce the other's scores.
     anonymity_min_raters: int = Field(default=3, ge=3)

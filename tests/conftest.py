@@ -265,6 +265,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         secret_key=TEST_SECRET_KEY,
         smtp_host=None,
         mail_dir=tmp_path / "mail",
+        chart_cache_dir=tmp_path / "charts",
         anonymity_min_raters=3,
     )
 

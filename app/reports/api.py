@@ -6,6 +6,7 @@ problem+json. Everything comes from the stored, already suppressed results.
 
 from __future__ import annotations
 
+import pathlib
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -13,6 +14,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from app.auth.deps import require_scopes
+from app.config import Settings
 from app.db import SessionDep
 from app.errors import NotFound, problems
 from app.fields import RowId
@@ -37,13 +39,10 @@ Selector = Annotated[str | None, Query(max_length=100)]
 CHART_FORMAT_MISSING = "Name the chart with its format, e.g. heatmap.png."
 
 
-def chart_cache(request: Request) -> charts.ChartCache:
-    """The app's chart cache (one per app, created on first use)."""
-    cache: charts.ChartCache | None = getattr(request.app.state, "chart_cache", None)
-    if cache is None:
-        cache = charts.ChartCache()
-        request.app.state.chart_cache = cache
-    return cache
+def chart_cache_dir(request: Request) -> pathlib.Path:
+    """Where the app keeps rendered charts of closed cycles (CHART_CACHE_DIR)."""
+    settings: Settings = request.app.state.settings
+    return settings.chart_cache_dir
 
 
 def split_filename(filename: str, *, missing_format: str) -> tuple[str, str]:
@@ -65,7 +64,8 @@ def chart_response(
     employee: str | None,
     disposition: str,
 ) -> Response:
-    """A chart as PNG, SVG or PDF, from the app's chart cache when it is there."""
+    """A chart as PNG, SVG or PDF (rendered once per closed cycle, then read from disk),
+    downloaded as ``<cycle>-<department or employee>-<chart>.<fmt>``."""
     data = charts.chart_bytes(
         session,
         cycle_id=cycle_id,
@@ -73,12 +73,23 @@ def chart_response(
         fmt=fmt,
         department=department,
         employee=employee,
-        cache=chart_cache(request),
+        cache_dir=chart_cache_dir(request),
+    )
+    filename = charts.download_name(
+        session,
+        cycle_id=cycle_id,
+        chart=name,
+        fmt=fmt,
+        department=department,
+        employee=employee,
     )
     return Response(
         data,
         media_type=charts.FORMATS[fmt],
-        headers={"Content-Disposition": disposition, "Cache-Control": "private, max-age=300"},
+        headers={
+            "Content-Disposition": f'{disposition}; filename="{filename}"',
+            "Cache-Control": "private, max-age=300",
+        },
     )
 
 
@@ -165,5 +176,5 @@ def chart(
         fmt=fmt,
         department=department,
         employee=employee,
-        disposition=f'inline; filename="{name}.{fmt}"',
+        disposition="inline",
     )

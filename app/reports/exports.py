@@ -65,6 +65,10 @@ def _employee_rows(rows: Sequence[EmployeeResultRead], codes: Sequence[tuple[str
                 _r(e.company_percentile, 1),
                 e.department_rank,
                 _r(e.department_percentile, 1),
+                _r(e.se),
+                _r(e.reliability),
+                e.company_band,
+                e.department_band,
                 *[_r(means.get(code)) for code, _ in codes],
             ]
         )

@@ -65,6 +65,9 @@ class CompanyResult(Base):
     response_rate: Mapped[float | None] = mapped_column(Float)
     # Histogram of the included employees' coefficients: {"edges": [...], "counts": [...]}.
     distribution: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # ICC(1): the share of the spread of single ratings that lies between employees
+    # (rater agreement), over the included employees; the base of their reliabilities.
+    icc: Mapped[float | None] = mapped_column(Float)
     computed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -170,6 +173,14 @@ class EmployeeResult(Base):
     company_percentile: Mapped[float | None] = mapped_column(Float)
     department_rank: Mapped[int | None] = mapped_column(Integer)
     department_percentile: Mapped[float | None] = mapped_column(Float)
+    # How far the figures can be trusted: the standard error of the coefficient, the
+    # reliability of the mean of this many raters (the cycle's ICC(1) stepped up by
+    # Spearman-Brown), and the band on the leaderboard (overlapping 95% intervals share
+    # one), which replaces reading exact ranks as real differences.
+    se: Mapped[float | None] = mapped_column(Float)
+    reliability: Mapped[float | None] = mapped_column(Float)
+    company_band: Mapped[int | None] = mapped_column(Integer)
+    department_band: Mapped[int | None] = mapped_column(Integer)
 
 
 class EmployeeCompetencyResult(Base):

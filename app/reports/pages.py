@@ -208,7 +208,6 @@ def chart(
             _check_employee(session, principal, found.id)
         elif name not in ("trend-company", "distribution"):
             raise Forbidden("Department charts are for HR.")
-    disposition = "attachment" if download else "inline"
     return chart_response(
         request,
         session,
@@ -217,7 +216,7 @@ def chart(
         fmt=fmt,
         department=department,
         employee=employee,
-        disposition=f'{disposition}; filename="{name}-{cycle_id}.{fmt}"',
+        disposition="attachment" if download else "inline",
     )
 
 

@@ -60,6 +60,20 @@ class EmployeeResultRead(BaseModel):
     company_percentile: float | None = None
     department_rank: int | None = None
     department_percentile: float | None = None
+    se: float | None = Field(default=None, description="standard error of the coefficient")
+    reliability: float | None = Field(
+        default=None,
+        description="reliability of this mean (0-1): the cycle's ICC(1) stepped up by "
+        "Spearman-Brown for this employee's number of raters",
+    )
+    company_band: int | None = Field(
+        default=None,
+        description="leaderboard band in the company (1 = top): employees whose 95% "
+        "intervals overlap share a band, their order within it may be chance",
+    )
+    department_band: int | None = Field(
+        default=None, description="the same band within the employee's own department"
+    )
     competencies: list[CompetencyMean] = Field(default_factory=list)
 
 
@@ -113,6 +127,11 @@ class CompanyResultRead(BaseModel):
     invited: int
     responded: int
     response_rate: float | None = None
+    icc: float | None = Field(
+        default=None,
+        description="ICC(1): agreement between raters, the share of the spread of single "
+        "ratings that lies between employees",
+    )
     distribution: HistogramRead
     competencies: list[CompetencyMean] = Field(default_factory=list)
 

@@ -107,7 +107,7 @@ def compute_cycle_results(
     analyze(session, DepartmentClosure)
     previous = _previous_cycle(session, cycle=cycle)
     scale = calc.Scale(cycle.scale_min, cycle.scale_max)
-    _store_employees(
+    icc = _store_employees(
         session,
         cycle_id=cycle_id,
         k=k,
@@ -119,7 +119,7 @@ def compute_cycle_results(
     analyze(session, Ballot, EmployeeCompetencyResult)
     analyze(session, EmployeeResult)
     _store_departments(session, cycle_id=cycle_id, scale=scale, previous=previous)
-    _store_company(session, cycle=cycle, k=k, scale=scale, previous=previous)
+    _store_company(session, cycle=cycle, k=k, scale=scale, previous=previous, icc=icc)
     _store_comments(session, cycle_id=cycle_id)
     analyze(session, DepartmentResult, DepartmentCompetencyResult, EmployeeComment)
 
@@ -162,10 +162,10 @@ def _store_closure(session: Session, *, cycle_id: int) -> None:
 class _Previous:
     cycle_id: int
     scale: calc.Scale
-    # id -> (coefficient, standard error)
-    employees: dict[int, tuple[float | None, float | None]]
-    departments: dict[int, tuple[float | None, float | None]]
-    company: tuple[float | None, float | None]
+    # id -> (coefficient, standard error, the n behind it: Welch's test needs both)
+    employees: dict[int, tuple[float | None, float | None, int | None]]
+    departments: dict[int, tuple[float | None, float | None, int | None]]
+    company: tuple[float | None, float | None, int | None]
 
 
 def _previous_cycle(session: Session, *, cycle: Cycle) -> _Previous | None:
@@ -186,7 +186,7 @@ def _previous_cycle(session: Session, *, cycle: Cycle) -> _Previous | None:
     if prev is None:
         return None
     employees = {
-        emp: (coef, calc.standard_error(sd, n))
+        emp: (coef, calc.standard_error(sd, n), n)
         for emp, coef, sd, n in session.execute(
             select(
                 EmployeeResult.employee_id,
@@ -196,8 +196,8 @@ def _previous_cycle(session: Session, *, cycle: Cycle) -> _Previous | None:
             ).where(EmployeeResult.cycle_id == prev.id, EmployeeResult.coefficient.is_not(None))
         )
     }
-    departments = {
-        dept: (coef, calc.standard_error(sd, n))
+    departments: dict[int, tuple[float | None, float | None, int | None]] = {
+        dept: (coef, calc.standard_error(sd, n), n)
         for dept, coef, sd, n in session.execute(
             select(
                 DepartmentResult.department_id,
@@ -214,9 +214,13 @@ def _previous_cycle(session: Session, *, cycle: Cycle) -> _Previous | None:
         employees=employees,
         departments=departments,
         company=(
-            (company.coefficient, calc.standard_error(company.sd, company.employees_included))
+            (
+                company.coefficient,
+                calc.standard_error(company.sd, company.employees_included),
+                company.employees_included,
+            )
             if company
-            else (None, None)
+            else (None, None, None)
         ),
     )
 
@@ -281,7 +285,7 @@ def _store_employees(
     previous: _Previous | None,
     thin_competencies: set[tuple[int, int]],
     thin_nps: set[int],
-) -> None:
+) -> float | None:
     """Every employee and employee x competency figure, from one scan of the ballots.
 
     Formulas as in :mod:`app.reports.coefficients`: a competency mean is shown with at
@@ -396,7 +400,9 @@ def _store_employees(
             ci_high=ci_high,
             nps=calc.nps_from_counts(nps_answers, int(promoters_of[i]), int(detractors_of[i]), k=k),
             nps_answers=nps_answers,
+            rater_mean=mean,
         )
+    icc = calc.assign_reliability(figures)
     calc.assign_ranks(figures, {e: f.coefficient for e, f in figures.items() if f.included})
     if previous is not None:
         for fig in figures.values():
@@ -408,6 +414,8 @@ def _store_employees(
                 before[1] if before else None,
                 scale=scale,
                 previous_scale=previous.scale,
+                current_n=fig.scored_raters,
+                previous_n=before[2] if before else None,
             )
     employee_rows = [
         {
@@ -429,6 +437,10 @@ def _store_employees(
             "company_percentile": f.company_percentile,
             "department_rank": f.department_rank,
             "department_percentile": f.department_percentile,
+            "se": f.se,
+            "reliability": f.reliability,
+            "company_band": f.company_band,
+            "department_band": f.department_band,
         }
         for f in figures.values()
     ]
@@ -440,6 +452,7 @@ def _store_employees(
             (tuple(row.values()) for row in employee_rows),
             columns=columns,
         )
+    return icc
 
 
 def _store_departments(
@@ -501,6 +514,8 @@ def _store_departments(
                 before[1] if before else None,
                 scale=scale,
                 previous_scale=previous.scale,
+                current_n=n,
+                previous_n=before[2] if before else None,
             )
         rows.append(
             {
@@ -554,7 +569,13 @@ def _store_departments(
 
 
 def _store_company(
-    session: Session, *, cycle: Cycle, k: int, scale: calc.Scale, previous: _Previous | None
+    session: Session,
+    *,
+    cycle: Cycle,
+    k: int,
+    scale: calc.Scale,
+    previous: _Previous | None,
+    icc: float | None = None,
 ) -> None:
     er = EmployeeResult.__table__
     suppliers = session.scalar(select(func.count()).where(er.c.cycle_id == cycle.id)) or 0
@@ -580,6 +601,8 @@ def _store_company(
             previous.company[1],
             scale=scale,
             previous_scale=previous.scale,
+            current_n=n,
+            previous_n=previous.company[2],
         )
     invited, responded = cycles_service.response_counts(session, cycle_ids=[cycle.id])[cycle.id]
     values = session.scalars(
@@ -606,6 +629,7 @@ def _store_company(
             responded=int(responded),
             response_rate=(int(responded) / invited) if invited else None,
             distribution=calc.histogram(values, low=cycle.scale_min, high=cycle.scale_max),
+            icc=icc,
         )
     )
     session.flush()
@@ -722,6 +746,7 @@ def company_results(session: Session, *, cycle_id: int) -> CompanyResultRead:
         invited=row.invited,
         responded=row.responded,
         response_rate=row.response_rate,
+        icc=row.icc,
         distribution=HistogramRead(
             edges=row.distribution.get("edges", []), counts=row.distribution.get("counts", [])
         ),
@@ -962,6 +987,10 @@ EMPLOYEE_FIGURES = (
     "company_percentile",
     "department_rank",
     "department_percentile",
+    "se",
+    "reliability",
+    "company_band",
+    "department_band",
 )
 
 

@@ -129,13 +129,9 @@ def test_downgrade_that_drops_data_is_refused_unless_forced(fresh_database_url: 
     # Refused before any step ran: still at head, every table there.
     assert set(metadata.tables) <= table_names(fresh_database_url)
     assert schema_diff(fresh_database_url) == []
-<<<<<<< HEAD
-    # 0010 would drop who is on the paper channel: refused too.
-    with pytest.raises(DataLossRefused, match="0010 drops the paper-channel flags"):
-=======
-    # 0009's drops HR's department service map: refused, then forced.
-    with pytest.raises(DataLossRefused, match="0009 drops the department service map"):
->>>>>>> matrix-nominations
+    # The newest downgrades drop what HR or the HRIS entered (the scim ids, the paper-channel
+    # flags, the department service map...): refused, then forced.
+    with pytest.raises(DataLossRefused, match=r"00\d\d drops "):
         downgrade(fresh_database_url, "0005")
     downgrade(fresh_database_url, "0005", force=True)
     # Downgrades that keep the data need no force (0005 leaves the competencies).

@@ -17,4 +17,8 @@ FIGURES = (
     "company_percentile",
     "department_rank",
     "department_percentile",
+    "se",
+    "reliability",
+    "company_band",
+    "department_band",
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from app.reports import coefficients as calc
@@ -117,35 +118,153 @@ def test_employee_below_k_gets_nothing_but_the_status() -> None:
 
 
 def test_compare_same_scale_not_significant_when_within_uncertainty() -> None:
-    # delta 22/3 - 6 = 1.3333; se_now = 1.23228/2 = 0.61614, se_before = 0.3
-    # 1.96 * sqrt(0.61614² + 0.3²) = 1.96 * 0.68530 = 1.3432 > 1.3333 -> not significant
+    # delta 22/3 - 6 = 1.3333; se_now = 1.23228/2 = 0.61614 (n 4), se_before = 0.3 (n 4)
+    # Welch df = (0.379630 + 0.09)² / (0.379630²/3 + 0.09²/3) = 0.220552 / 0.050740 = 4.3467
+    # t(0.975, 4.3467) = 2.6912; 2.6912 * sqrt(0.469630) = 1.8443 > 1.3333 -> not significant
     se = math.sqrt(41 / 27) / 2
     scale = calc.Scale(1, 10)
-    delta, significant = calc.compare(22 / 3, se, 6.0, 0.3, scale=scale, previous_scale=scale)
+    assert calc.welch_df(se, 4, 0.3, 4) == pytest.approx(4.3467, abs=1e-4)
+    assert calc.t_quantile_975(4.3467) == pytest.approx(2.6912, abs=1e-4)
+    delta, significant = calc.compare(
+        22 / 3, se, 6.0, 0.3, scale=scale, previous_scale=scale, current_n=4, previous_n=4
+    )
     assert delta == pytest.approx(4 / 3)
     assert significant is False
-    delta, significant = calc.compare(22 / 3, se, 5.0, 0.3, scale=scale, previous_scale=scale)
+    delta, significant = calc.compare(
+        22 / 3, se, 5.0, 0.3, scale=scale, previous_scale=scale, current_n=4, previous_n=4
+    )
     assert delta == pytest.approx(7 / 3) and significant is True
 
 
 def test_compare_across_scales_maps_the_previous_value_onto_the_current_scale() -> None:
     # 3 on 1..5 is at 50% of the scale -> 1 + 0.5 * 9 = 5.5 on 1..10; delta 7.3333 - 5.5
-    # se_before 0.2 * 9/4 = 0.45; 1.96 * sqrt(0.61614² + 0.45²) = 1.4954 < 1.8333 -> significant
+    # se_before 0.2 * 9/4 = 0.45. The z test said significant (1.96 * 0.76297 = 1.4954 <
+    # 1.8333); Welch with 4 raters a side does not: df = 0.338874 / 0.061708 = 5.4916,
+    # t = 2.5029, 2.5029 * 0.76297 = 1.9096 > 1.8333.
     se = math.sqrt(41 / 27) / 2
-    delta, significant = calc.compare(
-        22 / 3, se, 3.0, 0.2, scale=calc.Scale(1, 10), previous_scale=calc.Scale(1, 5)
-    )
+    kwargs = {"scale": calc.Scale(1, 10), "previous_scale": calc.Scale(1, 5)}
+    delta, significant = calc.compare(22 / 3, se, 3.0, 0.2, current_n=4, previous_n=4, **kwargs)
     assert delta == pytest.approx(11 / 6)
-    assert significant is True
+    assert significant is False
+    # With more raters behind the same standard errors the test gets its power back.
+    assert calc.compare(22 / 3, se, 3.0, 0.2, current_n=30, previous_n=30, **kwargs)[1] is True
     assert calc.rescale(3.0, calc.Scale(1, 5), calc.Scale(1, 10)) == 5.5
     assert calc.rescale(0.0, calc.Scale(0, 10), calc.Scale(0, 10)) == 0.0
 
 
 def test_compare_without_previous_or_uncertainty() -> None:
     scale = calc.Scale(1, 10)
-    assert calc.compare(7.0, 0.1, None, None, scale=scale, previous_scale=scale) == (None, None)
-    assert calc.compare(None, None, 7.0, 0.1, scale=scale, previous_scale=scale) == (None, None)
-    assert calc.compare(7.0, None, 6.0, 0.1, scale=scale, previous_scale=scale) == (1.0, None)
+    n = {"current_n": 3, "previous_n": 3}
+    assert calc.compare(7.0, 0.1, None, None, scale=scale, previous_scale=scale, **n) == (
+        None,
+        None,
+    )
+    assert calc.compare(None, None, 7.0, 0.1, scale=scale, previous_scale=scale, **n) == (
+        None,
+        None,
+    )
+    assert calc.compare(7.0, None, 6.0, 0.1, scale=scale, previous_scale=scale, **n) == (1.0, None)
+    # Without the n behind the standard errors there are no degrees of freedom.
+    assert calc.compare(7.0, 0.1, 6.0, 0.1, scale=scale, previous_scale=scale) == (1.0, None)
+    # Nobody varied on either side: any change is real.
+    assert calc.compare(7.0, 0.0, 6.0, 0.0, scale=scale, previous_scale=scale, **n) == (1.0, True)
+    assert calc.welch_df(0.1, 1, 0.1, 3) is None
+
+
+def test_welch_keeps_false_positives_at_five_percent_with_three_raters_a_side() -> None:
+    """Simulated cycles where nothing changed: 3 raters before, 3 after, same true mean.
+
+    The z test (1.96 · combined se) calls about 12% of them a real change; Welch's t with
+    Welch-Satterthwaite df stays at or below the nominal 5% (it is slightly conservative).
+    """
+    rng = np.random.default_rng(2026)
+    runs = 20_000
+    before = rng.normal(7.0, 1.5, size=(runs, 3))
+    after = rng.normal(7.0, 1.5, size=(runs, 3))
+    scale = calc.Scale(1, 10)
+    z_hits = welch_hits = 0
+    for b, a in zip(before, after, strict=True):
+        se_b = float(b.std(ddof=1)) / math.sqrt(3)
+        se_a = float(a.std(ddof=1)) / math.sqrt(3)
+        delta, significant = calc.compare(
+            float(a.mean()),
+            se_a,
+            float(b.mean()),
+            se_b,
+            scale=scale,
+            previous_scale=scale,
+            current_n=3,
+            previous_n=3,
+        )
+        assert delta is not None
+        welch_hits += bool(significant)
+        z_hits += abs(delta) > calc.Z_95 * math.sqrt(se_a**2 + se_b**2)
+    assert welch_hits / runs <= 0.05
+    assert z_hits / runs > 0.10  # the simulation does catch the old test's overclaiming
+
+
+def test_icc1_matches_shrout_and_fleiss() -> None:
+    # Shrout & Fleiss (1979), Table 2: 6 targets x 4 judges. Their one-way ANOVA gives
+    # BMS = 11.24, WMS = 6.26, and ICC(1,1) = .17, ICC(1,4) = .44 (Table 4).
+    table = [
+        [9, 2, 5, 8],
+        [6, 1, 3, 2],
+        [8, 4, 6, 8],
+        [7, 1, 2, 6],
+        [10, 5, 6, 9],
+        [6, 2, 4, 7],
+    ]
+    samples = []
+    for row in table:
+        mean, sd = calc.mean_sd([float(v) for v in row])
+        assert mean is not None
+        samples.append(calc.RaterSample(len(row), mean, sd))
+    icc = calc.icc1(samples)
+    assert icc is not None
+    # (11.2417 - 6.2639) / (11.2417 + 3 * 6.2639) = 4.9778 / 30.0333
+    assert icc == pytest.approx(0.165741, abs=1e-5)
+    assert round(icc, 2) == 0.17
+    assert round(calc.spearman_brown(icc, 4) or 0, 2) == 0.44
+    # With equal rater counts, Spearman-Brown of ICC(1,1) is exactly (BMS - WMS) / BMS.
+    assert calc.spearman_brown(icc, 4) == pytest.approx(4.9778 / 11.2417, abs=1e-4)
+
+
+def test_icc1_with_unequal_rater_counts_uses_the_average_group_size() -> None:
+    # Groups (5, 6, 7), (1, 2), (8, 9, 9, 10): N 9, g 3, grand mean 57/9 = 6.3333
+    # SSB = 3(6 - 6.3333)² + 2(1.5 - 6.3333)² + 4(9 - 6.3333)² = 75.5, MSB = 37.75
+    # SSW = 2 + 0.5 + 2 = 4.5, MSW = 4.5 / 6 = 0.75; n0 = (9 - 29/9) / 2 = 2.8889
+    # ICC = (37.75 - 0.75) / (37.75 + 1.8889 * 0.75) = 37 / 39.1667 = 0.944681
+    groups = [[5, 6, 7], [1, 2], [8, 9, 9, 10]]
+    samples = []
+    for g in groups:
+        mean, sd = calc.mean_sd([float(v) for v in g])
+        assert mean is not None
+        samples.append(calc.RaterSample(len(g), mean, sd))
+    assert calc.icc1(samples) == pytest.approx(0.944681, abs=1e-6)
+    # Nothing to compare: one employee, or nobody varies at all.
+    assert calc.icc1(samples[:1]) is None
+    assert calc.icc1([calc.RaterSample(3, 5.0, 0.0), calc.RaterSample(3, 5.0, 0.0)]) is None
+
+
+def test_spearman_brown_reliability_of_a_three_rater_mean() -> None:
+    # The issue's example: ICC(1) 0.38, 3 raters -> 3 * 0.38 / (1 + 2 * 0.38) = 0.6477
+    assert calc.spearman_brown(0.38, 3) == pytest.approx(0.647727, abs=1e-6)
+    assert calc.spearman_brown(0.38, 1) == pytest.approx(0.38)
+    assert calc.spearman_brown(-0.2, 5) == 0.0
+    assert calc.spearman_brown(None, 3) is None
+
+
+def test_bands_group_overlapping_intervals_anchored_on_the_band_top() -> None:
+    intervals = {
+        "a": (9.0, 8.5, 9.5),
+        "b": (8.6, 8.0, 9.2),  # overlaps a
+        "c": (8.0, 7.6, 8.4),  # overlaps b but not a: opens band 2
+        "d": (7.9, 7.0, 8.8),  # overlaps c
+        "e": (6.0, None, None),  # no interval: the point itself, below c's interval
+        "f": (6.0, 5.0, 7.0),
+    }
+    assert calc.bands(intervals) == {"a": 1, "b": 1, "c": 2, "d": 2, "e": 3, "f": 3}
+    assert calc.bands({}) == {}
 
 
 def test_ranks_share_ties_and_skip() -> None:
@@ -166,6 +285,17 @@ def test_histogram_bins_are_half_open_except_the_last() -> None:
     hist = calc.histogram([1.0, 2.0, 5.6, 10.0], low=1, high=10)
     assert hist["counts"] == [1, 1, 0, 0, 0, 1, 0, 0, 0, 1]
     assert hist["edges"][0] == 1.0 and hist["edges"][-1] == 10.0 and len(hist["edges"]) == 11
+
+
+def test_histogram_values_on_inner_edges_go_up() -> None:
+    # Edges 1, 1.9, 2.8, ... 10: each inner edge value opens its bin ([a, b)), and the
+    # scale maximum closes the last one. 2.8 once landed in [1.9, 2.8): (2.8 - 1) / 0.9 is
+    # 1.9999999999999998 in floating point.
+    inner = [1.9, 2.8, 3.7, 4.6, 5.5, 6.4, 7.3, 8.2, 9.1]
+    hist = calc.histogram([*inner, 10.0], low=1, high=10)
+    assert hist["edges"][1:-1] == inner
+    assert hist["counts"] == [0, 1, 1, 1, 1, 1, 1, 1, 1, 2]
+    assert calc.histogram([0.0, 5.0], low=0, high=5, bins=5)["counts"] == [1, 0, 0, 0, 1]
 
 
 def three_level_company() -> calc.CycleInput:
@@ -215,6 +345,21 @@ def test_department_rollup_over_a_three_level_tree() -> None:
     # a first cycle: nothing to compare with
     assert all(e.delta is None for e in res.employees.values())
     assert res.company.delta is None
+
+
+def test_cycle_reliability_and_bands() -> None:
+    res = calc.compute_cycle(three_level_company(), k=3)
+    # Included: e1 (8, 8, 8), e2 (6, 7, 8), e3 (4, 5, 6), e5 (9, 9, 9); grand mean 7.25
+    # MSB = 3 (0.75² + 0.25² + 2.25² + 1.75²) / 3 = 8.75, MSW = (0 + 2 + 2 + 0) / 8 = 0.5
+    # ICC = (8.75 - 0.5) / (8.75 + 2 * 0.5) = 0.846154; 3 raters -> 0.942857
+    assert res.icc == pytest.approx(8.25 / 9.75)
+    assert res.employees[12].reliability == pytest.approx(0.942857, abs=1e-6)
+    assert res.employees[14].reliability is None  # below k
+    assert res.employees[12].se == pytest.approx(1 / math.sqrt(3))
+    # e5 9 [9, 9] | e1 8 [8, 8], e2 7 [4.52, 9.48] | e3 5 [2.52, 7.48]
+    assert [res.employees[e].company_band for e in (15, 11, 12, 13)] == [1, 2, 2, 3]
+    assert res.employees[14].company_band is None
+    assert res.employees[13].department_band == 1
 
 
 def test_second_cycle_reports_deltas() -> None:

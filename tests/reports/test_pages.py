@@ -152,3 +152,21 @@ def test_unknown_and_open_cycles_on_pages(
     assert client.get(f"/results/{data['cycle'].id}/charts/heatmap").status_code == 404
     assert client.get(f"/results/{data['cycle'].id}/exports/ballots.csv").status_code == 404
     assert client.get("/results/abc").status_code == 422
+
+
+def test_leaderboard_shows_bands_and_the_employee_page_reliability(
+    client: TestClient, db: Session, data: dict[str, Any]
+) -> None:
+    sign_in(client, db)
+    cycle = data["cycle"]
+    html = client.get(f"/results/{cycle.id}").text
+    board = html[html.index('id="leaders-h"') : html.index('id="decliners-h"')]
+    # e5 9 [9, 9] | e1 8 [8, 8] and e2 7 [4.5, 9.5] | e3 5 [2.5, 7.5]
+    assert board.index("Band 1") < board.index("e5") < board.index("Band 2")
+    assert board.index("Band 2") < board.index("e1") < board.index("e2") < board.index("Band 3")
+    assert board.index("Band 3") < board.index("e3")
+    assert "cannot be told apart" in board
+    page = client.get(f"/results/{cycle.id}/employees/{data['e2'].id}").text
+    # ICC 0.846 (see test_coefficients), 3 raters -> 0.94; se = 1 / sqrt(3) = 0.58
+    assert "Reliability of this mean" in page and "0.94" in page and "0.58" in page
+    assert "band 2" in page

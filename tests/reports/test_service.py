@@ -209,6 +209,7 @@ def test_sql_equals_pure_module_on_a_random_company(db: Session, seed: int) -> N
         assert summary.employees_included == pure.company.employees_included
         assert (summary.invited, summary.responded) == (pure.invited, pure.responded)
         assert summary.distribution.counts == pure.distribution["counts"]
+        assert pure.icc is not None and summary.icc == pytest.approx(pure.icc)
         assert {
             m.code: (m.count, pytest.approx(m.mean)) for m in summary.competencies
         } == pure.company.competencies
