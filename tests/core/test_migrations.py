@@ -77,6 +77,10 @@ def test_downgrade_that_drops_data_is_refused_unless_forced(fresh_database_url: 
     # Refused before any step ran: still at head, every table there.
     assert set(metadata.tables) <= table_names(fresh_database_url)
     assert schema_diff(fresh_database_url) == []
+    # 0007's would lose the competencies' translated texts: refused unless forced.
+    with pytest.raises(DataLossRefused, match="0007 drops the competencies' texts"):
+        downgrade(fresh_database_url, "0005")
+    downgrade(fresh_database_url, "0005", force=True)
     # Downgrades that keep the data need no force (0005 leaves the competencies).
     downgrade(fresh_database_url, "0004")
     # 0004's would delete the sealed answers of open cycles: refused too.
