@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -103,6 +104,9 @@ class CycleCompetency(Base):
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
     indicators: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    translations: Mapped[dict[str, Any]] = mapped_column(
+        JSON, default=dict, server_default=text("'{}'")
+    )
     weight: Mapped[float] = mapped_column(Float, default=1.0)
     display_order: Mapped[int] = mapped_column(Integer, default=0)
 

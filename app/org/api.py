@@ -334,7 +334,9 @@ def delete_employee(external_id: ExternalIdPath, session: SessionDep) -> Employe
     summary="Create or update a competency",
     description="Idempotent upsert by code (scope `org:write`); 201 when created, 200 "
     "otherwise. Changes apply to cycles launched afterwards: a launched cycle keeps the "
-    "competencies it started with.",
+    "competencies it started with. `translations` holds the texts in other languages "
+    "(raters see their own language, or these texts where it has none); omitted, the "
+    "stored translations are kept.",
     responses={201: {"description": "Created", "model": CompetencyRead}, **problems(422)},
 )
 def put_competency(
@@ -353,6 +355,11 @@ def put_competency(
         weight=body.weight,
         display_order=body.display_order,
         active=body.active,
+        translations=(
+            None
+            if body.translations is None
+            else {lang: text.model_dump() for lang, text in body.translations.items()}
+        ),
     )
     upsert_status(response, request, outcome)
     return CompetencyRead.of(comp)
@@ -475,7 +482,10 @@ def import_employees(
     "the same rules as `PUT /competencies/{code}`. Every row is checked first; one bad row "
     "rejects the whole batch with a 422 listing each problem as `{line, field, message}` "
     "and nothing is saved. Competencies missing from the upload are left alone. Re-sending "
-    "the same import changes nothing; `dry_run=true` only validates and counts.",
+    "the same import changes nothing; `dry_run=true` only validates and counts. Texts in "
+    "other languages come in `name_<lang>`, `description_<lang>` and `indicators_<lang>` "
+    "columns (e.g. `name_ru`); a file with such columns replaces the translations, one "
+    "without keeps them.",
 )
 def import_competencies(
     request: Request,

@@ -159,3 +159,12 @@ def default_competencies(language: str) -> list[dict[str, Any]]:
         {**texts[language], "code": code, "weight": 1.0, "display_order": order * 10}
         for order, (code, texts) in enumerate(DEFAULT_COMPETENCIES.items(), start=1)
     ]
+
+
+def default_translations(code: str, language: str) -> dict[str, dict[str, Any]]:
+    """A default competency's texts in every shipped language but ``language``."""
+    return {
+        lang: dict(texts)
+        for lang, texts in DEFAULT_COMPETENCIES.get(code, {}).items()
+        if lang != language
+    }

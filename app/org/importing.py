@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeVar, cast
 from sqlalchemy import Table, bindparam, select, text, update
 from sqlalchemy.orm import Session
 
+from app import i18n
 from app.db import is_sqlite, utcnow
 from app.errors import Conflict, TooLarge
 from app.org import service as org_service
@@ -53,7 +54,16 @@ DEPARTMENT_COLUMNS = ("external_id", *row_models.DepartmentFields.model_fields)
 DEPARTMENT_REQUIRED = ("external_id", "name")
 DEPARTMENT_TABLE_COLUMNS = ("id", "external_id", "name", "parent_id", "created_at", "updated_at")
 
-COMPETENCY_COLUMNS = ("code", *row_models.CompetencyFields.model_fields)
+# Texts in other languages come flat, one column per field and language (name_ru...).
+COMPETENCY_COLUMNS = (
+    "code",
+    *(name for name in row_models.CompetencyFields.model_fields if name != "translations"),
+    *(
+        f"{name}_{language}"
+        for language in i18n.available_languages()
+        for name in row_models.TRANSLATED_FIELDS
+    ),
+)
 COMPETENCY_REQUIRED = ("code", "name")
 # A rating form asks every competency: a few dozen at most. Written one by one through
 # the service, so the count is bounded well below UPLOAD_MAX_ROWS.
@@ -790,7 +800,7 @@ def import_competencies(
         old = existing.get(row.code)
         if old is None:
             report.created += 1
-        elif all(getattr(old, k) == v for k, v in row.model_dump(exclude={"code"}).items()):
+        elif all(getattr(old, k) == v for k, v in org_service.competency_values(row).items()):
             report.unchanged += 1
         else:
             report.updated += 1

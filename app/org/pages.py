@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from babel import Locale, UnknownLocaleError
+from fastapi import APIRouter, Depends, Form, Request
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
+from app import i18n
 from app.auth import service as auth_service
 from app.auth.deps import CsrfProtect, HrOnly
 from app.db import SessionDep
@@ -18,7 +21,16 @@ from app.fields import RowId
 from app.org import service as org_service
 from app.org.models import Competency, Employee
 from app.uploads import rows
-from app.web import confirm_page, field_errors, make_pager, page, parse_int, safe_next, see_other
+from app.web import (
+    confirm_page,
+    field_errors,
+    form_fields,
+    make_pager,
+    page,
+    parse_int,
+    safe_next,
+    see_other,
+)
 
 router = APIRouter(include_in_schema=False, dependencies=[HrOnly])
 
@@ -255,11 +267,30 @@ def competencies(request: Request, session: SessionDep) -> Response:
     rows = org_service.list_competencies(session)
     rows.sort(key=lambda c: not c.active)  # inactive ones last, each group in rater order
     total_weight = sum(c.weight for c in rows if c.active)
+    gaps = org_service.translation_gaps(
+        session,
+        languages=i18n.available_languages(),
+        default_language=request.app.state.settings.default_language,
+    )
     return page(
         request,
         "hr/org/competencies.html",
-        {"competencies": rows, "total_weight": total_weight},
+        {
+            "competencies": rows,
+            "total_weight": total_weight,
+            "translation_gaps": gaps,
+            "languages": translation_languages(request),
+            "language_name": language_name,
+        },
     )
+
+
+def language_name(code: str, *, in_language: str) -> str:
+    """The language's name in another: "Russian" for ``ru`` on an English page."""
+    try:
+        return str(Locale.parse(code).get_display_name(in_language) or code)
+    except (ValueError, UnknownLocaleError):
+        return code
 
 
 def _competency_form(
@@ -273,7 +304,13 @@ def _competency_form(
     return page(
         request,
         "hr/org/competency_form.html",
-        {"competency": competency, "form": form, "errors": errors or {}},
+        {
+            "competency": competency,
+            "form": form,
+            "errors": errors or {},
+            "languages": translation_languages(request),
+            "language_name": language_name,
+        },
         status_code=status_code,
     )
 
@@ -283,6 +320,48 @@ def _competency(session: Session, competency_id: int) -> Competency:
     if competency is None:
         raise NotFound("There is no such competency.")
     return competency
+
+
+def translation_languages(request: Request) -> list[str]:
+    """The languages raters may read besides the organisation's own."""
+    default = request.app.state.settings.default_language
+    return [lang for lang in i18n.available_languages() if lang != default]
+
+
+def _translation_form(competency: Competency | None, languages: list[str]) -> dict[str, str]:
+    texts = (competency.translations if competency else None) or {}
+    form: dict[str, str] = {}
+    for lang in languages:
+        text = texts.get(lang) or {}
+        form[f"name_{lang}"] = str(text.get("name", ""))
+        form[f"description_{lang}"] = str(text.get("description", ""))
+        form[f"indicators_{lang}"] = "\n".join(str(i) for i in text.get("indicators") or [])
+    return form
+
+
+async def translation_fields(request: Request) -> dict[str, str]:
+    """The posted ``name_<lang>``, ``description_<lang>``, ``indicators_<lang>`` fields."""
+    form = await request.form()
+    limits = {"name": 1000, "description": 10000, "indicators": 20000}
+    posted: dict[str, str] = {}
+    for lang in translation_languages(request):
+        for field_name, limit in limits.items():
+            value = form.get(f"{field_name}_{lang}")
+            posted[f"{field_name}_{lang}"] = value[:limit] if isinstance(value, str) else ""
+    return posted
+
+
+TranslationFields = Annotated[dict[str, str], Depends(translation_fields)]
+
+
+def _translations_of(form: dict[str, Any], languages: list[str]) -> dict[str, dict[str, str]]:
+    """A language with every box empty has no translation."""
+    out: dict[str, dict[str, str]] = {}
+    for lang in languages:
+        text = {name: str(form.get(f"{name}_{lang}", "")) for name in rows.TRANSLATED_FIELDS}
+        if any(value.strip() for value in text.values()):
+            out[lang] = text
+    return out
 
 
 @router.get("/org/competencies/new")
@@ -296,6 +375,7 @@ def competency_new_form(request: Request, session: SessionDep) -> Response:
         "weight": "1",
         "display_order": str(next_order),
         "active": True,
+        **_translation_form(None, translation_languages(request)),
     }
     return _competency_form(request, competency=None, form=form)
 
@@ -311,6 +391,7 @@ def competency_edit_form(request: Request, session: SessionDep, competency_id: R
         "weight": f"{competency.weight:g}",
         "display_order": str(competency.display_order),
         "active": competency.active,
+        **_translation_form(competency, translation_languages(request)),
     }
     return _competency_form(request, competency=competency, form=form)
 
@@ -334,6 +415,7 @@ def _save_competency(
             weight=form["weight"],
             display_order=form["display_order"],
             active=bool(form["active"]),
+            translations=_translations_of(form, translation_languages(request)),
         )
         if errors:
             return None, errors, False
@@ -346,12 +428,17 @@ def _save_competency(
             weight=row.weight,
             display_order=row.display_order,
             active=row.active,
+            translations=_translations_of(form, translation_languages(request)),
         )
     except DomainError as exc:
         found = dict(errors)
         for err in exc.errors or [{"field": "_form", "message": exc.detail}]:
-            # "indicators.3" -> the indicators box; the message names the line.
-            name = str(err.get("field") or "_form").split(".")[0]
+            # "indicators.3" -> the indicators box; the message names the line;
+            # "translations.ru.name" -> the name_ru box.
+            parts = str(err.get("field") or "_form").split(".")
+            name = f"{parts[2]}_{parts[1]}" if parts[0] == "translations" else parts[0]
+            if parts[0] == "translations" and len(parts) < 3:
+                name = "_form"
             found.setdefault(name, str(err.get("message")))
         return None, found, False
     return competency, {}, outcome != org_service.Outcome.unchanged
@@ -363,7 +450,13 @@ def _form_values(**values: str) -> dict[str, Any]:
     return form
 
 
+# The form's own fields plus name_<lang>, description_<lang>, indicators_<lang>.
+COMPETENCY_FORM_FIELDS = ("code", "name", "description", "indicators", "weight")
+TRANSLATION_FIELD = re.compile(r"^(?:name|description|indicators)_[a-z]{2,3}$")
+
+
 @router.post("/org/competencies/new", dependencies=[CsrfProtect])
+@form_fields(*COMPETENCY_FORM_FIELDS, "display_order", "active", pattern=TRANSLATION_FIELD)
 def competency_create(
     request: Request,
     session: SessionDep,
@@ -374,6 +467,8 @@ def competency_create(
     weight: Annotated[str, Form(max_length=50)] = "",
     display_order: Annotated[str, Form(max_length=50)] = "",
     active: Annotated[str, Form(max_length=10)] = "",
+    *,
+    translated: TranslationFields,
 ) -> Response:
     form = _form_values(
         code=code,
@@ -383,6 +478,7 @@ def competency_create(
         weight=weight,
         display_order=display_order,
         active=active,
+        **translated,
     )
     clean_code = code.strip().lower()
     errors: dict[str, str] = {}
@@ -401,6 +497,7 @@ def competency_create(
 
 
 @router.post("/org/competencies/{competency_id}", dependencies=[CsrfProtect])
+@form_fields(*COMPETENCY_FORM_FIELDS, "display_order", "active", pattern=TRANSLATION_FIELD)
 def competency_edit(
     request: Request,
     session: SessionDep,
@@ -411,6 +508,8 @@ def competency_edit(
     weight: Annotated[str, Form(max_length=50)] = "",
     display_order: Annotated[str, Form(max_length=50)] = "",
     active: Annotated[str, Form(max_length=10)] = "",
+    *,
+    translated: TranslationFields,
 ) -> Response:
     current = _competency(session, competency_id)
     before = {
@@ -420,6 +519,7 @@ def competency_edit(
         "weight": current.weight,
         "display_order": current.display_order,
         "active": current.active,
+        "translations": dict(current.translations or {}),
     }
     form = _form_values(
         code=current.code,
@@ -429,6 +529,7 @@ def competency_edit(
         weight=weight,
         display_order=display_order,
         active=active,
+        **translated,
     )
     competency, errors, changed = _save_competency(
         request, session, code=current.code, form=form, errors={}

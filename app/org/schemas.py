@@ -113,7 +113,8 @@ class EmployeePageRead(BaseModel):
 
 
 class CompetencyUpsert(rows.CompetencyFields):
-    """A competency raters score. PUT replaces every field."""
+    """A competency raters score. PUT replaces every field given; omitted
+    ``translations`` are kept."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -125,6 +126,13 @@ class CompetencyUpsert(rows.CompetencyFields):
                         "Acknowledges a request within one working day",
                         "Tells me early when a deadline is at risk",
                     ],
+                    "translations": {
+                        "ru": {
+                            "name": "Оперативность",
+                            "description": "Быстро реагирует на запросы.",
+                            "indicators": ["Подтверждает запрос в течение рабочего дня"],
+                        }
+                    },
                     "weight": 1.0,
                     "display_order": 20,
                     "active": True,
@@ -134,11 +142,20 @@ class CompetencyUpsert(rows.CompetencyFields):
     )
 
 
+class CompetencyTextRead(BaseModel):
+    name: str
+    description: str
+    indicators: list[str]
+
+
 class CompetencyRead(BaseModel):
     code: str = Field(examples=["responsiveness"])
     name: str
     description: str
     indicators: list[str]
+    translations: dict[str, CompetencyTextRead] = Field(
+        description="The texts in other languages, by language."
+    )
     weight: float
     display_order: int
     active: bool
@@ -152,6 +169,14 @@ class CompetencyRead(BaseModel):
             name=comp.name,
             description=comp.description,
             indicators=[str(text) for text in comp.indicators or []],
+            translations={
+                language: CompetencyTextRead(
+                    name=str(text.get("name", "")),
+                    description=str(text.get("description", "")),
+                    indicators=[str(i) for i in text.get("indicators") or []],
+                )
+                for language, text in (comp.translations or {}).items()
+            },
             weight=comp.weight,
             display_order=comp.display_order,
             active=comp.active,
@@ -254,7 +279,8 @@ COMPETENCY_IMPORT_BODY: dict[str, Any] = import_body(
     description="A CSV file (`text/csv`, UTF-8, header row, `,` or `;`), a JSON array, or "
     "an Excel workbook. Columns: `code,name,description,indicators,weight,display_order,"
     "active`; the first two are required. In CSV and XLSX, `indicators` holds one indicator "
-    "per line of its cell; in JSON it may also be an array of strings.",
+    "per line of its cell; in JSON it may also be an array of strings. Other languages: "
+    "`name_ru`, `description_ru`, `indicators_ru` (any language raters can use).",
     csv_example="code,name,description,indicators,weight,display_order,active\n"
     'responsiveness,Responsiveness,Reacts quickly,"Answers within a day\n'
     'Warns early of delays",1,20,true\n',
@@ -266,6 +292,9 @@ COMPETENCY_IMPORT_BODY: dict[str, Any] = import_body(
         "weight": {"type": "number"},
         "display_order": {"type": "integer"},
         "active": {"type": "boolean"},
+        "name_ru": {"type": "string"},
+        "description_ru": {"type": "string"},
+        "indicators_ru": {"type": ["array", "string"], "items": {"type": "string"}},
     },
     required=["code", "name"],
 )

@@ -9,6 +9,7 @@ place.
 from __future__ import annotations
 
 import enum
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,7 @@ from sqlalchemy import column, delete, func, or_, select, table
 from sqlalchemy.orm import Session, aliased, joinedload
 
 from app.errors import Conflict, Invalid, NotFound
-from app.org.default_competencies import default_competencies
+from app.org.default_competencies import default_competencies, default_translations
 from app.org.models import Competency, Department, Employee
 from app.uploads import rows
 from app.uploads.fields import (
@@ -614,8 +615,13 @@ def upsert_competency(
     weight: float = 1.0,
     display_order: int = 0,
     active: bool = True,
+    translations: Mapping[str, Any] | None = None,
 ) -> tuple[Competency, Outcome]:
-    """Create or update a competency by code; weight must be positive."""
+    """Create or update a competency by code; weight must be positive.
+
+    ``translations`` (texts in other languages, by language) replace the stored ones;
+    None keeps them, so a client that knows nothing of them never erases them.
+    """
     row = rows.validated(
         rows.CompetencyRow,
         what="competency",
@@ -626,9 +632,10 @@ def upsert_competency(
         weight=weight,
         display_order=display_order,
         active=active,
+        translations=None if translations is None else dict(translations),
     )
     code = row.code
-    values: dict[str, Any] = row.model_dump(exclude={"code"})
+    values = competency_values(row)
     comp = session.scalar(select(Competency).where(Competency.code == code))
     if comp is None:
         comp = Competency(code=code, **values)
@@ -641,6 +648,53 @@ def upsert_competency(
         setattr(comp, key, value)
     session.flush()
     return comp, Outcome.updated
+
+
+def competency_values(row: rows.CompetencyRow) -> dict[str, Any]:
+    """The columns a validated row sets (translations only when it gives them)."""
+    values: dict[str, Any] = row.model_dump(exclude={"code", "translations"})
+    if row.translations is not None:
+        values["translations"] = {
+            language: text.model_dump() for language, text in sorted(row.translations.items())
+        }
+    return values
+
+
+def missing_translations(
+    competency: Competency, *, languages: Iterable[str], default_language: str
+) -> list[str]:
+    """The languages (besides the organisation's) with no name for this competency."""
+    have = competency.translations or {}
+    return [lang for lang in languages if lang != default_language and lang not in have]
+
+
+@dataclass(frozen=True)
+class TranslationGap:
+    """Active employees read ``language``, but these active competencies lack it."""
+
+    language: str
+    employees: int
+    competencies: list[str]
+
+
+def translation_gaps(
+    session: Session, *, languages: Iterable[str], default_language: str
+) -> list[TranslationGap]:
+    """Where raters would see a competency in the organisation's language, not theirs."""
+    readers: Counter[str] = Counter()
+    for language, count in session.execute(
+        select(Employee.language, func.count()).where(Employee.active).group_by(Employee.language)
+    ):
+        readers[str(language or "").split("-")[0]] += count
+    active = list_competencies(session, active=True)
+    gaps = []
+    for language in languages:
+        if language == default_language or not readers[language]:
+            continue
+        missing = [c.name for c in active if language not in (c.translations or {})]
+        if missing:
+            gaps.append(TranslationGap(language, readers[language], missing))
+    return gaps
 
 
 def list_competencies(session: Session, *, active: bool | None = None) -> list[Competency]:
@@ -659,7 +713,9 @@ def seed_default_competencies(session: Session, *, language: str = "en") -> int:
     for spec in default_competencies(language):
         if spec["code"] in existing:
             continue
-        upsert_competency(session, **spec)
+        upsert_competency(
+            session, **spec, translations=default_translations(spec["code"], language)
+        )
         created += 1
     return created
 

@@ -141,19 +141,16 @@ def load_rating_form(
             .order_by(CycleEmployee.full_name, CyclePair.supplier_id)
         )
     ]
+    language = i18n.normalize_language(customer[1] if customer else None)
     competencies = [
-        CompetencyView(
-            id=cid,
-            name=name,
-            description=description or "",
-            indicators=[str(i) for i in (indicators or []) if str(i).strip()],
-        )
-        for cid, name, description, indicators in session.execute(
+        competency_view(cid, name, description, indicators, translations, language=language)
+        for cid, name, description, indicators, translations in session.execute(
             select(
                 CycleCompetency.id,
                 CycleCompetency.name,
                 CycleCompetency.description,
                 CycleCompetency.indicators,
+                CycleCompetency.translations,
             )
             .where(CycleCompetency.cycle_id == cycle.id)
             .order_by(CycleCompetency.display_order, CycleCompetency.id)
@@ -168,10 +165,31 @@ def load_rating_form(
         ask_nps=cycle.ask_nps,
         ask_comment=cycle.ask_comment,
         customer_name=customer[0] if customer else "",
-        language=i18n.normalize_language(customer[1] if customer else None),
+        language=language,
         suppliers=suppliers,
         competencies=competencies,
         counts_toward_k=bool(customer[2]) if customer else True,
+    )
+
+
+def competency_view(
+    competency_id: int,
+    name: str,
+    description: str | None,
+    indicators: list[Any] | None,
+    translations: Mapping[str, Any] | None,
+    *,
+    language: str,
+) -> CompetencyView:
+    """A competency in the rater's language: each text translated where the snapshot has
+    it, in the organisation's language otherwise."""
+    text = (translations or {}).get(language) or {}
+    chosen = [str(i) for i in (text.get("indicators") or indicators or []) if str(i).strip()]
+    return CompetencyView(
+        id=competency_id,
+        name=str(text.get("name") or name),
+        description=str(text.get("description") or description or ""),
+        indicators=chosen,
     )
 
 

@@ -1,5 +1,6 @@
-/* Keeps the rating form's progress in this browser only (localStorage), never on the
-   server: a server-side draft would tie the rater to their answers. Works without it. */
+/* The rating form's helpers; the form works without them. Progress is kept in this
+   browser only (localStorage), never on the server: a server-side draft would tie the
+   rater to their answers. Also: the answered count as text, "Next unanswered". */
 (function () {
   "use strict";
   var PREFIX = "p360-progress:";
@@ -19,23 +20,38 @@
   // An empty key: a shared kiosk, where nothing typed may stay in the browser.
   if (!form.getAttribute("data-progress-key")) { store = null; }
   var key = PREFIX + form.getAttribute("data-progress-key");
-  var progress = document.getElementById("rating-progress");
+  var count = form.querySelector(".progress-count");
+  var next = form.querySelector("button.next-unanswered");
 
   function requiredGroups() {
-    var names = {};
-    form.querySelectorAll("input[type=radio][required]").forEach(function (input) { names[input.name] = true; });
-    return Object.keys(names);
+    var names = [];
+    var seen = {};
+    form.querySelectorAll("input[type=radio][required]").forEach(function (input) {
+      if (!seen[input.name]) { seen[input.name] = true; names.push(input.name); }
+    });
+    return names;
+  }
+
+  function isAnswered(name) {
+    return !!form.querySelector("input[type=radio][name='" + CSS.escape(name) + "']:checked");
   }
 
   function showProgress() {
-    if (!progress) { return; }
-    var groups = requiredGroups();
-    var answered = groups.filter(function (name) {
-      return form.querySelector("input[type=radio][name='" + name + "']:checked");
-    }).length;
-    progress.textContent = progress.getAttribute("data-template")
-      .replace("%(done)s", answered).replace("%(total)s", groups.length);
-    progress.hidden = false;
+    if (!count) { return; }
+    // Replaces the CSS counter with text that assistive technology reads for sure.
+    count.textContent = String(requiredGroups().filter(isAnswered).length);
+    count.classList.add("live");
+  }
+
+  function jumpToNextUnanswered() {
+    var name = requiredGroups().filter(function (n) { return !isAnswered(n); })[0];
+    var target = name
+      ? form.querySelector("input[type=radio][name='" + CSS.escape(name) + "']")
+      : form.querySelector("button[type=submit]");
+    if (!target) { return; }
+    var row = target.closest("fieldset") || target;
+    row.scrollIntoView({ block: "center" });
+    target.focus({ preventScroll: true });
   }
 
   function save() {
@@ -57,12 +73,19 @@
       fields.forEach(function (field) {
         if (field.type === "radio" && field.value === value) { field.checked = true; }
         if (field.tagName === "TEXTAREA" && !field.value) { field.value = value; }
+        // An optional answer kept from before: show it rather than hide it folded.
+        var extras = field.closest("details");
+        if (extras && value) { extras.open = true; }
       });
     });
   }
 
   restore();
   showProgress();
+  if (next) {
+    next.hidden = false;
+    next.addEventListener("click", jumpToNextUnanswered);
+  }
   var timer = null;
   form.addEventListener("change", function () { save(); showProgress(); });
   form.addEventListener("input", function () {

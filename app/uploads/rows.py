@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from app import i18n
 from app.errors import Invalid
 from app.uploads import fields
 
@@ -300,19 +301,59 @@ class MatrixPairRow(UploadModel):
 # --- competencies ----------------------------------------------------------------------
 
 
+Description = Annotated[
+    str,
+    Field(max_length=fields.DESCRIPTION_MAX),
+    BeforeValidator(_text_in(fields.DESCRIPTION_MAX, multiline=True, required=False)),
+]
+Indicators = Annotated[
+    list[Indicator],
+    Field(max_length=fields.INDICATORS_MAX_COUNT),
+    BeforeValidator(_indicators_in),
+]
+TRANSLATED_FIELDS = ("name", "description", "indicators")
+
+
+class CompetencyText(UploadModel):
+    """A competency's texts in one more language; an empty field falls back to the
+    organisation's language."""
+
+    name: Name
+    description: Description = ""
+    indicators: Indicators = Field(default_factory=list)
+
+
+def _translation_language(value: Any) -> str:
+    language = _language_in(value)
+    if language not in i18n.available_languages():
+        raise PydanticCustomError(
+            "field_rule",
+            "must be one of the languages raters can use: " + ", ".join(i18n.available_languages()),
+        )
+    return language
+
+
+TranslationLanguage = Annotated[str, BeforeValidator(_translation_language)]
+
+
 class CompetencyFields(UploadModel):
     """A competency raters score (its code is in the URL)."""
 
     name: Name
-    description: Annotated[
-        str,
-        Field(max_length=fields.DESCRIPTION_MAX),
-        BeforeValidator(_text_in(fields.DESCRIPTION_MAX, multiline=True, required=False)),
-    ] = Field(default="", description="What the competency means, shown to raters.")
-    indicators: Annotated[list[Indicator], BeforeValidator(_indicators_in)] = Field(
+    description: Description = Field(
+        default="", description="What the competency means, shown to raters."
+    )
+    indicators: Indicators = Field(
         default_factory=list,
-        max_length=fields.INDICATORS_MAX_COUNT,
         description="Observable behaviours, short texts shown under the competency.",
+    )
+    translations: dict[TranslationLanguage, CompetencyText] | None = Field(
+        default=None,
+        max_length=20,
+        description="The texts in other languages, by language (`ru`: name, description, "
+        "indicators); raters whose language has none see the texts above. Omitted: the "
+        "translations are kept as they are; `{}` removes them.",
+        examples=[{"ru": {"name": "Оперативность", "indicators": ["Отвечает в течение дня"]}}],
     )
     weight: Annotated[float, BeforeValidator(_number_in)] = Field(
         default=1.0, gt=0, le=100, description="Weight in the overall coefficient."
@@ -325,6 +366,33 @@ class CompetencyFields(UploadModel):
 
 class CompetencyRow(CompetencyFields):
     code: Code
+
+    @model_validator(mode="before")
+    @classmethod
+    def _translation_columns(cls, data: Any) -> Any:
+        """A spreadsheet's ``name_ru``, ``description_ru``, ``indicators_ru`` columns.
+
+        Present columns replace the translations (a row without a ``name_<lang>`` has
+        none in that language); a file without such columns keeps them.
+        """
+        if not isinstance(data, Mapping):
+            return data
+        columns = {
+            key: key.rpartition("_")
+            for key in data
+            if isinstance(key, str) and key.rpartition("_")[0] in TRANSLATED_FIELDS
+        }
+        if not columns:
+            return data
+        folded = {key: value for key, value in data.items() if key not in columns}
+        texts: dict[str, dict[str, Any]] = {}
+        for key, (field_name, _sep, language) in columns.items():
+            value = data[key]
+            if value is None or (isinstance(value, str) and not value.strip()):
+                continue
+            texts.setdefault(language, {})[field_name] = value
+        folded["translations"] = texts
+        return folded
 
 
 # --- turning validation errors into problems --------------------------------------------

@@ -3,8 +3,10 @@ the organisation's language, and never recreated once HR has changed it."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import get_args
 
+import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 from sqlalchemy import delete, select, update
 
@@ -80,7 +82,8 @@ def test_hr_edits_and_deletions_are_never_undone(fresh_database_url: str) -> Non
     assert competencies(fresh_database_url) == edited
     # Even going below the data migration and up again (it runs a second time) keeps
     # HR's set: it only fills a database that has no competency at all.
-    downgrade(fresh_database_url, below_the_data_migration())
+    # (Forced: on the way down 0007 drops the competencies' translations.)
+    downgrade(fresh_database_url, below_the_data_migration(), force=True)
     upgrade(fresh_database_url)
     assert competencies(fresh_database_url) == edited
 
@@ -88,9 +91,29 @@ def test_hr_edits_and_deletions_are_never_undone(fresh_database_url: str) -> Non
 def test_a_database_in_use_gets_none(fresh_database_url: str) -> None:
     upgrade(fresh_database_url, below_the_data_migration())
     engine = make_engine(fresh_database_url)
-    with make_sessionmaker(engine)() as session:
-        session.add(Competency(code="ownership", name="Ownership"))
-        session.commit()
+    # The table as that revision has it (the model has columns of later revisions).
+    table = sa.table(
+        "competency",
+        *(sa.column(name) for name in ("code", "name", "description", "indicators")),
+        *(sa.column(name) for name in ("weight", "display_order", "active")),
+        sa.column("created_at", sa.DateTime),
+        sa.column("updated_at", sa.DateTime),
+    )
+    now = datetime(2026, 12, 1)
+    with engine.begin() as conn:
+        conn.execute(
+            table.insert().values(
+                code="ownership",
+                name="Ownership",
+                description="",
+                indicators=sa.text("'[]'"),
+                weight=1.0,
+                display_order=0,
+                active=True,
+                created_at=now,
+                updated_at=now,
+            )
+        )
     engine.dispose()
     upgrade(fresh_database_url)
     assert [code for code, *_ in competencies(fresh_database_url)] == ["ownership"]

@@ -130,7 +130,8 @@ def test_downgrade_that_drops_data_is_refused_unless_forced(fresh_database_url: 
     assert set(metadata.tables) <= table_names(fresh_database_url)
     assert schema_diff(fresh_database_url) == []
     # The newest downgrades drop what HR or the HRIS entered (the scim ids, the paper-channel
-    # flags, the department service map...): refused, then forced.
+    # flags, the department service map, the competencies'
+    # translated texts...): refused, then forced.
     with pytest.raises(DataLossRefused, match=r"00\d\d drops "):
         downgrade(fresh_database_url, "0005")
     downgrade(fresh_database_url, "0005", force=True)

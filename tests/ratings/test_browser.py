@@ -65,6 +65,8 @@ def test_rate_in_the_browser(
     # Answer all but the last question, then submit: errors, nothing lost.
     for i in range(radio_groups.count() - 1):
         radio_groups.nth(i).locator("label").nth(i % 10).click()
+    # The optional questions are folded: one tap opens them.
+    page.get_by_text("Recommendation and comment, Alice Smith").click()
     page.get_by_label("Comment, Alice Smith").fill("Quick and friendly")
     progress = page.locator("#rating-progress")
     assert progress.inner_text() == "5 of 6 questions answered"
