@@ -383,6 +383,8 @@ def seed_rhythm(session: Session) -> None:
     from app.cycles import rhythm
 
     rhythm.update_rhythm(session, fields=rhythm.RhythmFields(enabled=True), actor="demo")
+
+
 # The department service map HR keeps: the matrix suggestions expand it to people.
 DEMO_SERVICE_MAP = [
     ("TECH-PLAT", "TECH-APPS"),

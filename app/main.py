@@ -48,9 +48,9 @@ from app.ratings import pages as ratings_pages
 from app.redaction import redact_path
 from app.reports import api as reports_api
 from app.reports import pages as reports_pages
-from app.scim import api as scim_api
 from app.reports import personal_api as reports_personal_api
 from app.reports import personal_pages as reports_personal_pages
+from app.scim import api as scim_api
 from app.web import strict_form
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"

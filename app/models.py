@@ -14,8 +14,8 @@ from app.matrix import models as matrix_models
 from app.org import models as org_models
 from app.ratings import models as ratings_models
 from app.reports import models as reports_models
-from app.scim import models as scim_models
 from app.reports import personal_models as reports_personal_models
+from app.scim import models as scim_models
 
 metadata = Base.metadata
 
@@ -28,6 +28,6 @@ __all__ = [
     "org_models",
     "ratings_models",
     "reports_models",
-    "scim_models",
     "reports_personal_models",
+    "scim_models",
 ]

@@ -257,6 +257,8 @@ class CloseJob(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     # A worker's lease while it runs the job; if the worker dies, another takes it over.
     locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+
+
 class CycleRhythm(Base):
     """The organisation's quarterly rhythm (one row), edited by HR.
 

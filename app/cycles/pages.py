@@ -17,8 +17,7 @@ from starlette.responses import Response
 from app.auth import service as auth_service
 from app.auth.deps import CsrfProtect, CurrentPrincipal, HrOnly, SettingsDep
 from app.auth.models import Role
-from app.cycles import rhythm
-from app.cycles import governor, rater_load
+from app.cycles import governor, rater_load, rhythm
 from app.cycles import service as cycles_service
 from app.cycles.models import CloseJobState, Cycle, CycleState
 from app.db import SessionDep, utcnow

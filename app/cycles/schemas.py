@@ -131,6 +131,8 @@ class CloseJobRead(BaseModel):
     started_at: UtcDatetime | None
     finished_at: UtcDatetime | None
     href: str = Field(description="This job's URL.")
+
+
 class RaterLoadRead(BaseModel):
     """Questions per rater over the customers of a launch (an estimate in minutes)."""
 

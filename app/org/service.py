@@ -567,6 +567,8 @@ _UPDATABLE_EMPLOYEE_FIELDS = frozenset(
         "active",
     }
 )
+
+
 def set_paper_channel(session: Session, *, external_id: str, on: bool) -> bool:
     """Put an employee on the paper channel (no email, a printed letter) or take them
     off it; applies from the next launch. True when it changed."""

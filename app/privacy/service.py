@@ -23,7 +23,7 @@ from app.config import Settings
 from app.cycles.models import Cycle, CycleEmployee, CycleState
 from app.db import Base, utcnow, writer_session
 from app.org import service as org_service
-from app.ratings.models import Ballot, BallotScore
+from app.ratings.models import Ballot
 from app.reports.models import EmployeeComment, EmployeeCompetencyResult, EmployeeResult
 from app.scim.models import ScimUser
 
@@ -60,8 +60,6 @@ def _tables_with_cycle_id() -> list[Table]:
 
 def delete_cycle_data(session: Session, *, cycle_id: int) -> None:
     """A closed cycle and everything it holds: snapshot, ballots, results, comments."""
-    ballots = select(Ballot.id).where(Ballot.cycle_id == cycle_id)
-    session.execute(delete(BallotScore).where(BallotScore.ballot_id.in_(ballots)))
     for table in _tables_with_cycle_id():
         session.execute(delete(table).where(table.c.cycle_id == cycle_id))
     session.execute(delete(Cycle).where(Cycle.id == cycle_id))
@@ -195,8 +193,6 @@ def _delete_results_about(session: Session, *, employee_id: int) -> tuple[int, i
     for model in (EmployeeCompetencyResult, EmployeeComment, EmployeeResult):
         result = session.execute(delete(model).where(model.employee_id == employee_id))
         deleted += int(getattr(result, "rowcount", 0) or 0)
-    about = select(Ballot.id).where(Ballot.supplier_id == employee_id)
-    session.execute(delete(BallotScore).where(BallotScore.ballot_id.in_(about)))
     result = session.execute(delete(Ballot).where(Ballot.supplier_id == employee_id))
     return deleted, int(getattr(result, "rowcount", 0) or 0)
 
