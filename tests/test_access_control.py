@@ -190,6 +190,7 @@ POLICY: dict[tuple[str, str], str | Api] = {
     ("GET", "/api/v1/cycles"): Api("cycles:read"),
     ("POST", "/api/v1/cycles"): Api("cycles:write"),
     ("GET", "/api/v1/cycles/{cycle_id}"): Api("cycles:read"),
+    ("GET", "/api/v1/cycles/{cycle_id}/launch-preview"): Api("cycles:read"),
     ("POST", "/api/v1/cycles/{cycle_id}/launch"): Api("cycles:write"),
     ("POST", "/api/v1/cycles/{cycle_id}/reminders"): Api("cycles:write"),
     ("POST", "/api/v1/cycles/{cycle_id}/close"): Api("cycles:write"),
