@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-# Private rating and results links carry their token in the path; it must never reach
+# Private rating, nomination and results links carry their token in the path; it must never reach
 # a log line.
-_TOKEN_PATH = re.compile(r"^/(r|my-results)/(?!focus$|charts/)[^/]+")
+_TOKEN_PATH = re.compile(r"^/(r|n|my-results)/(?!focus$|charts/)[^/]+")
 
 
 def redact_path(path: str) -> str:

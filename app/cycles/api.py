@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse
 
 from app.auth import service as auth_service
 from app.auth.deps import ApiKeyDep, SettingsDep, require_scopes
-from app.cycles import rater_load
+from app.cycles import nomination, rater_load
 from app.cycles import service as cycles_service
 from app.cycles.models import CloseJob, CloseJobState, Cycle, CycleState
 from app.cycles.schemas import (
@@ -20,6 +20,9 @@ from app.cycles.schemas import (
     CycleRead,
     DepartmentProgressRead,
     LaunchPreviewRead,
+    NominationCoverageRead,
+    NominationListRead,
+    NominationRoundStarted,
     RaterLoadRead,
     RemindersQueued,
     ShortSupplierRead,
@@ -177,7 +180,7 @@ def create_cycle(body: CycleCreate, session: SessionDep, key: ApiKeyDep) -> Cycl
     dependencies=READ,
     summary="Read a cycle and its progress",
     description=(
-        "The cycle's state (`draft`, `open`, `closed`), invited and responded counts "
+        "The cycle's state (`draft`, `nominating`, `open`, `closed`), invited and responded counts "
         "overall and per department (as the departments were at launch), and how many "
         "emails were undeliverable. Counts only: never who responded."
     ),
@@ -352,3 +355,67 @@ def close_cycle(cycle_id: RowId, session: SessionDep, key: ApiKeyDep) -> JSONRes
 )
 def read_close_job(cycle_id: RowId, job_id: RowId, session: SessionDep) -> CloseJobRead:
     return close_job_read(cycles_service.get_close_job(session, cycle_id=cycle_id, job_id=job_id))
+
+
+@router.post(
+    "/{cycle_id}/nominations/start",
+    dependencies=WRITE,
+    summary="Start the confirmation round",
+    description=(
+        "Move a draft cycle to `nominating` and email each supplier in the matrix a "
+        "private link to their customer list, where they add colleagues from the "
+        "directory, remove customers with a reason, and confirm. Their changes are "
+        "proposals: the launch writes the confirmed lists' proposals to the matrix "
+        "(audited); unconfirmed lists launch as they are. Suppliers on the paper channel "
+        "get no email. Launch with `POST /cycles/{id}/launch` as usual."
+    ),
+    responses={
+        **AUTH_ERRORS,
+        **NOT_FOUND,
+        409: _problem("The cycle is not a draft."),
+        422: _problem("The close date has passed, or the matrix has no supplier."),
+    },
+)
+def start_nominations(
+    cycle_id: RowId, session: SessionDep, settings: SettingsDep, key: ApiKeyDep
+) -> NominationRoundStarted:
+    emailed = nomination.start_round(session, cycle_id=cycle_id, settings=settings)
+    cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
+    _audit(session, key, "start nominations", cycle, f"{emailed} suppliers emailed")
+    return NominationRoundStarted(state=cycle.state, emailed=emailed)
+
+
+def _list_read(row: nomination.ListCoverage) -> NominationListRead:
+    return NominationListRead(
+        supplier_external_id=row.external_id,
+        full_name=row.full_name,
+        confirmed_at=row.confirmed_at,
+        customers=row.customers,
+        added=row.added,
+        removed=row.removed,
+    )
+
+
+@router.get(
+    "/{cycle_id}/nominations",
+    dependencies=READ,
+    summary="Coverage of the confirmation round",
+    description=(
+        "Who confirmed their list, and the suppliers who would launch with fewer than "
+        "k + 2 customers (counting the proposals of confirmed lists). Empty lists for a "
+        "cycle that never had a round."
+    ),
+    responses={**AUTH_ERRORS, **NOT_FOUND},
+)
+def nomination_coverage(
+    cycle_id: RowId, session: SessionDep, settings: SettingsDep
+) -> NominationCoverageRead:
+    found = nomination.coverage(session, cycle_id=cycle_id, k=settings.anonymity_min_raters)
+    return NominationCoverageRead(
+        state=found.cycle.state,
+        suppliers=len(found.lists),
+        confirmed=found.confirmed,
+        short_of=found.short_of,
+        confirmed_lists=[_list_read(r) for r in found.lists if r.confirmed_at is not None],
+        short_suppliers=[_list_read(r) for r in found.short],
+    )

@@ -30,6 +30,8 @@ from app.db import Base, utcnow
 
 class CycleState(enum.StrEnum):
     draft = "draft"
+    # The confirmation round: suppliers check their customer lists before the launch.
+    nominating = "nominating"
     open = "open"
     closed = "closed"
 
@@ -278,3 +280,40 @@ class CycleRhythm(Base):
     prepare_days: Mapped[int] = mapped_column(Integer, default=14)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_by: Mapped[str] = mapped_column(String(320), default="")
+
+
+class NominationList(Base):
+    """One supplier's customer list in a cycle's confirmation round (see cycles.nomination).
+
+    The supplier's private link is kept as its SHA-256 only and erased at launch. What
+    they change is kept as :class:`NominationChange` proposals; the launch writes the
+    proposals of confirmed lists to the matrix. Nothing here touches answers: it is who
+    should rate whom, which HR sees anyway.
+    """
+
+    __tablename__ = "nomination_list"
+    __table_args__ = (UniqueConstraint("cycle_id", "supplier_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycle.id", ondelete="CASCADE"), index=True)
+    supplier_id: Mapped[int] = mapped_column(ForeignKey("employee.id", ondelete="CASCADE"))
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class NominationChange(Base):
+    """A supplier's proposal: add this colleague as a customer, or remove them (why)."""
+
+    __tablename__ = "nomination_change"
+    __table_args__ = (UniqueConstraint("list_id", "customer_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(
+        ForeignKey("nomination_list.id", ondelete="CASCADE"), index=True
+    )
+    customer_id: Mapped[int] = mapped_column(ForeignKey("employee.id", ondelete="CASCADE"))
+    # "add" or "remove"
+    action: Mapped[str] = mapped_column(String(10))
+    reason: Mapped[str] = mapped_column(String(300), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from app.auth import service as auth_service
 from app.auth.deps import CsrfProtect, CurrentPrincipal, HrOnly, SettingsDep
 from app.auth.models import Role
-from app.cycles import governor, rater_load, rhythm
+from app.cycles import governor, nomination, rater_load, rhythm
 from app.cycles import service as cycles_service
 from app.cycles.models import CloseJobState, Cycle, CycleState
 from app.db import SessionDep, utcnow
@@ -253,7 +253,12 @@ def cycle_detail(request: Request, session: SessionDep, cycle_id: RowId) -> Resp
     progress = None
     coverage: list[str] = []
     settings = request.app.state.settings
-    if cycle.state != CycleState.draft:
+    round_coverage = None
+    if cycle.state == CycleState.nominating:
+        round_coverage = nomination.coverage(
+            session, cycle_id=cycle.id, k=settings.anonymity_min_raters
+        )
+    if cycle.state not in cycles_service.LAUNCHABLE:
         coverage = cycles_service.describe_coverage(
             cycles_service.cycle_coverage(
                 session, cycle_id=cycle.id, k=settings.anonymity_min_raters
@@ -282,6 +287,7 @@ def cycle_detail(request: Request, session: SessionDep, cycle_id: RowId) -> Resp
             "coverage": coverage,
             "close_job": close_job,
             "closing": closing,
+            "round": round_coverage,
         },
     )
 
@@ -309,7 +315,7 @@ def _launch_preview(session: Session) -> tuple[int, int, int]:
 @router.get("/cycles/{cycle_id}/launch", dependencies=[HrOnly])
 def cycle_launch_confirm(request: Request, session: SessionDep, cycle_id: RowId) -> Response:
     cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
-    if cycle.state != CycleState.draft:
+    if cycle.state not in cycles_service.LAUNCHABLE:
         return see_other(f"/cycles/{cycle.id}")
     customers, pairs, competencies = _launch_preview(session)
     settings = request.app.state.settings
@@ -318,6 +324,14 @@ def cycle_launch_confirm(request: Request, session: SessionDep, cycle_id: RowId)
         k=settings.anonymity_min_raters,
         min_age_days=settings.anonymity_rater_min_age_days,
     )
+    round_lines: list[str] = []
+    if cycle.state == CycleState.nominating:
+        found = nomination.coverage(session, cycle_id=cycle.id, k=settings.anonymity_min_raters)
+        round_lines.append(
+            f"Confirmation round: {found.confirmed} of {len(found.lists)} suppliers confirmed; "
+            "their changes are written to the matrix first (the figures here are before them), "
+            "unconfirmed lists launch as they are"
+        )
     return confirm_page(
         request,
         title=f"Launch {cycle.name}?",
@@ -333,6 +347,7 @@ def cycle_launch_confirm(request: Request, session: SessionDep, cycle_id: RowId)
             f"{customers} customers will be invited to rate {pairs} supplier relations",
             f"{competencies} active competencies, scale {cycle.scale_min} to {cycle.scale_max}",
             f"Open until {cycle.closes_at:%d %b %Y %H:%M} UTC",
+            *round_lines,
             *coverage,
             *rater_load.describe_preview(
                 rater_load.launch_preview(session, cycle=cycle, k=settings.anonymity_min_raters)
@@ -350,13 +365,24 @@ def cycle_launch(
     request: Request, session: SessionDep, settings: SettingsDep, cycle_id: RowId
 ) -> Response:
     cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
-    was_draft = cycle.state == CycleState.draft
+    was_draft = cycle.state in cycles_service.LAUNCHABLE
     cycle = cycles_service.launch_cycle(session, cycle_id=cycle_id, settings=settings)
     if was_draft:
         invited = cycles_service.response_counts(session, cycle_ids=[cycle.id])[cycle.id][0]
         coverage = cycles_service.launch_audit_detail(session, cycle=cycle, settings=settings)
         _audit(request, session, "launch", cycle, f"{invited} invitations. {coverage}")
     return see_other(f"/cycles/{cycle.id}", notice="launched")
+
+
+@router.post("/cycles/{cycle_id}/nominations/start", dependencies=[HrOnly, CsrfProtect])
+def cycle_start_nominations(
+    request: Request, session: SessionDep, settings: SettingsDep, cycle_id: RowId
+) -> Response:
+    """Start the confirmation round: every supplier gets a link to their customer list."""
+    emailed = nomination.start_round(session, cycle_id=cycle_id, settings=settings)
+    cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
+    _audit(request, session, "start nominations", cycle, f"{emailed} suppliers emailed")
+    return see_other(f"/cycles/{cycle.id}", notice="nominating")
 
 
 @router.post("/cycles/{cycle_id}/remind", dependencies=[HrOnly, CsrfProtect])

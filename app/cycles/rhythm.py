@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, aliased
 from app import i18n
 from app.config import Settings
 from app.cycles import service as cycles_service
-from app.cycles.models import Cycle, CycleRhythm, CycleState
+from app.cycles.models import Cycle, CycleRhythm
 from app.db import utcnow
 from app.errors import Conflict, DomainError
 from app.mail import service as mail_service
@@ -235,7 +235,7 @@ def launch_due(session: Session, *, settings: Settings, now: datetime) -> list[R
     due = session.scalars(
         select(Cycle)
         .where(
-            Cycle.state == CycleState.draft,
+            Cycle.state.in_(cycles_service.LAUNCHABLE),
             Cycle.auto_launch.is_(True),
             Cycle.opens_at <= now,
         )
@@ -259,7 +259,7 @@ def launch_due(session: Session, *, settings: Settings, now: datetime) -> list[R
 def set_auto_launch(session: Session, *, cycle_id: int, on: bool) -> Cycle:
     """Pause (or resume) the automatic launch of a draft."""
     cycle = cycles_service.get_cycle(session, cycle_id=cycle_id, for_update=True)
-    if cycle.state != CycleState.draft:
+    if cycle.state not in cycles_service.LAUNCHABLE:
         raise Conflict(f"Cycle {cycle.name} is {cycle.state}: only a draft launches on its own")
     cycle.auto_launch = on
     session.flush()
@@ -290,7 +290,7 @@ def next_step(
     now = now or utcnow()
     draft = session.scalar(
         select(Cycle)
-        .where(Cycle.state == CycleState.draft, Cycle.auto_launch.is_(True))
+        .where(Cycle.state.in_(cycles_service.LAUNCHABLE), Cycle.auto_launch.is_(True))
         .order_by(Cycle.opens_at)
         .limit(1)
     )

@@ -169,3 +169,28 @@ class LaunchPreviewRead(BaseModel):
         "more (the first 50, fewest raters first)."
     )
     short_suppliers_total: int
+
+
+class NominationRoundStarted(BaseModel):
+    state: CycleState
+    emailed: int = Field(description="Suppliers emailed a private link to their list.")
+
+
+class NominationListRead(BaseModel):
+    supplier_external_id: str
+    full_name: str
+    confirmed_at: UtcDatetime | None
+    customers: int = Field(
+        description="Customers at launch: the matrix, with the proposals if confirmed."
+    )
+    added: int = Field(description="Colleagues the supplier proposed to add.")
+    removed: int = Field(description="Customers the supplier proposed to remove.")
+
+
+class NominationCoverageRead(BaseModel):
+    state: CycleState
+    suppliers: int
+    confirmed: int
+    short_of: int = Field(description="k + 2: suppliers below this many customers are listed.")
+    confirmed_lists: list[NominationListRead]
+    short_suppliers: list[NominationListRead]

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from app import crypto, i18n
+from app.auth import service as auth_service
 from app.config import Settings
 from app.cycles import governor, rater_load
 from app.cycles.models import (
@@ -48,6 +49,8 @@ from app.cycles.models import (
     CycleResponse,
     CycleState,
     Invitation,
+    NominationChange,
+    NominationList,
 )
 from app.db import analyze, utcnow
 from app.errors import Conflict, Invalid, NotFound
@@ -56,6 +59,8 @@ from app.matrix.models import MatrixLink
 from app.org.models import Competency, Department, Employee
 from app.templating import render_string
 
+# States a cycle can launch from: a plain draft, or one in its confirmation round.
+LAUNCHABLE = (CycleState.draft, CycleState.nominating)
 QUARTER_PATTERN = re.compile(r"^\s*(\d{4})\s*-?\s*[Qq]\s*([1-4])\s*$")
 # Rating a quarter's service makes sense near its end: a quarter's cycle opens two
 # weeks before the quarter ends (or now, if that is already past) and runs three weeks.
@@ -237,7 +242,7 @@ def launch_cycle(
     employees.
     """
     cycle = get_cycle(session, cycle_id=cycle_id, for_update=True)
-    if cycle.state != CycleState.draft:
+    if cycle.state not in LAUNCHABLE:
         return cycle
     now = now or utcnow()
     if cycle.closes_at <= now:
@@ -248,6 +253,8 @@ def launch_cycle(
         )
     if not session.scalar(select(func.count()).select_from(Competency).where(Competency.active)):
         raise Invalid("There is no active competency to rate; add competencies first")
+    if cycle.state == CycleState.nominating:
+        apply_nominations(session, cycle=cycle)
 
     cid = literal(cycle.id, Integer)
     supplier, customer = aliased(Employee), aliased(Employee)
@@ -382,6 +389,64 @@ def launch_cycle(
     cycle.launched_at = now
     session.flush()
     return cycle
+
+
+def apply_nominations(session: Session, *, cycle: Cycle) -> tuple[int, int]:
+    """Write the confirmed lists' proposals to the matrix and end the round's links.
+
+    Unconfirmed lists launch as the matrix has them. Audited as one entry (the matrix
+    changed without an HR click per link). Returns (links added, links removed).
+    """
+    confirmed = (
+        select(NominationList.id)
+        .where(NominationList.cycle_id == cycle.id, NominationList.confirmed_at.is_not(None))
+        .scalar_subquery()
+    )
+    changes = session.execute(
+        select(NominationList.supplier_id, NominationChange.customer_id, NominationChange.action)
+        .join(NominationList, NominationList.id == NominationChange.list_id)
+        .where(NominationChange.list_id.in_(confirmed))
+        .order_by(NominationChange.id)
+    ).all()
+    existing = {
+        (s, c)
+        for s, c in session.execute(
+            select(MatrixLink.supplier_id, MatrixLink.customer_id).where(
+                MatrixLink.supplier_id.in_({s for s, _c, _a in changes} or {0})
+            )
+        )
+    }
+    added = removed = 0
+    for supplier_id, customer_id, action in changes:
+        pair = (supplier_id, customer_id)
+        if action == "add" and pair not in existing:
+            session.add(MatrixLink(supplier_id=supplier_id, customer_id=customer_id))
+            existing.add(pair)
+            added += 1
+        elif action == "remove" and pair in existing:
+            session.execute(
+                delete(MatrixLink).where(
+                    MatrixLink.supplier_id == supplier_id, MatrixLink.customer_id == customer_id
+                )
+            )
+            existing.discard(pair)
+            removed += 1
+    session.execute(
+        update(NominationList).where(NominationList.cycle_id == cycle.id).values(token_hash=None)
+    )
+    session.flush()
+    lists = session.scalar(
+        select(func.count()).select_from(NominationList).where(NominationList.id.in_(confirmed))
+    )
+    auth_service.record_audit(
+        session,
+        actor="nomination round",
+        action="apply nominations",
+        entity="matrix",
+        entity_id=cycle.id,
+        detail=f"{cycle.name}: {added} links added, {removed} removed from {lists} confirmed lists",
+    )
+    return added, removed
 
 
 def paper_invitation(*, cycle_id: int, customer_id: int) -> dict[str, Any]:
@@ -1177,7 +1242,7 @@ def request_close(
     closed cycle (closing again changes nothing). A draft cannot be closed. Flush only.
     """
     cycle = get_cycle(session, cycle_id=cycle_id, for_update=True)
-    if cycle.state == CycleState.draft:
+    if cycle.state in LAUNCHABLE:
         raise Conflict(f"Cycle {cycle.name} was never launched; only an open cycle can close")
     latest = latest_close_job(session, cycle_id=cycle_id)
     if latest is not None and latest.state in (CloseJobState.queued, CloseJobState.running):

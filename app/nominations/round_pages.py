@@ -1,0 +1,287 @@
+"""The supplier's page in a confirmation round: who should rate me this cycle?
+
+``GET /n/{token}`` swaps the emailed token for a short-lived, encrypted cookie and
+redirects to ``/nominate``, as the rating links do, so the token leaves the address
+bar, the history and any Referer; bad tokens are throttled per address like theirs.
+The page lists the supplier's customers with suggestions, searches the directory, and
+records additions, removals (with a reason) and the confirmation as proposals.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import time
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Query, Request
+from sqlalchemy.orm import Session
+from starlette.responses import RedirectResponse, Response
+
+from app import crypto
+from app.auth import service as auth_service
+from app.auth.deps import SettingsDep
+from app.config import Settings
+from app.cycles import nomination
+from app.cycles import service as cycles_service
+from app.cycles.models import NominationList
+from app.db import SessionDep
+from app.errors import DomainError, NotFound
+from app.fields import RowId
+from app.nominations import suggestions
+from app.org.models import Employee
+from app.ratings.pages import PRIVATE_HEADERS, request_language
+from app.templating import render
+
+router = APIRouter(include_in_schema=False)
+TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+SESSION_MINUTES = 60
+SUGGESTIONS_SHOWN = 20
+
+
+def cookie_name(settings: Settings) -> str:
+    return "__Host-p360_nomination" if settings.https else "p360_nomination"
+
+
+def _key(settings: Settings) -> bytes:
+    return crypto.derive_key(settings.secret_key, "nomination-cookie")
+
+
+def _sign(settings: Settings, list_id: int) -> str:
+    expires = int(time.time() + SESSION_MINUTES * 60)
+    return crypto.encrypt_text(_key(settings), f"{list_id}.{expires}", context=b"nomination")
+
+
+def _read(settings: Settings, value: str | None) -> int | None:
+    if not value or len(value) > 200:
+        return None
+    try:
+        payload = crypto.decrypt_text(_key(settings), value, context=b"nomination")
+    except crypto.DecryptionFailed:
+        return None
+    list_id, _, expires = payload.partition(".")
+    if not (list_id.isdigit() and expires.isdigit()) or int(expires) < time.time():
+        return None
+    return int(list_id)
+
+
+def _form_token(settings: Settings, list_id: int) -> str:
+    key = settings.secret_key.encode()
+    return hmac.new(key, f"nomination-form:{list_id}".encode(), hashlib.sha256).hexdigest()
+
+
+def _set_cookie(response: Response, settings: Settings, list_id: int) -> None:
+    response.set_cookie(
+        cookie_name(settings),
+        _sign(settings, list_id),
+        max_age=SESSION_MINUTES * 60,
+        httponly=True,
+        samesite="lax",
+        secure=settings.https,
+        path="/",
+    )
+
+
+def _invalid(request: Request, *, status_code: int = 404) -> Response:
+    """The one page for every bad link: unknown, altered, expired, round over."""
+    response = render(
+        request,
+        "nominations/invalid.html",
+        {"too_many": status_code == 429},
+        lang=request_language(request),
+        status_code=status_code,
+        headers={**PRIVATE_HEADERS, **({"Retry-After": "60"} if status_code == 429 else {})},
+    )
+    response.delete_cookie(cookie_name(request.app.state.settings), path="/")
+    return response
+
+
+def _list_of(request: Request, session: Session, settings: Settings) -> NominationList | None:
+    list_id = _read(settings, request.cookies.get(cookie_name(settings)))
+    if list_id is None:
+        return None
+    try:
+        return nomination.get_list(session, list_id=list_id)
+    except NotFound:
+        return None
+
+
+@router.get("/n/{token}")
+def open_nomination_link(
+    token: str, request: Request, session: SessionDep, settings: SettingsDep
+) -> Response:
+    """Swap the emailed token for the session cookie."""
+    found = nomination.find_list(session, token=token) if TOKEN_PATTERN.fullmatch(token) else None
+    if found is None:
+        host = request.client.host if request.client else "unknown"
+        over = auth_service.note_failure(
+            session,
+            key=f"bad-nomination-link:{host}",
+            limit=settings.bad_token_limit_per_minute,
+            window=timedelta(minutes=1),
+        )
+        return _invalid(request, status_code=429 if over else 404)
+    response = RedirectResponse("/nominate", status_code=303, headers=PRIVATE_HEADERS)
+    _set_cookie(response, settings, found.id)
+    return response
+
+
+def _suggested(
+    session: Session, found: NominationList, listed: set[int]
+) -> list[tuple[suggestions.Person, str]]:
+    """Suggestions for this supplier not on the list yet, with their first reason."""
+    shown = [
+        s
+        for s in suggestions.suggest(
+            session, suggestions.SuggestionFilter(supplier_ids=frozenset({found.supplier_id}))
+        )
+        if s.customer_id not in listed
+    ][:SUGGESTIONS_SHOWN]
+    names = suggestions.people(session, {s.customer_id for s in shown} | {found.supplier_id})
+    texts = suggestions.describe(session, shown, names)
+    return [(names[s.customer_id], texts[(s.supplier_id, s.customer_id)][0].text) for s in shown]
+
+
+def _page(
+    request: Request,
+    session: Session,
+    settings: Settings,
+    found: NominationList,
+    *,
+    query: str = "",
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    cycle = cycles_service.get_cycle(session, cycle_id=found.cycle_id)
+    supplier = session.get(Employee, found.supplier_id)
+    listed = nomination.customer_list(session, nomination=found)
+    on_list = {c.id for c in listed if c.status != "removed"}
+    results: list[nomination.Colleague] | None = None
+    if query:
+        try:
+            results = nomination.search_directory(
+                session, query=query, exclude=on_list | {found.supplier_id}
+            )
+        except DomainError as exc:
+            error = error or exc.detail
+    context: dict[str, Any] = {
+        "cycle": cycle,
+        "supplier": supplier,
+        "listed": listed,
+        "count": len(on_list),
+        "short_of": settings.anonymity_min_raters + 2,
+        "suggested": _suggested(session, found, {c.id for c in listed}),
+        "query": query,
+        "results": results,
+        "search_limit": nomination.SEARCH_LIMIT,
+        "reason_max": nomination.REASON_MAX,
+        "confirmed_at": found.confirmed_at,
+        "form_token": _form_token(settings, found.id),
+        "error": error,
+        "notice": request.query_params.get("notice"),
+    }
+    response = render(
+        request,
+        "nominations/round.html",
+        context,
+        lang=request_language(request, supplier.language if supplier else None),
+        status_code=status_code,
+        headers=PRIVATE_HEADERS,
+    )
+    _set_cookie(response, settings, found.id)  # the session lasts from the last page load
+    return response
+
+
+@router.get("/nominate")
+def nomination_page(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    q: Annotated[str, Query(max_length=nomination.SEARCH_MAX)] = "",
+) -> Response:
+    """The supplier's customer list, suggestions and a directory search."""
+    found = _list_of(request, session, settings)
+    if found is None:
+        return _invalid(request)
+    return _page(request, session, settings, found, query=q)
+
+
+FormToken = Annotated[str, Form(max_length=100)]
+
+
+def _change(
+    request: Request,
+    session: Session,
+    settings: Settings,
+    form_token: str,
+    apply: Any,
+    notice: str,
+) -> Response:
+    found = _list_of(request, session, settings)
+    if found is None:
+        return _invalid(request)
+    if not hmac.compare_digest(_form_token(settings, found.id), form_token):
+        return _invalid(request, status_code=403)
+    try:
+        apply(found)
+    except DomainError as exc:
+        return _page(request, session, settings, found, error=exc.detail, status_code=422)
+    return RedirectResponse(f"/nominate?notice={notice}", status_code=303, headers=PRIVATE_HEADERS)
+
+
+@router.post("/nominate/add")
+def nomination_add(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    employee_id: Annotated[RowId, Form()],
+    form_token: FormToken = "",
+) -> Response:
+    """Propose a colleague as a customer."""
+    return _change(
+        request,
+        session,
+        settings,
+        form_token,
+        lambda found: nomination.propose_add(session, nomination=found, customer_id=employee_id),
+        "added",
+    )
+
+
+@router.post("/nominate/remove")
+def nomination_remove(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    employee_id: Annotated[RowId, Form()],
+    form_token: FormToken = "",
+    reason: Annotated[str, Form(max_length=nomination.REASON_MAX * 2)] = "",
+) -> Response:
+    """Propose removing a customer, with a reason."""
+    return _change(
+        request,
+        session,
+        settings,
+        form_token,
+        lambda found: nomination.propose_remove(
+            session, nomination=found, customer_id=employee_id, reason=reason
+        ),
+        "removed",
+    )
+
+
+@router.post("/nominate/confirm")
+def nomination_confirm(
+    request: Request, session: SessionDep, settings: SettingsDep, form_token: FormToken = ""
+) -> Response:
+    """Confirm the list as it now stands."""
+    return _change(
+        request,
+        session,
+        settings,
+        form_token,
+        lambda found: nomination.confirm(session, nomination=found),
+        "confirmed",
+    )
