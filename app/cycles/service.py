@@ -444,7 +444,7 @@ def apply_nominations(session: Session, *, cycle: Cycle) -> tuple[int, int]:
         action="apply nominations",
         entity="matrix",
         entity_id=cycle.id,
-        detail=f"{cycle.name}: {added} links added, {removed} removed from {lists} confirmed lists",
+        detail=f"{cycle.name}: links added {added}, removed {removed}, confirmed lists {lists}",
     )
     return added, removed
 

@@ -84,7 +84,7 @@ def _set_cookie(response: Response, settings: Settings, list_id: int) -> None:
     )
 
 
-def _invalid(request: Request, *, status_code: int = 404) -> Response:
+def _invalid(request: Request, *, status_code: int = 404, forget: bool = True) -> Response:
     """The one page for every bad link: unknown, altered, expired, round over."""
     response = render(
         request,
@@ -94,7 +94,8 @@ def _invalid(request: Request, *, status_code: int = 404) -> Response:
         status_code=status_code,
         headers={**PRIVATE_HEADERS, **({"Retry-After": "60"} if status_code == 429 else {})},
     )
-    response.delete_cookie(cookie_name(request.app.state.settings), path="/")
+    if forget:
+        response.delete_cookie(cookie_name(request.app.state.settings), path="/")
     return response
 
 
@@ -223,7 +224,8 @@ def _change(
     if found is None:
         return _invalid(request)
     if not hmac.compare_digest(_form_token(settings, found.id), form_token):
-        return _invalid(request, status_code=403)
+        # A stale or forged form: refused, but the supplier's own session stays.
+        return _invalid(request, status_code=403, forget=False)
     try:
         apply(found)
     except DomainError as exc:
