@@ -181,7 +181,7 @@ def _page(
         "confirmed_at": found.confirmed_at,
         "form_token": _form_token(settings, found.id),
         "error": error,
-        "notice": request.query_params.get("notice"),
+        "done": request.query_params.get("notice"),
     }
     response = render(
         request,

@@ -22,8 +22,12 @@ def _msgids() -> set[str]:
     sources = [
         ("templates/rating", [("**.html", jinja2)]),
         ("templates/email", [("**.html", jinja2), ("**.txt", jinja2)]),
+        ("templates/nominations", [("**.html", jinja2)]),
         ("app/ratings", [("**.py", "python")]),
-        ("app/cycles", [("service.py", "python"), ("letters.py", "python")]),
+        (
+            "app/cycles",
+            [("service.py", "python"), ("letters.py", "python"), ("nomination.py", "python")],
+        ),
     ]
     for folder, method_map in sources:
         for _file, _line, message, _comments, _context in extract_from_dir(
