@@ -20,6 +20,7 @@ def seed_demo(session: Session, settings: Settings, *, only_if_empty: bool = Tru
     credentials += seed_accounts(session)
     seed_past_cycles(session, settings)
     seed_open_cycle(session, settings)
+    seed_nomination_cycle(session, settings)
     seed_rhythm(session)
     seed_service_map(session)
     write_demo_credentials(settings, credentials)
@@ -376,6 +377,46 @@ def seed_open_cycle(session: Session, settings: Settings) -> None:
         closes_at=now + timedelta(days=21),
     )
     cycles_service.launch_cycle(session, cycle_id=cycle.id, settings=settings)
+
+
+def seed_nomination_cycle(session: Session, settings: Settings) -> None:
+    """Next quarter's cycle in its confirmation round (issue 15): every supplier's link is
+    in the outbox, and Tom Fischer has already confirmed his list with two changes."""
+    from app.cycles import nomination
+    from app.cycles import service as cycles_service
+    from app.cycles.models import Cycle, NominationList
+    from app.db import utcnow
+    from app.matrix.models import MatrixLink
+    from app.org.models import Employee
+
+    if not session.scalar(select(func.count()).select_from(MatrixLink)):
+        return
+    year, number = cycles_service.quarter_of(utcnow().date())
+    year, number = (year + 1, 1) if number == 4 else (year, number + 1)
+    if session.scalar(
+        select(Cycle.id).where(Cycle.name == cycles_service.quarter_name(year, number))
+    ):
+        return
+    cycle = cycles_service.create_quarter_cycle(session, quarter=f"{year}Q{number}")
+    nomination.start_round(session, cycle_id=cycle.id, settings=settings)
+    ids = dict(session.execute(select(Employee.external_id, Employee.id)).all())
+    tom = session.scalar(
+        select(NominationList).where(
+            NominationList.cycle_id == cycle.id, NominationList.supplier_id == ids["E010"]
+        )
+    )
+    if tom is None:
+        return
+    current = nomination.customer_list(session, nomination=tom)
+    if current:
+        nomination.propose_remove(
+            session,
+            nomination=tom,
+            customer_id=current[0].id,
+            reason="Moved to another site; we no longer work together",
+        )
+    nomination.propose_add(session, nomination=tom, customer_id=ids["E063"])
+    nomination.confirm(session, nomination=tom)
 
 
 def seed_rhythm(session: Session) -> None:

@@ -32,3 +32,22 @@ def test_two_closed_quarters_with_results_and_no_mail_left(db: Session, settings
     # Running it again adds nothing.
     seed_past_cycles(db, settings)
     assert len(service.closed_cycles(db)) == 2
+
+
+def test_next_quarter_is_in_its_confirmation_round(db: Session, settings: Settings) -> None:
+    from app.cycles import nomination
+    from app.cycles.models import Cycle, CycleState
+    from app.demo import seed_nomination_cycle
+
+    seed_org(db)
+    seed_nomination_cycle(db, settings)
+    cycle = db.scalar(select(Cycle).where(Cycle.state == CycleState.nominating))
+    assert cycle is not None
+    found = nomination.coverage(db, cycle_id=cycle.id, k=settings.anonymity_min_raters)
+    assert found.confirmed == 1 and len(found.lists) > 10
+    (tom,) = [row for row in found.lists if row.confirmed_at is not None]
+    assert (tom.full_name, tom.added, tom.removed) == ("Tom Fischer", 1, 1)
+    mails = db.scalar(
+        select(func.count()).select_from(OutboxMessage).where(OutboxMessage.kind == "nomination")
+    )
+    assert mails == len([row for row in found.lists if row.emailed])
