@@ -181,14 +181,20 @@ def test_supplier_adds_removes_confirms_and_the_launch_applies_it(
     assert client.get(f"/n/{token_of(links[first.id])}").status_code == 404
 
 
-def test_paper_suppliers_get_a_list_but_no_email(
+def test_paper_suppliers_get_no_email_others_get_their_language(
     client: TestClient, db: Session, hdr: dict[str, str], company: Company
 ) -> None:
     company.suppliers[1].paper_channel = True
+    company.suppliers[0].language = "ru"
     cycle = make_cycle(db)
     db.commit()
     assert start(client, hdr, cycle)["emailed"] == 1
     assert set(links_by_customer(db, cycle, kind="nomination")) == {company.suppliers[0].id}
+    # In the supplier's language, and so is their page.
+    subject = db.scalar(select(OutboxMessage.subject).where(OutboxMessage.kind == "nomination"))
+    assert subject == f"Кто оценит вас в цикле {cycle.name}?"
+    open_list(client, links_by_customer(db, cycle, kind="nomination")[company.suppliers[0].id])
+    assert "Подтвердить мой список" in client.get("/nominate").text
 
 
 def test_bad_links_look_alike_and_are_throttled(
