@@ -558,12 +558,15 @@ class _Column:
     kind: str
 
 
+# An employee no provider has touched has their email as userName.
+_USER_NAME = func.coalesce(ScimUser.user_name, Employee.email)
+
+
 def _columns() -> dict[str, _Column]:
     core, ent = CORE_USER_URN.lower(), ENTERPRISE_URN.lower()
-    user_name = func.coalesce(ScimUser.user_name, Employee.email)
     return {
         f"{core}:id": _Column(Employee.id, "id"),
-        f"{core}:username": _Column(user_name, "lower"),
+        f"{core}:username": _Column(_USER_NAME, "lower"),
         f"{core}:externalid": _Column(ScimUser.external_id, "exact"),
         f"{core}:emails.value": _Column(Employee.email, "lower"),
         f"{core}:emails.type": _Column(literal("work"), "text"),
@@ -635,6 +638,13 @@ class _SqlFilter(FilterVisitor[ColumnElement[bool]]):
             expression, value = func.lower(expression), value.lower()
         elif column.kind == "lower":  # stored lower-cased already
             value = value.lower()
+        if column.kind == "lower" and op == CompareOperator.eq and expression is _USER_NAME:
+            # The lookup Entra ID and Okta make for every user they sync: both unique
+            # indexes, instead of a scan over coalesce().
+            return or_(
+                ScimUser.user_name == value,
+                and_(ScimUser.employee_id.is_(None), Employee.email == value),
+            )
         like = _escape_like(value)
         conditions: dict[CompareOperator, Any] = {
             CompareOperator.eq: lambda: expression == value,
