@@ -65,7 +65,7 @@ from scim2_models.path.expressions import (
 )
 from scim2_models.path.visitor import FilterVisitor
 from sqlalchemy import ColumnElement, and_, false, func, literal, not_, or_, select, true
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, aliased, joinedload
 
 from app.auth import service as auth_service
 from app.errors import DomainError
@@ -641,10 +641,15 @@ class _SqlFilter(FilterVisitor[ColumnElement[bool]]):
         if column.kind == "lower" and op == CompareOperator.eq and expression is _USER_NAME:
             # The lookup Entra ID and Okta make for every user they sync: both unique
             # indexes, instead of a scan over coalesce().
-            return or_(
-                ScimUser.user_name == value,
-                and_(ScimUser.employee_id.is_(None), Employee.email == value),
+            other, provisioned = aliased(Employee), aliased(ScimUser)
+            by_user_name = select(provisioned.employee_id).where(provisioned.user_name == value)
+            by_email = select(other.id).where(
+                other.email == value,
+                ~select(provisioned.employee_id)
+                .where(provisioned.employee_id == other.id)
+                .exists(),
             )
+            return Employee.id.in_(by_user_name.union(by_email))
         like = _escape_like(value)
         conditions: dict[CompareOperator, Any] = {
             CompareOperator.eq: lambda: expression == value,
