@@ -42,6 +42,15 @@ AXE_OPTIONS = {
     "resultTypes": ["violations"],
 }
 BLOCKING = ("serious", "critical")
+# A checkbox must sit on its label's first line, to its left (not alone above it).
+DETACHED_CHECKBOXES = """() => [...document.querySelectorAll("input[type=checkbox][id]")]
+  .filter(box => {
+    const label = document.querySelector(`label[for="${box.id}"]`);
+    if (!label || box.getBoundingClientRect().width === 0) return false;
+    const b = box.getBoundingClientRect(), l = label.getBoundingClientRect();
+    const firstLine = label.getClientRects()[0] || l;
+    return b.right > l.left + 1 || b.bottom < firstLine.top || b.top > firstLine.bottom;
+  }).map(box => box.id)"""
 WIDER_THAN_VIEWPORT = """() => {
   const width = document.documentElement.clientWidth;
   const out = [];
@@ -173,6 +182,7 @@ def _check(page: Any, axe: Any, base: str, path: str, width: int) -> dict[str, A
         "scroll_width": page.evaluate("() => document.documentElement.scrollWidth"),
         # What sticks out (a table scrolling inside its box counts too), for the message.
         "too_wide": page.evaluate(WIDER_THAN_VIEWPORT),
+        "detached": page.evaluate(DETACHED_CHECKBOXES),
     }
 
 
@@ -205,4 +215,6 @@ def test_every_page_passes_axe_and_fits_a_phone(
         for row in report
         if row["too_wide"] or (row["page"].endswith("@390") and row["scroll_width"] > 390)
     }
+    detached = {row["page"]: row["detached"] for row in report if row["detached"]}
+    assert detached == {}
     assert too_wide == {}, "\n".join(f"{k}: {v}" for k, v in too_wide.items())
