@@ -253,6 +253,7 @@ def chart(
 
 @router.get("/results/{cycle_id}/exports/{filename}")
 def export(
+    request: Request,
     cycle_id: CycleId,
     filename: Annotated[str, Path(max_length=60)],
     session: SessionDep,
@@ -264,8 +265,14 @@ def export(
     allowed = visible_employee_ids(session, principal)
     if allowed is not None and name not in exports.EMPLOYEE_TABLES:
         _require_hr(principal)
+    settings: Settings = request.app.state.settings
     content, media_type, download_name = exports.export(
-        session, cycle_id=cycle_id, name=name, fmt=fmt, employee_ids=allowed
+        session,
+        cycle_id=cycle_id,
+        name=name,
+        fmt=fmt,
+        employee_ids=allowed,
+        lang=settings.default_language,
     )
     return Response(
         content,
