@@ -26,8 +26,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import i18n
-from app.cycles.models import CycleEmployee
-from app.errors import Invalid
+from app.cycles.models import CycleDepartment, CycleEmployee
+from app.errors import Invalid, NotFound
 from app.reports import charts, service
 from app.reports.filenames import report_filename, reports_zip_filename
 from app.reports.models import DepartmentClosure, EmployeeResult
@@ -272,9 +272,9 @@ def department_reports_zip(
 ) -> Report:
     """A ZIP of the feedback reports of everyone with results in a department's subtree."""
     cycle = service.results_cycle(session, cycle_id=cycle_id)
-    department = service.department_in_cycle(
-        session, cycle_id=cycle_id, department=str(department_id)
-    )
+    department = session.get(CycleDepartment, (cycle_id, department_id))
+    if department is None:
+        raise NotFound(f"There is no department {department_id} in this cycle.")
     er = EmployeeResult
     ids = list(
         session.scalars(

@@ -100,3 +100,11 @@ def test_department_zip_is_for_hr(client: TestClient, db: Session, data: dict[st
     sign_in(client, db, role=Role.manager, employee=data["e1"])
     r = client.get(f"/results/{data['cycle'].id}/departments/{data['c1'].id}/reports.zip")
     assert r.status_code == 403
+
+
+def test_department_zip_of_an_unknown_department(
+    client: TestClient, db: Session, data: dict[str, Any]
+) -> None:
+    sign_in(client, db)
+    r = client.get(f"/results/{data['cycle'].id}/departments/987654/reports.zip")
+    assert r.status_code == 404
