@@ -31,6 +31,7 @@ from app.mail import service as mail_service
 from app.ratings import service as ratings_service
 from app.reports import service as reports_service
 from app.reports import webhook as reports_webhook
+from app.scheduling import every
 
 log = logging.getLogger(__name__)
 
@@ -392,6 +393,7 @@ def _vacuum_postgresql(engine: Engine, wait_seconds: float) -> tuple[list[int], 
 # --- the worker's scheduled jobs ---------------------------------------------------------
 
 
+@every(10)
 def close_due_cycles_job(
     settings: Settings, engine: Engine, factory: sessionmaker[Session]
 ) -> None:
@@ -408,11 +410,13 @@ def close_due_cycles_job(
     close_jobs_job(settings, engine, factory)
 
 
+@every(1)
 def close_jobs_job(settings: Settings, engine: Engine, factory: sessionmaker[Session]) -> None:
     """Run the closes HR, the API or the close date queued."""
     run_close_jobs(settings, engine, factory)
 
 
+@every(30)
 def vacuum_closed_cycles_job(
     settings: Settings, engine: Engine, factory: sessionmaker[Session]
 ) -> None:
@@ -425,6 +429,7 @@ def vacuum_closed_cycles_job(
         log.info("the postponed VACUUM after close has run")
 
 
+@every(60)
 def purge_closed_cycles_mail_job(
     settings: Settings, engine: Engine, factory: sessionmaker[Session]
 ) -> None:
@@ -435,6 +440,7 @@ def purge_closed_cycles_mail_job(
         log.info("%d outbox messages of closed cycles deleted", purged)
 
 
+@every(60)
 def reminders_job(settings: Settings, engine: Engine, factory: sessionmaker[Session]) -> None:
     """Queue the scheduled reminders of every open cycle (once per reminder date)."""
     with factory() as session:
@@ -449,7 +455,11 @@ def reminders_job(settings: Settings, engine: Engine, factory: sessionmaker[Sess
 
 
 def scheduled_jobs() -> list[tuple[str, Callable[[Settings, Engine, sessionmaker[Session]], None]]]:
-    """The worker's jobs above the mail domain, in the order each pass runs them."""
+    """The worker's jobs above the mail domain, in the order each pass runs them.
+
+    Add ``(name, function)``; the function runs every pass (``WORKER_POLL_SECONDS``)
+    unless it carries its own interval, ``@app.scheduling.every(seconds)``.
+    """
     return [
         ("close due cycles", close_due_cycles_job),
         ("run close jobs", close_jobs_job),
