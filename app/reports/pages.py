@@ -22,7 +22,7 @@ from app.db import SessionDep
 from app.errors import Forbidden, NotFound
 from app.fields import RowId, RowIdQuery
 from app.org import service as org_service
-from app.reports import charts, exports, feedback, personal, service
+from app.reports import exports, feedback, personal, service
 from app.reports.api import CHART_FORMAT_MISSING, chart_response, split_filename
 from app.templating import render
 
