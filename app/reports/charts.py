@@ -304,7 +304,7 @@ def heatmap_chart(
     rows = [_label(d, departments) for d in departments]
     columns = [_short(name, MAX_COLUMN_LABEL) for _, name in codes]
     width = max(WIDTH, 3.6 + 0.75 * len(codes))
-    fig = _figure(width, 0.34 * len(rows) + 2.6)
+    fig = _figure(width, max(3.6, 0.34 * len(rows) + 2.6))
     nan = float("nan")
     matrix = numpy.array(
         [
@@ -342,7 +342,7 @@ def heatmap_chart(
         ax.tick_params(length=0)
         ax.spines[:].set_visible(False)
         colorbar = fig.colorbar(mesh, ax=ax, label="Mean score", shrink=0.8, aspect=30)
-        colorbar.locator = MaxNLocator(integer=True)
+        colorbar.locator = MaxNLocator(nbins=5, integer=True)  # never crowded
         _title(fig, f"Department × competency — {cycle.name}")
         _footer(fig, cycle, "– = not enough responses")
     return fig
