@@ -102,7 +102,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         return refused
     worker = None
     if args.with_worker:
-        from app.mail.worker import start_background_worker
+        from app.worker import start_background_worker
 
         worker = start_background_worker(settings, app.state.engine)
     _print_banner(settings, args.host, args.port)
@@ -147,7 +147,7 @@ def _already_stopping(_signum: int, _frame: FrameType | None) -> None:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from app.mail.worker import run_worker
+    from app.worker import run_worker
 
     engine = make_engine(settings.database_url)
     if (refused := _foreign_secret_key(engine, settings)) is not None:

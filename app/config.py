@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # Charts of closed cycles never change: each is rendered on its first request and
     # kept here (one directory per cycle), so later requests read a file.
     chart_cache_dir: Path = DATA_DIR / "charts"
+    # The feedback report leads with development, not standing: it shows the employee's
+    # rank in the company only where the organisation wants that.
+    report_show_rank: bool = False
 
     # Anonymity: results are shown only for employees with at least this many raters.
     # Never below 3: with two raters each could deduce the other's scores.

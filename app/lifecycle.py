@@ -36,6 +36,7 @@ from app.ratings import service as ratings_service
 from app.reports import personal as reports_personal
 from app.reports import service as reports_service
 from app.reports import webhook as reports_webhook
+from app.scheduling import every
 
 log = logging.getLogger(__name__)
 
@@ -397,6 +398,7 @@ def _vacuum_postgresql(engine: Engine, wait_seconds: float) -> tuple[list[int], 
 # --- the worker's scheduled jobs ---------------------------------------------------------
 
 
+@every(10)
 def close_due_cycles_job(
     settings: Settings, engine: Engine, factory: sessionmaker[Session]
 ) -> None:
@@ -413,11 +415,13 @@ def close_due_cycles_job(
     close_jobs_job(settings, engine, factory)
 
 
+@every(1)
 def close_jobs_job(settings: Settings, engine: Engine, factory: sessionmaker[Session]) -> None:
     """Run the closes HR, the API or the close date queued."""
     run_close_jobs(settings, engine, factory)
 
 
+@every(30)
 def vacuum_closed_cycles_job(
     settings: Settings, engine: Engine, factory: sessionmaker[Session]
 ) -> None:
@@ -430,6 +434,7 @@ def vacuum_closed_cycles_job(
         log.info("the postponed VACUUM after close has run")
 
 
+@every(60)
 def purge_closed_cycles_mail_job(
     settings: Settings, engine: Engine, factory: sessionmaker[Session]
 ) -> None:
@@ -440,6 +445,7 @@ def purge_closed_cycles_mail_job(
         log.info("%d outbox messages of closed cycles deleted", purged)
 
 
+@every(60)
 def reminders_job(settings: Settings, engine: Engine, factory: sessionmaker[Session]) -> None:
     """Queue the scheduled reminders of every open cycle (once per reminder date)."""
     with factory() as session:
@@ -453,6 +459,7 @@ def reminders_job(settings: Settings, engine: Engine, factory: sessionmaker[Sess
             log.info("cycle %s: %d reminders queued", cycle_id, queued)
 
 
+@every(60)
 def rhythm_job(settings: Settings, engine: Engine, factory: sessionmaker[Session]) -> None:
     """The quarterly rhythm: create the next cycle when due, launch automatic ones."""
     with writer_session(factory) as session, session.begin():
@@ -480,6 +487,7 @@ def rhythm_job(settings: Settings, engine: Engine, factory: sessionmaker[Session
             log.info("quarterly rhythm: %s cycle %s", event.action, event.cycle_id)
 
 
+@every(60)
 def personal_results_job(
     settings: Settings, engine: Engine, factory: sessionmaker[Session]
 ) -> None:
@@ -495,7 +503,11 @@ def personal_results_job(
 
 
 def scheduled_jobs() -> list[tuple[str, Callable[[Settings, Engine, sessionmaker[Session]], None]]]:
-    """The worker's jobs above the mail domain, in the order each pass runs them."""
+    """The worker's jobs above the mail domain, in the order each pass runs them.
+
+    Add ``(name, function)``; the function runs every pass (``WORKER_POLL_SECONDS``)
+    unless it carries its own interval, ``@app.scheduling.every(seconds)``.
+    """
     return [
         ("run the quarterly rhythm", rhythm_job),
         ("close due cycles", close_due_cycles_job),

@@ -178,6 +178,27 @@ def wait_http(url: str, proc: Proc, timeout: float = 60.0) -> None:
     raise RuntimeError(f"{proc.name} did not answer {url} in {timeout}s:\n{proc.log_tail()}")
 
 
+# --- CPU -------------------------------------------------------------------------------
+
+
+def cpu_seconds(root: int) -> float:
+    """User + system CPU of a process and its live descendants, from ``/proc/<pid>/stat``.
+
+    The load generator shares the two cores with the server, so CPU per request is a
+    fairer comparison than latency (it does not count time spent waiting for a core).
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in [root, *_children(root)]:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # Fields 14 and 15 of stat (utime, stime), counted after "pid (comm)".
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
 # --- memory ----------------------------------------------------------------------------
 
 

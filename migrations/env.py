@@ -5,6 +5,7 @@ from __future__ import annotations
 from logging.config import fileConfig
 
 from alembic import context
+from sqlalchemy.engine import Connection
 
 from app.config import get_settings
 from app.db import make_engine
@@ -45,9 +46,9 @@ def run_migrations_online() -> None:
     engine.dispose()
 
 
-def _run(connection: object) -> None:
+def _run(connection: Connection) -> None:
     context.configure(
-        connection=connection,  # type: ignore[arg-type]
+        connection=connection,
         target_metadata=target_metadata,
         # Batch mode lets ALTER work on SQLite by copying the table.
         render_as_batch=True,
@@ -59,8 +60,35 @@ def _run(connection: object) -> None:
             context.get_context().get_current_heads(),
             context.get_revision_argument(),
         )
-    with context.begin_transaction():
-        context.run_migrations()
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        _sqlite_foreign_keys(connection, on=False)
+    try:
+        with context.begin_transaction():
+            context.run_migrations()
+            if sqlite:
+                _check_sqlite_foreign_keys(connection)
+    finally:
+        if sqlite:
+            _sqlite_foreign_keys(connection, on=True)
+
+
+def _sqlite_foreign_keys(conn: Connection, *, on: bool) -> None:
+    """Batch mode copies a table, drops the old one and renames the copy. With foreign
+    keys on, that DROP fails for a table others refer to (employee, cycle), or worse,
+    fires their ON DELETE CASCADE. SQLite's own procedure for such changes: keys off
+    (outside any transaction), change, check, keys on."""
+    if conn.in_transaction():
+        conn.commit()
+    conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+        f"PRAGMA foreign_keys={'ON' if on else 'OFF'}"
+    )
+
+
+def _check_sqlite_foreign_keys(connection: Connection) -> None:
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if broken:
+        raise RuntimeError(f"migration left rows with broken foreign keys: {broken[:5]}")
 
 
 def _forced() -> bool:

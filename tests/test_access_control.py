@@ -99,6 +99,7 @@ POLICY: dict[tuple[str, str], str | Api] = {
     ("GET", "/results/{cycle_id}"): RESULTS,
     ("GET", "/results/{cycle_id}/employees/{employee_id}"): RESULTS,
     ("GET", "/results/{cycle_id}/employees/{employee_id}/report.pdf"): RESULTS,
+    ("GET", "/results/{cycle_id}/departments/{department_id}/reports.zip"): HR,
     ("GET", "/results/{cycle_id}/charts/{filename}"): RESULTS,
     ("GET", "/results/{cycle_id}/exports/{filename}"): RESULTS,
     # --- HR screens

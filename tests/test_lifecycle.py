@@ -27,10 +27,10 @@ from app.errors import Conflict
 from app.mail import sender
 from app.mail import service as mail_service
 from app.mail.models import OutboxMessage, OutboxStatus
-from app.mail.worker import run_pass
 from app.ratings import service as ratings_service
 from app.ratings.models import Ballot, PendingSubmission
 from app.ratings.schemas import SupplierAnswer
+from app.worker import run_pass
 from tests.conftest import SmtpServer
 from tests.cycles.helpers import (
     answers_for,

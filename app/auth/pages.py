@@ -130,12 +130,17 @@ def login_submit(
             error="The login form expired. Please try again.",
             status_code=403,
         )
-    ip = request.client.host if request.client else "unknown"
-    window = timedelta(minutes=settings.login_lockout_minutes)
-    limits = {"max_failures": settings.login_max_failures, "window": window}
-    clean_email = email.strip().lower()
-    # Throttled before the password is even checked, so a locked account is no oracle.
-    if auth_service.login_throttled(session, email=clean_email, ip=ip, **limits):  # type: ignore[arg-type]
+    outcome = auth_service.log_in(
+        session,
+        email=email,
+        password=password,
+        ip=request.client.host if request.client else "unknown",
+        previous_token=request.cookies.get(session_cookie_name(settings)),
+        max_failures=settings.login_max_failures,
+        window=timedelta(minutes=settings.login_lockout_minutes),
+        idle=timedelta(minutes=settings.hr_session_idle_minutes),
+    )
+    if outcome is auth_service.LoginRefused.throttled:
         return _login_page(
             request,
             settings,
@@ -147,24 +152,12 @@ def login_submit(
             ),
             status_code=429,
         )
-    user = auth_service.authenticate_user(session, email=clean_email, password=password)
-    if user is None:
-        # Same message for an unknown email and a wrong password. The page is returned
-        # (not raised) so the failure count commits.
-        auth_service.note_login_failure(session, email=clean_email, ip=ip, **limits)  # type: ignore[arg-type]
+    if outcome is auth_service.LoginRefused.bad_credentials:
+        # The page is returned (not raised) so the failure count commits.
         return _login_page(
             request, settings, email=email, next_url=next, error=BAD_LOGIN, status_code=400
         )
-    old = request.cookies.get(session_cookie_name(settings))
-    if old:
-        auth_service.end_user_session(session, token=old)
-    auth_service.purge_idle_sessions(
-        session, idle=timedelta(minutes=settings.hr_session_idle_minutes)
-    )
-    email_key, _ip_key = auth_service.login_failure_keys(email=clean_email, ip=ip)
-    auth_service.clear_rate_limit(session, key=email_key)
-    token, _row = auth_service.start_user_session(session, user=user)
-    auth_service.record_audit(session, actor=user.email, action="login", entity="session")
+    token = outcome.token
     response = RedirectResponse(safe_next(next), status_code=303)
     _set_cookie(response, settings, session_cookie_name(settings), token)
     response.delete_cookie(login_cookie_name(settings), path="/", secure=settings.https)

@@ -6,7 +6,9 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
+from enum import Enum
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -316,6 +318,58 @@ def authenticate_user(session: Session, *, email: str, password: str) -> User | 
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     return user
+
+
+class LoginRefused(Enum):
+    """Why a password login was refused (the page words it; the same for an unknown
+    email and a wrong password)."""
+
+    throttled = "throttled"
+    bad_credentials = "bad_credentials"
+
+
+@dataclass(frozen=True)
+class Login:
+    """A password login that succeeded: the new session's token, for the cookie."""
+
+    user: User
+    token: str
+
+
+def log_in(
+    session: Session,
+    *,
+    email: str,
+    password: str,
+    ip: str,
+    previous_token: str | None,
+    max_failures: int,
+    window: timedelta,
+    idle: timedelta,
+) -> Login | LoginRefused:
+    """Check a password login and start the session, with every rule around it.
+
+    Throttled before the password is even checked, so a locked account is no oracle; a
+    failure is counted against the email and the client (the caller commits it); a
+    success ends the browser's previous session, clears the email's failures and is
+    audited.
+    """
+    clean_email = email.strip().lower()
+    limits = {"max_failures": max_failures, "window": window}
+    if login_throttled(session, email=clean_email, ip=ip, **limits):  # type: ignore[arg-type]
+        return LoginRefused.throttled
+    user = authenticate_user(session, email=clean_email, password=password)
+    if user is None:
+        note_login_failure(session, email=clean_email, ip=ip, **limits)  # type: ignore[arg-type]
+        return LoginRefused.bad_credentials
+    if previous_token:
+        end_user_session(session, token=previous_token)
+    purge_idle_sessions(session, idle=idle)
+    email_key, _ip_key = login_failure_keys(email=clean_email, ip=ip)
+    clear_rate_limit(session, key=email_key)
+    token, _row = start_user_session(session, user=user)
+    record_audit(session, actor=user.email, action="login", entity="session")
+    return Login(user=user, token=token)
 
 
 def purge_idle_sessions(session: Session, *, idle: timedelta) -> int:

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from app.auth import service as auth_service
@@ -292,32 +292,12 @@ def cycle_detail(request: Request, session: SessionDep, cycle_id: RowId) -> Resp
     )
 
 
-def _launch_preview(session: Session) -> tuple[int, int, int]:
-    """(customers to invite, supplier-customer pairs, active competencies) if launched now."""
-    supplier, customer = aliased(Employee), aliased(Employee)
-    active_links = (
-        select(MatrixLink.customer_id)
-        .join(supplier, supplier.id == MatrixLink.supplier_id)
-        .join(customer, customer.id == MatrixLink.customer_id)
-        .where(supplier.active, customer.active)
-    )
-    pairs = int(session.scalar(select(func.count()).select_from(active_links.subquery())) or 0)
-    customers = int(
-        session.scalar(select(func.count(func.distinct(active_links.subquery().c.customer_id))))
-        or 0
-    )
-    competencies = int(
-        session.scalar(select(func.count()).select_from(Competency).where(Competency.active)) or 0
-    )
-    return customers, pairs, competencies
-
-
 @router.get("/cycles/{cycle_id}/launch", dependencies=[HrOnly])
 def cycle_launch_confirm(request: Request, session: SessionDep, cycle_id: RowId) -> Response:
     cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
     if cycle.state not in cycles_service.LAUNCHABLE:
         return see_other(f"/cycles/{cycle.id}")
-    customers, pairs, competencies = _launch_preview(session)
+    customers, pairs, competencies = cycles_service.launch_size(session)
     settings = request.app.state.settings
     coverage = cycles_service.describe_coverage(
         cycles_service.launch_coverage(session, settings=settings),

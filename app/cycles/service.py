@@ -231,6 +231,26 @@ def get_cycle(session: Session, *, cycle_id: int, for_update: bool = False) -> C
 # --- launch ---------------------------------------------------------------------------
 
 
+def launch_size(session: Session) -> tuple[int, int, int]:
+    """(customers to invite, supplier-customer pairs, active competencies) if launched now."""
+    supplier, customer = aliased(Employee), aliased(Employee)
+    active_links = (
+        select(MatrixLink.customer_id)
+        .join(supplier, supplier.id == MatrixLink.supplier_id)
+        .join(customer, customer.id == MatrixLink.customer_id)
+        .where(supplier.active, customer.active)
+    )
+    pairs = int(session.scalar(select(func.count()).select_from(active_links.subquery())) or 0)
+    customers = int(
+        session.scalar(select(func.count(func.distinct(active_links.subquery().c.customer_id))))
+        or 0
+    )
+    competencies = int(
+        session.scalar(select(func.count()).select_from(Competency).where(Competency.active)) or 0
+    )
+    return customers, pairs, competencies
+
+
 def launch_cycle(
     session: Session, *, cycle_id: int, settings: Settings, now: datetime | None = None
 ) -> Cycle:

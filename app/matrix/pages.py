@@ -16,11 +16,13 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
 from app.auth import service as auth_service
 from app.auth.deps import CsrfProtect, HrOnly, SettingsDep
+from app.config import Settings
 from app.db import SessionDep
 from app.errors import DomainError
 from app.fields import RowId
@@ -316,10 +318,33 @@ async def import_preview(request: Request, session: SessionDep, settings: Settin
     if not isinstance(upload, UploadFile) or not upload.filename:
         return _import_form(request, errors={"file": "Choose a CSV or XLSX file"}, status_code=422)
     data = await upload.read()
-    filename = upload.filename[:200]
+    # Parsing and checking thousands of rows is synchronous database work: in the thread
+    # pool, so it never blocks the event loop (every other request) meanwhile.
+    return await run_in_threadpool(
+        _import_preview,
+        request,
+        session,
+        settings,
+        data=data,
+        filename=upload.filename[:200],
+        content_type=upload.content_type,
+        replace_all=replace_all,
+    )
+
+
+def _import_preview(
+    request: Request,
+    session: Session,
+    settings: Settings,
+    *,
+    data: bytes,
+    filename: str,
+    content_type: str | None,
+    replace_all: bool,
+) -> Response:
     limits = UploadLimits.of(settings)
     try:
-        parsed = _parse(data, _content_type(filename, upload.content_type), limits)
+        parsed = _parse(data, _content_type(filename, content_type), limits)
         plan = matrix_service.plan_matrix_import(
             session,
             rows=parsed.rows,

@@ -9,7 +9,6 @@ like ``app.lifecycle``. Tables are found through the metadata (every table with 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,6 +24,7 @@ from app.db import Base, utcnow, writer_session
 from app.org import service as org_service
 from app.ratings.models import Ballot
 from app.reports.models import EmployeeComment, EmployeeCompetencyResult, EmployeeResult
+from app.scheduling import every
 from app.scim.models import ScimUser
 
 log = logging.getLogger(__name__)
@@ -200,16 +200,11 @@ def _delete_results_about(session: Session, *, employee_id: int) -> tuple[int, i
 # --- the worker's job --------------------------------------------------------------------
 
 RETENTION_INTERVAL_SECONDS = 3600.0
-_last_retention_run: float | None = None
 
 
+@every(RETENTION_INTERVAL_SECONDS)
 def retention_job(settings: Settings, engine: Engine, factory: sessionmaker[Session]) -> None:
-    """Apply the retention periods, at most once an hour per worker process."""
-    global _last_retention_run
-    now = time.monotonic()
-    if _last_retention_run is not None and now - _last_retention_run < RETENTION_INTERVAL_SECONDS:
-        return
-    _last_retention_run = now
+    """Apply the retention periods (once an hour: days-long periods need no more)."""
     with writer_session(factory) as session, session.begin():
         report = apply_retention(session, settings=settings)
     if report.anything:

@@ -304,7 +304,7 @@ def heatmap_chart(
     rows = [_label(d, departments) for d in departments]
     columns = [_short(name, MAX_COLUMN_LABEL) for _, name in codes]
     width = max(WIDTH, 3.6 + 0.75 * len(codes))
-    fig = _figure(width, 0.34 * len(rows) + 2.6)
+    fig = _figure(width, max(3.6, 0.34 * len(rows) + 2.6))
     nan = float("nan")
     matrix = numpy.array(
         [
@@ -342,7 +342,7 @@ def heatmap_chart(
         ax.tick_params(length=0)
         ax.spines[:].set_visible(False)
         colorbar = fig.colorbar(mesh, ax=ax, label="Mean score", shrink=0.8, aspect=30)
-        colorbar.locator = MaxNLocator(integer=True)
+        colorbar.locator = MaxNLocator(nbins=5, integer=True)  # never crowded
         _title(fig, f"Department × competency — {cycle.name}")
         _footer(fig, cycle, "– = not enough responses")
     return fig
@@ -738,42 +738,3 @@ def download_name(
             session, cycle_id=cycle_id, department=department
         ).name
     return chart_filename(cycle.name, subject, chart, fmt)
-
-
-# --- the feedback report ---------------------------------------------------------------------
-
-
-def feedback_report(session: Session, *, cycle_id: int, employee_id: int) -> bytes:
-    """A printable PDF for the feedback conversation: summary, profile, trend, comments."""
-    from matplotlib.backends.backend_pdf import PdfPages
-
-    cycle = service.results_cycle(session, cycle_id=cycle_id)
-    ref = service.cycle_ref(session, cycle=cycle)
-    employee = service.employee_result(session, cycle_id=cycle_id, employee_id=employee_id)
-    company = service.company_results(session, cycle_id=cycle_id)
-    pages = [_summary_page(ref, employee)]
-    if employee.status == "ok":
-        pages.append(employee_profile(ref, employee, company))
-        pages.append(
-            trend_chart(
-                employee.full_name,
-                service.employee_trend(session, employee_id=employee_id, up_to=cycle),
-                ref,
-            )
-        )
-    buffer = io.BytesIO()
-    with rc_context(RC), PdfPages(buffer, metadata={"Creator": "Peer360"}) as pdf:
-        for page in pages:
-            pdf.savefig(page)
-    return buffer.getvalue()
-
-
-def _summary_page(cycle: CycleRef, e: EmployeeResultRead) -> Figure:
-    fig = _figure(8.27, 11.69)
-    lines = [f"Feedback report — {e.full_name}", f"{e.department_name or ''} · {cycle.name}"]
-    if e.status == "ok":
-        lines.append(f"Coefficient {e.coefficient:.2f}" if e.coefficient is not None else "")
-    with rc_context(RC):
-        fig.text(0.05, 0.95, "\n".join(lines), va="top", fontsize=12)
-        _footer(fig, cycle)
-    return fig

@@ -10,9 +10,11 @@ from typing import Any
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
-from openpyxl.styles import Font
+from openpyxl.styles import Alignment, Font
+from openpyxl.utils import get_column_letter
 from sqlalchemy.orm import Session
 
+from app import i18n
 from app.errors import NotFound
 from app.org import importing
 from app.reports import service
@@ -28,6 +30,63 @@ TABLES = (*EMPLOYEE_TABLES, "departments", "heatmap", "company", "distribution")
 NOT_ENOUGH_TEXT = "not enough responses"
 
 Table = tuple[list[str], list[list[Any]]]
+
+
+def N_(text: str) -> str:
+    """Marks a label for the catalogs; it is translated when the sheet is written."""
+    return text
+
+
+# XLSX headers for people (CSV keeps the keys: HRIS imports rely on them). Competency
+# columns are headed by the competency's own name.
+LABELS = {
+    "external_id": N_("Employee ID"),
+    "name": N_("Name"),
+    "department": N_("Department"),
+    "status": N_("Status"),
+    "raters": N_("Raters"),
+    "coefficient": N_("Coefficient"),
+    "sd": N_("Standard deviation"),
+    "ci_low": N_("95% interval from"),
+    "ci_high": N_("95% interval to"),
+    "nps": N_("Internal NPS"),
+    "nps_answers": N_("NPS answers"),
+    "delta": N_("Change"),
+    "delta_significant": N_("Change is significant"),
+    "company_rank": N_("Rank in the company"),
+    "company_percentile": N_("Percentile in the company"),
+    "department_rank": N_("Rank in the department"),
+    "department_percentile": N_("Percentile in the department"),
+    "se": N_("Standard error"),
+    "reliability": N_("Reliability"),
+    "company_band": N_("Band in the company"),
+    "department_band": N_("Band in the department"),
+    "level": N_("Level"),
+    "suppliers": N_("Employees rated"),
+    "employees_included": N_("Employees with results"),
+    "figure": N_("Figure"),
+    "value": N_("Value"),
+    "from": N_("From"),
+    "to": N_("To"),
+    "employees": N_("Employees"),
+}
+# Whole numbers: counts, ranks, bands (everything else numeric shows two decimals).
+WHOLE = {
+    "raters",
+    "nps_answers",
+    "company_rank",
+    "department_rank",
+    "company_band",
+    "department_band",
+    "level",
+    "suppliers",
+    "employees_included",
+    "employees",
+}
+# Identity columns stay even when every row holds the same value.
+KEEP = {"external_id", "name", "department", "figure", "value"}
+MIN_WIDTH = 8
+MAX_WIDTH = 50
 
 
 def _r(value: float | None, digits: int = 3) -> float | None:
@@ -187,28 +246,64 @@ def to_csv(table: Table) -> bytes:
     return ("\ufeff" + buffer.getvalue()).encode("utf-8")
 
 
-def to_xlsx(table: Table, *, title: str) -> bytes:
+def _varying(table: Table) -> Table:
+    """Without the columns that hold one value in every row (e.g. a status that is "ok"
+    for everyone): they tell a reader nothing. A table of one row keeps them all."""
     header, rows = table
+    if len(rows) < 2:
+        return table
+    keep = [
+        i
+        for i, name in enumerate(header)
+        if name in KEEP or len({repr(row[i]) for row in rows}) > 1
+    ]
+    return [header[i] for i in keep], [[row[i] for i in keep] for row in rows]
+
+
+def to_xlsx(table: Table, *, title: str, lang: str = "en") -> bytes:
+    """A sheet for people: translated headers, fitted widths, frozen header row, two
+    decimals (whole numbers for counts and ranks), no constant columns."""
+    header, rows = _varying(table)
+    gettext = i18n.translations(lang).gettext
+    labels = [gettext(LABELS[name]) if name in LABELS else name for name in header]
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(title=title[:31])
+    sheet.freeze_panes = "A2"
+    for index in range(len(header)):
+        longest = max([len(labels[index])] + [len(_shown(row[index])) for row in rows[:2000]])
+        letter = get_column_letter(index + 1)
+        sheet.column_dimensions[letter].width = min(MAX_WIDTH, max(MIN_WIDTH, longest + 2))
     bold = Font(bold=True)
+    wrap = Alignment(wrap_text=True, vertical="top")
     head_cells = []
-    for name in header:
-        cell = WriteOnlyCell(sheet, value=name)
+    for label in labels:
+        cell = WriteOnlyCell(sheet, value=label)
         cell.font = bold
+        cell.alignment = wrap
         head_cells.append(cell)
     sheet.append(head_cells)
+    formats = ["0" if name in WHOLE else "0.00" for name in header]
     for row in rows:
         cells = []
-        for value in row:
+        for value, number_format in zip(row, formats, strict=True):
             cell = WriteOnlyCell(sheet, value=_safe_text(value))
             if isinstance(value, str):
                 cell.data_type = "s"  # never a formula
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                cell.number_format = number_format
             cells.append(cell)
         sheet.append(cells)
     buffer = io.BytesIO()
     workbook.save(buffer)
     return buffer.getvalue()
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
 
 
 def export(
@@ -218,12 +313,13 @@ def export(
     name: str,
     fmt: str,
     employee_ids: Iterable[int] | None = None,
+    lang: str = "en",
 ) -> tuple[bytes, str, str]:
     """(content, media type, file name) of one table in one format."""
     if fmt not in FORMATS:
         raise NotFound(f"Unknown export format {fmt!r}; use csv or xlsx.")
     cycle = service.results_cycle(session, cycle_id=cycle_id)
     table = build_table(session, cycle_id=cycle_id, name=name, employee_ids=employee_ids)
-    content = to_csv(table) if fmt == "csv" else to_xlsx(table, title=name)
+    content = to_csv(table) if fmt == "csv" else to_xlsx(table, title=name, lang=lang)
     safe_name = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in cycle.name)
     return content, FORMATS[fmt], f"peer360-{safe_name}-{name}.{fmt}"

@@ -17,11 +17,12 @@ from sqlalchemy.orm import Session
 
 from app.auth.deps import Principal, require_role
 from app.auth.models import Role
+from app.config import Settings
 from app.db import SessionDep
 from app.errors import Forbidden, NotFound
 from app.fields import RowId, RowIdQuery
 from app.org import service as org_service
-from app.reports import charts, exports, personal, service
+from app.reports import exports, feedback, personal, service
 from app.reports.api import CHART_FORMAT_MISSING, chart_response, split_filename
 from app.templating import render
 
@@ -171,16 +172,52 @@ def employee_page(
 
 @router.get("/results/{cycle_id}/employees/{employee_id}/report.pdf")
 def feedback_report(
-    cycle_id: CycleId, employee_id: EmployeeId, session: SessionDep, principal: ResultsReader
+    request: Request,
+    cycle_id: CycleId,
+    employee_id: EmployeeId,
+    session: SessionDep,
+    principal: ResultsReader,
 ) -> Response:
     service.results_cycle(session, cycle_id=cycle_id)
     _check_employee(session, principal, employee_id)
-    data = charts.feedback_report(session, cycle_id=cycle_id, employee_id=employee_id)
+    settings: Settings = request.app.state.settings
+    report = feedback.feedback_report(
+        session,
+        cycle_id=cycle_id,
+        employee_id=employee_id,
+        show_rank=settings.report_show_rank,
+        lang=settings.default_language,
+    )
+    return _download(report, "application/pdf")
+
+
+@router.get("/results/{cycle_id}/departments/{department_id}/reports.zip")
+def department_reports(
+    request: Request,
+    cycle_id: CycleId,
+    department_id: Annotated[int, Path(ge=1, le=2_147_483_647)],
+    session: SessionDep,
+    principal: ResultsReader,
+) -> Response:
+    """HR: the feedback reports of a department (with its sub-departments) as one ZIP."""
+    _require_hr(principal)
+    settings: Settings = request.app.state.settings
+    report = feedback.department_reports_zip(
+        session,
+        cycle_id=cycle_id,
+        department_id=department_id,
+        show_rank=settings.report_show_rank,
+        lang=settings.default_language,
+    )
+    return _download(report, "application/zip")
+
+
+def _download(report: feedback.Report, media_type: str) -> Response:
     return Response(
-        data,
-        media_type="application/pdf",
+        report.content,
+        media_type=media_type,
         headers={
-            "Content-Disposition": f'attachment; filename="feedback-{cycle_id}-{employee_id}.pdf"',
+            "Content-Disposition": f'attachment; filename="{report.filename}"',
             "Cache-Control": "private, no-store",
         },
     )
@@ -222,6 +259,7 @@ def chart(
 
 @router.get("/results/{cycle_id}/exports/{filename}")
 def export(
+    request: Request,
     cycle_id: CycleId,
     filename: Annotated[str, Path(max_length=60)],
     session: SessionDep,
@@ -233,8 +271,14 @@ def export(
     allowed = visible_employee_ids(session, principal)
     if allowed is not None and name not in exports.EMPLOYEE_TABLES:
         _require_hr(principal)
+    settings: Settings = request.app.state.settings
     content, media_type, download_name = exports.export(
-        session, cycle_id=cycle_id, name=name, fmt=fmt, employee_ids=allowed
+        session,
+        cycle_id=cycle_id,
+        name=name,
+        fmt=fmt,
+        employee_ids=allowed,
+        lang=settings.default_language,
     )
     return Response(
         content,

@@ -15,23 +15,23 @@ import time
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Path, Request
+from fastapi import APIRouter, Form, Path, Request
 from starlette.responses import RedirectResponse, Response
 
 from app import crypto
 from app.auth import service as auth_service
-from app.auth.deps import CsrfProtect, HrOnly, Principal, SettingsDep, require_role
+from app.auth.deps import CsrfProtect, HrOnly, SettingsDep
 from app.auth.models import Role
 from app.config import Settings
 from app.cycles import service as cycles_service
 from app.db import SessionDep
-from app.errors import DomainError, NotFound
+from app.errors import DomainError, Forbidden, NotFound
 from app.fields import RowId
 from app.ratings.pages import PRIVATE_HEADERS, request_language
 from app.reports import personal
 from app.reports import service as reports_service
 from app.reports.api import chart_response
-from app.reports.pages import _check_employee
+from app.reports.pages import ResultsReader, _check_employee
 from app.templating import render
 from app.web import form_fields, page, see_other
 
@@ -40,7 +40,6 @@ TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 SESSION_MINUTES = 60
 PERSONAL_CHARTS = {"employee", "trend-employee"}
 FocusCodes = Annotated[list[str], Form(max_length=personal.FOCUS_MAX + 5)]
-ManagerOnly = Annotated[Principal, Depends(require_role(Role.manager))]
 
 
 # --- the person's session ---------------------------------------------------------------
@@ -266,13 +265,15 @@ def my_chart(
 def manager_focus(
     request: Request,
     session: SessionDep,
-    principal: ManagerOnly,
+    principal: ResultsReader,
     cycle_id: RowId,
     employee_id: RowId,
     focus: FocusCodes = [],  # noqa: B006
 ) -> Response:
     """The manager chooses or confirms the focus areas: they are then agreed (HR only
     reads them: they are agreed between the person and their manager)."""
+    if principal.role != Role.manager:
+        raise Forbidden("Focus areas are agreed between the person and their manager")
     _check_employee(session, principal, employee_id)
     personal.choose_focus(
         session,

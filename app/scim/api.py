@@ -17,6 +17,7 @@ from scim2_models import (
     Context,
     ListResponse,
     ResourceType,
+    ResponseParameters,
     SCIMException,
     SearchRequest,
 )
@@ -61,14 +62,36 @@ def _json(raw: bytes) -> Any:
         raise ScimProblem("The body is not JSON", scim_type="invalidSyntax") from None
 
 
+def _response_parameters(request: Request) -> ResponseParameters[Any] | None:
+    """``attributes`` / ``excludedAttributes`` of the query (RFC 7644 §3.9)."""
+    raw = {
+        name: request.query_params[name]
+        for name in ("attributes", "excludedAttributes")
+        if request.query_params.get(name)
+    }
+    if not raw:
+        return None
+    try:
+        return ResponseParameters[UserResource].model_validate(raw, scim_policy=POLICY)
+    except (SCIMException, ValidationError) as exc:
+        raise scim_service.problem_from(exc) from None
+
+
 def _user_answer(
-    found: scim_service.ScimEmployee, settings: Any, *, status_code: int = 200
+    found: scim_service.ScimEmployee,
+    settings: Any,
+    *,
+    status_code: int = 200,
+    request: Request | None = None,
 ) -> JSONResponse:
     user = scim_service.to_resource(found, base_url=settings.base_url)
     headers = {"ETag": user.meta.version} if user.meta and user.meta.version else {}
     if status_code == 201 and user.meta and user.meta.location:
         headers["Location"] = str(user.meta.location)
-    body = user.model_dump(scim_ctx=Context.RESOURCE_QUERY_RESPONSE)
+    body = user.model_dump(
+        scim_ctx=Context.RESOURCE_QUERY_RESPONSE,
+        response_parameters=_response_parameters(request) if request else None,
+    )
     return scim_response(body, status_code=status_code, headers=headers)
 
 
@@ -189,7 +212,7 @@ def get_user(
     version = user.meta.version if user.meta else None
     if version and version in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers={"ETag": version})
-    return _user_answer(found, settings)
+    return _user_answer(found, settings, request=request)
 
 
 @router.put("/Users/{user_id}")

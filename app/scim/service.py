@@ -65,7 +65,7 @@ from scim2_models.path.expressions import (
 )
 from scim2_models.path.visitor import FilterVisitor
 from sqlalchemy import ColumnElement, and_, false, func, literal, not_, or_, select, true
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, aliased, joinedload
 
 from app.auth import service as auth_service
 from app.errors import DomainError
@@ -558,12 +558,15 @@ class _Column:
     kind: str
 
 
+# An employee no provider has touched has their email as userName.
+_USER_NAME = func.coalesce(ScimUser.user_name, Employee.email)
+
+
 def _columns() -> dict[str, _Column]:
     core, ent = CORE_USER_URN.lower(), ENTERPRISE_URN.lower()
-    user_name = func.coalesce(ScimUser.user_name, Employee.email)
     return {
         f"{core}:id": _Column(Employee.id, "id"),
-        f"{core}:username": _Column(user_name, "lower"),
+        f"{core}:username": _Column(_USER_NAME, "lower"),
         f"{core}:externalid": _Column(ScimUser.external_id, "exact"),
         f"{core}:emails.value": _Column(Employee.email, "lower"),
         f"{core}:emails.type": _Column(literal("work"), "text"),
@@ -635,6 +638,18 @@ class _SqlFilter(FilterVisitor[ColumnElement[bool]]):
             expression, value = func.lower(expression), value.lower()
         elif column.kind == "lower":  # stored lower-cased already
             value = value.lower()
+        if column.kind == "lower" and op == CompareOperator.eq and expression is _USER_NAME:
+            # The lookup Entra ID and Okta make for every user they sync: both unique
+            # indexes, instead of a scan over coalesce().
+            other, provisioned = aliased(Employee), aliased(ScimUser)
+            by_user_name = select(provisioned.employee_id).where(provisioned.user_name == value)
+            by_email = select(other.id).where(
+                other.email == value,
+                ~select(provisioned.employee_id)
+                .where(provisioned.employee_id == other.id)
+                .exists(),
+            )
+            return Employee.id.in_(by_user_name.union(by_email))
         like = _escape_like(value)
         conditions: dict[CompareOperator, Any] = {
             CompareOperator.eq: lambda: expression == value,

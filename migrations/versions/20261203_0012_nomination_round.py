@@ -19,8 +19,8 @@ revision: str = "0012"
 down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
-# Going down forgets the proposals of a round in progress (not answers, and the matrix
-# itself is untouched); a cycle left ``nominating`` becomes a draft again.
+# The matrix itself is untouched; a cycle left ``nominating`` becomes a draft again.
+downgrade_drops = "the suppliers' lists and proposals of confirmation rounds"
 
 
 def upgrade() -> None:

@@ -82,7 +82,8 @@ def test_hr_edits_and_deletions_are_never_undone(fresh_database_url: str) -> Non
     assert competencies(fresh_database_url) == edited
     # Even going below the data migration and up again (it runs a second time) keeps
     # HR's set: it only fills a database that has no competency at all.
-    # (Forced: on the way down 0007 drops the competencies' translations.)
+    # (Forced: later revisions, such as 0007 and 0010, drop data of their own on the way
+    # down.)
     downgrade(fresh_database_url, below_the_data_migration(), force=True)
     upgrade(fresh_database_url)
     assert competencies(fresh_database_url) == edited

@@ -90,6 +90,13 @@ def big_page(committed_db: sessionmaker[Session], settings: Settings) -> BigPage
     return BigPage(url=url, supplier_ids=supplier_ids, competency_ids=competency_ids)
 
 
+@pytest.fixture
+def page(page: Any) -> Any:
+    # A 72-question page on a loaded 2-core machine: more room than the default 10 s.
+    page.set_default_timeout(30_000)
+    return page
+
+
 def _page_height(page: Any) -> int:
     height: int = page.evaluate("() => document.documentElement.scrollHeight")
     return height

@@ -49,6 +49,9 @@ def test_employee_below_k_exports_only_its_status(db: Session, fmt: str) -> None
     t = build_three_levels(db)
     content, _, _ = exports.export(db, cycle_id=t["cycle"].id, name="employees", fmt=fmt)
     rows = read_csv(content) if fmt == "csv" else read_xlsx(content)
+    if fmt == "xlsx":  # human headers: map them back to the keys
+        keys = {label: key for key, label in exports.LABELS.items()}
+        rows = [{keys.get(k, k): v for k, v in r.items()} for r in rows]
     by_name = {r["name"]: r for r in rows}
     hidden = by_name["e4"]
     assert hidden["status"] == "not enough responses"
@@ -110,3 +113,32 @@ def test_unknown_table_or_format(db: Session) -> None:
         exports.export(db, cycle_id=t["cycle"].id, name="ballots", fmt="csv")
     with pytest.raises(NotFound):
         exports.export(db, cycle_id=t["cycle"].id, name="employees", fmt="json")
+
+
+def test_xlsx_is_laid_out_for_people(db: Session) -> None:
+    t = build_three_levels(db)
+    content = exports.export(db, cycle_id=t["cycle"].id, name="employees", fmt="xlsx", lang="ru")[0]
+    sheet = load_workbook(io.BytesIO(content)).active
+    assert sheet is not None
+    header = [c.value for c in next(sheet.iter_rows(max_row=1))]
+    assert "Коэффициент" in header and "Имя" in header  # translated
+    assert not any(isinstance(h, str) and "_" in h for h in header)  # no snake_case
+    assert sheet.freeze_panes == "A2"
+    widths = {sheet.column_dimensions[chr(65 + i)].width for i in range(len(header))}
+    assert min(widths) >= exports.MIN_WIDTH and max(widths) <= exports.MAX_WIDTH
+    column = {h: i for i, h in enumerate(header)}
+    rows = list(sheet.iter_rows(min_row=2))
+    coefficient = next(r[column["Коэффициент"]] for r in rows if r[column["Имя"]].value == "e2")
+    assert coefficient.value == 7.0 and coefficient.number_format == "0.00"
+    raters = next(r[column["Оценивших"]] for r in rows if r[column["Имя"]].value == "e2")
+    assert raters.number_format == "0"
+    # No column holds one value for everyone: the first cycle has no changes at all.
+    assert "Изменение" not in header
+    assert "delta" not in header
+
+
+def test_constant_columns_are_dropped_but_identity_columns_stay() -> None:
+    table = (["name", "status", "coefficient"], [["a", "ok", 1.0], ["b", "ok", 2.0]])
+    assert exports._varying(table) == (["name", "coefficient"], [["a", 1.0], ["b", 2.0]])
+    one = (["name", "status"], [["a", "ok"]])
+    assert exports._varying(one) == one

@@ -319,6 +319,10 @@ def test_filters_paging_and_attributes(client: TestClient, db: Session) -> None:
     assert [u.id for u in page.resources] == [str(people[2].id), str(people[3].id)]
     assert search(count=0).resources is None or search(count=0).resources == []
 
+    one = client.get(
+        f"{SCIM}/Users/{people[0].id}", params={"excludedAttributes": "emails,name"}, headers=h
+    ).json()
+    assert "emails" not in one and "name" not in one and one["userName"] == "p0@example.com"
     slim = client.get(f"{SCIM}/Users", params={"attributes": "userName"}, headers=h).json()
     first = slim["Resources"][0]
     assert set(first) <= {"schemas", "id", "userName"} and "userName" in first
