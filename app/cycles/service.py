@@ -422,10 +422,17 @@ def apply_nominations(session: Session, *, cycle: Cycle) -> tuple[int, int]:
         .where(NominationList.cycle_id == cycle.id, NominationList.confirmed_at.is_not(None))
         .scalar_subquery()
     )
+    supplier, customer = aliased(Employee), aliased(Employee)
+    # Someone who left since the proposal is not added: matrix links join active people.
     changes = session.execute(
         select(NominationList.supplier_id, NominationChange.customer_id, NominationChange.action)
         .join(NominationList, NominationList.id == NominationChange.list_id)
-        .where(NominationChange.list_id.in_(confirmed))
+        .join(supplier, supplier.id == NominationList.supplier_id)
+        .join(customer, customer.id == NominationChange.customer_id)
+        .where(
+            NominationChange.list_id.in_(confirmed),
+            or_(NominationChange.action == "remove", and_(supplier.active, customer.active)),
+        )
         .order_by(NominationChange.id)
     ).all()
     existing = {

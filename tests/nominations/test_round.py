@@ -241,3 +241,27 @@ def test_service_limits(db: Session, settings: Settings, company: Company) -> No
 def test_nomination_tokens_never_reach_a_log_line() -> None:
     assert redact_path("/n/AbCdEf0123456789xyz") == "/n/[redacted]"
     assert redact_path("/nominate") == "/nominate"
+
+
+def test_a_colleague_who_left_before_the_launch_is_not_added(
+    db: Session, settings: Settings, company: Company
+) -> None:
+    cycle = make_cycle(db)
+    nomination.start_round(db, cycle_id=cycle.id, settings=settings)
+    found = db.scalar(
+        select(NominationList).where(NominationList.supplier_id == company.suppliers[0].id)
+    )
+    assert found is not None
+    newcomer, paper = company.extra["newcomer"], company.extra["paper"]
+    nomination.propose_add(db, nomination=found, customer_id=newcomer.id)
+    nomination.propose_add(db, nomination=found, customer_id=paper.id)
+    nomination.confirm(db, nomination=found)
+    newcomer.active = False
+    db.flush()
+    assert cycles_service.apply_nominations(db, cycle=cycle) == (1, 0)
+    customers = set(
+        db.scalars(
+            select(MatrixLink.customer_id).where(MatrixLink.supplier_id == company.suppliers[0].id)
+        )
+    )
+    assert paper.id in customers and newcomer.id not in customers
