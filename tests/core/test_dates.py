@@ -13,12 +13,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app import dates
 from app.config import Settings
+from app.cycles import rhythm
 from app.cycles.models import Cycle
 from app.db import utcnow
 from app.mail import sender
 from app.mail.models import OutboxMessage
 from tests.auth.helpers import sign_in
 from tests.cycles.helpers import launched_cycle, links_by_customer, make_company, token_of
+from tests.cycles.test_rhythm import RHYTHM
 
 MOSCOW = "Europe/Moscow"  # UTC+3 all year
 
@@ -118,3 +120,20 @@ def test_local_outbox_says_kept_locally_not_sent(
     assert "kept locally, not sent" in page and "Kept locally, not sent" in page
     assert ">sent<" not in page and ">Sent<" not in page
     assert f"Queued ({MOSCOW})" in page
+
+
+def test_rhythm_review_email_dates_in_the_org_zone(db: Session) -> None:
+    rhythm.update_rhythm(db, fields=RHYTHM, actor="test")
+    plan = rhythm.plan_for(rhythm.get_rhythm(db), 2027, 1)
+    assert plan.opens_at == datetime(2027, 3, 17)  # midnight UTC: still the 16th in New York
+    rhythm._create(
+        db,
+        plan=plan,
+        rhythm=rhythm.get_rhythm(db),
+        now=plan.create_at,
+        hr=[("hr@example.com", "HR")],
+        tz="America/New_York",
+    )
+    mail = db.scalar(select(OutboxMessage).where(OutboxMessage.kind == "rhythm"))
+    assert mail is not None
+    assert "opens on its own on Mar 16, 2027" in mail.body_text
