@@ -68,7 +68,8 @@ def render(
     ctx.setdefault("csrf_token", principal.csrf_token if principal else "")
     language = lang or ctx.get("lang") or "en"
     ctx["lang"] = language
-    ctx["org_time_zone"] = request.app.state.settings.org_time_zone
+    settings = getattr(request.app.state, "settings", None) or get_settings()
+    ctx["org_time_zone"] = settings.org_time_zone
     ctx.update(i18n.jinja_callables(language))
     return templates().TemplateResponse(
         request, name, ctx, status_code=status_code, headers=headers
