@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -91,6 +92,9 @@ class Settings(BaseSettings):
     # The organisation's language: the default competency set that the first
     # ``migrate`` creates is written in it.
     default_language: Literal["en", "ru"] = "en"
+    # The organisation's time zone (IANA name): every date on pages, emails and letters
+    # is shown in it, and times typed into forms are read in it. The database keeps UTC.
+    org_time_zone: str = "UTC"
 
     # Single sign-on through OpenID Connect (authorization code + PKCE). Unset issuer:
     # no SSO. OIDC_ROLE_MAP maps values of the OIDC_ROLE_CLAIM claim to roles, e.g.
@@ -112,6 +116,15 @@ class Settings(BaseSettings):
 
     worker_poll_seconds: float = 2.0
     log_level: str = "INFO"
+
+    @field_validator("org_time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r} (e.g. Europe/Moscow)") from exc
+        return value
 
     @field_validator("allowed_email_domains", mode="before")
     @classmethod

@@ -8,10 +8,12 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
+from jinja2.runtime import Context
 from starlette.responses import HTMLResponse
 
-from app import i18n
+from app import dates, i18n
+from app.config import get_settings
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
@@ -25,7 +27,25 @@ def templates() -> Jinja2Templates:
     )
     # Fallback callables; render() passes the request's language ones in the context.
     env.install_gettext_translations(i18n.translations("en"), newstyle=True)  # type: ignore[attr-defined]
+    # Every date a person reads goes through these: the organisation's zone, and one
+    # format per language (render() and render_string() put both in the context).
+    env.filters["date"] = _date_filter
+    env.filters["datetime"] = _datetime_filter
     return Jinja2Templates(env=env)
+
+
+@pass_context
+def _date_filter(ctx: Context, value: Any) -> str:
+    if value is None:
+        return ""
+    return dates.format_date(value, ctx.get("lang") or "en", ctx.get("org_time_zone") or "UTC")
+
+
+@pass_context
+def _datetime_filter(ctx: Context, value: Any) -> str:
+    if value is None:
+        return ""
+    return dates.format_datetime(value, ctx.get("lang") or "en", ctx.get("org_time_zone") or "UTC")
 
 
 def environment() -> Environment:
@@ -48,15 +68,20 @@ def render(
     ctx.setdefault("csrf_token", principal.csrf_token if principal else "")
     language = lang or ctx.get("lang") or "en"
     ctx["lang"] = language
+    settings = getattr(request.app.state, "settings", None) or get_settings()
+    ctx["org_time_zone"] = settings.org_time_zone
     ctx.update(i18n.jinja_callables(language))
     return templates().TemplateResponse(
         request, name, ctx, status_code=status_code, headers=headers
     )
 
 
-def render_string(name: str, context: dict[str, Any], *, lang: str = "en") -> str:
-    """Render a template outside a request (emails)."""
+def render_string(
+    name: str, context: dict[str, Any], *, lang: str = "en", tz: str | None = None
+) -> str:
+    """Render a template outside a request (emails); ``tz`` defaults to the setting."""
     ctx = dict(context)
     ctx["lang"] = lang
+    ctx["org_time_zone"] = tz or get_settings().org_time_zone
     ctx.update(i18n.jinja_callables(lang))
     return environment().get_template(name).render(ctx)

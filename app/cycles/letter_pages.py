@@ -58,7 +58,11 @@ def print_letters(
     if not issued:
         raise NotFound("This department has nobody on the paper channel in this cycle")
     pdf = letters.render_letters(
-        issued, cycle_name=cycle.name, closes_at=cycle.closes_at, base_url=settings.base_url
+        issued,
+        cycle_name=cycle.name,
+        closes_at=cycle.closes_at,
+        base_url=settings.base_url,
+        tz=settings.org_time_zone,
     )
     # Who printed whose letters, and when: the codes pass through HR's hands.
     auth_service.record_audit(

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import matplotlib
 import segno
-from babel.dates import format_datetime
 from fpdf import FPDF
 
-from app import i18n
+from app import dates, i18n
 from app.cycles.paper import Letter, display_code
 
 FONT = "DejaVu"
@@ -48,7 +47,12 @@ def _draw_qr(pdf: FPDF, url: str, *, x: float, y: float, size: float) -> None:
 
 
 def render_letters(
-    letters: Sequence[Letter], *, cycle_name: str, closes_at: datetime, base_url: str
+    letters: Sequence[Letter],
+    *,
+    cycle_name: str,
+    closes_at: datetime,
+    base_url: str,
+    tz: str = "UTC",
 ) -> bytes:
     """The department's PDF: one page per letter, each in the person's language."""
     pdf = FPDF(format="A4", unit="mm")
@@ -64,7 +68,7 @@ def render_letters(
     for letter in letters:
         lang = i18n.normalize_language(letter.language)
         _ = i18n.gettext_for(lang)
-        closes = format_datetime(closes_at, "d MMMM y, HH:mm", locale=lang) + " UTC"
+        closes = dates.format_datetime(closes_at, lang, tz) + f" ({tz})"
         pdf.add_page()
         pdf.set_font(FONT, "", 10)
         pdf.cell(width, 6, _("Personal and confidential"), new_x="LMARGIN", new_y="NEXT")

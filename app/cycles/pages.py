@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
+from app import dates
 from app.auth import service as auth_service
 from app.auth.deps import CsrfProtect, CurrentPrincipal, HrOnly, SettingsDep
 from app.auth.models import Role
@@ -116,7 +117,7 @@ def cycles_create_next(request: Request, session: SessionDep) -> Response:
     return see_other(f"/cycles/{cycle.id}", notice="cycle-created")
 
 
-def _default_form(session: Session) -> dict[str, Any]:
+def _default_form(session: Session, tz: str) -> dict[str, Any]:
     year, number = cycles_service.parse_quarter(next_quarter(session, today=utcnow().date()))
     start, end = cycles_service.quarter_period(year, number)
     now = utcnow().replace(second=0, microsecond=0)
@@ -125,8 +126,9 @@ def _default_form(session: Session) -> dict[str, Any]:
         "name": cycles_service.quarter_name(year, number),
         "period_start": start.isoformat(),
         "period_end": end.isoformat(),
-        "opens_at": opens.strftime("%Y-%m-%dT%H:%M"),
-        "closes_at": (opens + timedelta(days=21)).strftime("%Y-%m-%dT%H:%M"),
+        # Shown and typed in the organisation's zone; stored as UTC.
+        "opens_at": dates.input_value(opens, tz),
+        "closes_at": dates.input_value(opens + timedelta(days=21), tz),
         "scale_min": "1",
         "scale_max": "10",
         "ask_nps": True,
@@ -151,7 +153,7 @@ def _cycle_form(
 
 @router.get("/cycles/new", dependencies=[HrOnly])
 def cycle_new_form(request: Request, session: SessionDep) -> Response:
-    return _cycle_form(request, _default_form(session))
+    return _cycle_form(request, _default_form(session, request.app.state.settings.org_time_zone))
 
 
 def _parse_date(value: str, field: str, errors: dict[str, str]) -> date | None:
@@ -162,13 +164,14 @@ def _parse_date(value: str, field: str, errors: dict[str, str]) -> date | None:
         return None
 
 
-def _parse_datetime(value: str, field: str, errors: dict[str, str]) -> datetime | None:
+def _parse_datetime(value: str, field: str, errors: dict[str, str], tz: str) -> datetime | None:
+    """A wall-clock time in the organisation's zone, as naive UTC for the database."""
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         errors[field] = "Enter a date and time as YYYY-MM-DD HH:MM"
         return None
-    return parsed.replace(tzinfo=None, second=0, microsecond=0)
+    return dates.to_utc(parsed.replace(second=0, microsecond=0), tz)
 
 
 def _parse_scale(value: str, field: str, errors: dict[str, str]) -> int | None:
@@ -211,8 +214,9 @@ def cycle_new(
         errors["name"] = "Give the cycle a name, e.g. 2026-Q4"
     start = _parse_date(period_start, "period_start", errors)
     end = _parse_date(period_end, "period_end", errors)
-    opens = _parse_datetime(opens_at, "opens_at", errors)
-    closes = _parse_datetime(closes_at, "closes_at", errors)
+    zone = request.app.state.settings.org_time_zone
+    opens = _parse_datetime(opens_at, "opens_at", errors, zone)
+    closes = _parse_datetime(closes_at, "closes_at", errors, zone)
     low = _parse_scale(scale_min, "scale_min", errors)
     high = _parse_scale(scale_max, "scale_max", errors)
     cap = _parse_scale(
@@ -326,7 +330,9 @@ def cycle_launch_confirm(request: Request, session: SessionDep, cycle_id: RowId)
         details=[
             f"{customers} customers will be invited to rate {pairs} supplier relations",
             f"{competencies} active competencies, scale {cycle.scale_min} to {cycle.scale_max}",
-            f"Open until {cycle.closes_at:%d %b %Y %H:%M} UTC",
+            "Open until "
+            + dates.format_datetime(cycle.closes_at, "en", settings.org_time_zone)
+            + f" ({settings.org_time_zone})",
             *round_lines,
             *coverage,
             *rater_load.describe_preview(
@@ -381,6 +387,7 @@ def cycle_close_confirm(request: Request, session: SessionDep, cycle_id: RowId) 
     if cycle.state != CycleState.open:
         return see_other(f"/cycles/{cycle.id}")
     invited, responded = cycles_service.response_counts(session, cycle_ids=[cycle.id])[cycle.id]
+    zone = request.app.state.settings.org_time_zone
     return confirm_page(
         request,
         title=f"Close {cycle.name} now?",
@@ -390,7 +397,7 @@ def cycle_close_confirm(request: Request, session: SessionDep, cycle_id: RowId) 
         "This cannot be undone.",
         details=[
             f"{responded} of {invited} customers have answered",
-            f"Scheduled close: {cycle.closes_at:%d %b %Y %H:%M} UTC",
+            "Scheduled close: " + dates.format_datetime(cycle.closes_at, "en", zone) + f" ({zone})",
         ],
         action=f"/cycles/{cycle.id}/close",
         button="Close the cycle",

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from babel.dates import format_date
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
-from app import i18n
+from app import dates, i18n
 from app.config import Settings
 from app.cycles import service as cycles_service
 from app.cycles.models import Cycle, CycleRhythm
@@ -165,7 +164,16 @@ def run_rhythm(
     if rhythm.enabled:
         plan = next_plan(session, rhythm=rhythm, now=now)
         if plan.create_at <= now:
-            events.append(_create(session, plan=plan, rhythm=rhythm, now=now, hr=hr_recipients))
+            events.append(
+                _create(
+                    session,
+                    plan=plan,
+                    rhythm=rhythm,
+                    now=now,
+                    hr=hr_recipients,
+                    tz=settings.org_time_zone,
+                )
+            )
     events += launch_due(session, settings=settings, now=now)
     return events
 
@@ -177,6 +185,7 @@ def _create(
     rhythm: CycleRhythm,
     now: datetime,
     hr: Sequence[tuple[str, str]],
+    tz: str = "UTC",
 ) -> RhythmEvent:
     opens_at = max(plan.opens_at, now.replace(second=0, microsecond=0))
     cycle = cycles_service.create_cycle(
@@ -190,26 +199,28 @@ def _create(
     cycle.auto_launch = True
     cycle.reminder_days_after_open = list(rhythm.reminder_days)
     session.flush()
-    _email_hr(session, cycle=cycle, recipients=hr)
+    _email_hr(session, cycle=cycle, recipients=hr, tz=tz)
     return RhythmEvent("create", cycle.id, f"{cycle.name}, opens {opens_at:%Y-%m-%d %H:%M} UTC")
 
 
-def _email_hr(session: Session, *, cycle: Cycle, recipients: Sequence[tuple[str, str]]) -> None:
+def _email_hr(
+    session: Session, *, cycle: Cycle, recipients: Sequence[tuple[str, str]], tz: str
+) -> None:
     """Ask HR to review the matrix before the cycle opens on its own."""
     if not recipients:
         return
     context = {
         "cycle_name": cycle.name,
-        "opens": format_date(cycle.opens_at.date(), "d MMMM y", locale="en"),
-        "closes": format_date(cycle.closes_at.date(), "d MMMM y", locale="en"),
+        "opens": dates.format_date(cycle.opens_at, "en", tz),
+        "closes": dates.format_date(cycle.closes_at, "en", tz),
     }
     _ = i18n.gettext_for("en")
     subject = _("%(cycle)s opens on %(date)s: please review the matrix") % {
         "cycle": cycle.name,
         "date": context["opens"],
     }
-    text = render_string("email/rhythm_review.txt", context, lang="en")
-    body = render_string("email/rhythm_review.html", context, lang="en")
+    text = render_string("email/rhythm_review.txt", context, lang="en", tz=tz)
+    body = render_string("email/rhythm_review.html", context, lang="en", tz=tz)
     mail_service.enqueue_messages(
         session,
         messages=[

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, cast
 
-from babel.dates import format_datetime
 from sqlalchemy import (
     Integer,
     Table,
@@ -34,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql.elements import ColumnElement
 
-from app import crypto, i18n
+from app import crypto, dates, i18n
 from app.auth import service as auth_service
 from app.config import Settings
 from app.cycles import governor, rater_load
@@ -370,7 +369,7 @@ def launch_cycle(
 
     invitations: list[dict[str, Any]] = []
     messages: list[dict[str, Any]] = []
-    renderer = _EmailRenderer(cycle, kind="invitation")
+    renderer = _EmailRenderer(cycle, kind="invitation", tz=settings.org_time_zone)
     for customer_id, supplier_count, email, full_name, language, paper in customers:
         if paper:
             invitations.append(paper_invitation(cycle_id=cycle.id, customer_id=customer_id))
@@ -887,9 +886,10 @@ class _EmailRenderer:
     dominate it, while the texts differ only by name, language and count.
     """
 
-    def __init__(self, cycle: Cycle, *, kind: str) -> None:
+    def __init__(self, cycle: Cycle, *, kind: str, tz: str) -> None:
         self.cycle = cycle
         self.kind = kind
+        self.tz = tz
         self._cache: dict[tuple[str, int], tuple[str, str, str]] = {}
 
     def _variant(self, language: str, supplier_count: int) -> tuple[str, str, str]:
@@ -900,10 +900,8 @@ class _EmailRenderer:
                 "name": NAME_PLACEHOLDER,
                 "cycle_name": self.cycle.name,
                 "supplier_count": supplier_count,
-                "closes_at": format_datetime(
-                    self.cycle.closes_at, "d MMMM y, HH:mm", locale=language
-                )
-                + " UTC",
+                "closes_at": dates.format_datetime(self.cycle.closes_at, language, self.tz)
+                + f" ({self.tz})",
                 "link": mail_service.LINK_PLACEHOLDER,
             }
             if self.kind == "invitation":
@@ -912,8 +910,8 @@ class _EmailRenderer:
                 subject = _("Reminder: please rate your colleagues: %(cycle)s") % {
                     "cycle": self.cycle.name
                 }
-            text = render_string(f"email/{self.kind}.txt", context, lang=language)
-            body = render_string(f"email/{self.kind}.html", context, lang=language)
+            text = render_string(f"email/{self.kind}.txt", context, lang=language, tz=self.tz)
+            body = render_string(f"email/{self.kind}.html", context, lang=language, tz=self.tz)
             self._cache[key] = (subject, text, body)
         return self._cache[key]
 
@@ -1137,7 +1135,7 @@ def _remind(
     ).all()
     if not rows:
         return 0
-    renderer = _EmailRenderer(cycle, kind="reminder")
+    renderer = _EmailRenderer(cycle, kind="reminder", tz=settings.org_time_zone)
     updates: list[dict[str, Any]] = []
     messages: list[dict[str, Any]] = []
     for invitation_id, email, full_name, language, supplier_count in rows:

@@ -29,11 +29,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.db import utcnow, writer_session
+from app.db import queue, utcnow, writer_session
 from app.mail.models import OutboxMessage, OutboxStatus
 from app.mail.service import LINK_PLACEHOLDER, open_link
 
@@ -252,32 +252,28 @@ def make_transport(settings: Settings) -> Transport:
 
 def backoff(attempts: int) -> timedelta:
     """30 s, 1 min, 2 min ... capped at an hour."""
-    seconds = BACKOFF_BASE_SECONDS * 2 ** max(attempts - 1, 0)
-    return timedelta(seconds=min(seconds, BACKOFF_MAX_SECONDS))
+    return queue.backoff(
+        attempts,
+        base=timedelta(seconds=BACKOFF_BASE_SECONDS),
+        cap=timedelta(seconds=BACKOFF_MAX_SECONDS),
+    )
 
 
 def claim_batch(
     session: Session, *, now: datetime, limit: int = BATCH_SIZE, lease: timedelta = LEASE
 ) -> list[Outgoing]:
     """Lease up to ``limit`` due messages to this worker (committed by the caller)."""
-    due = (
-        select(OutboxMessage.id)
-        .where(
-            OutboxMessage.status == OutboxStatus.pending,
-            OutboxMessage.next_attempt_at <= now,
-            or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until <= now),
-        )
-        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
-        .limit(limit)
-        # PostgreSQL: rows another worker is claiming are skipped, not waited for.
-        # SQLite ignores the clause; its write lock serialises claims instead.
-        .with_for_update(skip_locked=True)
-    )
-    statement = (
-        update(OutboxMessage)
-        .where(OutboxMessage.id.in_(due.scalar_subquery()))
-        .values(locked_until=now + lease, attempts=OutboxMessage.attempts + 1)
-        .returning(
+    rows = queue.claim(
+        session,
+        OutboxMessage,
+        due=and_(
+            OutboxMessage.status == OutboxStatus.pending, OutboxMessage.next_attempt_at <= now
+        ),
+        order_by=(OutboxMessage.next_attempt_at, OutboxMessage.id),
+        now=now,
+        lease=lease,
+        limit=limit,
+        returning=(
             OutboxMessage.id,
             OutboxMessage.kind,
             OutboxMessage.to_address,
@@ -287,11 +283,9 @@ def claim_batch(
             OutboxMessage.body_html,
             OutboxMessage.secret_link,
             OutboxMessage.attempts,
-        )
-        .execution_options(synchronize_session=False)
+        ),
     )
-    rows = session.execute(statement).all()
-    return sorted((Outgoing(*row) for row in rows), key=lambda m: m.id)
+    return sorted((Outgoing(**row._asdict()) for row in rows), key=lambda m: m.id)
 
 
 def record_outcome(

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from app import i18n
 from app.cycles.models import CycleDepartment, CycleEmployee
+from app.dates import format_date
 from app.errors import Invalid, NotFound
 from app.reports import charts, service
 from app.reports.filenames import report_filename, reports_zip_filename
@@ -145,7 +146,7 @@ def _document_data(
         "name": employee.full_name,
         "department": employee.department_name or "–",
         "cycle": cycle.name,
-        "period": f"{cycle.period_start:%d.%m.%Y} – {cycle.period_end:%d.%m.%Y}",
+        "period": " – ".join(format_date(d, lang) for d in (cycle.period_start, cycle.period_end)),
         "scale": f"{cycle.scale_min}–{cycle.scale_max}",
         "k": cycle.min_raters,
         "coefficient": _fmt(employee.coefficient),

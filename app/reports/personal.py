@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import and_, case, delete, func, select
 from sqlalchemy.orm import Session
 
-from app import i18n
+from app import dates, i18n
 from app.config import Settings
 from app.cycles import service as cycles_service
 from app.cycles.models import Cycle, CycleDepartment, CycleEmployee, CycleState
@@ -109,7 +109,7 @@ def send_personal_results(
     expires = now + timedelta(days=settings.personal_results_link_days)
     links: list[ResultsLink] = []
     messages: list[dict[str, Any]] = []
-    renderer = _Renderer(cycle, expires=expires)
+    renderer = _Renderer(cycle, expires=expires, tz=settings.org_time_zone)
     session.execute(delete(ResultsLink).where(ResultsLink.cycle_id == cycle.id))
     for employee_id, email, full_name, language in people:
         token = cycles_service.new_link_token()
@@ -140,9 +140,10 @@ def send_personal_results(
 class _Renderer:
     """Each language's email rendered once; names are filled in after."""
 
-    def __init__(self, cycle: Cycle, *, expires: datetime) -> None:
+    def __init__(self, cycle: Cycle, *, expires: datetime, tz: str) -> None:
         self.cycle = cycle
         self.expires = expires
+        self.tz = tz
         self._cache: dict[str, tuple[str, str, str]] = {}
 
     def message(self, *, to_address: str, to_name: str, language: str, link: str) -> dict[str, Any]:
@@ -153,13 +154,13 @@ class _Renderer:
                 "name": NAME_PLACEHOLDER,
                 "cycle_name": self.cycle.name,
                 "link": mail_service.LINK_PLACEHOLDER,
-                "expires": self.expires.date().isoformat(),
+                "expires": dates.format_date(self.expires, lang, self.tz),
             }
             subject = _("Your results: %(cycle)s") % {"cycle": self.cycle.name}
             self._cache[lang] = (
                 subject,
-                render_string("email/results.txt", context, lang=lang),
-                render_string("email/results.html", context, lang=lang),
+                render_string("email/results.txt", context, lang=lang, tz=self.tz),
+                render_string("email/results.html", context, lang=lang, tz=self.tz),
             )
         subject, text, body = self._cache[lang]
         return {

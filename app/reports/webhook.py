@@ -19,11 +19,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import or_, select
+from sqlalchemy import and_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.db import is_sqlite, utcnow, writer_session
+from app.db import queue, utcnow, writer_session
 from app.reports.models import WebhookDelivery, WebhookStatus
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def verify(secret: str, body: bytes, header: str | None) -> bool:
 
 def backoff(attempts: int) -> timedelta:
     """30 s, 1 min, 2 min, ... capped at 2 hours."""
-    return min(BASE_DELAY * (2 ** max(attempts - 1, 0)), MAX_DELAY)
+    return queue.backoff(attempts, base=BASE_DELAY, cap=MAX_DELAY)
 
 
 def payload_body(delivery: WebhookDelivery, settings: Settings, *, now: datetime) -> bytes:
@@ -71,24 +71,26 @@ def payload_body(delivery: WebhookDelivery, settings: Settings, *, now: datetime
 
 
 def _claim(session: Session, *, now: datetime) -> list[WebhookDelivery]:
-    query = (
-        select(WebhookDelivery)
-        .where(
+    ids = queue.claim(
+        session,
+        WebhookDelivery,
+        due=and_(
             WebhookDelivery.status == WebhookStatus.pending,
             WebhookDelivery.next_attempt_at <= now,
-            or_(WebhookDelivery.locked_until.is_(None), WebhookDelivery.locked_until < now),
-        )
-        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
-        .limit(BATCH)
+        ),
+        order_by=(WebhookDelivery.next_attempt_at, WebhookDelivery.id),
+        now=now,
+        lease=LEASE,
+        limit=BATCH,
+        returning=(WebhookDelivery.id,),
     )
-    if not is_sqlite(session):
-        query = query.with_for_update(skip_locked=True)
-    rows = list(session.scalars(query))
-    for row in rows:
-        row.locked_until = now + LEASE
-        row.attempts += 1
-    session.flush()
-    return rows
+    rows = session.scalars(
+        select(WebhookDelivery)
+        .where(WebhookDelivery.id.in_([row.id for row in ids]))
+        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+        .execution_options(populate_existing=True)
+    )
+    return list(rows)
 
 
 def deliver_due_webhooks(

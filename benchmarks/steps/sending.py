@@ -37,6 +37,9 @@ def create_cycle(ctx: Context) -> int:
         "scale_max": 10,
         "ask_nps": True,
         "ask_comment": True,
+        # Every pair of the generated matrix is rated (the DuckDB reference computes from
+        # all of them), so the rater-load cap is set above any customer's supplier count.
+        "max_suppliers_per_customer": 100,
     }
     with ctx.client() as http:
         created = check(http.post("/api/v1/cycles", json=body), "create cycle").json()

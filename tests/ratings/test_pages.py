@@ -130,6 +130,7 @@ def test_full_submit_stores_ballots_without_rater(
         "id",
         "cycle_id",
         "supplier_id",
+        "scores",
         "nps",
         "comment",
     }
