@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import exists, select, text, update
 from sqlalchemy.engine import Connection, Engine
@@ -33,6 +33,7 @@ from app.errors import Conflict, DomainError
 from app.mail import service as mail_service
 from app.privacy import service as privacy_service
 from app.ratings import service as ratings_service
+from app.reports import charts as reports_charts
 from app.reports import personal as reports_personal
 from app.reports import service as reports_service
 from app.reports import webhook as reports_webhook
@@ -91,6 +92,8 @@ def close_cycle(
             ratings_service.withhold_below_k(
                 session, cycle_id=cycle.id, suppliers=release.withheld_suppliers
             )
+            # The results need the older ballots too: read them all from the table.
+            release.released = None
         cycles_service.forget_respondents(session, cycle_id=cycle.id)
         # Who was reminded, and when, says who had not answered by then; unsent mail of
         # a closed cycle only carries dead links. None of it outlives the cycle.
@@ -502,6 +505,35 @@ def personal_results_job(
         log.info("cycle %s: %d personal results emails queued", cycle_id, queued)
 
 
+# Charts are rendered ahead for cycles closed this recently; older ones render on request.
+PRERENDER_DAYS = 30
+# Seconds of rendering per pass, so mail and closes never wait long behind it.
+PRERENDER_SECONDS = 3.0
+
+
+@every(2)
+def prerender_charts_job(
+    settings: Settings, engine: Engine, factory: sessionmaker[Session]
+) -> None:
+    """Render every department's charts of recently closed cycles into the chart cache."""
+    since = utcnow() - timedelta(days=PRERENDER_DAYS)
+    with factory() as session:
+        recent = [
+            cycle.id
+            for cycle in reports_service.closed_cycles(session)
+            if cycle.results_ready_at is not None and cycle.results_ready_at >= since
+        ]
+        for cycle_id in recent:
+            if not reports_charts.prerender_department_charts(
+                session,
+                cycle_id=cycle_id,
+                cache_dir=settings.chart_cache_dir,
+                seconds=PRERENDER_SECONDS,
+            ):
+                return  # more next pass
+            log.debug("cycle %s: every department chart is rendered", cycle_id)
+
+
 def scheduled_jobs() -> list[tuple[str, Callable[[Settings, Engine, sessionmaker[Session]], None]]]:
     """The worker's jobs above the mail domain, in the order each pass runs them.
 
@@ -518,4 +550,5 @@ def scheduled_jobs() -> list[tuple[str, Callable[[Settings, Engine, sessionmaker
         ("deliver results webhooks", reports_webhook.deliver_webhooks_job),
         ("apply retention periods", privacy_service.retention_job),
         ("send personal results", personal_results_job),
+        ("render department charts", prerender_charts_job),
     ]

@@ -2,11 +2,12 @@
 
 Environment: ``BENCH_SIZE`` (5000; ``5000,50000`` runs both and reports growth),
 ``BENCH_DB`` (``sqlite,postgresql``), ``BENCH_SEED`` (42), ``BENCH_CONCURRENCY`` (32),
-``BENCH_READ_REQUESTS`` (100 per kind), ``BENCH_READ_CONCURRENCY`` (2),
+``BENCH_HTTP_FORMS`` (5000: customers who submit over HTTP; the rest through the
+service), ``BENCH_READ_REQUESTS`` (100 per kind), ``BENCH_READ_CONCURRENCY`` (2),
 ``BENCH_WEB_WORKERS`` (2 on PostgreSQL, 1 on SQLite), ``BENCH_POSTGRES_URL``,
-``BENCH_KEEP=1`` keeps the work directory (server and worker logs), ``BENCH_STEPS`` runs
-only the named steps (e.g. ``import,launch``), ``BENCH_PROFILE`` records py-spy profiles
-of the named steps (``submit,close`` or ``all``).
+``BENCH_KEEP=1`` keeps the work directory (server and worker logs) and the databases,
+``BENCH_STEPS`` runs only the named steps (e.g. ``import,launch``), ``BENCH_PROFILE``
+records py-spy profiles of the named steps (``submit,close`` or ``all``).
 """
 
 from __future__ import annotations

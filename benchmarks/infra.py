@@ -46,7 +46,10 @@ def free_port() -> int:
 def scratch_database(
     kind: str, workdir: Path, label: str, admin_url: str = PG_ADMIN_URL, *, keep: bool = False
 ) -> Iterator[str]:
-    """A fresh, empty database of ``kind`` that is dropped (or deleted) afterwards."""
+    """A fresh, empty database of ``kind`` that is dropped (or deleted) afterwards.
+
+    ``keep`` leaves it in place (its URL is printed) for profiling a later step on it.
+    """
     if kind == "sqlite":
         path = workdir / f"{label}.sqlite3"
         yield f"sqlite:///{path}"
@@ -59,11 +62,15 @@ def scratch_database(
     name = f"peer360_bench_{label}_{secrets.token_hex(5)}"
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        yield url
     finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if keep:
+            print(f"database kept: {url}", flush=True)
+        else:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
 
 
@@ -122,6 +129,8 @@ def app_env(database_url: str, base_url: str, workdir: Path, **extra: str) -> di
         SECRET_KEY=BENCH_SECRET,
         ENVIRONMENT="production",
         MAIL_DIR=str(workdir / "mail"),
+        # Shared by the server and the worker, which renders department charts ahead.
+        CHART_CACHE_DIR=str(workdir / "charts"),
         # One log line per request to a file would be realistic but adds noise; the
         # reference endpoints do not log either.
         LOG_LEVEL="WARNING",

@@ -8,18 +8,28 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import MetaData, create_engine, event, text
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Integer,
+    MetaData,
+    any_,
+    bindparam,
+    create_engine,
+    event,
+    text,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, QueryableAttribute, Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 log = logging.getLogger(__name__)
@@ -122,6 +132,30 @@ def is_sqlite(session_or_engine: Session | Engine) -> bool:
         return session_or_engine.get_bind().dialect.name == "sqlite"
     bind = session_or_engine
     return bind.dialect.name == "sqlite"
+
+
+def one_of(
+    session: Session, column: ColumnElement[Any] | QueryableAttribute[Any], values: Sequence[int]
+) -> Any:
+    """``column IN values`` for a long list of integer ids.
+
+    PostgreSQL: one array parameter (``= ANY(%s)``); psycopg parses a query with 900
+    placeholders client-side in longer than the server takes to answer it. SQLite: a
+    plain IN list (callers keep lists under its 999-variable limit).
+    """
+    if is_sqlite(session):
+        return column.in_(list(values))
+    return column == any_(bindparam(None, list(values), type_=ARRAY(Integer)))
+
+
+def work_mem_for_bulk(session: Session, *, mib: int = 256) -> None:
+    """Let this PostgreSQL transaction hash and sort ``mib`` in memory (until commit).
+
+    Aggregations over millions of scores would otherwise spill batches to disk. SQLite
+    has no such limit: nothing to do.
+    """
+    if not is_sqlite(session):
+        session.execute(text(f"SET LOCAL work_mem = '{int(mib):d}MB'"))
 
 
 def concurrent_writers(engine: Engine) -> bool:

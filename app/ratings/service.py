@@ -12,12 +12,13 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
-from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy import Table, and_, delete, select, update
 from sqlalchemy.orm import Session
 
@@ -476,6 +477,19 @@ def open_pool(session: Session, *, cycle: Cycle, secret_key: str) -> Iterator[po
 
 
 @dataclass
+class ReleasedBallots:
+    """The ballots the close has just written, as arrays (in no particular order).
+
+    The results are computed from these instead of reading back the rows just written.
+    """
+
+    competencies: list[int]  # cycle competency ids, the columns of ``scores``
+    suppliers: npt.NDArray[np.int64]
+    nps: npt.NDArray[np.float64]  # NaN: no answer
+    scores: npt.NDArray[np.float64]  # ballots x competencies, NaN: can't judge
+
+
+@dataclass
 class Release:
     """What the close learnt from the pool, as counts over raters who count toward k.
 
@@ -489,11 +503,8 @@ class Release:
     thin_competencies: set[tuple[int, int]] = field(default_factory=set)
     # Suppliers whose NPS answers from counting raters are below k.
     thin_nps: set[int] = field(default_factory=set)
-
-
-# One ballot as the close holds it: (supplier, nps, comment, ((competency, score), ...)).
-# Tuples, not objects: a 50,000-employee cycle has half a million of them in memory.
-_Ballot = tuple[int, int | None, str | None, tuple[tuple[int, int | None], ...]]
+    # Everything the pool held, for the results; never stored in this form.
+    released: ReleasedBallots | None = None
 
 
 def release_pool(
@@ -515,44 +526,72 @@ def release_pool(
     SECRET_KEY) stops the close: nothing is lost.
     """
     withheld = {sid for sid, n in counting_raters.items() if n < k}
-    # Answers per figure: all of them, and those of raters who count.
-    answered: Counter[tuple[int, int]] = Counter()
-    answered_counting: Counter[tuple[int, int]] = Counter()
-    nps_answers: Counter[int] = Counter()
-    nps_counting: Counter[int] = Counter()
-    ballots: list[_Ballot] = []
+    order = cycle_competency_order(session, cycle_id=cycle.id)
+    # Column-wise, one entry per ballot: half a million of them at 50,000 employees.
+    suppliers: list[int] = []
+    counting: list[bool] = []
+    nps: list[int | None] = []
+    comments: list[str | None] = []
+    scores: list[list[int | None]] = []
     for submission in open_pool(session, cycle=cycle, secret_key=secret_key):
         counts = submission.counts_toward_k
         for supplier_id, answer in submission.answers.items():
             if supplier_id in withheld:
                 continue
-            if answer.nps is not None:
-                nps_answers[supplier_id] += 1
-                nps_counting[supplier_id] += counts
-            for competency_id, score in answer.scores.items():
-                if score is not None:
-                    answered[supplier_id, competency_id] += 1
-                    answered_counting[supplier_id, competency_id] += counts
-            ballots.append((supplier_id, answer.nps, answer.comment, tuple(answer.scores.items())))
-    release = Release(
-        withheld_suppliers=withheld,
-        # A figure over k answers of which some came from raters who do not count could
-        # be unpicked by whoever wrote those: each figure needs k answers that count.
-        # (Figures below k answers in all are not stored anyway.)
-        thin_competencies={
-            pair for pair, n in answered.items() if n >= k > answered_counting[pair]
-        },
-        thin_nps={sid for sid, n in nps_answers.items() if n >= k > nps_counting[sid]},
+            suppliers.append(supplier_id)
+            counting.append(counts)
+            nps.append(answer.nps)
+            comments.append(answer.comment)
+            scores.append([answer.scores.get(cid) for cid in order])
+    released = ReleasedBallots(
+        competencies=order,
+        suppliers=np.array(suppliers, dtype=np.int64),
+        nps=np.array(nps, dtype=np.float64).reshape(-1),
+        scores=np.array(scores, dtype=np.float64).reshape(len(scores), len(order)),
     )
+    release = Release(withheld_suppliers=withheld, released=released)
+    _find_thin(release, released, np.array(counting, dtype=bool), k=k)
     session.execute(
         delete(PendingSubmission)
         .where(PendingSubmission.cycle_id == cycle.id)
         .execution_options(synchronize_session=False)
     )
-    # Order is all the database keeps of them: make it carry nothing.
-    secrets.SystemRandom().shuffle(ballots)
-    release.ballots = _insert_ballots(session, cycle_id=cycle.id, ballots=ballots)
+    # Order is all the database keeps of them: make it carry nothing. (A permutation
+    # drawn from 128 secret bits: nobody can reproduce it to undo it.)
+    shuffled = np.random.default_rng(secrets.randbits(128)).permutation(len(suppliers))
+    rows = (
+        (uuid.uuid4(), cycle.id, suppliers[i], nps[i], comments[i], scores[i])
+        for i in shuffled.tolist()
+    )
+    release.ballots = insert_rows(
+        session, cast(Table, Ballot.__table__), rows, columns=BALLOT_COLUMNS
+    )
     return release
+
+
+def _find_thin(
+    release: Release, ballots: ReleasedBallots, counting: npt.NDArray[np.bool_], *, k: int
+) -> None:
+    """Figures that reach k answers only with answers of raters who do not count.
+
+    A figure over k answers of which some came from raters who do not count could be
+    unpicked by whoever wrote those: each figure needs k answers that count. (Figures
+    below k answers in all are not stored anyway.)
+    """
+    if not len(ballots.suppliers):
+        return
+    ids, which = np.unique(ballots.suppliers, return_inverse=True)
+    which = which.reshape(-1)
+    answered = ~np.isnan(ballots.scores)
+    for col, competency_id in enumerate(ballots.competencies):
+        total = np.bincount(which, weights=answered[:, col], minlength=len(ids))
+        real = np.bincount(which, weights=answered[:, col] & counting, minlength=len(ids))
+        for supplier_id in ids[(total >= k) & (real < k)].tolist():
+            release.thin_competencies.add((supplier_id, competency_id))
+    has_nps = ~np.isnan(ballots.nps)
+    total = np.bincount(which, weights=has_nps, minlength=len(ids))
+    real = np.bincount(which, weights=has_nps & counting, minlength=len(ids))
+    release.thin_nps = set(ids[(total >= k) & (real < k)].tolist())
 
 
 def cycle_competency_order(session: Session, *, cycle_id: int) -> list[int]:
@@ -567,22 +606,6 @@ def cycle_competency_order(session: Session, *, cycle_id: int) -> list[int]:
 
 
 BALLOT_COLUMNS = ("id", "cycle_id", "supplier_id", "nps", "comment", "scores")
-
-
-def _insert_ballots(session: Session, *, cycle_id: int, ballots: list[_Ballot]) -> int:
-    """Insert ballots, each with its scores in its row, in the order given (one bulk write)."""
-    order = cycle_competency_order(session, cycle_id=cycle_id)
-    # No rater, no invitation, no timestamp: only the cycle and the supplier.
-    rows = (
-        (uuid.uuid4(), cycle_id, supplier_id, nps, comment, _score_list(order, scores))
-        for supplier_id, nps, comment, scores in ballots
-    )
-    return insert_rows(session, cast(Table, Ballot.__table__), rows, columns=BALLOT_COLUMNS)
-
-
-def _score_list(order: list[int], scores: tuple[tuple[int, int | None], ...]) -> list[int | None]:
-    by_competency = dict(scores)
-    return [by_competency.get(cid) for cid in order]
 
 
 def withhold_below_k(session: Session, *, cycle_id: int, suppliers: set[int]) -> None:

@@ -19,7 +19,7 @@ from typing import Any, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Table, and_, delete, func, insert, literal, or_, select, text
+from sqlalchemy import Table, and_, delete, func, insert, literal, or_, select
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
@@ -32,7 +32,7 @@ from app.cycles.models import (
     CyclePair,
     CycleState,
 )
-from app.db import analyze, is_sqlite, utcnow
+from app.db import analyze, one_of, utcnow, work_mem_for_bulk
 from app.db.bulk import insert_rows
 from app.db.types import raw_scores, score_matrix
 from app.errors import Conflict, NotFound
@@ -96,10 +96,8 @@ def compute_cycle_results(
         raise NotFound(f"There is no cycle {cycle_id}.")
     k = max(min_raters if min_raters is not None else get_settings().anonymity_min_raters, 3)
     session.flush()
-    if not is_sqlite(session):
-        # The aggregations hash millions of scores: give this transaction room to do it
-        # in memory instead of spilling batches to disk (reset at commit).
-        session.execute(text("SET LOCAL work_mem = '256MB'"))
+    # The aggregations hash millions of scores: in memory, not spilled to disk.
+    work_mem_for_bulk(session)
     for table in RESULT_TABLES:
         session.execute(delete(table).where(table.cycle_id == cycle_id))
 
@@ -115,6 +113,7 @@ def compute_cycle_results(
         previous=previous,
         thin_competencies=release.thin_competencies if release is not None else set(),
         thin_nps=release.thin_nps if release is not None else set(),
+        released=release.released if release is not None else None,
     )
     analyze(session, Ballot, EmployeeCompetencyResult)
     analyze(session, EmployeeResult)
@@ -242,7 +241,10 @@ class _BallotScan:
     scores: npt.NDArray[np.float64]  # ballots x competencies, NaN: can't judge
 
 
-def _scan_ballots(session: Session, *, cycle_id: int) -> _BallotScan:
+def _scan_ballots(
+    session: Session, *, cycle_id: int, released: ratings_service.ReleasedBallots | None
+) -> _BallotScan:
+    """The ballots as arrays: those the close just released, else read from the table."""
     order = ratings_service.cycle_competency_order(session, cycle_id=cycle_id)
     weight_of = dict(
         session.execute(
@@ -251,6 +253,17 @@ def _scan_ballots(session: Session, *, cycle_id: int) -> _BallotScan:
             )
         ).all()
     )
+    weights = np.array([float(weight_of[cid] or 0) for cid in order], dtype=np.float64)
+    if released is not None and released.competencies == order:
+        suppliers, which = np.unique(released.suppliers, return_inverse=True)
+        return _BallotScan(
+            competencies=order,
+            weights=weights,
+            suppliers=suppliers,
+            which=which.reshape(-1),
+            nps=released.nps,
+            scores=released.scores,
+        )
     b = Ballot.__table__
     rows = (
         session.connection()
@@ -264,7 +277,7 @@ def _scan_ballots(session: Session, *, cycle_id: int) -> _BallotScan:
     )
     return _BallotScan(
         competencies=order,
-        weights=np.array([float(weight_of[cid] or 0) for cid in order], dtype=np.float64),
+        weights=weights,
         suppliers=suppliers,
         which=which.reshape(-1),
         nps=np.array([np.nan if r[1] is None else r[1] for r in rows], dtype=np.float64),
@@ -285,6 +298,7 @@ def _store_employees(
     previous: _Previous | None,
     thin_competencies: set[tuple[int, int]],
     thin_nps: set[int],
+    released: ratings_service.ReleasedBallots | None = None,
 ) -> float | None:
     """Every employee and employee x competency figure, from one scan of the ballots.
 
@@ -294,7 +308,7 @@ def _store_employees(
     shown competency means, and sd/interval come from each rater's weighted score over
     the shown competencies.
     """
-    scan = _scan_ballots(session, cycle_id=cycle_id)
+    scan = _scan_ballots(session, cycle_id=cycle_id, released=released)
     n_suppliers, n_competencies = len(scan.suppliers), len(scan.competencies)
     answered = ~np.isnan(scan.scores)
     filled = np.nan_to_num(scan.scores)
@@ -1013,9 +1027,9 @@ def _employee_means(
         for emp, code, name, mean, answers in connection.execute(
             select(ecr.employee_id, cc.code, cc.name, ecr.mean, ecr.answers)
             .join(cc, cc.id == ecr.cycle_competency_id)
-            .where(ecr.cycle_id == cycle_id, ecr.employee_id.in_(chunk))
+            .where(ecr.cycle_id == cycle_id, one_of(session, ecr.employee_id, chunk))
             .order_by(ecr.employee_id, cc.display_order, cc.id)
-        ):
+        ).all():
             out.setdefault(emp, []).append(
                 {"code": code, "name": name, "mean": mean, "count": answers}
             )

@@ -5,6 +5,7 @@ cost of a request that does no work (the floor set by the stack and the machine)
 from __future__ import annotations
 
 import random
+import time
 from typing import Any
 
 import httpx
@@ -14,7 +15,7 @@ from benchmarks.rating_form import page_forms
 from benchmarks.report import at_most
 
 STEP = "5 read"
-GOAL_MS = 300
+GOAL_MS = 150
 
 
 def _targets(ctx: Context) -> dict[str, tuple[list[str], dict[str, str]]]:
@@ -71,10 +72,37 @@ def sign_in(ctx: Context) -> None:
         ctx.hr_cookie = {name: value for name, value in http.cookies.items()}
 
 
+def wait_for_prerendered_charts(ctx: Context, timeout: float) -> float | None:
+    """Seconds until the worker has rendered every department's charts (None: not seen).
+
+    After a close the worker renders each department's charts into the chart cache; HR
+    reads them later, so the reads are measured once that is done, as HR would meet them.
+    """
+    started = time.perf_counter()
+    deadline = time.monotonic() + timeout
+    pattern = f"cycle-{ctx.cycle_id}/*/prerendered"
+    while time.monotonic() < deadline:
+        if any((ctx.workdir / "charts").glob(pattern)):
+            return time.perf_counter() - started
+        time.sleep(0.5)
+    return None
+
+
 def run(ctx: Context) -> None:
     if ctx.cycle_id is None:
         ctx.missing(STEP, "p99", "ms", "no closed cycle to read")
         return
+    # At most three minutes: at 50,000 employees the worker needs longer for all 2,000
+    # departments, and the reads then meet a partly warm cache (the log says so).
+    charts_seconds = wait_for_prerendered_charts(ctx, timeout=180)
+    ctx.say(
+        "department charts rendered ahead by the worker "
+        + (
+            f"{charts_seconds:.1f}s after the read step began"
+            if charts_seconds is not None
+            else "only in part after 180 s"
+        )
+    )
     sign_in(ctx)
     healthz = [{"method": "GET", "url": "/healthz"} for _ in range(ctx.read_requests)]
     floor = ctx.loadgen("run", ctx.app_url, healthz, ctx.read_concurrency)
@@ -118,6 +146,7 @@ def run(ctx: Context) -> None:
                         "concurrency": ctx.read_concurrency,
                         "bytes_per_response": result["bytes"] / max(1, len(lat)),
                         "statuses": result["statuses"],
+                        "charts_rendered_ahead_seconds": charts_seconds,
                     },
                 ),
                 GOAL_MS,

@@ -17,11 +17,16 @@ STEPS_WITH_REFERENCE = ("1 import", "2 launch+send", "3 submit", "4 close", "5 r
 
 @pytest.mark.slow
 def test_every_step_of_a_quarter_produces_figures(
-    db_kind: str, database_url: str, request: pytest.FixtureRequest
+    db_kind: str,
+    database_url: str,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # database_url is requested only for its reachability check (skip or fail like the
     # rest of the suite when PostgreSQL is down); the runner makes its own databases.
     request.node.add_marker("uses_db")
+    # Half the forms over HTTP, the rest through the service, as at 50,000 employees.
+    monkeypatch.setenv("BENCH_HTTP_FORMS", "80")
     config = RunConfig(
         sizes=[200],
         dbs=[db_kind],

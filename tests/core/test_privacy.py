@@ -20,11 +20,15 @@ from app.ratings.models import Ballot
 def test_sql_errors_never_carry_parameter_values(engine: Engine) -> None:
     assert engine.hide_parameters
     secret = "SECRET-COMMENT-" + uuid.uuid4().hex
+    ballot_id = uuid.uuid4()
     with engine.connect() as conn, pytest.raises(IntegrityError) as raised:
-        # No such cycle or supplier: the foreign keys fail, as a real insert might.
+        # The same key twice: the insert fails inside a bulk write, as a real one might.
         conn.execute(
             insert(Ballot),
-            [{"id": uuid.uuid4(), "cycle_id": -1, "supplier_id": -1, "comment": secret}],
+            [
+                {"id": ballot_id, "cycle_id": -1, "supplier_id": -1, "comment": secret},
+                {"id": ballot_id, "cycle_id": -1, "supplier_id": -1, "comment": secret},
+            ],
         )
     assert secret not in str(raised.value)
 

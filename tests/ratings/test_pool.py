@@ -111,7 +111,7 @@ def test_a_close_killed_midway_loses_nothing_and_doubles_nothing(
         from app.db import make_engine, make_sessionmaker, writer_session
         from app.ratings import service
 
-        original = service._insert_ballots
+        original = service.insert_rows
 
         def insert_then_hang(*args, **kwargs):
             written = original(*args, **kwargs)
@@ -119,7 +119,7 @@ def test_a_close_killed_midway_loses_nothing_and_doubles_nothing(
             time.sleep(60)
             return written
 
-        service._insert_ballots = insert_then_hang
+        service.insert_rows = insert_then_hang
         settings = get_settings()
         factory = make_sessionmaker(make_engine(settings.database_url))
         with writer_session(factory) as session, session.begin():

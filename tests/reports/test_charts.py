@@ -124,6 +124,43 @@ def test_charts_are_rendered_once_then_read_from_disk(
     assert len(list((tmp_path / f"cycle-{cycle.id}").iterdir())) == 1
 
 
+def test_the_worker_renders_every_department_chart_ahead(
+    db: Session, two_cycles: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cycle = two_cycles["cycle"]
+    departments = service.department_choices(db, cycle_id=cycle.id)
+    # A budget too small for the whole cycle: it stops, and the next pass resumes.
+    assert not charts.prerender_department_charts(
+        db, cycle_id=cycle.id, cache_dir=tmp_path, seconds=0
+    )
+    assert charts.prerender_department_charts(
+        db, cycle_id=cycle.id, cache_dir=tmp_path, seconds=600
+    )
+    assert len(list(tmp_path.rglob("*.png"))) == len(departments) * len(charts.DEPARTMENT_CHARTS)
+
+    # Every request for those charts is now read from disk, by id or by external id.
+    def no_rendering(*args: Any, **kwargs: Any) -> bytes:
+        raise AssertionError("rendered although the chart was on disk")
+
+    monkeypatch.setattr(charts, "render", no_rendering)
+    department = two_cycles["department"]
+    for selector in (str(department.id), department.external_id):
+        for chart in charts.DEPARTMENT_CHARTS:
+            data = charts.chart_bytes(
+                db,
+                cycle_id=cycle.id,
+                chart=chart,
+                fmt="png",
+                department=selector,
+                cache_dir=tmp_path,
+            )
+            assert_valid(data, "png")
+    # Done is remembered: the next pass does nothing.
+    assert charts.prerender_department_charts(db, cycle_id=cycle.id, cache_dir=tmp_path, seconds=0)
+    with pytest.raises(AssertionError):
+        charts.chart_bytes(db, cycle_id=cycle.id, chart="heatmap", fmt="svg", cache_dir=tmp_path)
+
+
 def test_department_chart_shows_the_departments_of_the_table(
     db: Session, two_cycles: dict[str, Any]
 ) -> None:
