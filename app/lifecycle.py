@@ -22,6 +22,7 @@ from app.config import Settings, get_settings
 from app.cycles import rhythm as cycles_rhythm
 from app.cycles import service as cycles_service
 from app.cycles.models import CloseJob, CloseJobState, Cycle, CycleState
+from app.cycles.service import close_job_key
 from app.db import (
     concurrent_writers,
     large_sqlite_cache,
@@ -29,6 +30,7 @@ from app.db import (
     utcnow,
     writer_session,
 )
+from app.db import progress as job_progress
 from app.errors import Conflict, DomainError
 from app.mail import service as mail_service
 from app.privacy import service as privacy_service
@@ -152,11 +154,18 @@ def _failure_text(exc: BaseException) -> str:
 def _progress_writer(engine: Engine, job_id: int) -> Progress:
     """Write a running job's step from a connection of its own, so HR sees it move.
 
-    Only where two writers can work at once: SQLite has one write lock and the close
-    holds it, so there the page shows "starting" until the results are ready.
+    Where two writers cannot work at once (SQLite: the close holds the one write lock)
+    the step goes to a file beside the database instead (:mod:`app.db.progress`).
     """
     if not concurrent_writers(engine):
-        return _no_progress
+
+        def write_file(step: str, percent: int) -> None:
+            try:
+                job_progress.write(engine, close_job_key(job_id), step=step, percent=percent)
+            except OSError:
+                log.warning("close job %s: progress not recorded", job_id, exc_info=True)
+
+        return write_file
 
     def write(step: str, percent: int) -> None:
         try:
@@ -197,7 +206,9 @@ def run_close_jobs(settings: Settings, engine: Engine, factory: sessionmaker[Ses
             log.exception("close job %s failed; the cycle stays open, close it again", job_id)
             with writer_session(factory) as session, session.begin():
                 cycles_service.fail_close_job(session, job_id=job_id, error=_failure_text(exc))
+            job_progress.clear(engine, close_job_key(job_id))
             continue
+        job_progress.clear(engine, close_job_key(job_id))
         log.info("cycle %s closed (close job %s)", name, job_id)
         vacuum_after_close(engine)
 

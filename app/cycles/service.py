@@ -31,6 +31,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import ColumnElement
 
 from app import crypto, dates, i18n
@@ -51,7 +52,7 @@ from app.cycles.models import (
     NominationChange,
     NominationList,
 )
-from app.db import analyze, utcnow
+from app.db import analyze, progress, utcnow
 from app.errors import Conflict, Invalid, NotFound
 from app.mail import service as mail_service
 from app.matrix.models import MatrixLink
@@ -1245,16 +1246,38 @@ CLOSE_LEASE = timedelta(minutes=10)
 REQUESTED_BY_CLOSE_DATE = "close date"
 
 
+def close_job_key(job_id: int) -> str:
+    return f"close-job-{job_id}"
+
+
+def _with_progress(session: Session, job: CloseJob | None) -> CloseJob | None:
+    # SQLite: a running close records its step in a file (see app.db.progress); shown
+    # as the row's own value, never written back.
+    if job is not None and job.state == CloseJobState.running:
+        found = progress.read(session.get_bind(), close_job_key(job.id))
+        if found is not None:
+            set_committed_value(job, "step", found[0])
+            set_committed_value(job, "percent", found[1])
+    return job
+
+
 def latest_close_job(session: Session, *, cycle_id: int) -> CloseJob | None:
-    return session.scalars(
-        select(CloseJob).where(CloseJob.cycle_id == cycle_id).order_by(CloseJob.id.desc()).limit(1)
-    ).first()
+    return _with_progress(
+        session,
+        session.scalars(
+            select(CloseJob)
+            .where(CloseJob.cycle_id == cycle_id)
+            .order_by(CloseJob.id.desc())
+            .limit(1)
+        ).first(),
+    )
 
 
 def get_close_job(session: Session, *, cycle_id: int, job_id: int) -> CloseJob:
     job = session.get(CloseJob, job_id)
     if job is None or job.cycle_id != cycle_id:
         raise NotFound(f"There is no close job {job_id} for cycle {cycle_id}.")
+    _with_progress(session, job)
     return job
 
 

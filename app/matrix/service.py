@@ -17,6 +17,7 @@ from sqlalchemy import Table, and_, bindparam, case, delete, func, insert, selec
 from sqlalchemy.orm import Session, aliased
 
 from app.db import utcnow
+from app.db.bulk import insert_tuples
 from app.errors import Conflict, Invalid, NotFound
 from app.matrix.models import MatrixLink
 from app.org import importing
@@ -434,9 +435,9 @@ def apply_matrix_import(session: Session, plan: MatrixImportPlan) -> None:
         )
     if plan.to_add:
         now = utcnow()
-        importing.bulk_insert(
+        insert_tuples(
             session,
-            "matrix_link",
+            cast(Table, MatrixLink.__table__),
             ("supplier_id", "customer_id"),
             plan.to_add,
             constants={"created_at": now},

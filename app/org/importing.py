@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Protocol, TypeVar, cast
 
-from sqlalchemy import Table, bindparam, select, text, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from app import i18n
-from app.db import is_sqlite, utcnow
+from app.db import utcnow
+from app.db.bulk import insert_tuples, reserve_ids, update_tuples
 from app.errors import Conflict, TooLarge
 from app.org import service as org_service
 from app.org.models import Competency, Department, Employee
@@ -122,109 +122,8 @@ def cycle_members(parents: Mapping[str, str | None], starts: Iterable[str]) -> s
     return looped
 
 
-# --- bulk writes -----------------------------------------------------------------------
-# These go to the driver directly: executemany with plain tuples on SQLite, COPY on
-# PostgreSQL. They are what makes a 50,000-employee import take seconds, not minutes.
-
-
-def _dbapi_cursor(session: Session) -> Any:
-    return session.connection().connection.cursor()
-
-
-def reserve_ids(session: Session, table_name: str, count: int) -> list[int]:
-    """``count`` fresh primary keys for ``table_name`` (its sequence, or max+1 on SQLite,
-    where the writer holds the database lock)."""
-    if count == 0:
-        return []
-    if is_sqlite(session):
-        start = session.execute(text(f"SELECT coalesce(max(id), 0) FROM {table_name}")).scalar()
-        return list(range(int(start or 0) + 1, int(start or 0) + 1 + count))
-    return list(
-        session.execute(
-            text(
-                "SELECT nextval(pg_get_serial_sequence(:table, 'id')) "
-                "FROM generate_series(1, :count)"
-            ),
-            {"table": table_name, "count": count},
-        ).scalars()
-    )
-
-
-def bulk_insert(
-    session: Session,
-    table_name: str,
-    columns: Sequence[str],
-    rows: Sequence[tuple[Any, ...]],
-    *,
-    constants: Mapping[str, datetime] | None = None,
-) -> None:
-    """Insert plain tuples as fast as the driver can (no ORM, no per-row statement).
-
-    ``constants`` are columns with one value for every row (an import's timestamps):
-    on SQLite they are written into the statement once, so the rows reach the driver
-    as they are, without a Python pass over every value (a fifth of a matrix import).
-    """
-    if not rows:
-        return
-    session.flush()
-    fixed = dict(constants or {})
-    names = ", ".join((*columns, *fixed))
-    cursor = _dbapi_cursor(session)
-    try:
-        if is_sqlite(session):
-            # Our own formatted timestamps, never user input: safe as SQL literals.
-            literals = [f"'{_sqlite_value(value)}'" for value in fixed.values()]
-            marks = ", ".join(["?"] * len(columns) + literals)
-            cursor.executemany(f"INSERT INTO {table_name} ({names}) VALUES ({marks})", rows)
-        else:
-            tail = tuple(fixed.values())
-            with cursor.copy(f"COPY {table_name} ({names}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row((*row, *tail))
-    finally:
-        cursor.close()
-
-
-def bulk_update(
-    session: Session, table_name: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
-) -> None:
-    """Update rows by id (the first column) with the other columns' values."""
-    if not rows:
-        return
-    session.flush()
-    sets = ", ".join(f"{name} = ?" for name in columns[1:])
-    cursor = _dbapi_cursor(session)
-    try:
-        if is_sqlite(session):
-            cursor.executemany(
-                f"UPDATE {table_name} SET {sets} WHERE id = ?",
-                [tuple(_sqlite_value(v) for v in (*row[1:], row[0])) for row in rows],
-            )
-        else:
-            # COPY into a scratch table, then one UPDATE ... FROM.
-            scratch = f"_import_{table_name}"
-            names = ", ".join(columns)
-            cursor.execute(f"DROP TABLE IF EXISTS {scratch}")
-            cursor.execute(
-                f"CREATE TEMP TABLE {scratch} AS SELECT {names} FROM {table_name} WITH NO DATA"
-            )
-            with cursor.copy(f"COPY {scratch} ({names}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-            assignments = ", ".join(f"{name} = s.{name}" for name in columns[1:])
-            cursor.execute(
-                f"UPDATE {table_name} AS t SET {assignments} FROM {scratch} AS s WHERE t.id = s.id"
-            )
-            cursor.execute(f"DROP TABLE {scratch}")
-    finally:
-        cursor.close()
-
-
-def _sqlite_value(value: Any) -> Any:
-    # The same text form SQLAlchemy's SQLite DateTime type writes and reads.
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
-    return value
+def _table(model: type[Department] | type[Employee]) -> Table:
+    return cast(Table, model.__table__)
 
 
 # --- ordering shared by the department and employee imports -----------------------------
@@ -262,13 +161,13 @@ def parents_first(rows: Sequence[_Row], *, parent_of: Callable[[_Row], str | Non
 
 
 def _reserve_new_ids(
-    session: Session, table_name: str, rows: Sequence[_TreeRow], ids: dict[str, int]
+    session: Session, table: Table, rows: Sequence[_TreeRow], ids: dict[str, int]
 ) -> None:
     """Reserve ids for new rows up front (in ``ids``), so parents' ids are known at insert."""
     ids.update(
         zip(
             [r.external_id for r in rows],
-            reserve_ids(session, table_name, len(rows)),
+            reserve_ids(session, table, len(rows)),
             strict=True,
         )
     )
@@ -382,18 +281,18 @@ def import_departments(
     if new_rows:
         # Parents first, with ids reserved up front, so every parent_id is known at insert.
         new_rows = parents_first(new_rows, parent_of=lambda row: row.parent_external_id)
-        _reserve_new_ids(session, "department", new_rows, ids)
-        bulk_insert(
+        _reserve_new_ids(session, _table(Department), new_rows, ids)
+        insert_tuples(
             session,
-            "department",
+            _table(Department),
             DEPARTMENT_TABLE_COLUMNS[:-2],
             [_department_values(r, ids) for r in new_rows],
             constants={"created_at": now, "updated_at": now},
         )
     if changed:
-        bulk_update(
+        update_tuples(
             session,
-            "department",
+            _table(Department),
             (*DEPARTMENT_TABLE_COLUMNS[:-2], "updated_at"),
             [(*_department_values(r, ids), now) for r in changed],
         )
@@ -688,19 +587,19 @@ def apply_employee_import(session: Session, plan: EmployeeImportPlan) -> None:
         # Ids are reserved up front and rows go in managers-first, so every manager_id
         # is known at insert time: one pass, no follow-up UPDATE per new employee.
         new_rows = parents_first(new_rows, parent_of=lambda row: row.manager_external_id)
-        _reserve_new_ids(session, "employee", new_rows, ids)
-        bulk_insert(
+        _reserve_new_ids(session, _table(Employee), new_rows, ids)
+        insert_tuples(
             session,
-            "employee",
+            _table(Employee),
             EMPLOYEE_TABLE_COLUMNS[:-2],
             [_employee_values(row, ids) for row in new_rows],
             constants={"created_at": now, "updated_at": now},
         )
 
     if changed:
-        bulk_update(
+        update_tuples(
             session,
-            "employee",
+            _table(Employee),
             (*EMPLOYEE_TABLE_COLUMNS[:-2], "updated_at"),
             [(*_employee_values(row, ids), now) for row in changed],
         )

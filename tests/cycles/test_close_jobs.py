@@ -13,7 +13,8 @@ from app import lifecycle
 from app.config import Settings
 from app.cycles import service as cycles_service
 from app.cycles.models import CloseJob, CloseJobState, Cycle, CycleState, Invitation
-from app.db import utcnow
+from app.db import progress as job_progress
+from app.db import utcnow, writer_session
 from app.errors import Conflict
 from app.ratings import service as ratings_service
 from app.ratings.models import Ballot, PendingSubmission
@@ -139,3 +140,33 @@ def test_a_draft_cannot_be_queued_and_progress_steps_are_reported(
     assert steps == [("releasing answers", 20), ("computing results", 50)]
     assert job.state == CloseJobState.done
     assert finish_close_jobs(db, settings) == 0
+
+
+def test_hr_sees_the_close_move_while_it_holds_the_database(
+    committed_db: sessionmaker[Session], settings: Settings, engine: Engine
+) -> None:
+    # On SQLite the close holds the one write lock until it commits: the steps must
+    # still reach a request made meanwhile (the job page, GET on the job).
+    cycle_id = _answered_cycle(committed_db, settings)
+    with committed_db() as session, session.begin():
+        job_id = cycles_service.request_close(session, cycle_id=cycle_id, requested_by="hr")[0].id
+    with committed_db() as session, session.begin():
+        assert cycles_service.claim_close_job(session) is not None
+    write = lifecycle._progress_writer(engine, job_id)
+    seen: list[tuple[str, int]] = []
+
+    def progress(step: str, percent: int) -> None:
+        write(step, percent)
+        with committed_db() as reader:  # another connection, as a request would be
+            job = cycles_service.get_close_job(reader, cycle_id=cycle_id, job_id=job_id)
+            seen.append((job.step, job.percent))
+
+    try:
+        with writer_session(committed_db) as session, session.begin():
+            lifecycle.run_close_job(session, job_id=job_id, settings=settings, progress=progress)
+    finally:
+        job_progress.clear(engine, cycles_service.close_job_key(job_id))
+    assert seen == [("releasing answers", 20), ("computing results", 50)]
+    with committed_db() as session:
+        done = cycles_service.latest_close_job(session, cycle_id=cycle_id)
+        assert done is not None and (done.state, done.percent) == (CloseJobState.done, 100)
