@@ -50,6 +50,7 @@ from app.cycles.models import (
     Invitation,
     NominationChange,
     NominationList,
+    NominationTeam,
 )
 from app.db import analyze, utcnow
 from app.errors import Conflict, Invalid, NotFound
@@ -459,6 +460,9 @@ def apply_nominations(session: Session, *, cycle: Cycle) -> tuple[int, int]:
             removed += 1
     session.execute(
         update(NominationList).where(NominationList.cycle_id == cycle.id).values(token_hash=None)
+    )
+    session.execute(
+        update(NominationTeam).where(NominationTeam.cycle_id == cycle.id).values(token_hash=None)
     )
     session.flush()
     lists = session.scalar(
