@@ -61,9 +61,7 @@ class LinkSession:
         if not value or len(value) > 200:
             return None
         try:
-            payload = crypto.decrypt_text(
-                self._key(settings), value, context=self.purpose.encode()
-            )
+            payload = crypto.decrypt_text(self._key(settings), value, context=self.purpose.encode())
         except crypto.DecryptionFailed:
             return None
         row_id, _, expires = payload.partition(".")

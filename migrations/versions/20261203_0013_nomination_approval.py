@@ -88,7 +88,9 @@ def downgrade() -> None:
         )
         batch.drop_column("proposed_by_id")
     with op.batch_alter_table("nomination_list") as batch:
-        batch.drop_constraint(op.f("fk_nomination_list_approved_by_id_employee"), type_="foreignkey")
+        batch.drop_constraint(
+            op.f("fk_nomination_list_approved_by_id_employee"), type_="foreignkey"
+        )
         batch.drop_column("approved_by_id")
         batch.drop_column("approved_at")
     with op.batch_alter_table("cycle") as batch:
