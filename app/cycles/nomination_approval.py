@@ -47,13 +47,15 @@ def reachable_managers(session: Session, manager_ids: set[int]) -> dict[int, Any
 
 
 def find_team(session: Session, *, token: str) -> NominationTeam | None:
-    """The team link of a round still running with this token."""
+    """The team link of a round still running with this token (of a manager still here)."""
     found = session.scalar(
         select(NominationTeam)
         .join(Cycle, Cycle.id == NominationTeam.cycle_id)
+        .join(Employee, Employee.id == NominationTeam.manager_id)
         .where(
             NominationTeam.token_hash == cycles_service.hash_link_token(token),
             Cycle.state == CycleState.nominating,
+            Employee.active,
         )
     )
     return found
@@ -62,7 +64,9 @@ def find_team(session: Session, *, token: str) -> NominationTeam | None:
 def get_team(session: Session, *, team_id: int) -> NominationTeam:
     """A team link whose round is still running (NotFound once the cycle launched)."""
     found = session.get(NominationTeam, team_id)
-    if found is None or found.token_hash is None:
+    manager = session.get(Employee, found.manager_id) if found is not None else None
+    # A manager who left (or was erased) during the round approves nothing any more.
+    if found is None or found.token_hash is None or manager is None or not manager.active:
         raise NotFound("This team link is not valid any more")
     cycle = cycles_service.get_cycle(session, cycle_id=found.cycle_id)
     if cycle.state != CycleState.nominating:
@@ -129,14 +133,16 @@ def approve(
     nomination.approved_by_id = team.manager_id
     manager = session.get(Employee, team.manager_id)
     supplier = session.get(Employee, nomination.supplier_id)
-    # The team page has no HR login: the manager is named by their employee id.
+    # The team page has no HR login: the manager is named by their employee id, in the
+    # detail, where an erasure finds and replaces it.
     auth_service.record_audit(
         session,
-        actor=f"line manager {manager.external_id if manager else team.manager_id}",
+        actor="line manager",
         action="approve nominations",
         entity="nomination_list",
         entity_id=nomination.id,
-        detail=f"list of {supplier.external_id if supplier else nomination.supplier_id}",
+        detail=f"{supplier.external_id if supplier else nomination.supplier_id}'s list "
+        f"approved by {manager.external_id if manager else team.manager_id}",
     )
     session.flush()
 
