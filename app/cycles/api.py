@@ -398,13 +398,8 @@ def start_nominations(
     cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
     managers = nomination.team_links(session, cycle_id=cycle.id)
     links_to = cycle.nomination_links_to or NominationLinksTo.supplier
-    _audit(
-        session,
-        key,
-        "start nominations",
-        cycle,
-        f"{emailed} suppliers emailed, {managers} line managers emailed (links to {links_to})",
-    )
+    detail = nomination.start_audit_detail(session, cycle=cycle, emailed=emailed)
+    _audit(session, key, "start nominations", cycle, detail)
     return NominationRoundStarted(
         state=cycle.state, links_to=links_to, emailed=emailed, managers_emailed=managers
     )

@@ -168,6 +168,15 @@ def start_round(
     return emailed
 
 
+def start_audit_detail(session: Session, *, cycle: Cycle, emailed: int) -> str:
+    """What the API and the HR page write in the audit when a round starts."""
+    managers = team_links(session, cycle_id=cycle.id)
+    return (
+        f"{emailed} suppliers emailed, {managers} line managers emailed "
+        f"(links to {cycle.nomination_links_to})"
+    )
+
+
 def team_links(session: Session, *, cycle_id: int) -> int:
     """How many line managers got a team link in this cycle's round."""
     return int(

@@ -384,15 +384,8 @@ def cycle_start_nominations(
         links_to=NominationLinksTo(links_to) if links_to else None,
     )
     cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
-    managers = nomination.team_links(session, cycle_id=cycle.id)
-    _audit(
-        request,
-        session,
-        "start nominations",
-        cycle,
-        f"{emailed} suppliers emailed, {managers} line managers emailed "
-        f"(links to {cycle.nomination_links_to})",
-    )
+    detail = nomination.start_audit_detail(session, cycle=cycle, emailed=emailed)
+    _audit(request, session, "start nominations", cycle, detail)
     return see_other(f"/cycles/{cycle.id}", notice="nominating")
 
 

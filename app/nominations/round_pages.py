@@ -5,6 +5,9 @@ redirects to ``/nominate``, as the rating links do, so the token leaves the addr
 bar, the history and any Referer; bad tokens are throttled per address like theirs.
 The page lists the supplier's customers with suggestions, searches the directory, and
 records additions, removals (with a reason) and the confirmation as proposals.
+
+The same ``/n/{token}`` opens a line manager's team link (its own cookie, then
+``/nominate/team``, see team_pages): one path, one throttle, one redaction rule.
 """
 
 from __future__ import annotations
@@ -90,10 +93,6 @@ class LinkSession:
 
 SUPPLIER_SESSION = LinkSession("p360_nomination", "nomination")
 TEAM_SESSION = LinkSession("p360_nomination_team", "nomination-team")
-
-
-def cookie_name(settings: Settings) -> str:
-    return SUPPLIER_SESSION.name(settings)
 
 
 def invalid_link(
