@@ -548,12 +548,13 @@ def coverage(session: Session, *, cycle_id: int, k: int) -> RoundCoverage:
             .group_by(NominationChange.list_id, NominationChange.action)
         )
     }
+    # A team link works while its token lives (until launch) and its manager is here.
     teams = {
-        manager_id: token_hash is not None
-        for manager_id, token_hash in session.execute(
-            select(NominationTeam.manager_id, NominationTeam.token_hash).where(
-                NominationTeam.cycle_id == cycle_id
-            )
+        manager_id: token_hash is not None and active
+        for manager_id, token_hash, active in session.execute(
+            select(NominationTeam.manager_id, NominationTeam.token_hash, Employee.active)
+            .join(Employee, Employee.id == NominationTeam.manager_id)
+            .where(NominationTeam.cycle_id == cycle_id)
         )
     }
     supplier, manager, approver = aliased(Employee), aliased(Employee), aliased(Employee)

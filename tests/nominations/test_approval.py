@@ -103,6 +103,9 @@ def test_each_manager_gets_one_team_link_and_suppliers_keep_theirs(
     db.flush()
     with pytest.raises(NotFound):
         nomination_approval.get_team(db, team_id=team.id)
+    found = nomination.coverage(db, cycle_id=cycle.id, k=settings.anonymity_min_raters)
+    assert [(m.full_name, m.has_link) for m in found.managers_waiting] == [("Mia Manager", False)]
+    assert {r.full_name: r.link_to for r in found.lists}["Supplier 0"] == "supplier"
     company.extra["mia"].active = True
     db.flush()
     assert nomination_approval.get_team(db, team_id=team.id) is team
