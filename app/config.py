@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     login_max_failures: int = 5
     login_lockout_minutes: int = 15
     bad_token_limit_per_minute: int = 10
+    # Who gets the confirmation round's links unless HR chooses when starting it: each
+    # supplier, or their line manager (see app.cycles.nomination_approval).
+    nomination_links_to: Literal["supplier", "line_manager"] = "supplier"
     # The paper channel (printed letters with one-time codes, see app.cycles.paper).
     bad_code_limit_per_minute: int = Field(default=10, ge=1)
     kiosk_session_minutes: int = Field(default=15, ge=1, le=240)

@@ -380,11 +380,12 @@ def seed_open_cycle(session: Session, settings: Settings) -> None:
 
 
 def seed_nomination_cycle(session: Session, settings: Settings) -> None:
-    """Next quarter's cycle in its confirmation round (issue 15): every supplier's link is
-    in the outbox, and Tom Fischer has already confirmed his list with two changes."""
-    from app.cycles import nomination
+    """Next quarter's cycle in its confirmation round (issue 15): every supplier's and
+    line manager's link is in the outbox, and Tom Fischer has already confirmed his list
+    with two changes, approved by his manager."""
+    from app.cycles import nomination, nomination_approval
     from app.cycles import service as cycles_service
-    from app.cycles.models import Cycle, NominationList
+    from app.cycles.models import Cycle, NominationList, NominationTeam
     from app.db import utcnow
     from app.matrix.models import MatrixLink
     from app.org.models import Employee
@@ -417,6 +418,16 @@ def seed_nomination_cycle(session: Session, settings: Settings) -> None:
         )
     nomination.propose_add(session, nomination=tom, customer_id=ids["E063"])
     nomination.confirm(session, nomination=tom)
+    # His line manager approved it: the team link is in the outbox with the others.
+    team = session.scalar(
+        select(NominationTeam).where(
+            NominationTeam.cycle_id == cycle.id,
+            NominationTeam.manager_id
+            == select(Employee.manager_id).where(Employee.id == tom.supplier_id).scalar_subquery(),
+        )
+    )
+    if team is not None:
+        nomination_approval.approve(session, team=team, nomination=tom)
 
 
 def seed_rhythm(session: Session) -> None:

@@ -41,6 +41,7 @@ from app.matrix import pages as matrix_pages
 from app.nominations import api as nominations_api
 from app.nominations import pages as nominations_pages
 from app.nominations import round_pages as nominations_round_pages
+from app.nominations import team_pages as nominations_team_pages
 from app.org import api as org_api
 from app.org import pages as org_pages
 from app.privacy import api as privacy_api
@@ -234,6 +235,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         matrix_pages.router,
         nominations_pages.router,
         nominations_round_pages.router,
+        nominations_team_pages.router,
         cycles_pages.router,
         cycles_letter_pages.router,
         cycles_rhythm_pages.router,

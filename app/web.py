@@ -34,8 +34,8 @@ NOTICES: dict[str, str] = {
     "suggestions-accepted": "The accepted suggestions are now matrix links.",
     "service-map-saved": "The service map was saved.",
     "cycle-created": "The cycle was created as a draft.",
-    "nominating": "The confirmation round started: each supplier's link to their list is in "
-    "the outbox.",
+    "nominating": "The confirmation round started: the links to the lists (each supplier's, "
+    "or their line manager's) and the managers' team links are in the outbox.",
     "launched": "The cycle was launched: invitations are in the outbox.",
     "reminded": "Reminders were queued.",
     "closed": "The cycle was closed.",

@@ -583,6 +583,12 @@ def settings_page(request: Request, settings: SettingsDep) -> Response:
             "Reminders (days before close)",
             ", ".join(str(d) for d in settings.reminder_days_before_close) or "none",
         ),
+        (
+            "Confirmation round links go to (default)",
+            "each supplier"
+            if settings.nomination_links_to == "supplier"
+            else "the suppliers' line managers",
+        ),
         ("HR session idle timeout", f"{settings.hr_session_idle_minutes} minutes"),
         (
             "Login throttling",

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.orm import Session
 from starlette.responses import JSONResponse
 
@@ -12,7 +12,7 @@ from app.auth import service as auth_service
 from app.auth.deps import ApiKeyDep, SettingsDep, require_scopes
 from app.cycles import nomination, rater_load
 from app.cycles import service as cycles_service
-from app.cycles.models import CloseJob, CloseJobState, Cycle, CycleState
+from app.cycles.models import CloseJob, CloseJobState, Cycle, CycleState, NominationLinksTo
 from app.cycles.schemas import (
     CloseJobRead,
     CycleCreate,
@@ -20,8 +20,10 @@ from app.cycles.schemas import (
     CycleRead,
     DepartmentProgressRead,
     LaunchPreviewRead,
+    ManagerApprovalRead,
     NominationCoverageRead,
     NominationListRead,
+    NominationRoundStart,
     NominationRoundStarted,
     RaterLoadRead,
     RemindersQueued,
@@ -362,27 +364,45 @@ def read_close_job(cycle_id: RowId, job_id: RowId, session: SessionDep) -> Close
     dependencies=WRITE,
     summary="Start the confirmation round",
     description=(
-        "Move a draft cycle to `nominating` and email each supplier in the matrix a "
-        "private link to their customer list, where they add colleagues from the "
-        "directory, remove customers with a reason, and confirm. Their changes are "
+        "Move a draft cycle to `nominating` and email the private links to the "
+        "suppliers' customer lists, where colleagues are added from the directory, "
+        "customers removed with a reason, and the list confirmed. `links_to` (optional "
+        "body) says who gets each list's link: `supplier` (the default, see "
+        "`NOMINATION_LINKS_TO`) or `line_manager` (only the manager's team link; a "
+        "supplier without an active manager on email gets their own). Every line manager "
+        "of a supplier gets one team link to see and approve their direct reports' lists "
+        "(approving confirms a list; a later change withdraws it). Changes are "
         "proposals: the launch writes the confirmed lists' proposals to the matrix "
-        "(audited); unconfirmed lists launch as they are. Suppliers on the paper channel "
-        "get no email. Launch with `POST /cycles/{id}/launch` as usual."
+        "(audited); unconfirmed lists launch as they are, approved or not. People on the "
+        "paper channel get no email. Launch with `POST /cycles/{id}/launch` as usual."
     ),
     responses={
         **AUTH_ERRORS,
         **NOT_FOUND,
         409: _problem("The cycle is not a draft."),
-        422: _problem("The close date has passed, or the matrix has no supplier."),
+        422: _problem(
+            "The close date has passed, the matrix has no supplier, or the body is invalid."
+        ),
     },
 )
 def start_nominations(
-    cycle_id: RowId, session: SessionDep, settings: SettingsDep, key: ApiKeyDep
+    cycle_id: RowId,
+    session: SessionDep,
+    settings: SettingsDep,
+    key: ApiKeyDep,
+    body: NominationRoundStart | None = None,
 ) -> NominationRoundStarted:
-    emailed = nomination.start_round(session, cycle_id=cycle_id, settings=settings)
+    emailed = nomination.start_round(
+        session, cycle_id=cycle_id, settings=settings, links_to=body.links_to if body else None
+    )
     cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
-    _audit(session, key, "start nominations", cycle, f"{emailed} suppliers emailed")
-    return NominationRoundStarted(state=cycle.state, emailed=emailed)
+    managers = nomination.team_links(session, cycle_id=cycle.id)
+    links_to = cycle.nomination_links_to or NominationLinksTo.supplier
+    detail = nomination.start_audit_detail(session, cycle=cycle, emailed=emailed)
+    _audit(session, key, "start nominations", cycle, detail)
+    return NominationRoundStarted(
+        state=cycle.state, links_to=links_to, emailed=emailed, managers_emailed=managers
+    )
 
 
 def _list_read(row: nomination.ListCoverage) -> NominationListRead:
@@ -393,6 +413,10 @@ def _list_read(row: nomination.ListCoverage) -> NominationListRead:
         customers=row.customers,
         added=row.added,
         removed=row.removed,
+        link_to=row.link_to,
+        line_manager_external_id=row.manager_external_id,
+        approved_at=row.approved_at,
+        approved_by_external_id=row.approved_by_external_id,
     )
 
 
@@ -401,21 +425,43 @@ def _list_read(row: nomination.ListCoverage) -> NominationListRead:
     dependencies=READ,
     summary="Coverage of the confirmation round",
     description=(
-        "Who confirmed their list, and the suppliers who would launch with fewer than "
-        "k + 2 customers (counting the proposals of confirmed lists). Empty lists for a "
-        "cycle that never had a round."
+        "Who confirmed their list and whose line manager approved it, the managers with "
+        "lists still waiting for their approval, and the suppliers who would launch with "
+        "fewer than k + 2 customers (counting the proposals of confirmed lists). `lists` "
+        "holds every list, paged with `offset` and `limit` (at most 5,000). Empty lists "
+        "for a cycle that never had a round."
     ),
-    responses={**AUTH_ERRORS, **NOT_FOUND},
+    responses={**AUTH_ERRORS, **NOT_FOUND, 422: _problem("`offset` or `limit` out of range.")},
 )
 def nomination_coverage(
-    cycle_id: RowId, session: SessionDep, settings: SettingsDep
+    cycle_id: RowId,
+    session: SessionDep,
+    settings: SettingsDep,
+    offset: Annotated[int, Query(ge=0, le=100_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> NominationCoverageRead:
     found = nomination.coverage(session, cycle_id=cycle_id, k=settings.anonymity_min_raters)
     return NominationCoverageRead(
         state=found.cycle.state,
+        links_to=found.cycle.nomination_links_to,
         suppliers=len(found.lists),
         confirmed=found.confirmed,
+        approved=found.approved,
+        unapproved=found.unapproved,
         short_of=found.short_of,
         confirmed_lists=[_list_read(r) for r in found.lists if r.confirmed_at is not None],
         short_suppliers=[_list_read(r) for r in found.short],
+        managers_waiting=[
+            ManagerApprovalRead(
+                external_id=m.external_id,
+                full_name=m.full_name,
+                lists=m.lists,
+                approved=m.approved,
+                has_link=m.has_link,
+            )
+            for m in found.managers_waiting
+        ],
+        lists=[_list_read(r) for r in found.lists[offset : offset + limit]],
+        offset=offset,
+        limit=limit,
     )

@@ -36,6 +36,15 @@ class CycleState(enum.StrEnum):
     closed = "closed"
 
 
+class NominationLinksTo(enum.StrEnum):
+    """Who gets the private link to a supplier's list in a confirmation round."""
+
+    supplier = "supplier"
+    # The supplier's line manager, on their team page; suppliers without a reachable
+    # manager (none, inactive, or on the paper channel) get their own link instead.
+    line_manager = "line_manager"
+
+
 class Cycle(Base):
     __tablename__ = "cycle"
     __table_args__ = (
@@ -89,6 +98,10 @@ class Cycle(Base):
     # Reminder days counted from the opening (the rhythm's), instead of
     # REMINDER_DAYS_BEFORE_CLOSE; NULL for cycles HR made by hand.
     reminder_days_after_open: Mapped[list[int] | None] = mapped_column(JSON)
+    # Who got the links of the confirmation round, set when it starts (NULL: no round).
+    nomination_links_to: Mapped[NominationLinksTo | None] = mapped_column(
+        Enum(NominationLinksTo, native_enum=False, length=20, validate_strings=True)
+    )
 
 
 class CycleCompetency(Base):
@@ -300,6 +313,12 @@ class NominationList(Base):
     token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # The line manager's approval (see cycles.nomination_approval). Any later change to
+    # the list withdraws it, so an approval always covers the list as it stands.
+    approved_at: Mapped[datetime | None] = mapped_column(DateTime)
+    approved_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("employee.id", ondelete="SET NULL")
+    )
 
 
 class NominationChange(Base):
@@ -316,4 +335,26 @@ class NominationChange(Base):
     # "add" or "remove"
     action: Mapped[str] = mapped_column(String(10))
     reason: Mapped[str] = mapped_column(String(300), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Who proposed it when not the supplier: their line manager, on the team page.
+    proposed_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("employee.id", ondelete="SET NULL")
+    )
+
+
+class NominationTeam(Base):
+    """A line manager's one link to their direct reports' lists in a confirmation round.
+
+    Like the suppliers' links, only the SHA-256 of the token is kept, and it is erased
+    at launch. The team is read live (employees whose manager this is), so a report who
+    moves team during the round moves with their list.
+    """
+
+    __tablename__ = "nomination_team"
+    __table_args__ = (UniqueConstraint("cycle_id", "manager_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycle.id", ondelete="CASCADE"), index=True)
+    manager_id: Mapped[int] = mapped_column(ForeignKey("employee.id", ondelete="CASCADE"))
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -16,12 +16,20 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from app import i18n
 from app.config import Settings
+from app.cycles import nomination_approval
 from app.cycles import service as cycles_service
-from app.cycles.models import Cycle, CycleState, NominationChange, NominationList
+from app.cycles.models import (
+    Cycle,
+    CycleState,
+    NominationChange,
+    NominationLinksTo,
+    NominationList,
+    NominationTeam,
+)
 from app.db import utcnow
 from app.errors import Conflict, Invalid, NotFound
 from app.mail import service as mail_service
@@ -53,7 +61,13 @@ def _suppliers(session: Session) -> list[Any]:
     customer = select(Employee.id).where(Employee.active)
     return list(
         session.execute(
-            select(Employee.id, Employee.email, Employee.full_name, Employee.language)
+            select(
+                Employee.id,
+                Employee.email,
+                Employee.full_name,
+                Employee.language,
+                Employee.manager_id,
+            )
             .where(
                 Employee.active,
                 Employee.id.in_(
@@ -66,14 +80,25 @@ def _suppliers(session: Session) -> list[Any]:
 
 
 def start_round(
-    session: Session, *, cycle_id: int, settings: Settings, now: datetime | None = None
+    session: Session,
+    *,
+    cycle_id: int,
+    settings: Settings,
+    links_to: NominationLinksTo | None = None,
+    now: datetime | None = None,
 ) -> int:
-    """Move a draft into its confirmation round and email every supplier their link.
+    """Move a draft into its confirmation round and email the links to the lists.
 
-    Suppliers on the paper channel (no email) get a list but no link; their list
-    launches as it is. Returns how many emails were queued. Flush only.
+    ``links_to`` (default: the NOMINATION_LINKS_TO setting) says who gets each list's
+    link: the supplier, or their line manager on the team page. Every line manager of
+    a supplier gets one team link either way, to approve the lists; with
+    ``line_manager`` a supplier gets their own link only when no manager can (none,
+    inactive, or on the paper channel). Suppliers on the paper channel get no email;
+    their list launches as it is unless their manager changes it. Returns how many
+    suppliers were emailed (``team_links`` counts the managers). Flush only.
     """
     now = now or utcnow()
+    links_to = NominationLinksTo(links_to or settings.nomination_links_to)
     cycle = cycles_service.get_cycle(session, cycle_id=cycle_id, for_update=True)
     if cycle.state != CycleState.draft:
         raise Conflict(
@@ -91,10 +116,14 @@ def start_round(
             )
         )
     )
-    renderer = _Renderer(cycle)
+    managers = nomination_approval.reachable_managers(
+        session, {s.manager_id for s in suppliers if s.manager_id is not None}
+    )
+    renderer = _Renderer(cycle, kind="nomination")
     messages: list[dict[str, Any]] = []
     for supplier in suppliers:
-        token = None if supplier.id in paper else cycles_service.new_link_token()
+        by_manager = links_to == NominationLinksTo.line_manager and supplier.manager_id in managers
+        token = None if supplier.id in paper or by_manager else cycles_service.new_link_token()
         session.add(
             NominationList(
                 cycle_id=cycle.id,
@@ -112,17 +141,64 @@ def start_round(
                     link=nomination_link(settings, token),
                 )
             )
+    emailed = len(messages)
+    team_renderer = _Renderer(cycle, kind="nomination-team")
+    for manager in managers.values():
+        token = cycles_service.new_link_token()
+        session.add(
+            NominationTeam(
+                cycle_id=cycle.id,
+                manager_id=manager.id,
+                token_hash=cycles_service.hash_link_token(token),
+                created_at=now,
+            )
+        )
+        messages.append(
+            team_renderer.message(
+                to_address=manager.email,
+                to_name=manager.full_name,
+                language=manager.language,
+                link=nomination_link(settings, token),
+            )
+        )
     mail_service.enqueue_messages(session, messages=messages, secret_key=settings.secret_key)
     cycle.state = CycleState.nominating
+    cycle.nomination_links_to = links_to
     session.flush()
-    return len(messages)
+    return emailed
+
+
+def start_audit_detail(session: Session, *, cycle: Cycle, emailed: int) -> str:
+    """What the API and the HR page write in the audit when a round starts."""
+    managers = team_links(session, cycle_id=cycle.id)
+    return (
+        f"{emailed} suppliers emailed, {managers} line managers emailed "
+        f"(links to {cycle.nomination_links_to})"
+    )
+
+
+def team_links(session: Session, *, cycle_id: int) -> int:
+    """How many line managers got a team link in this cycle's round."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(NominationTeam)
+            .where(NominationTeam.cycle_id == cycle_id)
+        )
+        or 0
+    )
 
 
 class _Renderer:
-    """Each language's email rendered once; names are filled in after."""
+    """Each language's email rendered once; names are filled in after.
 
-    def __init__(self, cycle: Cycle) -> None:
+    ``nomination`` goes to a supplier (their own list), ``nomination-team`` to a line
+    manager (their direct reports' lists).
+    """
+
+    def __init__(self, cycle: Cycle, *, kind: str) -> None:
         self.cycle = cycle
+        self.kind = kind
         self._cache: dict[str, tuple[str, str, str]] = {}
 
     def message(self, *, to_address: str, to_name: str, language: str, link: str) -> dict[str, Any]:
@@ -135,14 +211,19 @@ class _Renderer:
                 "link": mail_service.LINK_PLACEHOLDER,
                 "opens": self.cycle.opens_at.date().isoformat(),
             }
+            if self.kind == "nomination-team":
+                subject = _("Who should rate your team in %(cycle)s?")
+            else:
+                subject = _("Who should rate you in %(cycle)s?")
+            template = self.kind.replace("-", "_")
             self._cache[lang] = (
-                _("Who should rate you in %(cycle)s?") % {"cycle": self.cycle.name},
-                render_string("email/nomination.txt", context, lang=lang),
-                render_string("email/nomination.html", context, lang=lang),
+                subject % {"cycle": self.cycle.name},
+                render_string(f"email/{template}.txt", context, lang=lang),
+                render_string(f"email/{template}.html", context, lang=lang),
             )
         subject, text, body = self._cache[lang]
         return {
-            "kind": "nomination",
+            "kind": self.kind,
             "tag": mail_tag(self.cycle.id),
             "to_address": to_address,
             "to_name": to_name,
@@ -188,6 +269,8 @@ class Colleague:
     # "current" (in the matrix), "added" (proposed), "removed" (proposed, with reason)
     status: str = "current"
     reason: str = ""
+    # The proposal came from the supplier's line manager (on the team page).
+    by_manager: bool = False
 
 
 def _colleagues(session: Session, where: Any) -> list[Colleague]:
@@ -217,7 +300,14 @@ def customer_list(session: Session, *, nomination: NominationList) -> list[Colle
         )
     }
     shown = [
-        Colleague(c.id, c.full_name, c.department, "removed", changes[c.id].reason)
+        Colleague(
+            c.id,
+            c.full_name,
+            c.department,
+            "removed",
+            changes[c.id].reason,
+            changes[c.id].proposed_by_id is not None,
+        )
         if c.id in changes and changes[c.id].action == "remove"
         else c
         for c in current
@@ -225,7 +315,13 @@ def customer_list(session: Session, *, nomination: NominationList) -> list[Colle
     added = [cid for cid, c in changes.items() if c.action == "add"]
     if added:
         shown += [
-            Colleague(c.id, c.full_name, c.department, "added")
+            Colleague(
+                c.id,
+                c.full_name,
+                c.department,
+                "added",
+                by_manager=changes[c.id].proposed_by_id is not None,
+            )
             for c in _colleagues(session, Employee.id.in_(added))
         ]
     return sorted(shown, key=lambda c: (c.full_name, c.id))
@@ -284,8 +380,17 @@ def _check_room(session: Session, nomination: NominationList) -> None:
         raise Invalid(f"A list takes at most {MAX_CHANGES_PER_LIST} changes; ask HR for more")
 
 
-def propose_add(session: Session, *, nomination: NominationList, customer_id: int) -> None:
-    """Propose a colleague as a customer (or take back their removal)."""
+def propose_add(
+    session: Session,
+    *,
+    nomination: NominationList,
+    customer_id: int,
+    proposed_by: int | None = None,
+) -> None:
+    """Propose a colleague as a customer (or take back their removal).
+
+    ``proposed_by``: the line manager's employee id when they act for the supplier.
+    """
     employee = session.get(Employee, customer_id)
     if employee is None or not employee.active:
         raise Invalid("This colleague is not in the directory")
@@ -296,13 +401,26 @@ def propose_add(session: Session, *, nomination: NominationList, customer_id: in
         session.delete(change)
     elif change is None and not _is_customer(session, nomination, customer_id):
         _check_room(session, nomination)
-        session.add(NominationChange(list_id=nomination.id, customer_id=customer_id, action="add"))
-    nomination.confirmed_at = None  # a change reopens the list: confirm again
+        session.add(
+            NominationChange(
+                list_id=nomination.id,
+                customer_id=customer_id,
+                action="add",
+                proposed_by_id=proposed_by,
+            )
+        )
+    # A change reopens the list: confirm (and approve) again.
+    nomination_approval.withdraw_approval(nomination)
     session.flush()
 
 
 def propose_remove(
-    session: Session, *, nomination: NominationList, customer_id: int, reason: str
+    session: Session,
+    *,
+    nomination: NominationList,
+    customer_id: int,
+    reason: str,
+    proposed_by: int | None = None,
 ) -> None:
     """Propose removing a customer, with a reason (or take back their addition)."""
     change = _change(session, nomination, customer_id)
@@ -325,10 +443,15 @@ def propose_remove(
         _check_room(session, nomination)
         session.add(
             NominationChange(
-                list_id=nomination.id, customer_id=customer_id, action="remove", reason=reason
+                list_id=nomination.id,
+                customer_id=customer_id,
+                action="remove",
+                reason=reason,
+                proposed_by_id=proposed_by,
             )
         )
-    nomination.confirmed_at = None  # a change reopens the list: confirm again
+    # A change reopens the list: confirm (and approve) again.
+    nomination_approval.withdraw_approval(nomination)
     session.flush()
 
 
@@ -350,6 +473,30 @@ class ListCoverage:
     added: int
     removed: int
     emailed: bool
+    # Who holds a link to the list: "supplier", "line_manager" (their team page only) or
+    # "none" (paper channel, no reachable manager).
+    link_to: str = "supplier"
+    manager_id: int | None = None
+    manager_external_id: str | None = None
+    manager_name: str | None = None
+    approved_at: datetime | None = None
+    approved_by_external_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ManagerCoverage:
+    """A line manager's approvals: their direct reports' lists, how many approved."""
+
+    manager_id: int
+    external_id: str
+    full_name: str
+    lists: int
+    approved: int
+    has_link: bool
+
+    @property
+    def waiting(self) -> int:
+        return self.lists - self.approved
 
 
 @dataclass(frozen=True)
@@ -357,18 +504,32 @@ class RoundCoverage:
     cycle: Cycle
     lists: list[ListCoverage]
     short_of: int  # k + 2
+    managers: list[ManagerCoverage]
 
     @property
     def confirmed(self) -> int:
         return sum(1 for row in self.lists if row.confirmed_at is not None)
 
     @property
+    def approved(self) -> int:
+        return sum(1 for row in self.lists if row.approved_at is not None)
+
+    @property
+    def unapproved(self) -> int:
+        return len(self.lists) - self.approved
+
+    @property
     def short(self) -> list[ListCoverage]:
         return [row for row in self.lists if row.customers < self.short_of]
 
+    @property
+    def managers_waiting(self) -> list[ManagerCoverage]:
+        """Line managers with at least one list they have not approved (yet)."""
+        return [m for m in self.managers if m.waiting]
+
 
 def coverage(session: Session, *, cycle_id: int, k: int) -> RoundCoverage:
-    """Who confirmed, and each supplier's customers as the launch would take them."""
+    """Who confirmed and approved, and each supplier's customers as the launch would take them."""
     cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
     current = dict(
         session.execute(
@@ -387,28 +548,80 @@ def coverage(session: Session, *, cycle_id: int, k: int) -> RoundCoverage:
             .group_by(NominationChange.list_id, NominationChange.action)
         )
     }
+    # A team link works while its token lives (until launch) and its manager is here.
+    teams = {
+        manager_id: token_hash is not None and active
+        for manager_id, token_hash, active in session.execute(
+            select(NominationTeam.manager_id, NominationTeam.token_hash, Employee.active)
+            .join(Employee, Employee.id == NominationTeam.manager_id)
+            .where(NominationTeam.cycle_id == cycle_id)
+        )
+    }
+    supplier, manager, approver = aliased(Employee), aliased(Employee), aliased(Employee)
     rows = []
-    for nomination, external_id, full_name in session.execute(
-        select(NominationList, Employee.external_id, Employee.full_name)
-        .join(Employee, Employee.id == NominationList.supplier_id)
+    for found in session.execute(
+        select(
+            NominationList,
+            supplier.external_id,
+            supplier.full_name,
+            manager.id.label("manager_id"),
+            manager.external_id.label("manager_external_id"),
+            manager.full_name.label("manager_name"),
+            approver.external_id.label("approver"),
+        )
+        .join(supplier, supplier.id == NominationList.supplier_id)
+        .outerjoin(manager, manager.id == supplier.manager_id)
+        .outerjoin(approver, approver.id == NominationList.approved_by_id)
         .where(NominationList.cycle_id == cycle_id)
-        .order_by(Employee.full_name, Employee.id)
+        .order_by(supplier.full_name, supplier.id)
     ):
+        nomination = found[0]
         added = proposals.get((nomination.id, "add"), 0)
         removed = proposals.get((nomination.id, "remove"), 0)
         customers = current.get(nomination.supplier_id, 0)
         if nomination.confirmed_at is not None:
             customers += added - removed
+        if nomination.token_hash is not None:
+            link_to = "supplier"
+        elif teams.get(found.manager_id):
+            link_to = "line_manager"
+        else:
+            link_to = "none"
         rows.append(
             ListCoverage(
                 supplier_id=nomination.supplier_id,
-                external_id=external_id,
-                full_name=full_name,
+                external_id=found.external_id,
+                full_name=found.full_name,
                 confirmed_at=nomination.confirmed_at,
                 customers=customers,
                 added=added,
                 removed=removed,
-                emailed=nomination.token_hash is not None or cycle.state != CycleState.nominating,
+                emailed=link_to != "none" or cycle.state != CycleState.nominating,
+                link_to=link_to,
+                manager_id=found.manager_id,
+                manager_external_id=found.manager_external_id,
+                manager_name=found.manager_name,
+                approved_at=nomination.approved_at,
+                approved_by_external_id=found.approver,
             )
         )
-    return RoundCoverage(cycle=cycle, lists=rows, short_of=k + 2)
+    return RoundCoverage(cycle=cycle, lists=rows, short_of=k + 2, managers=_managers(rows, teams))
+
+
+def _managers(rows: list[ListCoverage], teams: dict[int, bool]) -> list[ManagerCoverage]:
+    by_manager: dict[int, list[ListCoverage]] = {}
+    for row in rows:
+        if row.manager_id is not None:
+            by_manager.setdefault(row.manager_id, []).append(row)
+    found = [
+        ManagerCoverage(
+            manager_id=manager_id,
+            external_id=lists[0].manager_external_id or "",
+            full_name=lists[0].manager_name or "",
+            lists=len(lists),
+            approved=sum(1 for row in lists if row.approved_at is not None),
+            has_link=teams.get(manager_id, False),
+        )
+        for manager_id, lists in by_manager.items()
+    ]
+    return sorted(found, key=lambda m: (m.full_name, m.manager_id))

@@ -20,9 +20,9 @@ from app.auth.deps import CsrfProtect, CurrentPrincipal, HrOnly, SettingsDep
 from app.auth.models import Role
 from app.cycles import governor, nomination, rater_load, rhythm
 from app.cycles import service as cycles_service
-from app.cycles.models import CloseJobState, Cycle, CycleState
+from app.cycles.models import CloseJobState, Cycle, CycleState, NominationLinksTo
 from app.db import SessionDep, utcnow
-from app.errors import Conflict, DomainError
+from app.errors import Conflict, DomainError, Invalid
 from app.fields import RowId
 from app.matrix.models import MatrixLink
 from app.org.models import Competency, Department, Employee
@@ -292,6 +292,7 @@ def cycle_detail(request: Request, session: SessionDep, cycle_id: RowId) -> Resp
             "close_job": close_job,
             "closing": closing,
             "round": round_coverage,
+            "links_to_default": settings.nomination_links_to,
         },
     )
 
@@ -315,6 +316,11 @@ def cycle_launch_confirm(request: Request, session: SessionDep, cycle_id: RowId)
             f"Confirmation round: {found.confirmed} of {len(found.lists)} suppliers confirmed; "
             "their changes are written to the matrix first (the figures here are before them), "
             "unconfirmed lists launch as they are"
+        )
+        round_lines.append(
+            f"Line managers approved {found.approved} of {len(found.lists)} lists; "
+            f"{found.unapproved} unapproved lists launch as they are (with their changes "
+            "if the supplier confirmed them)"
         )
     return confirm_page(
         request,
@@ -362,12 +368,24 @@ def cycle_launch(
 
 @router.post("/cycles/{cycle_id}/nominations/start", dependencies=[HrOnly, CsrfProtect])
 def cycle_start_nominations(
-    request: Request, session: SessionDep, settings: SettingsDep, cycle_id: RowId
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    cycle_id: RowId,
+    links_to: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
-    """Start the confirmation round: every supplier gets a link to their customer list."""
-    emailed = nomination.start_round(session, cycle_id=cycle_id, settings=settings)
+    """Start the confirmation round: each list's link goes to the supplier or their manager."""
+    if links_to and links_to not in set(NominationLinksTo):
+        raise Invalid("Choose who gets the links: the suppliers or their line managers")
+    emailed = nomination.start_round(
+        session,
+        cycle_id=cycle_id,
+        settings=settings,
+        links_to=NominationLinksTo(links_to) if links_to else None,
+    )
     cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
-    _audit(request, session, "start nominations", cycle, f"{emailed} suppliers emailed")
+    detail = nomination.start_audit_detail(session, cycle=cycle, emailed=emailed)
+    _audit(request, session, "start nominations", cycle, detail)
     return see_other(f"/cycles/{cycle.id}", notice="nominating")
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.cycles.models import CloseJobState, CycleState
+from app.cycles.models import CloseJobState, CycleState, NominationLinksTo
 from app.fields import UtcDatetime
 
 
@@ -171,9 +171,29 @@ class LaunchPreviewRead(BaseModel):
     short_suppliers_total: int
 
 
+class NominationRoundStart(BaseModel):
+    """Options of a confirmation round (the body may be omitted)."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"links_to": "line_manager"}]}
+    )
+
+    links_to: NominationLinksTo | None = Field(
+        default=None,
+        description="Who gets the link to each supplier's list: `supplier` (each their "
+        "own) or `line_manager` (the manager's team link only; suppliers without an "
+        "active manager on email get their own). Default: the `NOMINATION_LINKS_TO` "
+        "setting. Line managers get a team link to approve their reports' lists either way.",
+    )
+
+
 class NominationRoundStarted(BaseModel):
     state: CycleState
+    links_to: NominationLinksTo
     emailed: int = Field(description="Suppliers emailed a private link to their list.")
+    managers_emailed: int = Field(
+        description="Line managers emailed one private link to their team's lists."
+    )
 
 
 class NominationListRead(BaseModel):
@@ -183,14 +203,49 @@ class NominationListRead(BaseModel):
     customers: int = Field(
         description="Customers at launch: the matrix, with the proposals if confirmed."
     )
-    added: int = Field(description="Colleagues the supplier proposed to add.")
-    removed: int = Field(description="Customers the supplier proposed to remove.")
+    added: int = Field(description="Colleagues proposed for the list (by the supplier or manager).")
+    removed: int = Field(description="Customers proposed for removal.")
+    link_to: str = Field(
+        description="Who holds a link to this list: `supplier`, `line_manager` (the team "
+        "page only) or `none` (paper channel and no manager on email)."
+    )
+    line_manager_external_id: str | None = Field(description="The supplier's manager now.")
+    approved_at: UtcDatetime | None = Field(
+        description="When the line manager approved the list as it stands; a later "
+        "change withdraws it."
+    )
+    approved_by_external_id: str | None = Field(description="The manager who approved it.")
+
+
+class ManagerApprovalRead(BaseModel):
+    external_id: str
+    full_name: str
+    lists: int = Field(description="Direct reports' lists in the round.")
+    approved: int
+    has_link: bool = Field(
+        description="Whether the manager has a team link (false: inactive or on the paper "
+        "channel at the start, or became a manager since)."
+    )
 
 
 class NominationCoverageRead(BaseModel):
     state: CycleState
+    links_to: NominationLinksTo | None = Field(
+        description="Who got the lists' links (null: no round was started)."
+    )
     suppliers: int
     confirmed: int
+    approved: int = Field(description="Lists approved by the supplier's line manager.")
+    unapproved: int = Field(description="Lists not approved: they launch as they are.")
     short_of: int = Field(description="k + 2: suppliers below this many customers are listed.")
     confirmed_lists: list[NominationListRead]
     short_suppliers: list[NominationListRead]
+    managers_waiting: list[ManagerApprovalRead] = Field(
+        description="Line managers with lists they have not approved (yet)."
+    )
+    lists: list[NominationListRead] = Field(
+        description="Every list with its confirmation and approval, by supplier name, "
+        "paged with `offset` and `limit`."
+    )
+    offset: int
+    limit: int

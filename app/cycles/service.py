@@ -51,6 +51,7 @@ from app.cycles.models import (
     Invitation,
     NominationChange,
     NominationList,
+    NominationTeam,
 )
 from app.db import analyze, progress, utcnow
 from app.errors import Conflict, Invalid, NotFound
@@ -460,6 +461,9 @@ def apply_nominations(session: Session, *, cycle: Cycle) -> tuple[int, int]:
             removed += 1
     session.execute(
         update(NominationList).where(NominationList.cycle_id == cycle.id).values(token_hash=None)
+    )
+    session.execute(
+        update(NominationTeam).where(NominationTeam.cycle_id == cycle.id).values(token_hash=None)
     )
     session.flush()
     lists = session.scalar(

@@ -5,6 +5,9 @@ redirects to ``/nominate``, as the rating links do, so the token leaves the addr
 bar, the history and any Referer; bad tokens are throttled per address like theirs.
 The page lists the supplier's customers with suggestions, searches the directory, and
 records additions, removals (with a reason) and the confirmation as proposals.
+
+The same ``/n/{token}`` opens a line manager's team link (its own cookie, then
+``/nominate/team``, see team_pages): one path, one throttle, one redaction rule.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import hashlib
 import hmac
 import re
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -24,7 +28,7 @@ from app import crypto
 from app.auth import service as auth_service
 from app.auth.deps import SettingsDep
 from app.config import Settings
-from app.cycles import nomination
+from app.cycles import nomination, nomination_approval
 from app.cycles import service as cycles_service
 from app.cycles.models import NominationList
 from app.db import SessionDep
@@ -41,50 +45,62 @@ SESSION_MINUTES = 60
 SUGGESTIONS_SHOWN = 20
 
 
-def cookie_name(settings: Settings) -> str:
-    return "__Host-p360_nomination" if settings.https else "p360_nomination"
+@dataclass(frozen=True)
+class LinkSession:
+    """What an opened link leaves behind: a short-lived encrypted cookie naming one row
+    (a supplier's list, or a manager's team link), and the token its forms carry."""
+
+    cookie: str
+    purpose: str
+
+    def name(self, settings: Settings) -> str:
+        return f"__Host-{self.cookie}" if settings.https else self.cookie
+
+    def _key(self, settings: Settings) -> bytes:
+        return crypto.derive_key(settings.secret_key, f"{self.purpose}-cookie")
+
+    def read(self, request: Request, settings: Settings) -> int | None:
+        value = request.cookies.get(self.name(settings))
+        if not value or len(value) > 200:
+            return None
+        try:
+            payload = crypto.decrypt_text(self._key(settings), value, context=self.purpose.encode())
+        except crypto.DecryptionFailed:
+            return None
+        row_id, _, expires = payload.partition(".")
+        if not (row_id.isdigit() and expires.isdigit()) or int(expires) < time.time():
+            return None
+        return int(row_id)
+
+    def form_token(self, settings: Settings, row_id: int) -> str:
+        key = settings.secret_key.encode()
+        return hmac.new(key, f"{self.purpose}-form:{row_id}".encode(), hashlib.sha256).hexdigest()
+
+    def set(self, response: Response, settings: Settings, row_id: int) -> None:
+        expires = int(time.time() + SESSION_MINUTES * 60)
+        response.set_cookie(
+            self.name(settings),
+            crypto.encrypt_text(
+                self._key(settings), f"{row_id}.{expires}", context=self.purpose.encode()
+            ),
+            max_age=SESSION_MINUTES * 60,
+            httponly=True,
+            samesite="lax",
+            secure=settings.https,
+            path="/",
+        )
 
 
-def _key(settings: Settings) -> bytes:
-    return crypto.derive_key(settings.secret_key, "nomination-cookie")
+SUPPLIER_SESSION = LinkSession("p360_nomination", "nomination")
+TEAM_SESSION = LinkSession("p360_nomination_team", "nomination-team")
 
 
-def _sign(settings: Settings, list_id: int) -> str:
-    expires = int(time.time() + SESSION_MINUTES * 60)
-    return crypto.encrypt_text(_key(settings), f"{list_id}.{expires}", context=b"nomination")
-
-
-def _read(settings: Settings, value: str | None) -> int | None:
-    if not value or len(value) > 200:
-        return None
-    try:
-        payload = crypto.decrypt_text(_key(settings), value, context=b"nomination")
-    except crypto.DecryptionFailed:
-        return None
-    list_id, _, expires = payload.partition(".")
-    if not (list_id.isdigit() and expires.isdigit()) or int(expires) < time.time():
-        return None
-    return int(list_id)
-
-
-def _form_token(settings: Settings, list_id: int) -> str:
-    key = settings.secret_key.encode()
-    return hmac.new(key, f"nomination-form:{list_id}".encode(), hashlib.sha256).hexdigest()
-
-
-def _set_cookie(response: Response, settings: Settings, list_id: int) -> None:
-    response.set_cookie(
-        cookie_name(settings),
-        _sign(settings, list_id),
-        max_age=SESSION_MINUTES * 60,
-        httponly=True,
-        samesite="lax",
-        secure=settings.https,
-        path="/",
-    )
-
-
-def _invalid(request: Request, *, status_code: int = 404, forget: bool = True) -> Response:
+def invalid_link(
+    request: Request,
+    *,
+    status_code: int = 404,
+    forget: LinkSession | None = SUPPLIER_SESSION,
+) -> Response:
     """The one page for every bad link: unknown, altered, expired, round over."""
     response = render(
         request,
@@ -94,13 +110,13 @@ def _invalid(request: Request, *, status_code: int = 404, forget: bool = True) -
         status_code=status_code,
         headers={**PRIVATE_HEADERS, **({"Retry-After": "60"} if status_code == 429 else {})},
     )
-    if forget:
-        response.delete_cookie(cookie_name(request.app.state.settings), path="/")
+    if forget is not None:
+        response.delete_cookie(forget.name(request.app.state.settings), path="/")
     return response
 
 
 def _list_of(request: Request, session: Session, settings: Settings) -> NominationList | None:
-    list_id = _read(settings, request.cookies.get(cookie_name(settings)))
+    list_id = SUPPLIER_SESSION.read(request, settings)
     if list_id is None:
         return None
     try:
@@ -113,8 +129,16 @@ def _list_of(request: Request, session: Session, settings: Settings) -> Nominati
 def open_nomination_link(
     token: str, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Response:
-    """Swap the emailed token for the session cookie."""
-    found = nomination.find_list(session, token=token) if TOKEN_PATTERN.fullmatch(token) else None
+    """Swap the emailed token for the session cookie (a supplier's list or a team)."""
+    well_formed = TOKEN_PATTERN.fullmatch(token) is not None
+    found = nomination.find_list(session, token=token) if well_formed else None
+    team = None
+    if found is None and well_formed:
+        team = nomination_approval.find_team(session, token=token)
+    if team is not None:
+        response = RedirectResponse("/nominate/team", status_code=303, headers=PRIVATE_HEADERS)
+        TEAM_SESSION.set(response, settings, team.id)
+        return response
     if found is None:
         host = request.client.host if request.client else "unknown"
         over = auth_service.note_failure(
@@ -123,9 +147,9 @@ def open_nomination_link(
             limit=settings.bad_token_limit_per_minute,
             window=timedelta(minutes=1),
         )
-        return _invalid(request, status_code=429 if over else 404)
+        return invalid_link(request, status_code=429 if over else 404)
     response = RedirectResponse("/nominate", status_code=303, headers=PRIVATE_HEADERS)
-    _set_cookie(response, settings, found.id)
+    SUPPLIER_SESSION.set(response, settings, found.id)
     return response
 
 
@@ -179,7 +203,8 @@ def _page(
         "search_limit": nomination.SEARCH_LIMIT,
         "reason_max": nomination.REASON_MAX,
         "confirmed_at": found.confirmed_at,
-        "form_token": _form_token(settings, found.id),
+        "form_token": SUPPLIER_SESSION.form_token(settings, found.id),
+        "approved_at": found.approved_at,
         "error": error,
         "done": request.query_params.get("notice"),
     }
@@ -191,7 +216,8 @@ def _page(
         status_code=status_code,
         headers=PRIVATE_HEADERS,
     )
-    _set_cookie(response, settings, found.id)  # the session lasts from the last page load
+    # The session lasts from the last page load.
+    SUPPLIER_SESSION.set(response, settings, found.id)
     return response
 
 
@@ -205,7 +231,7 @@ def nomination_page(
     """The supplier's customer list, suggestions and a directory search."""
     found = _list_of(request, session, settings)
     if found is None:
-        return _invalid(request)
+        return invalid_link(request)
     return _page(request, session, settings, found, query=q)
 
 
@@ -222,10 +248,10 @@ def _change(
 ) -> Response:
     found = _list_of(request, session, settings)
     if found is None:
-        return _invalid(request)
-    if not hmac.compare_digest(_form_token(settings, found.id), form_token):
+        return invalid_link(request)
+    if not hmac.compare_digest(SUPPLIER_SESSION.form_token(settings, found.id), form_token):
         # A stale or forged form: refused, but the supplier's own session stays.
-        return _invalid(request, status_code=403, forget=False)
+        return invalid_link(request, status_code=403, forget=None)
     try:
         apply(found)
     except DomainError as exc:

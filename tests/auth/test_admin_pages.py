@@ -216,6 +216,7 @@ def test_settings_page_shows_no_secrets(client: TestClient, db: Session) -> None
     r = client.get("/admin/settings")
     assert r.status_code == 200
     assert "Minimum raters" in r.text
+    assert "Confirmation round links go to (default)</th><td>each supplier</td>" in r.text
     assert "test-secret-" not in r.text
 
 

@@ -74,7 +74,12 @@ def test_start_emails_each_supplier_and_coverage_follows(
     cycle = make_cycle(db)
     db.commit()
     body = start(client, hdr, cycle)
-    assert body == {"state": "nominating", "emailed": 2}
+    assert body == {
+        "state": "nominating",
+        "links_to": "supplier",
+        "emailed": 2,
+        "managers_emailed": 0,
+    }
     # Starting again is refused: the cycle is no longer a draft.
     problem(client.post(f"/api/v1/cycles/{cycle.id}/nominations/start", headers=hdr), 409)
     links = links_by_customer(db, cycle, kind="nomination")

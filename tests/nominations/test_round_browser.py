@@ -32,7 +32,8 @@ def test_a_whole_round_through_emailed_links(
     with committed_db() as session:
         support = make_department(session, name="Customer Support")
         finance = make_department(session, name="Finance")
-        sam = make_employee(session, department=support, full_name="Sam Support")
+        mona = make_employee(session, department=support, full_name="Mona Lead")
+        sam = make_employee(session, department=support, full_name="Sam Support", manager=mona)
         tia = make_employee(session, department=support, full_name="Tia Tickets")
         felix, gina, hugo = (
             make_employee(session, department=finance, full_name=name)
@@ -45,7 +46,7 @@ def test_a_whole_round_through_emailed_links(
         fast_user(session, role=Role.hr, email="hr@example.com")
         cycle_id = make_cycle(session, name="2031-Q1").id
         ids = {name: e.id for name, e in (("sam", sam), ("gina", gina), ("hugo", hugo))}
-        sam_email = sam.email
+        sam_email, mona_email = sam.email, mona.email
         session.commit()
     base = live_server.url
 
@@ -61,15 +62,20 @@ def test_a_whole_round_through_emailed_links(
     assert "The confirmation round started" in page.content()
     assert "0 of 2 suppliers confirmed" in page.content()
 
-    # The worker sends the emails through a real SMTP server.
+    # The worker sends the emails through a real SMTP server: two suppliers, one manager.
     stats = sender.deliver_due(committed_db, smtp_settings(settings, smtp_server))
-    assert stats.sent == 2
-    (message,) = [m for m in smtp_server.wait_for(2) if m["To"].endswith(f"<{sam_email}>")]
+    assert stats.sent == 3
+    received = smtp_server.wait_for(3)
+    (message,) = [m for m in received if m["To"].endswith(f"<{sam_email}>")]
     assert message["Subject"] == "Who should rate you in 2031-Q1?"
     text, body = text_and_html(message)
     found = re.search(r"/n/([A-Za-z0-9_-]{16,128})", text)
     assert found and found.group(0) in body
     token = found.group(1)
+    (team_message,) = [m for m in received if m["To"].endswith(f"<{mona_email}>")]
+    assert team_message["Subject"] == "Who should rate your team in 2031-Q1?"
+    team_link = re.search(r"/n/([A-Za-z0-9_-]{16,128})", text_and_html(team_message)[0])
+    assert team_link
 
     # Sam opens the link in a fresh browser (no HR session): the token leaves the URL.
     supplier = page.context.browser.new_context()
@@ -93,12 +99,25 @@ def test_a_whole_round_through_emailed_links(
     screenshot(sp, "nomination-supplier-list")
     supplier.close()
 
+    # Sam's manager opens her team link and approves his list as he left it.
+    manager = page.context.browser.new_context()
+    mp = manager.new_page()
+    mp.set_default_timeout(10_000)
+    mp.goto(f"{base}{team_link.group(0)}")
+    assert mp.url == f"{base}/nominate/team"
+    assert "added by Sam Support" in mp.locator("section", has_text="Sam Support").inner_text()
+    mp.get_by_role("button", name="Approve Sam Support's list").click()
+    mp.get_by_text("List approved.").wait_for()
+    screenshot(mp, "nomination-manager-team")
+    manager.close()
+
     # HR sees the coverage, then launches: Sam's confirmed list is applied.
     page.goto(f"{base}/cycles/{cycle_id}")
     assert "1 of 2 suppliers confirmed" in page.content()
     screenshot(page, "nomination-hr-coverage")
     page.get_by_role("link", name="Launch…").click()
     assert "Confirmation round: 1 of 2 suppliers confirmed" in page.content()
+    assert "Line managers approved 1 of 2 lists; 1 unapproved lists" in page.content()
     page.get_by_role("button", name="Launch and send invitations").click()
     page.wait_for_load_state()
     with committed_db() as session:

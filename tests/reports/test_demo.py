@@ -50,4 +50,12 @@ def test_next_quarter_is_in_its_confirmation_round(db: Session, settings: Settin
     mails = db.scalar(
         select(func.count()).select_from(OutboxMessage).where(OutboxMessage.kind == "nomination")
     )
-    assert mails == len([row for row in found.lists if row.emailed])
+    assert mails == len([row for row in found.lists if row.link_to == "supplier"])
+    # His manager approved it; every manager of a supplier has their team link.
+    assert tom.approved_at is not None and found.approved == 1
+    team_mails = db.scalar(
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(OutboxMessage.kind == "nomination-team")
+    )
+    assert team_mails == nomination.team_links(db, cycle_id=cycle.id) > 0
