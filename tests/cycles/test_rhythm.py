@@ -456,6 +456,7 @@ def test_the_round_setting_on_the_page_and_through_the_api(client: TestClient, d
     }
     assert client.post("/rhythm", data=data, follow_redirects=False).status_code == 303
     assert rhythm.get_rhythm(db).nomination_days == 7
+    assert "its confirmation round starts on" in client.get("/rhythm").text
     bad = client.post("/rhythm", data={**data, "nomination_days": "20"})
     assert bad.status_code == 422
     assert re.search(r'has-error"><label for="r-nom"', bad.text)
