@@ -9,8 +9,9 @@ cycle at its opening unless HR paused it (a paused draft also waits for its roun
 reminds on the rhythm's days; the close at ``closes_at`` is the worker's usual job.
 Nobody has to press a button.
 
-Each pass also stores what the next automatic launch would give (``LaunchPreview``), so
-the dashboard's "what happens next" line reads one row instead of the whole matrix.
+Each pass of the worker also stores what the next automatic launch would give
+(``LaunchPreview``, at most hourly), so the dashboard's "what happens next" line reads
+one row instead of the whole matrix.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, aliased
 
 from app import dates, i18n
@@ -186,9 +187,9 @@ def run_rhythm(
     hr_recipients: Sequence[tuple[str, str]] = (),
 ) -> list[RhythmEvent]:
     """One pass: create the next quarter's cycle when its time has come, start the
-    confirmation rounds and launch the automatic cycles whose time has come, and refresh
-    the launch preview. Reminders and the close are the worker's usual jobs (the cycle
-    carries the rhythm's reminder days)."""
+    confirmation rounds and launch the automatic cycles whose time has come. Reminders
+    and the close are the worker's usual jobs (the cycle carries the rhythm's reminder
+    days); the launch preview is the job's second step (:func:`compute_preview`)."""
     now = now or utcnow()
     events: list[RhythmEvent] = []
     rhythm = get_rhythm(session)
@@ -207,7 +208,7 @@ def run_rhythm(
             )
     events += start_rounds_due(session, settings=settings, now=now)
     events += launch_due(session, settings=settings, now=now)
-    refresh_previews(session, settings=settings, now=now)
+    drop_stale_previews(session)
     return events
 
 
@@ -420,46 +421,103 @@ def next_step(
     )
 
 
+@dataclass(frozen=True)
+class PreviewFigures:
+    """What an automatic draft's launch would give, to be stored as its LaunchPreview."""
+
+    cycle_id: int
+    computed_at: datetime
+    customers: int
+    suppliers_short: int
+    short_of: int
+
+
+def _automatic_drafts(session: Session) -> list[Cycle]:
+    return list(
+        session.scalars(
+            select(Cycle).where(
+                Cycle.state.in_(cycles_service.LAUNCHABLE), Cycle.auto_launch.is_(True)
+            )
+        )
+    )
+
+
+def previews_due(
+    session: Session, *, now: datetime, max_age: timedelta = PREVIEW_MAX_AGE
+) -> list[Cycle]:
+    """The automatic drafts whose preview is missing or older than ``max_age``."""
+    fresh = set(
+        session.scalars(
+            select(LaunchPreview.cycle_id).where(LaunchPreview.computed_at > now - max_age)
+        )
+    )
+    return [c for c in _automatic_drafts(session) if c.id not in fresh]
+
+
+def compute_preview(
+    session: Session, *, settings: Settings, cycle: Cycle, now: datetime
+) -> PreviewFigures:
+    """Read only: the coverage of the whole live matrix (the slow part: seconds at 50,000
+    employees), so the worker runs it outside its write transaction."""
+    short_of = settings.anonymity_min_raters + 2
+    coverage = cycles_service.launch_coverage(
+        session,
+        settings=settings.model_copy(update={"anonymity_min_raters": short_of}),
+        now=max(now, cycle.opens_at),
+    )
+    return PreviewFigures(
+        cycle_id=cycle.id,
+        computed_at=now,
+        customers=_customers(session),
+        suppliers_short=len(coverage.below_k),
+        short_of=short_of,
+    )
+
+
+def drop_stale_previews(session: Session) -> None:
+    """Drop the previews of cycles that launched or were paused."""
+    session.execute(
+        delete(LaunchPreview).where(
+            LaunchPreview.cycle_id.not_in([c.id for c in _automatic_drafts(session)])
+        )
+    )
+
+
+def store_previews(session: Session, *, figures: Sequence[PreviewFigures]) -> None:
+    """Write the figures of the cycles still automatic drafts (one may have launched
+    while they were computed). Flush only."""
+    wanted = {c.id for c in _automatic_drafts(session)}
+    rows = {row.cycle_id: row for row in session.scalars(select(LaunchPreview))}
+    for f in figures:
+        if f.cycle_id not in wanted:
+            continue
+        values = {
+            "computed_at": f.computed_at,
+            "customers": f.customers,
+            "suppliers_short": f.suppliers_short,
+            "short_of": f.short_of,
+        }
+        row = rows.get(f.cycle_id)
+        if row is None:
+            session.add(LaunchPreview(cycle_id=f.cycle_id, **values))
+        else:
+            for key, value in values.items():
+                setattr(row, key, value)
+    session.flush()
+
+
 def refresh_previews(
     session: Session, *, settings: Settings, now: datetime, max_age: timedelta = PREVIEW_MAX_AGE
 ) -> int:
-    """Store what each automatic draft's launch would give, when older than ``max_age``.
-
-    Drops the previews of cycles that launched or were paused. Returns how many were
-    computed (the coverage of the whole live matrix each: the slow part).
-    """
-    drafts = session.scalars(
-        select(Cycle).where(Cycle.state.in_(cycles_service.LAUNCHABLE), Cycle.auto_launch.is_(True))
-    ).all()
-    wanted = {c.id for c in drafts}
-    for stale in session.scalars(select(LaunchPreview)).all():
-        if stale.cycle_id not in wanted:
-            session.delete(stale)
-    computed = 0
-    for cycle in drafts:
-        row = session.get(LaunchPreview, cycle.id)
-        if row is not None and row.computed_at > now - max_age:
-            continue
-        short_of = settings.anonymity_min_raters + 2
-        coverage = cycles_service.launch_coverage(
-            session,
-            settings=settings.model_copy(update={"anonymity_min_raters": short_of}),
-            now=max(now, cycle.opens_at),
-        )
-        figures = {
-            "computed_at": now,
-            "customers": _customers(session),
-            "suppliers_short": len(coverage.below_k),
-            "short_of": short_of,
-        }
-        if row is None:
-            session.add(LaunchPreview(cycle_id=cycle.id, **figures))
-        else:
-            for key, value in figures.items():
-                setattr(row, key, value)
-        computed += 1
-    session.flush()
-    return computed
+    """Compute and store the due previews in one session (the worker splits the two
+    steps); returns how many were computed."""
+    figures = [
+        compute_preview(session, settings=settings, cycle=cycle, now=now)
+        for cycle in previews_due(session, now=now, max_age=max_age)
+    ]
+    store_previews(session, figures=figures)
+    drop_stale_previews(session)
+    return len(figures)
 
 
 def _customers(session: Session) -> int:

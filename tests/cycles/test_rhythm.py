@@ -481,3 +481,25 @@ def test_the_round_setting_on_the_page_and_through_the_api(client: TestClient, d
         select(AuditEntry).where(AuditEntry.entity == "rhythm").order_by(AuditEntry.id)
     ).all()
     assert ['"nomination_days":3' in a.detail for a in audit][-1]
+
+
+def test_figures_of_a_cycle_launched_meanwhile_are_not_stored(
+    db: Session, settings: Settings
+) -> None:
+    make_company(db, suppliers=2, customers=4, competencies=2)
+    rhythm.update_rhythm(db, fields=RHYTHM, actor="test")
+    plan = rhythm.plan_for(rhythm.get_rhythm(db), 2027, 1)
+    event = rhythm._create(db, plan=plan, rhythm=rhythm.get_rhythm(db), now=plan.create_at, hr=[])
+    (draft,) = rhythm.previews_due(db, now=plan.create_at)
+    figures = rhythm.compute_preview(db, settings=settings, cycle=draft, now=plan.create_at)
+    assert (figures.cycle_id, figures.customers, figures.suppliers_short) == (event.cycle_id, 4, 2)
+    rhythm.set_auto_launch(db, cycle_id=event.cycle_id, on=False)  # paused meanwhile
+    rhythm.store_previews(db, figures=[figures])
+    assert db.scalar(select(func.count()).select_from(LaunchPreview)) == 0
+    rhythm.set_auto_launch(db, cycle_id=event.cycle_id, on=True)
+    rhythm.store_previews(db, figures=[figures])
+    assert db.get(LaunchPreview, event.cycle_id) is not None
+    assert rhythm.previews_due(db, now=plan.create_at) == []
+    rhythm.set_auto_launch(db, cycle_id=event.cycle_id, on=False)
+    rhythm.drop_stale_previews(db)
+    assert db.get(LaunchPreview, event.cycle_id) is None
