@@ -230,8 +230,12 @@ def _focus_section(
     return {
         "title": _("Focus areas agreed last cycle")
         if agreed
-        else _("Focus areas chosen last cycle (not confirmed by the manager)"),
-        "intro": _("Chosen after %(cycle)s; the change on them comes first.")
+        else _("Focus areas chosen last cycle"),
+        "intro": (
+            _("Agreed with the manager after %(cycle)s.")
+            if agreed
+            else _("Chosen after %(cycle)s (not confirmed by the manager).")
+        )
         % {"cycle": earlier_name},
         "competency": _("Competency"),
         "earlier": earlier_name,

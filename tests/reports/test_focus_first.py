@@ -267,3 +267,30 @@ def test_focus_series_rescales_and_skips_what_was_not_shown() -> None:
     ]
     series = charts.focus_series(points, [("b", "B"), ("a", "A")])
     assert [(s.code, s.means) for s in series] == [("a", [5.5, None, 8.0])]  # b: never shown
+
+
+def test_areas_the_manager_did_not_confirm_are_called_so(
+    db: Session, quarters: dict[str, Any]
+) -> None:
+    first, second, supplier, codes = (
+        quarters["first"],
+        quarters["second"],
+        quarters["supplier"],
+        quarters["codes"],
+    )
+    russian = feedback.feedback_report(db, cycle_id=second.id, employee_id=supplier.id, lang="ru")
+    text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(russian.content)).pages)
+    assert "Направления развития, согласованные в прошлом цикле" in _flat(text)
+    # The person changes the areas afterwards: the manager's agreement is withdrawn.
+    personal.choose_focus(
+        db,
+        cycle_id=first.id,
+        employee_id=supplier.id,
+        codes=[codes["Competency 0"], codes["Competency 1"]],
+        chosen_by=personal.EMPLOYEE_CHOICE,
+    )
+    report = feedback.feedback_report(db, cycle_id=second.id, employee_id=supplier.id)
+    first_page = _flat(PdfReader(io.BytesIO(report.content)).pages[0].extract_text())
+    assert "Focus areas chosen last cycle" in first_page
+    assert "not confirmed by the manager" in first_page
+    assert re.search(r"Competency 0 5\.00 9\.00 \+4\.00", first_page)
