@@ -25,7 +25,7 @@ from app.ratings import service as ratings_service
 from app.ratings.schemas import SupplierAnswer
 from app.reports import charts, feedback, personal
 from app.reports.schemas import CompetencyMean, CycleRef, TrendPoint
-from app.reports.service import competencies
+from app.reports.service import competencies, employee_result
 from tests.auth.helpers import sign_in
 from tests.conftest import TEST_SECRET_KEY
 from tests.cycles.helpers import (
@@ -43,10 +43,22 @@ SECOND = [9, 8, 7]
 
 
 def _run_cycle(
-    db: Session, settings: Settings, company: Company, *, start: date, scores: list[int]
+    db: Session,
+    settings: Settings,
+    company: Company,
+    *,
+    start: date,
+    scores: list[int],
+    scale_max: int = 10,
 ) -> Cycle:
     """Every customer rates supplier 0 (4 raters); supplier 1 has two (below k = 3)."""
-    cycle = launched_cycle(db, settings, period_start=start, period_end=start + timedelta(days=89))
+    cycle = launched_cycle(
+        db,
+        settings,
+        period_start=start,
+        period_end=start + timedelta(days=89),
+        scale_max=scale_max,
+    )
     ids = cycle_competency_ids(db, cycle)
     for i, customer in enumerate(company.customers):
         suppliers = company.suppliers if i < 2 else company.suppliers[:1]
@@ -61,6 +73,12 @@ def _run_cycle(
 
 @pytest.fixture
 def quarters(db: Session, settings: Settings) -> dict[str, Any]:
+    return _quarters(db, settings)
+
+
+def _quarters(
+    db: Session, settings: Settings, *, first_scores: list[int] = FIRST, first_scale: int = 10
+) -> dict[str, Any]:
     """Two closed quarters; after the first, supplier 0 and their manager agreed on
     Competency 2 and Competency 1."""
     company = make_company(db, suppliers=2, customers=4, competencies=3)
@@ -73,7 +91,9 @@ def quarters(db: Session, settings: Settings) -> dict[str, Any]:
         )
     )
     db.flush()
-    first = _run_cycle(db, settings, company, start=date(2026, 4, 1), scores=FIRST)
+    first = _run_cycle(
+        db, settings, company, start=date(2026, 4, 1), scores=first_scores, scale_max=first_scale
+    )
     codes = {c.name: c.code for c in competencies(db, cycle_id=first.id)}
     supplier = company.suppliers[0]
     personal.choose_focus(
@@ -294,3 +314,22 @@ def test_areas_the_manager_did_not_confirm_are_called_so(
     assert "Focus areas chosen last cycle" in first_page
     assert "not confirmed by the manager" in first_page
     assert re.search(r"Competency 0 5\.00 9\.00 \+4\.00", first_page)
+
+
+def test_an_earlier_cycle_on_another_scale_is_mapped_onto_this_one(
+    db: Session, settings: Settings
+) -> None:
+    data = _quarters(db, settings, first_scores=[3, 4, 2], first_scale=5)
+    second, supplier = data["second"], data["supplier"]
+    result = employee_result(db, cycle_id=second.id, employee_id=supplier.id)
+    view = personal.focus_view(db, cycle_id=second.id, employee_id=supplier.id, result=result)
+    assert view.rescaled
+    # 4 of 1-5 is 7.75 of 1-10; 2 of 1-5 is 3.25.
+    assert [(c.name, c.before, c.now) for c in view.changes] == [
+        ("Competency 1", 7.75, 8.0),
+        ("Competency 2", 3.25, 7.0),
+    ]
+    report = feedback.feedback_report(db, cycle_id=second.id, employee_id=supplier.id)
+    first_page = _flat(PdfReader(io.BytesIO(report.content)).pages[0].extract_text())
+    assert re.search(r"Competency 1 7\.75 8\.00 \+0\.25", first_page)
+    assert "mapped onto this cycle's scale" in first_page
