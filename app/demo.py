@@ -19,6 +19,7 @@ def seed_demo(session: Session, settings: Settings, *, only_if_empty: bool = Tru
     seed_org(session)
     credentials += seed_accounts(session)
     seed_past_cycles(session, settings)
+    seed_focus_plans(session)
     seed_open_cycle(session, settings)
     seed_nomination_cycle(session, settings)
     seed_rhythm(session)
@@ -431,10 +432,43 @@ def seed_nomination_cycle(session: Session, settings: Settings) -> None:
 
 
 def seed_rhythm(session: Session) -> None:
-    """The quarterly rhythm, on: the dashboard says when the next quarter's cycle comes."""
+    """The quarterly rhythm, on, starting each cycle's confirmation round a week before
+    it opens: the dashboard says when the next quarter's cycle and its round come."""
     from app.cycles import rhythm
 
-    rhythm.update_rhythm(session, fields=rhythm.RhythmFields(enabled=True), actor="demo")
+    rhythm.update_rhythm(
+        session, fields=rhythm.RhythmFields(enabled=True, nomination_days=7), actor="demo"
+    )
+
+
+def seed_focus_plans(session: Session, *, people: int = 3) -> None:
+    """Agreed focus areas after the first past quarter (each person's two weakest
+    competencies), so the second quarter's pages and report open with their change."""
+    from app.reports import personal
+    from app.reports import service as reports_service
+
+    closed = reports_service.closed_cycles(session)
+    if len(closed) < 2:
+        return
+    earlier = closed[-1]
+    _total, rows = reports_service.employee_results(
+        session, cycle_id=earlier.id, limit=None, only_included=True
+    )
+    managers = dict(session.execute(select(Employee.id, Employee.manager_id)).all())
+    emails = dict(session.execute(select(Employee.id, Employee.email)).all())
+    for row in sorted(rows, key=lambda r: r.full_name)[:people]:
+        weakest = sorted(row.competencies, key=lambda m: m.mean)[:2]
+        if len(weakest) < 2:
+            continue
+        manager = managers.get(row.employee_id)
+        personal.choose_focus(
+            session,
+            cycle_id=earlier.id,
+            employee_id=row.employee_id,
+            codes=[m.code for m in weakest],
+            chosen_by=emails.get(manager, "demo") if manager else "demo",
+            agree=True,
+        )
 
 
 # The department service map HR keeps: the matrix suggestions expand it to people.

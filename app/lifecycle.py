@@ -475,7 +475,8 @@ def reminders_job(settings: Settings, engine: Engine, factory: sessionmaker[Sess
 
 @every(60)
 def rhythm_job(settings: Settings, engine: Engine, factory: sessionmaker[Session]) -> None:
-    """The quarterly rhythm: create the next cycle when due, launch automatic ones."""
+    """The quarterly rhythm: create the next cycle when due, start confirmation rounds,
+    launch automatic ones, then refresh the launch preview the dashboard reads."""
     with writer_session(factory) as session, session.begin():
         hr = [
             (email, name)
@@ -499,6 +500,17 @@ def rhythm_job(settings: Settings, engine: Engine, factory: sessionmaker[Session
                 detail=detail,
             )
             log.info("quarterly rhythm: %s cycle %s", event.action, event.cycle_id)
+    # The launch preview reads the whole matrix (seconds at 50,000 employees): in a read
+    # session, outside the write lock (SQLite's WAL lets writers go on meanwhile).
+    now = utcnow()
+    with factory() as session:
+        figures = [
+            cycles_rhythm.compute_preview(session, settings=settings, cycle=cycle, now=now)
+            for cycle in cycles_rhythm.previews_due(session, now=now)
+        ]
+    if figures:
+        with writer_session(factory) as session, session.begin():
+            cycles_rhythm.store_previews(session, figures=figures)
 
 
 @every(60)

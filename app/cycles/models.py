@@ -102,6 +102,9 @@ class Cycle(Base):
     nomination_links_to: Mapped[NominationLinksTo | None] = mapped_column(
         Enum(NominationLinksTo, native_enum=False, length=20, validate_strings=True)
     )
+    # When the rhythm starts this draft's confirmation round by itself (its
+    # ``nomination_days``); NULL: no round planned.
+    nomination_starts_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class CycleCompetency(Base):
@@ -291,8 +294,30 @@ class CycleRhythm(Base):
     open_days: Mapped[int] = mapped_column(Integer, default=10)
     reminder_days: Mapped[list[int]] = mapped_column(JSON, default=lambda: [7, 9])
     prepare_days: Mapped[int] = mapped_column(Integer, default=14)
+    # 0: no confirmation round (HR reviews the matrix); N: the round starts N days before
+    # the opening, by itself.
+    nomination_days: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_by: Mapped[str] = mapped_column(String(320), default="")
+
+
+class LaunchPreview(Base):
+    """What the launch of an automatic draft would give, as of ``computed_at``.
+
+    Computed by the rhythm job (coverage reads the whole matrix: seconds at 50,000
+    employees), so the dashboard reads one row instead of computing it on every load.
+    """
+
+    __tablename__ = "launch_preview"
+
+    cycle_id: Mapped[int] = mapped_column(
+        ForeignKey("cycle.id", ondelete="CASCADE"), primary_key=True
+    )
+    computed_at: Mapped[datetime] = mapped_column(DateTime)
+    customers: Mapped[int] = mapped_column(Integer)
+    # Suppliers who would have fewer than ``short_of`` (k + 2) raters who count.
+    suppliers_short: Mapped[int] = mapped_column(Integer)
+    short_of: Mapped[int] = mapped_column(Integer)
 
 
 class NominationList(Base):

@@ -16,16 +16,30 @@ router = APIRouter(tags=["cycles"])
 
 
 class NextStepRead(BaseModel):
-    action: str = Field(description="`launch` (a cycle opens on its own) or `create`.")
+    action: str = Field(
+        description="`start round` (a draft's confirmation round starts on its own), `launch` "
+        "(a cycle opens on its own) or `create`."
+    )
     cycle_name: str
     when: UtcDatetime
     opens_at: UtcDatetime
     cycle_id: int | None = None
-    customers: int | None = Field(default=None, description="Customers it would invite now.")
+    round_starts_at: UtcDatetime | None = Field(
+        default=None, description="When the rhythm starts (or started) the confirmation round."
+    )
+    nominating: bool = Field(default=False, description="The confirmation round is running.")
+    customers: int | None = Field(
+        default=None,
+        description="Customers it would invite, as of `figures_at` (null until the worker "
+        "has computed the preview).",
+    )
     suppliers_short: int | None = Field(
         default=None, description="Suppliers with fewer than k + 2 raters who count."
     )
     short_of: int | None = Field(default=None, description="k + 2")
+    figures_at: UtcDatetime | None = Field(
+        default=None, description="When the worker computed these figures (at most hourly)."
+    )
 
 
 class RhythmRead(rhythm.RhythmFields):
@@ -69,7 +83,8 @@ def get_rhythm(session: SessionDep, settings: SettingsDep) -> RhythmRead:
     dependencies=[Depends(require_scopes("cycles:write"))],
     summary="Set the quarterly rhythm",
     description="With `enabled`, the worker creates each quarter's cycle `prepare_days` before "
-    "it opens (emailing HR to review the matrix), launches it at its opening "
+    "it opens (emailing HR to review the matrix), starts its confirmation round "
+    "`nomination_days` before it opens (0: no round), launches it at its opening "
     "(`opens_days_before_quarter_end` before the quarter ends) unless paused, reminds on "
     "`reminder_days` (counted from the opening) and closes it after `open_days`.",
     responses=problems(422),

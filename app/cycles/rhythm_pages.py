@@ -34,6 +34,13 @@ def _rhythm_page(
     )
 
 
+def _field_of(loc: tuple[int | str, ...], message: str) -> str:
+    """The form field an error belongs to; the rules across fields name their own."""
+    if loc:
+        return str(loc[0])
+    return "nomination_days" if rhythm.NOMINATION_RULE in message else "reminder_days"
+
+
 @router.get("/rhythm")
 def rhythm_form(request: Request, session: SessionDep) -> Response:
     row = rhythm.get_rhythm(session)
@@ -51,6 +58,7 @@ def rhythm_save(
     reminder_days: DayList,
     prepare_days: Annotated[str, Form(max_length=10)],
     enabled: Annotated[str, Form(max_length=10)] = "",
+    nomination_days: Annotated[str, Form(max_length=10)] = "0",
 ) -> Response:
     values: dict[str, object] = {
         "enabled": bool(enabled),
@@ -58,16 +66,14 @@ def rhythm_save(
         "open_days": open_days.strip(),
         "reminder_days": reminder_days,
         "prepare_days": prepare_days.strip(),
+        "nomination_days": nomination_days.strip() or "0",
     }
     days = [d.strip() for d in reminder_days.replace(";", ",").split(",") if d.strip()]
     try:
         fields = rhythm.RhythmFields.model_validate({**values, "reminder_days": days})
     except ValidationError as exc:
         errors = {
-            # The one rule across fields (reminders while open) belongs to the days.
-            (str(e["loc"][0]) if e["loc"] else "reminder_days"): str(e["msg"]).removeprefix(
-                "Value error, "
-            )
+            _field_of(e["loc"], str(e["msg"])): str(e["msg"]).removeprefix("Value error, ")
             for e in exc.errors(include_url=False, include_input=False)
         }
         return _rhythm_page(request, session, values, errors)

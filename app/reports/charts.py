@@ -25,6 +25,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ from sqlalchemy.orm import Session
 from app.cycles.models import Cycle, CycleDepartment
 from app.errors import Invalid, NotFound
 from app.reports import coefficients as calc
-from app.reports import service
+from app.reports import personal, service
 from app.reports.filenames import chart_filename
 from app.reports.schemas import (
     CompanyResultRead,
@@ -108,6 +109,10 @@ WIDTH = 8.0  # inches: a chart card on the page, and the text width of an A4 rep
 MAX_LABEL = 40  # characters of a department or competency name before "…"
 MAX_COLUMN_LABEL = 22  # heatmap competency names (turned)
 MAX_CYCLE_LABEL = 16  # trend cycle names
+MAX_FOCUS_LABEL = 26  # focus competency names in the trend chart's legend
+# Up to three focus areas, each in a colour of its own, none the coefficient's blue.
+FOCUS_COLOURS = ("#7a2bd3", "#0f7b55", "#c4320a")
+FOCUS_BACKGROUND = "#f6f8fe"
 
 
 def render(fig: Figure, fmt: str) -> bytes:
@@ -400,9 +405,11 @@ def employee_profile(
     employee: EmployeeResultRead,
     company: CompanyResultRead,
     department: DepartmentResultRead | None = None,
+    focus: Sequence[str] = (),
 ) -> Figure:
-    """One employee's competency means next to their department's and the company's."""
-    rows = company.competencies
+    """One employee's competency means next to their department's and the company's
+    (``focus``: the codes of their focus competencies, listed first and in bold)."""
+    rows = personal.focus_first(company.competencies, focus)
     height = max(3.2, 0.42 * len(rows) + 2.0)
     if employee.status != "ok":
         return _message(cycle, f"{_short(employee.full_name, 40)}: not enough responses")
@@ -423,6 +430,9 @@ def employee_profile(
             else:
                 ax.text(low, i, "  not enough answers", va="center", fontsize=SMALL, color=GREY)
         ax.set_yticks(range(len(rows)), [_short(c.name, MAX_LABEL) for c in rows])
+        for label, c in zip(ax.get_yticklabels(), rows, strict=True):
+            if c.code in focus:
+                label.set_fontweight("bold")
         ax.tick_params(axis="y", length=0)
         ax.grid(axis="x", color="#e4e8f2")
         ax.set_axisbelow(True)
@@ -448,9 +458,91 @@ def employee_profile(
     return fig
 
 
-def trend_chart(title: str, points: Sequence[TrendPoint], cycle: CycleRef) -> Figure:
+@dataclass(frozen=True)
+class FocusSeries:
+    """One focus competency's mean over the trend's cycles, on the latest cycle's scale
+    (None where it was not shown: the person below k, or the competency below k answers)."""
+
+    code: str
+    name: str
+    means: list[float | None]
+
+
+def focus_series(
+    points: Sequence[TrendPoint], focus: Sequence[tuple[str, str]]
+) -> list[FocusSeries]:
+    """The focus competencies' lines, in the plan's order; one with no shown mean is left
+    out (nothing to draw)."""
+    if not points:
+        return []
+    target = calc.Scale(points[-1].cycle.scale_min, points[-1].cycle.scale_max)
+    series = []
+    for code, name in focus:
+        means: list[float | None] = []
+        for p in points:
+            mean = next((m.mean for m in p.competencies if m.code == code), None)
+            scale = calc.Scale(p.cycle.scale_min, p.cycle.scale_max)
+            means.append(None if mean is None else calc.rescale(mean, scale, target))
+        if any(m is not None for m in means):
+            series.append(FocusSeries(code, name, means))
+    return series
+
+
+def _focus_panel(ax: Axes, series: Sequence[FocusSeries], ref: CycleRef, spacing: float) -> None:
+    """The focus competencies over the cycles, drawn above the coefficient and in their
+    own colours, so the change on what the person agreed to work on reads first."""
+    low, high = _value_range([m for s in series for m in s.means], ref)
+    for s, colour in zip(series, FOCUS_COLOURS, strict=False):
+        xs = [x for x, m in enumerate(s.means) if m is not None]
+        ys = [m for m in s.means if m is not None]
+        ax.plot(
+            xs,
+            ys,
+            marker="o",
+            color=colour,
+            linewidth=2.5,
+            label=f"focus area: {_short(s.name, MAX_FOCUS_LABEL)}",
+        )
+        if spacing >= 0.6 and ys:
+            ax.annotate(
+                f"{ys[-1]:.2f}",
+                (xs[-1], ys[-1]),
+                textcoords="offset points",
+                xytext=(7, 0),
+                va="center",
+                fontsize=SMALL,
+                color=colour,
+            )
+    ax.set_ylim(low, high)
+    ax.set_ylabel("Focus areas (mean)")
+    ax.grid(axis="y", color="#e4e8f2")
+    ax.set_facecolor(FOCUS_BACKGROUND)
+    labels = sum(len(_short(s.name, MAX_FOCUS_LABEL)) + 14 for s in series)
+    # One row while the labels fit the width (about 0.6 em a character), else one a row.
+    one_row = labels * FONT * 0.6 / 72 <= WIDTH - 1.2
+    ax.legend(
+        loc="lower left",
+        bbox_to_anchor=(0, 1.01),
+        ncols=len(series) if one_row else 1,
+        frameon=False,
+        borderaxespad=0,
+        handletextpad=0.4,
+        columnspacing=1.2,
+    )
+
+
+def trend_chart(
+    title: str,
+    points: Sequence[TrendPoint],
+    cycle: CycleRef,
+    focus: Sequence[tuple[str, str]] = (),
+) -> Figure:
     """A coefficient over quarters, on the scale of the latest cycle (earlier cycles on
-    another scale are mapped onto it), with 95% intervals where known."""
+    another scale are mapped onto it), with 95% intervals where known.
+
+    With ``focus`` ((code, name) of a person's focus competencies), a panel above the
+    coefficient draws those competencies first, each in its own colour.
+    """
     shown = [p for p in points if p.coefficient is not None]
     if not shown:
         return _message(cycle, f"{_short(title, 40)}: not enough responses")
@@ -469,12 +561,17 @@ def trend_chart(title: str, points: Sequence[TrendPoint], cycle: CycleRef) -> Fi
     highs = [on_target(p.ci_high, p.cycle) for p in points]
     ref = points[-1].cycle
     low, high = _value_range([*ys, *lows, *highs], ref)
-    fig = _figure(WIDTH, 4.4)
+    series = focus_series(points, focus)
+    fig = _figure(WIDTH, 4.4 + (3.2 if series else 0.0))
     n = len(points)
     # Inches between two cycle names along the axis (about 1.2 in go to the y axis).
     spacing = (WIDTH - 1.2) / n
     with rc_context(RC):
-        ax = fig.add_subplot()
+        if series:
+            focus_ax, ax = fig.subplots(2, 1, sharex=True, height_ratios=[1.0, 1.0])
+            _focus_panel(focus_ax, series, ref, spacing)
+        else:
+            ax = fig.add_subplot()
         xs = [x for x, v in zip(range(n), ys, strict=True) if v is not None]
         ax.plot(xs, [v for v in ys if v is not None], marker="o", color=ACCENT, linewidth=2)
         for x, y, lo, hi in zip(range(n), ys, lows, highs, strict=True):
@@ -518,7 +615,7 @@ def trend_chart(title: str, points: Sequence[TrendPoint], cycle: CycleRef) -> Fi
             )
         ax.set_ylabel(f"Coefficient (scale {target.low}–{target.high})")
         ax.grid(axis="y", color="#e4e8f2")
-        _title(fig, f"Trend — {title}")
+        _title(fig, f"Trend — {title}" + (" · focus areas first" if series else ""))
         extra = "bars: 95% interval" + (
             " · earlier scales mapped onto this one" if rescaled else ""
         )
@@ -623,6 +720,12 @@ def build_chart(
             result,
             service.company_results(session, cycle_id=cycle_id),
             _department_of(session, cycle_id=cycle_id, employee=result),
+            focus=[
+                code
+                for code, _name in personal.focus_to_show(
+                    session, cycle_id=cycle_id, employee_id=result.employee_id
+                )
+            ],
         )
     if chart == "trend-company":
         return trend_chart("company", service.company_trend(session, up_to=cycle), ref)
@@ -644,6 +747,9 @@ def build_chart(
             result.full_name,
             service.employee_trend(session, employee_id=result.employee_id, up_to=cycle),
             ref,
+            focus=personal.focus_to_show(
+                session, cycle_id=cycle_id, employee_id=result.employee_id
+            ),
         )
     raise NotFound(f"There is no chart {chart!r}; charts: {', '.join(CHARTS)}.")
 
@@ -679,6 +785,16 @@ def chart_bytes(
         newest: datetime | None = None
         if chart.startswith("trend-"):
             newest = session.scalar(select(func.max(Cycle.results_ready_at)))
+        focus = ""
+        if chart in ("employee", "trend-employee") and employee:
+            # Focus areas are chosen after the results: a new choice is a new chart.
+            person = service.employee_by_external_id(session, external_id=employee)
+            focus = ",".join(
+                code
+                for code, _name in personal.focus_to_show(
+                    session, cycle_id=cycle_id, employee_id=person.id
+                )
+            )
         path = _cache_path(
             cache_dir,
             cycle,
@@ -687,6 +803,7 @@ def chart_bytes(
             _department_key(session, cycle_id=cycle_id, chart=chart, department=department),
             _employee_key(session, chart=chart, employee=employee),
             newest,
+            focus,
         )
         try:
             return path.read_bytes()
@@ -726,9 +843,12 @@ def _cache_path(
     department: str | None,
     employee: str | None,
     newest: datetime | None,
+    focus: str = "",
 ) -> Path:
     # Hashed: keys may carry user input, never path parts.
-    key = "\x00".join([department or "", employee or "", newest.isoformat() if newest else ""])
+    key = "\x00".join(
+        [department or "", employee or "", newest.isoformat() if newest else "", focus]
+    )
     digest = hashlib.sha256(key.encode()).hexdigest()[:24]
     return _cycle_cache(cache_dir, cycle) / f"{chart}-{digest}.{fmt}"
 

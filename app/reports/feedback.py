@@ -29,7 +29,7 @@ from app import i18n
 from app.cycles.models import CycleDepartment, CycleEmployee
 from app.dates import format_date
 from app.errors import Invalid, NotFound
-from app.reports import charts, service
+from app.reports import charts, personal, service
 from app.reports.filenames import report_filename, reports_zip_filename
 from app.reports.models import DepartmentClosure, EmployeeResult
 from app.reports.schemas import (
@@ -85,8 +85,11 @@ def _document_data(
     trend: list[dict[str, str]],
     show_rank: bool,
     lang: str,
+    focus: personal.FocusView | None = None,
+    earlier: EmployeeResultRead | None = None,
 ) -> dict[str, Any]:
     _ = i18n.translations(lang).gettext
+    focus_codes = focus.first_codes if focus else []
     dept_means = {m.code: m.mean for m in department.competencies} if department else {}
     company_means = {m.code: m.mean for m in company.competencies}
     strengths, areas = _strengths_and_areas(employee, company)
@@ -130,6 +133,7 @@ def _document_data(
         % {"k": cycle.min_raters},
         "footer": _("Confidential: for the feedback conversation only"),
         "scale": _("scale"),
+        "focus_area": _("focus area"),
     }
     delta = None
     if employee.delta is not None:
@@ -170,13 +174,83 @@ def _document_data(
                 "answers": str(m.count),
                 "department": _fmt(dept_means.get(m.code)),
                 "company": _fmt(company_means.get(m.code)),
+                "focus": m.code in focus_codes,
             }
-            for m in employee.competencies
+            for m in personal.focus_first(employee.competencies, focus_codes)
         ],
+        "focus": _focus_section(
+            focus=focus, earlier=earlier, employee=employee, cycle=cycle, lang=lang
+        )
+        if ok
+        else None,
         "strengths": strengths,
         "areas": areas,
         "trend": trend,
         "comments": comments,
+    }
+
+
+def _focus_section(
+    *,
+    focus: personal.FocusView | None,
+    earlier: EmployeeResultRead | None,
+    employee: EmployeeResultRead,
+    cycle: CycleRef,
+    lang: str,
+) -> dict[str, Any] | None:
+    """The report's opening section: the focus areas of the earlier cycle, then and now.
+
+    Competency means are stored without their spread, so they get no interval; the
+    coefficient's 95% intervals are given instead, then and now, and the note says that
+    a small change may be chance. Figures below k are not shown (a dash).
+    """
+    if focus is None or not focus.changes:
+        return None
+    _ = i18n.translations(lang).gettext
+    earlier_name = focus.earlier_cycle or ""
+    agreed = focus.earlier_agreed
+    before_ok = earlier is not None and earlier.status == "ok"
+    note = _(
+        "Competency means are shown without an interval (their spread is not kept): a change "
+        "of a few tenths may be chance. The coefficient, with its 95%% interval: "
+        "%(earlier)s %(before)s (%(before_low)s – %(before_high)s), "
+        "%(now)s %(after)s (%(low)s – %(high)s)."
+    ) % {
+        "earlier": earlier_name,
+        "before": _fmt(earlier.coefficient if before_ok and earlier else None),
+        "before_low": _fmt(earlier.ci_low if before_ok and earlier else None),
+        "before_high": _fmt(earlier.ci_high if before_ok and earlier else None),
+        "now": cycle.name,
+        "after": _fmt(employee.coefficient),
+        "low": _fmt(employee.ci_low),
+        "high": _fmt(employee.ci_high),
+    }
+    if focus.rescaled:
+        note += " " + _("The earlier cycle's means are mapped onto this cycle's scale.")
+    return {
+        "title": _("Focus areas agreed last cycle")
+        if agreed
+        else _("Focus areas chosen last cycle"),
+        "intro": (
+            _("Agreed with the manager after %(cycle)s.")
+            if agreed
+            else _("Chosen after %(cycle)s (not confirmed by the manager).")
+        )
+        % {"cycle": earlier_name},
+        "competency": _("Competency"),
+        "earlier": earlier_name,
+        "now": cycle.name,
+        "change": _("Change"),
+        "rows": [
+            {
+                "name": c.name,
+                "before": _fmt(c.before),
+                "now": _fmt(c.now),
+                "change": _fmt(c.change, sign=True),
+            }
+            for c in focus.changes
+        ],
+        "note": note,
     }
 
 
@@ -205,7 +279,16 @@ def feedback_report(
     comments: list[str] = []
     trend_rows: list[dict[str, str]] = []
     svgs: dict[str, bytes] = {}
+    focus: personal.FocusView | None = None
+    earlier: EmployeeResultRead | None = None
     if ok:
+        focus = personal.focus_view(
+            session, cycle_id=cycle_id, employee_id=employee_id, result=employee
+        )
+        if focus.earlier_cycle_id is not None:
+            earlier = service.employee_result(
+                session, cycle_id=focus.earlier_cycle_id, employee_id=employee_id
+            )
         # Stored in random order already; shuffled again so two reports of the same
         # person never list them alike.
         comments = service.comments(session, cycle_id=cycle_id, employee_id=employee_id)
@@ -221,10 +304,11 @@ def feedback_report(
             for p in points
         ]
         svgs["profile.svg"] = charts.render(
-            charts.employee_profile(ref, employee, company, department), "svg"
+            charts.employee_profile(ref, employee, company, department, focus=focus.first_codes),
+            "svg",
         )
         svgs["trend.svg"] = charts.render(
-            charts.trend_chart(employee.full_name, points, ref), "svg"
+            charts.trend_chart(employee.full_name, points, ref, focus=focus.first_areas), "svg"
         )
     data = _document_data(
         cycle=ref,
@@ -235,6 +319,8 @@ def feedback_report(
         trend=trend_rows,
         show_rank=show_rank,
         lang=lang,
+        focus=focus,
+        earlier=earlier,
     )
     content = _typeset(data, svgs, fmt=fmt)
     return Report(report_filename(employee.full_name, ref.name), content)

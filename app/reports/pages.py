@@ -149,6 +149,16 @@ def employee_page(
     employee = service.employee_result(session, cycle_id=cycle_id, employee_id=employee_id)
     company = service.company_results(session, cycle_id=cycle_id)
     ok = employee.status == "ok"
+    focus = (
+        personal.focus_view(session, cycle_id=cycle_id, employee_id=employee_id, result=employee)
+        if ok
+        else None
+    )
+    focus_codes = focus.first_codes if focus else []
+    if focus_codes:
+        employee = employee.model_copy(
+            update={"competencies": personal.focus_first(employee.competencies, focus_codes)}
+        )
     return render(
         request,
         "reports/employee.html",
@@ -156,11 +166,8 @@ def employee_page(
             "cycle": company.cycle,
             "company": company,
             "employee": employee,
-            "focus": personal.focus_view(
-                session, cycle_id=cycle_id, employee_id=employee_id, result=employee
-            )
-            if ok
-            else None,
+            "focus": focus,
+            "focus_codes": focus_codes,
             "can_agree": principal.role == Role.manager,
             "comments": service.comments(session, cycle_id=cycle_id, employee_id=employee_id)
             if ok

@@ -13,6 +13,7 @@ show the change on those competencies first.
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,9 +29,10 @@ from app.db import utcnow
 from app.errors import Conflict, Invalid, NotFound
 from app.mail import service as mail_service
 from app.org.models import Employee
+from app.reports import coefficients as calc
 from app.reports import service as reports_service
 from app.reports.personal_models import FocusArea, FocusPlan, ResultsLink
-from app.reports.schemas import EmployeeResultRead
+from app.reports.schemas import CompetencyMean, EmployeeResultRead
 from app.templating import render_string
 
 FOCUS_MIN, FOCUS_MAX = 2, 3
@@ -221,8 +223,25 @@ class FocusView:
     agreed_by: str | None = None
     agreed_at: datetime | None = None
     earlier_cycle: str | None = None
+    earlier_cycle_id: int | None = None
     earlier_agreed: bool = False
+    # The earlier cycle was on another scale: its means are mapped onto this one.
+    rescaled: bool = False
     changes: list[FocusChange] = field(default_factory=list)
+
+    @property
+    def first_codes(self) -> list[str]:
+        """The competencies the pages list first: those agreed after the earlier cycle,
+        or, before there is one, those chosen on this cycle's results."""
+        return [code for code, _name in self.first_areas]
+
+    @property
+    def first_areas(self) -> list[tuple[str, str]]:
+        """(code, name) of :attr:`first_codes`."""
+        if self.changes:
+            return [(c.code, c.name) for c in self.changes]
+        names = dict(self.choices)
+        return [(code, names.get(code, code)) for code in self.chosen]
 
 
 def _plan(session: Session, *, cycle_id: int, employee_id: int) -> FocusPlan | None:
@@ -244,6 +263,24 @@ def _codes(session: Session, plan: FocusPlan) -> list[tuple[str, str]]:
     ]
 
 
+def _earlier_plan(
+    session: Session, *, cycle: Cycle, employee_id: int
+) -> tuple[FocusPlan, int, str] | None:
+    """The person's focus plan of the latest closed cycle before this one, if any."""
+    row = session.execute(
+        select(FocusPlan, Cycle.id, Cycle.name)
+        .join(Cycle, Cycle.id == FocusPlan.cycle_id)
+        .where(
+            FocusPlan.employee_id == employee_id,
+            Cycle.state == CycleState.closed,
+            Cycle.period_start < cycle.period_start,
+        )
+        .order_by(Cycle.period_start.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else (row[0], row[1], row[2])
+
+
 def _means(result: EmployeeResultRead) -> dict[str, float]:
     return {m.code: m.mean for m in result.competencies}
 
@@ -261,30 +298,46 @@ def focus_view(
         view.chosen_by, view.agreed_by = plan.chosen_by, plan.agreed_by
         view.agreed_at = plan.agreed_at
     this_cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
-    earlier = session.execute(
-        select(FocusPlan, Cycle.id, Cycle.name)
-        .join(Cycle, Cycle.id == FocusPlan.cycle_id)
-        .where(
-            FocusPlan.employee_id == employee_id,
-            Cycle.state == CycleState.closed,
-            Cycle.period_start < this_cycle.period_start,
-        )
-        .order_by(Cycle.period_start.desc())
-        .limit(1)
-    ).first()
+    earlier = _earlier_plan(session, cycle=this_cycle, employee_id=employee_id)
     if earlier is not None:
         earlier_plan, earlier_id, earlier_name = earlier
-        view.earlier_cycle = earlier_name
+        view.earlier_cycle, view.earlier_cycle_id = earlier_name, earlier_id
         view.earlier_agreed = earlier_plan.agreed_at is not None
+        # The earlier figures as stored: below k there are none (the change stays empty).
         before = _means(
             reports_service.employee_result(session, cycle_id=earlier_id, employee_id=employee_id)
         )
+        earlier_cycle = cycles_service.get_cycle(session, cycle_id=earlier_id)
+        source = calc.Scale(earlier_cycle.scale_min, earlier_cycle.scale_max)
+        target = calc.Scale(this_cycle.scale_min, this_cycle.scale_max)
+        if source != target:
+            view.rescaled = True
+            before = {code: calc.rescale(mean, source, target) for code, mean in before.items()}
         now_means = _means(result)
         view.changes = [
             FocusChange(code, name, before.get(code), now_means.get(code))
             for code, name in _codes(session, earlier_plan)
         ]
     return view
+
+
+def focus_to_show(session: Session, *, cycle_id: int, employee_id: int) -> list[tuple[str, str]]:
+    """(code, name) of the focus competencies a cycle's charts draw first: as
+    :attr:`FocusView.first_codes`, without reading any figures."""
+    cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
+    earlier = _earlier_plan(session, cycle=cycle, employee_id=employee_id)
+    if earlier is not None:
+        return _codes(session, earlier[0])
+    plan = _plan(session, cycle_id=cycle_id, employee_id=employee_id)
+    return _codes(session, plan) if plan is not None else []
+
+
+def focus_first(
+    competencies: Sequence[CompetencyMean], codes: Sequence[str]
+) -> list[CompetencyMean]:
+    """The focus competencies first, in the plan's order, then the others as they were."""
+    rank = {code: i for i, code in enumerate(codes)}
+    return sorted(competencies, key=lambda m: rank.get(m.code, len(rank)))
 
 
 def choose_focus(

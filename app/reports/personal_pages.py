@@ -150,11 +150,15 @@ def personal_context(session: Any, *, cycle_id: int, employee_id: int) -> dict[s
     cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
     trend = reports_service.employee_trend(session, employee_id=employee_id, up_to=cycle)
     focus = personal.focus_view(session, cycle_id=cycle_id, employee_id=employee_id, result=result)
-    focus_codes = [c.code for c in focus.changes] or focus.chosen
+    focus_codes = focus.first_codes
     names = dict(focus.choices)
+    result = result.model_copy(
+        update={"competencies": personal.focus_first(result.competencies, focus_codes)}
+    )
     return {
         "cycle": company.cycle,
         "employee": result,
+        "focus_codes": focus_codes,
         "company_means": {m.code: m.mean for m in company.competencies},
         "department_means": department,
         "trend": trend,

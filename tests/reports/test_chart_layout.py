@@ -126,6 +126,14 @@ def trend(n: int) -> list[TrendPoint]:
     ]
 
 
+def focus_trend(n: int) -> list[TrendPoint]:
+    """A trend whose points carry competency means (for the focus panel)."""
+    return [
+        p.model_copy(update={"competencies": means(CODES, i)} if p.coefficient else {})
+        for i, p in enumerate(trend(n))
+    ]
+
+
 FIGURES: dict[str, Callable[[], Figure]] = {
     "departments-1": lambda: charts.departments_chart(cycle(), departments(1), 7.0),
     "departments-30-long": lambda: charts.departments_chart(
@@ -150,6 +158,15 @@ FIGURES: dict[str, Callable[[], Figure]] = {
     "trend-2": lambda: charts.trend_chart("company", trend(2), cycle()),
     "trend-12": lambda: charts.trend_chart(LONG, trend(12), cycle()),
     "trend-40": lambda: charts.trend_chart("company", trend(40), cycle()),
+    "trend-focus-3": lambda: charts.trend_chart(
+        "Margaret Hale", focus_trend(3), cycle(), focus=CODES[:3]
+    ),
+    "trend-focus-12-long": lambda: charts.trend_chart(
+        LONG, focus_trend(12), cycle(), focus=[(c, f"{n} and {LONG}") for c, n in CODES[:3]]
+    ),
+    "employee-focus": lambda: charts.employee_profile(
+        cycle(), employee(), company(), focus=["quality", "teamwork"]
+    ),
     "message": lambda: charts.heatmap_chart(cycle(), [], CODES),
 }
 

@@ -59,3 +59,23 @@ def test_next_quarter_is_in_its_confirmation_round(db: Session, settings: Settin
         .where(OutboxMessage.kind == "nomination-team")
     )
     assert team_mails == nomination.team_links(db, cycle_id=cycle.id) > 0
+
+
+def test_focus_areas_agreed_after_the_first_quarter_come_first_in_the_second(
+    db: Session, settings: Settings
+) -> None:
+    from app.demo import seed_focus_plans
+    from app.reports import personal
+
+    seed_org(db)
+    seed_past_cycles(db, settings)
+    seed_focus_plans(db)
+    q3, q2 = service.closed_cycles(db)
+    _total, rows = service.employee_results(db, cycle_id=q3.id, limit=None, only_included=True)
+    views = [
+        personal.focus_view(db, cycle_id=q3.id, employee_id=r.employee_id, result=r) for r in rows
+    ]
+    shown = [v for v in views if v.changes]
+    assert len(shown) == 3
+    assert all(v.earlier_cycle == q2.name and v.earlier_agreed for v in shown)
+    assert all(len(v.changes) == 2 and v.changes[0].change is not None for v in shown)
