@@ -10,7 +10,6 @@ unconfirmed lists launch as they are. HR follows the coverage meanwhile.
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,7 +40,6 @@ REASON_MAX = 300
 # A list is a handful of colleagues; a page of proposals this long is a mistake or abuse.
 MAX_CHANGES_PER_LIST = 100
 SEARCH_MIN, SEARCH_MAX, SEARCH_LIMIT = 2, 100, 20
-NAME_PLACEHOLDER = "[[supplier-name]]"
 
 
 def nomination_link(settings: Settings, token: str) -> str:
@@ -119,7 +117,7 @@ def start_round(
     managers = nomination_approval.reachable_managers(
         session, {s.manager_id for s in suppliers if s.manager_id is not None}
     )
-    renderer = _Renderer(cycle, kind="nomination")
+    renderer = _nomination_mail(cycle, kind="nomination")
     messages: list[dict[str, Any]] = []
     for supplier in suppliers:
         by_manager = links_to == NominationLinksTo.line_manager and supplier.manager_id in managers
@@ -142,7 +140,7 @@ def start_round(
                 )
             )
     emailed = len(messages)
-    team_renderer = _Renderer(cycle, kind="nomination-team")
+    team_renderer = _nomination_mail(cycle, kind="nomination-team")
     for manager in managers.values():
         token = cycles_service.new_link_token()
         session.add(
@@ -189,49 +187,30 @@ def team_links(session: Session, *, cycle_id: int) -> int:
     )
 
 
-class _Renderer:
-    """Each language's email rendered once; names are filled in after.
+def _nomination_mail(cycle: Cycle, *, kind: str) -> mail_service.MassMail:
+    """``nomination`` goes to a supplier (their own list), ``nomination-team`` to a line
+    manager (their direct reports' lists)."""
 
-    ``nomination`` goes to a supplier (their own list), ``nomination-team`` to a line
-    manager (their direct reports' lists).
-    """
-
-    def __init__(self, cycle: Cycle, *, kind: str) -> None:
-        self.cycle = cycle
-        self.kind = kind
-        self._cache: dict[str, tuple[str, str, str]] = {}
-
-    def message(self, *, to_address: str, to_name: str, language: str, link: str) -> dict[str, Any]:
-        lang = i18n.normalize_language(language)
-        if lang not in self._cache:
-            _ = i18n.gettext_for(lang)
-            context = {
-                "name": NAME_PLACEHOLDER,
-                "cycle_name": self.cycle.name,
-                "link": mail_service.LINK_PLACEHOLDER,
-                "opens": self.cycle.opens_at.date().isoformat(),
-            }
-            if self.kind == "nomination-team":
-                subject = _("Who should rate your team in %(cycle)s?")
-            else:
-                subject = _("Who should rate you in %(cycle)s?")
-            template = self.kind.replace("-", "_")
-            self._cache[lang] = (
-                subject % {"cycle": self.cycle.name},
-                render_string(f"email/{template}.txt", context, lang=lang),
-                render_string(f"email/{template}.html", context, lang=lang),
-            )
-        subject, text, body = self._cache[lang]
-        return {
-            "kind": self.kind,
-            "tag": mail_tag(self.cycle.id),
-            "to_address": to_address,
-            "to_name": to_name,
-            "subject": subject,
-            "body_text": text.replace(NAME_PLACEHOLDER, to_name),
-            "body_html": body.replace(NAME_PLACEHOLDER, html.escape(to_name)),
-            "secret_link": link,
+    def render(language: str, _variant: Any) -> mail_service.Texts:
+        _ = i18n.gettext_for(language)
+        context = {
+            "name": mail_service.NAME_PLACEHOLDER,
+            "cycle_name": cycle.name,
+            "link": mail_service.LINK_PLACEHOLDER,
+            "opens": cycle.opens_at.date().isoformat(),
         }
+        if kind == "nomination-team":
+            subject = _("Who should rate your team in %(cycle)s?")
+        else:
+            subject = _("Who should rate you in %(cycle)s?")
+        template = kind.replace("-", "_")
+        return (
+            subject % {"cycle": cycle.name},
+            render_string(f"email/{template}.txt", context, lang=language),
+            render_string(f"email/{template}.html", context, lang=language),
+        )
+
+    return mail_service.MassMail(kind=kind, tag=mail_tag(cycle.id), render=render)
 
 
 # --- the supplier's list ----------------------------------------------------------------

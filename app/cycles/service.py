@@ -7,7 +7,6 @@ is orchestrated one level up, in ``app.lifecycle``.
 from __future__ import annotations
 
 import hashlib
-import html
 import os
 import re
 import secrets
@@ -68,7 +67,6 @@ QUARTER_PATTERN = re.compile(r"^\s*(\d{4})\s*-?\s*[Qq]\s*([1-4])\s*$")
 OPENS_BEFORE_QUARTER_END = timedelta(days=14)
 DEFAULT_OPEN_FOR = timedelta(days=21)
 SCALE_LIMITS = (0, 100)
-NAME_PLACEHOLDER = "[[customer-name]]"
 INSERT_CHUNK = 5000
 
 
@@ -371,7 +369,7 @@ def launch_cycle(
 
     invitations: list[dict[str, Any]] = []
     messages: list[dict[str, Any]] = []
-    renderer = _EmailRenderer(cycle, kind="invitation", tz=settings.org_time_zone)
+    renderer = _rating_mail(cycle, kind="invitation", tz=settings.org_time_zone)
     for customer_id, supplier_count, email, full_name, language, paper in customers:
         if paper:
             invitations.append(paper_invitation(cycle_id=cycle.id, customer_id=customer_id))
@@ -391,7 +389,7 @@ def launch_cycle(
                 to_address=email,
                 to_name=full_name,
                 language=language,
-                supplier_count=supplier_count,
+                variant=supplier_count,
                 link=private_link(settings, token),
             )
         )
@@ -884,57 +882,29 @@ def forget_respondents(session: Session, *, cycle_id: int) -> None:
     )
 
 
-class _EmailRenderer:
-    """Render each (language, supplier count) variant once; names are filled in after.
+def _rating_mail(cycle: Cycle, *, kind: str, tz: str) -> mail_service.MassMail:
+    """Invitations and reminders; the text differs by language and supplier count."""
 
-    A launch mails every customer; rendering two Jinja templates 50,000 times would
-    dominate it, while the texts differ only by name, language and count.
-    """
-
-    def __init__(self, cycle: Cycle, *, kind: str, tz: str) -> None:
-        self.cycle = cycle
-        self.kind = kind
-        self.tz = tz
-        self._cache: dict[tuple[str, int], tuple[str, str, str]] = {}
-
-    def _variant(self, language: str, supplier_count: int) -> tuple[str, str, str]:
-        key = (language, supplier_count)
-        if key not in self._cache:
-            _ = i18n.gettext_for(language)
-            context = {
-                "name": NAME_PLACEHOLDER,
-                "cycle_name": self.cycle.name,
-                "supplier_count": supplier_count,
-                "closes_at": dates.format_datetime(self.cycle.closes_at, language, self.tz)
-                + f" ({self.tz})",
-                "link": mail_service.LINK_PLACEHOLDER,
-            }
-            if self.kind == "invitation":
-                subject = _("Please rate your colleagues: %(cycle)s") % {"cycle": self.cycle.name}
-            else:
-                subject = _("Reminder: please rate your colleagues: %(cycle)s") % {
-                    "cycle": self.cycle.name
-                }
-            text = render_string(f"email/{self.kind}.txt", context, lang=language, tz=self.tz)
-            body = render_string(f"email/{self.kind}.html", context, lang=language, tz=self.tz)
-            self._cache[key] = (subject, text, body)
-        return self._cache[key]
-
-    def message(
-        self, *, to_address: str, to_name: str, language: str, supplier_count: int, link: str
-    ) -> dict[str, Any]:
-        lang = i18n.normalize_language(language)
-        subject, text, body = self._variant(lang, supplier_count)
-        return {
-            "kind": self.kind,
-            "tag": mail_tag(self.cycle.id),
-            "to_address": to_address,
-            "to_name": to_name,
-            "subject": subject,
-            "body_text": text.replace(NAME_PLACEHOLDER, to_name),
-            "body_html": body.replace(NAME_PLACEHOLDER, html.escape(to_name)),
-            "secret_link": link,
+    def render(language: str, supplier_count: Any) -> mail_service.Texts:
+        _ = i18n.gettext_for(language)
+        context = {
+            "name": mail_service.NAME_PLACEHOLDER,
+            "cycle_name": cycle.name,
+            "supplier_count": supplier_count,
+            "closes_at": dates.format_datetime(cycle.closes_at, language, tz) + f" ({tz})",
+            "link": mail_service.LINK_PLACEHOLDER,
         }
+        if kind == "invitation":
+            subject = _("Please rate your colleagues: %(cycle)s") % {"cycle": cycle.name}
+        else:
+            subject = _("Reminder: please rate your colleagues: %(cycle)s") % {"cycle": cycle.name}
+        return (
+            subject,
+            render_string(f"email/{kind}.txt", context, lang=language, tz=tz),
+            render_string(f"email/{kind}.html", context, lang=language, tz=tz),
+        )
+
+    return mail_service.MassMail(kind=kind, tag=mail_tag(cycle.id), render=render)
 
 
 # --- progress -------------------------------------------------------------------------
@@ -1140,7 +1110,7 @@ def _remind(
     ).all()
     if not rows:
         return 0
-    renderer = _EmailRenderer(cycle, kind="reminder", tz=settings.org_time_zone)
+    renderer = _rating_mail(cycle, kind="reminder", tz=settings.org_time_zone)
     updates: list[dict[str, Any]] = []
     messages: list[dict[str, Any]] = []
     for invitation_id, email, full_name, language, supplier_count in rows:
@@ -1159,7 +1129,7 @@ def _remind(
                 to_address=email,
                 to_name=full_name,
                 language=language,
-                supplier_count=int(supplier_count or 0),
+                variant=int(supplier_count or 0),
                 link=private_link(settings, token),
             )
         )

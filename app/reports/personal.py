@@ -12,7 +12,6 @@ show the change on those competencies first.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,7 +36,6 @@ from app.templating import render_string
 
 FOCUS_MIN, FOCUS_MAX = 2, 3
 EMPLOYEE_CHOICE = "employee"
-NAME_PLACEHOLDER = "[[employee-name]]"
 
 
 def mail_tag(cycle_id: int) -> str:
@@ -111,7 +109,7 @@ def send_personal_results(
     expires = now + timedelta(days=settings.personal_results_link_days)
     links: list[ResultsLink] = []
     messages: list[dict[str, Any]] = []
-    renderer = _Renderer(cycle, expires=expires, tz=settings.org_time_zone)
+    renderer = _results_mail(cycle, expires=expires, tz=settings.org_time_zone)
     session.execute(delete(ResultsLink).where(ResultsLink.cycle_id == cycle.id))
     for employee_id, email, full_name, language in people:
         token = cycles_service.new_link_token()
@@ -139,42 +137,22 @@ def send_personal_results(
     return len(messages)
 
 
-class _Renderer:
-    """Each language's email rendered once; names are filled in after."""
-
-    def __init__(self, cycle: Cycle, *, expires: datetime, tz: str) -> None:
-        self.cycle = cycle
-        self.expires = expires
-        self.tz = tz
-        self._cache: dict[str, tuple[str, str, str]] = {}
-
-    def message(self, *, to_address: str, to_name: str, language: str, link: str) -> dict[str, Any]:
-        lang = i18n.normalize_language(language)
-        if lang not in self._cache:
-            _ = i18n.gettext_for(lang)
-            context = {
-                "name": NAME_PLACEHOLDER,
-                "cycle_name": self.cycle.name,
-                "link": mail_service.LINK_PLACEHOLDER,
-                "expires": dates.format_date(self.expires, lang, self.tz),
-            }
-            subject = _("Your results: %(cycle)s") % {"cycle": self.cycle.name}
-            self._cache[lang] = (
-                subject,
-                render_string("email/results.txt", context, lang=lang, tz=self.tz),
-                render_string("email/results.html", context, lang=lang, tz=self.tz),
-            )
-        subject, text, body = self._cache[lang]
-        return {
-            "kind": "results",
-            "tag": mail_tag(self.cycle.id),
-            "to_address": to_address,
-            "to_name": to_name,
-            "subject": subject,
-            "body_text": text.replace(NAME_PLACEHOLDER, to_name),
-            "body_html": body.replace(NAME_PLACEHOLDER, html.escape(to_name)),
-            "secret_link": link,
+def _results_mail(cycle: Cycle, *, expires: datetime, tz: str) -> mail_service.MassMail:
+    def render(language: str, _variant: Any) -> mail_service.Texts:
+        _ = i18n.gettext_for(language)
+        context = {
+            "name": mail_service.NAME_PLACEHOLDER,
+            "cycle_name": cycle.name,
+            "link": mail_service.LINK_PLACEHOLDER,
+            "expires": dates.format_date(expires, language, tz),
         }
+        return (
+            _("Your results: %(cycle)s") % {"cycle": cycle.name},
+            render_string("email/results.txt", context, lang=language, tz=tz),
+            render_string("email/results.html", context, lang=language, tz=tz),
+        )
+
+    return mail_service.MassMail(kind="results", tag=mail_tag(cycle.id), render=render)
 
 
 # --- opening the page -----------------------------------------------------------------
