@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import new_database
 from tests.core.helpers import PRODUCTION, Cli, ServeStarter
 
 
@@ -15,17 +16,37 @@ def cli(fresh_database_url: str, tmp_path: Path) -> Cli:
     return Cli(url=fresh_database_url, cwd=tmp_path, env=dict(PRODUCTION))
 
 
-@pytest.fixture
-def migrated(cli: Cli) -> Cli:
-    result = cli.run("migrate")
-    assert result.returncode == 0, result.stderr
-    assert "latest schema" in result.stdout
-    return cli
+@pytest.fixture(scope="session")
+def migrated_template_url(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database migrated by ``python -m app migrate``, once per run and worker: each
+    ``migrated`` test gets a copy instead of a migrate process of its own (seconds each).
+    The command itself is tested on fresh databases in test_cli.py."""
+    folder = tmp_path_factory.mktemp("migrated")
+    with new_database(db_kind, folder, "template") as url:
+        result = Cli(url=url, cwd=folder, env=dict(PRODUCTION)).run("migrate")
+        assert result.returncode == 0, result.stderr
+        assert "latest schema" in result.stdout
+        yield url
 
 
 @pytest.fixture
-def serve(cli: Cli) -> Iterator[ServeStarter]:
-    starter = ServeStarter(cli)
+def migrated_database_url(
+    migrated_template_url: str, db_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A database of the test's own, as ``python -m app migrate`` leaves a fresh one."""
+    request.node.add_marker("uses_db")
+    with new_database(db_kind, tmp_path, "migrated", template=migrated_template_url) as url:
+        yield url
+
+
+@pytest.fixture
+def migrated(migrated_database_url: str, tmp_path: Path) -> Cli:
+    return Cli(url=migrated_database_url, cwd=tmp_path, env=dict(PRODUCTION))
+
+
+@pytest.fixture
+def serve(migrated: Cli) -> Iterator[ServeStarter]:
+    starter = ServeStarter(migrated)
     yield starter
     for process in starter.processes:
         if process.poll() is None:
