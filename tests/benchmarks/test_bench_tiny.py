@@ -1,4 +1,4 @@
-"""The benchmark pipeline at 200 employees, so the benchmark code cannot rot.
+"""The benchmark pipeline at 60 employees, so the benchmark code cannot rot.
 
 It asserts that every step produced a figure and its reference, not the goals: timing
 goals on a shared CI machine would make a flaky test. The run uses databases of its own
@@ -23,7 +23,7 @@ def test_every_step_of_a_quarter_produces_figures(
     # rest of the suite when PostgreSQL is down); the runner makes its own databases.
     request.node.add_marker("uses_db")
     config = RunConfig(
-        sizes=[200],
+        sizes=[60],
         dbs=[db_kind],
         concurrency=8,
         read_requests=5,
