@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,6 +52,8 @@ def serve(migrated: Cli) -> Iterator[ServeStarter]:
     starter = ServeStarter(migrated)
     yield starter
     for process in starter.processes:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        # The whole process group: a server's worker processes hold its output pipes open,
+        # and a test that failed before stopping it would otherwise hang here.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
