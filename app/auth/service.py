@@ -214,6 +214,31 @@ def record_audit(
     )
 
 
+def api_actor(key: ApiKey) -> str:
+    """How the audit log names an API key's writes (the key's name, never its secret)."""
+    return f"api-key:{key.name}"
+
+
+def audit_api(
+    session: Session,
+    key: ApiKey,
+    *,
+    action: str,
+    entity: str,
+    entity_id: str | int | None = None,
+    detail: str | None = None,
+) -> None:
+    """Note a write made through the API, as ``record_audit`` does for a page's user."""
+    record_audit(
+        session,
+        actor=api_actor(key),
+        action=action,
+        entity=entity,
+        entity_id=entity_id,
+        detail=detail,
+    )
+
+
 def role_allows(role: Role, allowed: Iterable[Role]) -> bool:
     allowed = set(allowed)
     # Admins run the system and may do everything HR does.

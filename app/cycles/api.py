@@ -93,9 +93,9 @@ def _read(session: Session, cycle: Cycle) -> CycleRead:
 
 
 def _audit(session: Session, key: ApiKeyDep, action: str, cycle: Cycle, detail: str = "") -> None:
-    auth_service.record_audit(
+    auth_service.audit_api(
         session,
-        actor=f"api-key:{key.name}",
+        key,
         action=action,
         entity="cycle",
         entity_id=cycle.id,
@@ -330,7 +330,7 @@ def close_job_read(job: CloseJob) -> CloseJobRead:
 )
 def close_cycle(cycle_id: RowId, session: SessionDep, key: ApiKeyDep) -> JSONResponse:
     job, queued = cycles_service.request_close(
-        session, cycle_id=cycle_id, requested_by=f"api-key:{key.name}"
+        session, cycle_id=cycle_id, requested_by=auth_service.api_actor(key)
     )
     if queued:
         cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)

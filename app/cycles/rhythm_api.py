@@ -92,10 +92,10 @@ def get_rhythm(session: SessionDep, settings: SettingsDep) -> RhythmRead:
 def put_rhythm(
     body: rhythm.RhythmFields, session: SessionDep, settings: SettingsDep, key: ApiKeyDep
 ) -> RhythmRead:
-    rhythm.update_rhythm(session, fields=body, actor=f"api-key:{key.name}")
-    auth_service.record_audit(
+    rhythm.update_rhythm(session, fields=body, actor=auth_service.api_actor(key))
+    auth_service.audit_api(
         session,
-        actor=f"api-key:{key.name}",
+        key,
         action="update",
         entity="rhythm",
         detail=body.model_dump_json(),
@@ -115,9 +115,9 @@ def put_auto_launch(
     cycle_id: RowId, body: AutoLaunch, session: SessionDep, key: ApiKeyDep
 ) -> AutoLaunch:
     cycle = rhythm.set_auto_launch(session, cycle_id=cycle_id, on=body.auto_launch)
-    auth_service.record_audit(
+    auth_service.audit_api(
         session,
-        actor=f"api-key:{key.name}",
+        key,
         action="resume automatic launch" if body.auto_launch else "pause automatic launch",
         entity="cycle",
         entity_id=cycle.id,

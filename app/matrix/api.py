@@ -104,9 +104,9 @@ def put_supplier_customers(
     )
     if change.added or change.removed:
         # Who changed whose raters, and when: a made-up quorum leaves a trail.
-        auth_service.record_audit(
+        auth_service.audit_api(
             session,
-            actor=f"api-key:{key.name}",
+            key,
             action="replace customers",
             entity="matrix",
             entity_id=external_id,
@@ -358,9 +358,9 @@ def put_service_map(
         session, department_external_id=external_id, served_external_ids=served
     )
     if change.added or change.removed:
-        auth_service.record_audit(
+        auth_service.audit_api(
             session,
-            actor=f"api-key:{key.name}",
+            key,
             action="replace service map",
             entity="matrix",
             entity_id=external_id,

@@ -47,9 +47,9 @@ def audit_import(
     """An applied API import, in the audit log like an HR page's (dry runs are not)."""
     if report.dry_run or report.needs_confirmation:
         return
-    auth_service.record_audit(
+    auth_service.audit_api(
         session,
-        actor=f"api-key:{key.name}",
+        key,
         action=f"import {what}",
         entity=what,
         detail=(
@@ -229,9 +229,9 @@ def put_employee(
     upsert_status(response, request, outcome)
     if outcome == org_service.Outcome.created or emp.email != email_before:
         # New records and new addresses decide who counts toward k at the next launch.
-        auth_service.record_audit(
+        auth_service.audit_api(
             session,
-            actor=f"api-key:{key.name}",
+            key,
             action="create employee"
             if outcome == org_service.Outcome.created
             else "change employee email",
@@ -241,9 +241,9 @@ def put_employee(
         )
     if outcome != org_service.Outcome.created and emp.paper_channel != paper_before:
         # Who gets a printed letter (whose code passes through HR) instead of an email.
-        auth_service.record_audit(
+        auth_service.audit_api(
             session,
-            actor=f"api-key:{key.name}",
+            key,
             action="paper channel on" if emp.paper_channel else "paper channel off",
             entity="employee",
             entity_id=external_id,

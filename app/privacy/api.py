@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 
+from app.auth import service as auth_service
 from app.auth.deps import ApiKeyDep, require_scopes
 from app.db import SessionDep
 from app.errors import problems
@@ -53,7 +54,7 @@ def erase_employee(
         session,
         external_id=external_id,
         delete_results=delete_results,
-        actor=f"api-key:{key.name}",
+        actor=auth_service.api_actor(key),
     )
     return ErasureRead(
         pseudonym=report.pseudonym,

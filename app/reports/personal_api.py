@@ -43,9 +43,9 @@ def put_personal_results(
     cycle_id: RowId, body: PersonalResultsSetting, session: SessionDep, key: ApiKeyDep
 ) -> PersonalResultsRead:
     cycle = personal.set_sending(session, cycle_id=cycle_id, send=body.send)
-    auth_service.record_audit(
+    auth_service.audit_api(
         session,
-        actor=f"api-key:{key.name}",
+        key,
         action="personal results on" if body.send else "personal results off",
         entity="cycle",
         entity_id=cycle.id,

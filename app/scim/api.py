@@ -23,6 +23,7 @@ from scim2_models import (
 )
 from starlette.responses import JSONResponse, Response
 
+from app.auth import service as auth_service
 from app.auth.deps import SettingsDep, require_scopes
 from app.auth.models import ApiKey
 from app.db import SessionDep
@@ -39,11 +40,6 @@ def scim_response(
     body: dict[str, Any], *, status_code: int = 200, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     return JSONResponse(body, status_code=status_code, media_type=SCIM_JSON, headers=headers)
-
-
-def _actor(key: ApiKey) -> str:
-    # The same actor as the HRIS API's writes: the audit log names the key.
-    return f"api-key:{key.name}"
 
 
 async def raw_body(request: Request) -> bytes:
@@ -199,7 +195,7 @@ def create_user(
     body: RawBody, session: SessionDep, settings: SettingsDep, key: ScimKey
 ) -> JSONResponse:
     user = _parse_user(_json(body), Context.RESOURCE_CREATION_REQUEST)
-    found = scim_service.create_user(session, user=user, actor=_actor(key))
+    found = scim_service.create_user(session, user=user, actor=auth_service.api_actor(key))
     return _user_answer(found, settings, status_code=201)
 
 
@@ -229,7 +225,7 @@ def replace_user(
     scim_service.check_if_match(if_match, before)
     user = _parse_user(_json(body), Context.RESOURCE_REPLACEMENT_REQUEST)
     found = scim_service.replace_user(
-        session, found=found, user=user, before=before, actor=_actor(key)
+        session, found=found, user=user, before=before, actor=auth_service.api_actor(key)
     )
     return _user_answer(found, settings)
 
@@ -248,7 +244,11 @@ def patch_user(
         if_match, scim_service.to_resource(found, base_url=settings.base_url)
     )
     found = scim_service.patch_user(
-        session, found=found, body=_json(body), base_url=settings.base_url, actor=_actor(key)
+        session,
+        found=found,
+        body=_json(body),
+        base_url=settings.base_url,
+        actor=auth_service.api_actor(key),
     )
     return _user_answer(found, settings)
 
@@ -265,5 +265,5 @@ def delete_user(
     scim_service.check_if_match(
         if_match, scim_service.to_resource(found, base_url=settings.base_url)
     )
-    scim_service.deactivate_user(session, found=found, actor=_actor(key))
+    scim_service.deactivate_user(session, found=found, actor=auth_service.api_actor(key))
     return Response(status_code=204)

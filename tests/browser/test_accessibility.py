@@ -5,6 +5,11 @@ with axe-core (WCAG 2.0/2.1 A and AA rules, best practices, and the experimental
 label-in-name rule) through ``axe-playwright-python``, which ships axe-core, so this runs
 offline. No serious or critical violation is allowed, and at 390 px no page may scroll
 sideways. The counts per page are printed (``-s``) for the record.
+
+Each page is loaded once, at 1280 px, then narrowed to 390 px (no script of ours reads the
+width, so this is the layout a phone gets). axe runs once per template and state: a page
+whose template another listed page already shows in the same state (another confirm
+page with a red button, a filtered results page) is checked for fit only.
 """
 
 from __future__ import annotations
@@ -77,6 +82,9 @@ class Site:
     admin_pages: list[str]
     manager_pages: list[str]
     public_pages: list[str]
+    rating_form: str
+    # Pages whose template and state another page above already puts through axe.
+    same_template: set[str]
 
 
 @pytest.fixture
@@ -142,10 +150,25 @@ def site(committed_db: sessionmaker[Session], settings: Settings) -> Site:
             "/admin/audit",
             "/admin/settings",
         ]
+    manager_employee_page = f"/results/{c}/employees/{emps[1].id}"
+    rating_form = f"/r/{token_of(link_url)}"
+    assert manager_employee_page not in admin_pages  # its template is checked there
     return Site(
         admin_pages=admin_pages,
-        manager_pages=["/", f"/results/{c}/employees/{emps[1].id}"],
-        public_pages=["/login", f"/r/{token_of(link_url)}", "/r/not-a-valid-token-at-all"],
+        manager_pages=["/", manager_employee_page],
+        public_pages=["/login", rating_form, "/r/not-a-valid-token-at-all"],
+        rating_form=rating_form,
+        same_template={
+            # hr/competency_form.html, as /org/competencies/{id} (which has values).
+            "/org/competencies/new",
+            # hr/confirm.html with the red button, as /cycles/{id}/close.
+            f"/org/employees/{emps[5].id}/deactivate",
+            f"/matrix/suppliers/{supplier.id}/customers/{customer.id}/remove",
+            # reports/cycle.html, as /results/{id} (the whole company).
+            f"/results/{c}?department={depts[0].id}",
+            # reports/employee.html, as the HR partner's /results/{id}/employees/{id}.
+            manager_employee_page,
+        },
     )
 
 
@@ -164,21 +187,21 @@ def _log_in(page: Any, base: str, email: str) -> None:
     page.wait_for_load_state()
 
 
-def _check(page: Any, axe: Any, base: str, path: str, width: int) -> dict[str, Any]:
-    response = page.goto(base + path)
-    assert response is not None and response.status < 500, path
-    # axe once per page (at the desktop width, with the rating page at both): it takes
-    # seconds per page; the phone width is checked for fit.
-    run_axe = width == WIDTHS[0] or path.startswith("/r/")
-    violations = axe.run(page, options=AXE_OPTIONS).response["violations"] if run_axe else []
+def _axe(page: Any, axe: Any) -> dict[str, Any]:
+    violations = axe.run(page, options=AXE_OPTIONS).response["violations"]
     return {
-        "page": f"{path} @{width}",
+        "axe": True,
         "total": sum(len(v["nodes"]) for v in violations),
         "blocking": [
             f"{v['id']} ({v['impact']}, {len(v['nodes'])}): {v['nodes'][0]['target']}"
             for v in violations
             if v["impact"] in BLOCKING
         ],
+    }
+
+
+def _fit(page: Any) -> dict[str, Any]:
+    return {
         "scroll_width": page.evaluate("() => document.documentElement.scrollWidth"),
         # What sticks out (a table scrolling inside its box counts too), for the message.
         "too_wide": page.evaluate(WIDER_THAN_VIEWPORT),
@@ -186,26 +209,46 @@ def _check(page: Any, axe: Any, base: str, path: str, width: int) -> dict[str, A
     }
 
 
+def _check(page: Any, axe: Any, url: str, axe_widths: tuple[int, ...]) -> list[dict[str, Any]]:
+    """One load of ``url``: axe (seconds per page) at ``axe_widths``, fit at every width."""
+    page.set_viewport_size({"width": WIDTHS[0], "height": 900})
+    response = page.goto(url)
+    assert response is not None and response.status < 500, url
+    rows = []
+    for width in WIDTHS:  # widest first: narrowing needs no reload
+        page.set_viewport_size({"width": width, "height": 900})
+        found = _axe(page, axe) if width in axe_widths else {"axe": False, "total": 0}
+        rows.append({"blocking": [], **found, **_fit(page), "width": width})
+    return rows
+
+
 def test_every_page_passes_axe_and_fits_a_phone(
     browser: Any, live_server: LiveServer, site: Site, axe: Any
 ) -> None:
     base = live_server.url
     report: list[dict[str, Any]] = []
-    for width in WIDTHS:
-        for who, pages in (
-            (None, site.public_pages),
-            ("admin@example.com", site.admin_pages),
-            ("boss@example.com", site.manager_pages),
-        ):
-            context = browser.new_context(viewport={"width": width, "height": 900})
-            try:
-                page = context.new_page()
-                page.set_default_timeout(15_000)
-                if who:
-                    _log_in(page, base, who)
-                report.extend(_check(page, axe, base, path, width) for path in pages)
-            finally:
-                context.close()
+    for who, pages in (
+        (None, site.public_pages),
+        ("admin@example.com", site.admin_pages),
+        ("boss@example.com", site.manager_pages),
+    ):
+        context = browser.new_context(viewport={"width": WIDTHS[0], "height": 900})
+        try:
+            page = context.new_page()
+            page.set_default_timeout(15_000)
+            if who:
+                _log_in(page, base, who)
+            for path in pages:
+                # axe at the desktop width (the phone width is for fit), the rating form
+                # at both; once per template and state.
+                widths = WIDTHS if path == site.rating_form else WIDTHS[:1]
+                rows = _check(page, axe, base + path, () if path in site.same_template else widths)
+                report += [{**row, "page": f"{path} @{row['width']}"} for row in rows]
+        finally:
+            context.close()
+    every = [*site.public_pages, *site.admin_pages, *site.manager_pages]
+    assert len(report) == len(WIDTHS) * len(every)
+    assert sum(row["axe"] for row in report) == len(every) - len(site.same_template) + 1
     for row in report:
         print(f"{row['page']:60} axe nodes {row['total']:3}  {row['blocking']}")
     blocking = {row["page"]: row["blocking"] for row in report if row["blocking"]}
