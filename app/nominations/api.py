@@ -167,9 +167,9 @@ def accept(body: AcceptSuggestions, session: SessionDep, key: ApiKeyDep) -> Acce
             ),
         )
     if result.added:
-        auth_service.record_audit(
+        auth_service.audit_api(
             session,
-            actor=f"api-key:{key.name}",
+            key,
             action="accept suggestions",
             entity="matrix",
             detail=suggestions.audit_detail(result),

@@ -26,7 +26,7 @@ def test_every_step_of_a_quarter_produces_figures(
     # rest of the suite when PostgreSQL is down); the runner makes its own databases.
     request.node.add_marker("uses_db")
     # Half the forms over HTTP, the rest through the service, as at 50,000 employees.
-    monkeypatch.setenv("BENCH_HTTP_FORMS", "80")
+    monkeypatch.setenv("BENCH_HTTP_FORMS", "20")
     config = RunConfig(
         sizes=[60],
         dbs=[db_kind],
