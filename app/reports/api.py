@@ -18,6 +18,7 @@ from app.config import Settings
 from app.db import SessionDep
 from app.errors import NotFound, problems
 from app.fields import RowId
+from app.jsonbody import TrustedJSON
 from app.reports import charts, service
 from app.reports.schemas import (
     CompanyResultRead,
@@ -100,7 +101,7 @@ def employee_results(
     department: Selector = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-) -> EmployeePage:
+) -> TrustedJSON:
     """Every supplier's result (paged); ``department`` (id or external id) filters its subtree.
 
     An employee with fewer than k raters has ``status: not_enough_responses`` and no figures.
@@ -111,15 +112,18 @@ def employee_results(
         if department
         else None
     )
-    total, items = service.employee_results(
+    total, items = service.employee_rows(
         session, cycle_id=cycle_id, department_id=department_id, limit=limit, offset=offset
     )
-    return EmployeePage(
-        cycle=service.cycle_ref(session, cycle=cycle),
-        total=total,
-        limit=limit,
-        offset=offset,
-        items=items,
+    # The page in EmployeePage's shape, without a model per row (see app.jsonbody).
+    return TrustedJSON(
+        {
+            "cycle": service.cycle_ref(session, cycle=cycle).model_dump(mode="json"),
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+            "items": items,
+        }
     )
 
 

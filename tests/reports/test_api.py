@@ -11,6 +11,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from app.cycles.models import CycleState
+from app.reports import service
+from app.reports.schemas import EmployeePage
 from tests.factories import auth_header, make_api_key
 from tests.reports.factories import build_three_levels, make_cycle
 from tests.reports.helpers import FIGURES
@@ -47,6 +49,27 @@ def test_employee_results(client: TestClient, setup: dict[str, Any]) -> None:
     assert_hidden(by_name["e4"])
     assert_hidden(by_name["e6"])
     assert not any(text in r.text for text in HIDDEN_TEXTS)
+
+
+def test_employee_results_body_is_the_documented_model(
+    client: TestClient, setup: dict[str, Any], db: Session
+) -> None:
+    """The page is written without models (app.jsonbody): it must still be exactly what
+    EmployeePage, the documented response model, gives for the same rows."""
+    cycle = setup["cycle"]
+    r = client.get(f"/api/v1/cycles/{cycle.id}/results/employees", headers=setup["headers"])
+    body = r.json()
+    assert r.headers["content-type"] == "application/json"
+    total, items = service.employee_results(db, cycle_id=cycle.id, limit=500)
+    expected = EmployeePage(
+        cycle=service.cycle_ref(db, cycle=service.results_cycle(db, cycle_id=cycle.id)),
+        total=total,
+        limit=500,
+        offset=0,
+        items=items,
+    )
+    assert EmployeePage.model_validate(body).model_dump(mode="json") == body
+    assert body == expected.model_dump(mode="json")
 
 
 def test_employee_results_paging_and_department_filter(
