@@ -6,9 +6,11 @@ here, as do the worker's scheduled jobs.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from sqlalchemy import exists, select, text, update
@@ -52,6 +54,20 @@ def _no_progress(step: str, percent: int) -> None:
     return None
 
 
+@contextmanager
+def _no_cycle_collector() -> Iterator[None]:
+    """Pause Python's cycle collector: the close builds hundreds of thousands of rows,
+    tuples and arrays, none of them in reference cycles, and the collector's full passes
+    over them took a sixth of the close. Freed as usual by reference counting."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def close_cycle(
     session: Session,
     *,
@@ -76,7 +92,7 @@ def close_cycle(
     settings = get_settings()
     now = now or utcnow()
     k = max(min_raters if min_raters is not None else settings.anonymity_min_raters, 3)
-    with large_sqlite_cache(session):
+    with large_sqlite_cache(session), _no_cycle_collector():
         progress(cycles_service.STEP_RELEASING, 20)
         cycles_service.mark_closed(session, cycle=cycle, now=now)
         counting = cycles_service.counting_responders(session, cycle_id=cycle.id)
