@@ -633,14 +633,9 @@ def chart_departments(
     the department table on the results page, in the same tree order."""
     if department:
         chosen = service.department_in_cycle(session, cycle_id=cycle_id, department=department)
-        children = session.scalars(
-            select(CycleDepartment.department_id).where(
-                CycleDepartment.cycle_id == cycle_id,
-                CycleDepartment.parent_id == chosen.department_id,
-            )
+        picked = service.department_and_children(
+            session, cycle_id=cycle_id, department_id=chosen.department_id
         )
-        ids = [chosen.department_id, *children]
-        picked = service.department_results(session, cycle_id=cycle_id, department_ids=ids)
     else:
         picked = service.department_results(session, cycle_id=cycle_id, max_level=TABLE_LEVELS)
     total = len(picked)

@@ -22,7 +22,7 @@ from app.db import SessionDep
 from app.errors import Forbidden, NotFound
 from app.fields import RowId, RowIdQuery
 from app.org import service as org_service
-from app.reports import exports, feedback, personal, service
+from app.reports import charts, exports, feedback, personal, service
 from app.reports.api import CHART_FORMAT_MISSING, chart_response, split_filename
 from app.templating import render
 
@@ -86,13 +86,21 @@ def cycle_results(
     allowed = visible_employee_ids(session, principal)
     is_hr = allowed is None
     company = service.company_results(session, cycle_id=cycle_id)
-    # The table shows the top three levels; deeper departments are reached by filtering.
-    departments = (
-        service.department_results(session, cycle_id=cycle_id, max_level=2) if is_hr else []
-    )
     department_choices = service.department_choices(session, cycle_id=cycle_id) if is_hr else []
     if department is not None and not any(d[0] == department for d in department_choices):
         department = None
+    # The department table (and its charts) shows the top three levels, or the chosen
+    # department with its sub-departments: a drill-down, tens of rows at any size.
+    if not is_hr:
+        departments = []
+    elif department is None:
+        departments = service.department_results(
+            session, cycle_id=cycle_id, max_level=charts.TABLE_LEVELS
+        )
+    else:
+        departments = service.department_and_children(
+            session, cycle_id=cycle_id, department_id=department
+        )
     sort = sort if sort in service.SORT_KEYS else "name"
     total, employees = service.employee_results(
         session,

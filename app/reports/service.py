@@ -835,6 +835,21 @@ def department_results(
     return _tree_order(out)
 
 
+def department_and_children(
+    session: Session, *, cycle_id: int, department_id: int
+) -> list[DepartmentResultRead]:
+    """A department and its direct sub-departments (tree order): what the results page
+    and the department charts show once HR picks a department, at any company size."""
+    children = session.scalars(
+        select(CycleDepartment.department_id).where(
+            CycleDepartment.cycle_id == cycle_id, CycleDepartment.parent_id == department_id
+        )
+    )
+    return department_results(
+        session, cycle_id=cycle_id, department_ids=[department_id, *children]
+    )
+
+
 def department_choices(session: Session, *, cycle_id: int) -> list[tuple[int, str, int]]:
     """(id, name, level) of every department of the cycle, in tree order (for filters)."""
     rows = session.execute(

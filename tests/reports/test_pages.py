@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -78,6 +79,25 @@ def test_employee_table_sorts_and_filters(
     assert client.get(f"/results/{cycle.id}", params={"sort": "evil';--"}).status_code == 200
     assert client.get(f"/results/{cycle.id}", params={"order": "sideways"}).status_code == 422
     assert client.get(f"/results/{cycle.id}", params={"page": "0"}).status_code == 422
+
+
+def test_choosing_a_department_drills_the_department_table_and_charts_down(
+    client: TestClient, db: Session, data: dict[str, Any]
+) -> None:
+    sign_in(client, db)
+    cycle, c1 = data["cycle"], data["c1"]
+    page = client.get(f"/results/{cycle.id}", params={"department": c1.id}).text
+    table = page[page.index('class="results-table heatmap-table"') : page.index("</table>")]
+    rows = re.findall(r'<th scope="row"[^>]*><a [^>]*>([^<]+)</a>', table)
+    assert rows == ["Child", "Grandchild"]  # the department, its children; not Root
+    assert f"charts/heatmap.png?department={c1.id}" in page
+    assert f"charts/departments.png?download=1&amp;department={c1.id}" in page
+    top = client.get(f"/results/{cycle.id}").text
+    table = top[top.index('class="results-table heatmap-table"') : top.index("</table>")]
+    assert {"Root", "Child", "Grandchild", "Other root"} <= set(
+        re.findall(r'<th scope="row"[^>]*><a [^>]*>([^<]+)</a>', table)
+    )
+    assert "charts/heatmap.png?department" not in top
 
 
 def test_employee_page_and_report(client: TestClient, db: Session, data: dict[str, Any]) -> None:
