@@ -94,8 +94,17 @@ class Context:
             yield
         for path in profiles:
             self.say(profiling.summarize(path))
-        for name, mib in peak.peak_mib().items():
-            at_most(self.figure(f"6 memory: {step}", f"peak RSS {name}", "MiB", mib), 1024)
+        for name, (largest, tree) in peak.peak_mib().items():
+            at_most(
+                self.figure(
+                    f"6 memory: {step}",
+                    f"peak RSS {name} (largest process)",
+                    "MiB",
+                    largest,
+                    detail={"all_processes_mib": tree},
+                ),
+                1024,
+            )
 
     def loadgen(self, mode: str, base: str, jobs: Any, concurrency: int) -> Any:
         """Run the load process and return what it wrote."""

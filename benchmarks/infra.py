@@ -242,8 +242,9 @@ class PeakMemory:
 
     At the start the kernel's high-water mark is reset (``echo 5 > clear_refs``); at the
     end VmHWM is read. A sampler also records VmRSS every 50 ms, which catches children
-    created mid-step and covers kernels where the reset is not allowed. A tree's figure
-    is the sum over its processes (uvicorn's workers count together).
+    created mid-step and covers kernels where the reset is not allowed. The goal is per
+    process, so a tree's figure is its largest process (uvicorn's supervisor and each
+    worker apart); the sum over the tree is kept beside it.
     """
 
     def __init__(self, roots: dict[str, int]) -> None:
@@ -269,10 +270,12 @@ class PeakMemory:
         while not self._stop.wait(0.05):
             for name, root in self.roots.items():
                 tree = self._tree(root)
-                total = sum(_status_kib(pid, "VmRSS") for pid in tree)
-                self.sampled[name] = max(self.sampled[name], total)
+                rss = {pid: _status_kib(pid, "VmRSS") for pid in tree}
+                self.sampled[name] = max(self.sampled[name], sum(rss.values()))
                 for pid in tree:
-                    self.hwm[name][pid] = max(self.hwm[name].get(pid, 0), _status_kib(pid, "VmHWM"))
+                    self.hwm[name][pid] = max(
+                        self.hwm[name].get(pid, 0), rss[pid], _status_kib(pid, "VmHWM")
+                    )
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
@@ -281,9 +284,13 @@ class PeakMemory:
             for pid in self._tree(root):
                 self.hwm[name][pid] = max(self.hwm[name].get(pid, 0), _status_kib(pid, "VmHWM"))
 
-    def peak_mib(self) -> dict[str, float]:
+    def peak_mib(self) -> dict[str, tuple[float, float]]:
+        """Per tree: (the largest process's peak, the peak of the tree's sum) in MiB."""
         return {
-            name: round(max(self.sampled[name], sum(self.hwm[name].values())) / 1024, 1)
+            name: (
+                round(max(self.hwm[name].values(), default=0) / 1024, 1),
+                round(max(self.sampled[name], sum(self.hwm[name].values())) / 1024, 1),
+            )
             for name in self.roots
         }
 
