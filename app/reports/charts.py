@@ -227,12 +227,12 @@ def _title(fig: Figure, text: str) -> Text:
     return title
 
 
-def _footer(fig: Figure, cycle: CycleRef, extra: str = "") -> Text:
+def _footer(fig: Figure, cycle: CycleRef, *extra: str) -> Text:
     parts = [
         f"Peer360 · cycle {cycle.name}",
         f"scale {cycle.scale_min}–{cycle.scale_max}",
         f"shown only with at least k = {cycle.min_raters} raters",
-        *([extra] if extra else []),
+        *(e for e in extra if e),
     ]
     limit = int(fig.get_figwidth() * 72 / (SMALL * 0.58))
     lines = [parts[0]]
@@ -324,9 +324,14 @@ def _ink_on(rgba: Sequence[float]) -> str:
 
 
 def departments_chart(
-    cycle: CycleRef, departments: Sequence[DepartmentResultRead], company: float | None
+    cycle: CycleRef,
+    departments: Sequence[DepartmentResultRead],
+    company: float | None,
+    *,
+    note: str = "",
 ) -> Figure:
-    """Department coefficients with their 95% intervals, the company mean dashed."""
+    """Department coefficients with their 95% intervals, the company mean dashed
+    (``note``: one more part of the footer)."""
     if not departments:
         return _message(cycle, "No departments in this cycle")
     rows = len(departments)
@@ -337,7 +342,8 @@ def departments_chart(
         [d.coefficient for d in departments] + [v for pair in intervals for v in pair] + [company],
         cycle,
     )
-    labels = [_label(d, departments) for d in departments]
+    ruler = _Ruler(fig)
+    labels, names = _fit(ruler, [_label(d, departments) for d in departments], 0.4 * width)
     values = [
         "–" if d.coefficient is None else f"{d.coefficient:.2f} (n={d.employees_included})"
         for d in departments
@@ -378,12 +384,11 @@ def departments_chart(
         ax.set_xlabel("Coefficient: mean of the employees' coefficients")
         legend = _legend(ax, handles)
         title = _title(fig, f"Departments — {cycle.name}")
-        footer = _footer(fig, cycle, "n = employees included")
+        footer = _footer(fig, cycle, "n = employees included", note)
         # Fixed layout: names left, values right, x ticks, their label and the footer
         # below, the title and the legend above.
-        ruler = _Ruler(fig)
         line = ruler.line()
-        left = EDGE + ruler.width(labels) + TICK_PAD
+        left = EDGE + names + TICK_PAD
         right = EDGE + ruler.width(values) + TICK_PAD
         bottom = EDGE + ruler.height(footer) + GAP + line + LABEL_PAD + line + 2 * TICK_PAD
         above = EDGE + ruler.height(title) + GAP + ruler.height(legend)
@@ -391,10 +396,31 @@ def departments_chart(
         plot = (height - bottom - above) / 1.01
         _place(fig, ax, left=left, right=right, top=height - bottom - plot, bottom=bottom)
         # A legend wider than the room right of the names moves left, over their column.
+        plot_width = width - left - right
         spare = width - EDGE - left - ruler.width_of(legend)
         if spare < 0:
-            legend.set_bbox_to_anchor((spare / (width - left - right), 1.01), ax.transAxes)
+            legend.set_bbox_to_anchor((spare / plot_width, 1.01), ax.transAxes)
+        # So does an axis label wider than the plot, to end at the figure's edge.
+        label = ax.xaxis.label
+        spare = width - EDGE - left - (plot_width + ruler.width([label.get_text()])) / 2
+        if spare < 0:
+            label.set_x(0.5 + spare / plot_width)
     return fig
+
+
+def _fit(ruler: _Ruler, names: Sequence[str], room: float) -> tuple[list[str], float]:
+    """``names`` cut shorter where wider than ``room`` (inches), and the widest width:
+    40 wide letters (Ш, W) would take half the figure from the plot."""
+    fitted, widest = [], 0.0
+    for name in names:
+        wide, limit = ruler.width([name]), len(name)
+        while wide > room and limit > 8:
+            limit -= 2
+            name = _short(name, limit)
+            wide = ruler.width([name])
+        fitted.append(name)
+        widest = max(widest, wide)
+    return fitted, widest
 
 
 def _row_labels(fig: Figure, ax: Axes, names: Sequence[str], values: Sequence[str] = ()) -> None:
@@ -411,16 +437,22 @@ def _row_labels(fig: Figure, ax: Axes, names: Sequence[str], values: Sequence[st
 
 
 def heatmap_chart(
-    cycle: CycleRef, departments: Sequence[DepartmentResultRead], codes: Sequence[tuple[str, str]]
+    cycle: CycleRef,
+    departments: Sequence[DepartmentResultRead],
+    codes: Sequence[tuple[str, str]],
+    *,
+    note: str = "",
 ) -> Figure:
-    """Departments x competencies, each cell the rolled-up competency mean."""
+    """Departments x competencies, each cell the rolled-up competency mean (``note``: one
+    more part of the footer)."""
     if not departments or not codes:
         return _message(cycle, "No data to show")
-    rows = [_label(d, departments) for d in departments]
     columns = [_short(name, MAX_COLUMN_LABEL) for _, name in codes]
     width = max(WIDTH, 3.6 + 0.75 * len(codes))
-    height = max(3.6, 0.34 * len(rows) + 2.6)
+    height = max(3.6, 0.34 * len(departments) + 2.6)
     fig = _figure(width, height, fixed=True)
+    ruler = _Ruler(fig)
+    rows, names = _fit(ruler, [_label(d, departments) for d in departments], 0.4 * width)
     nan = float("nan")
     matrix = numpy.array(
         [
@@ -458,25 +490,24 @@ def heatmap_chart(
             )
         ax.spines[:].set_visible(False)
         title = _title(fig, f"Department × competency — {cycle.name}")
-        footer = _footer(fig, cycle, "– = not enough responses")
+        footer = _footer(fig, cycle, "– = not enough responses", note)
         # Fixed layout: row names left, turned column names and the footer below, the
         # title above, the colour bar (ticks, numbers, its label) right.
-        ruler = _Ruler(fig)
         line = ruler.line()
         turn = math.radians(TURN)
-        names = [ruler.width([c]) for c in columns]
+        turned = [ruler.width([c]) for c in columns]
         # A turned name hangs from its top right corner, below and left of its cell.
-        drop = max(names) * math.sin(turn) + line * math.cos(turn)
+        drop = max(turned) * math.sin(turn) + line * math.cos(turn)
         bottom = EDGE + ruler.height(footer) + GAP + drop + TICK_PAD
         top = EDGE + ruler.height(title) + GAP
         bar, bar_gap = 0.13, 0.22
         scale = _scale_ticks(norm)
         numbers = ruler.width([label for _, label in scale])
         right = bar_gap + bar + 2 * TICK_PAD + numbers + LABEL_PAD + line + EDGE
-        left = EDGE + ruler.width(rows) + TICK_PAD
+        left = EDGE + names + TICK_PAD
         # The first columns' names must not run out of the figure's left edge either.
-        for j, wide in enumerate(names):
-            share = (j + 0.5) / len(names)  # of the plot's width, to the column's centre
+        for j, wide in enumerate(turned):
+            share = (j + 0.5) / len(turned)  # of the plot's width, to the column's centre
             reach = EDGE + wide * math.cos(turn) - share * (width - right)
             left = max(left, reach / (1 - share))
         _place(fig, ax, left=left, right=right, top=top, bottom=bottom)
@@ -898,23 +929,14 @@ def _departments_figure(
     session: Session, *, cycle_id: int, ref: CycleRef, department: str | None, heatmap: bool
 ) -> Figure:
     shown, total = chart_departments(session, cycle_id=cycle_id, department=department)
+    # In the footer, where the layout leaves room for it: in a corner of its own it ran
+    # into a long footer line.
+    note = f"the {len(shown)} largest of {total} departments" if total > len(shown) else ""
     if heatmap:
         codes = [(c.code, c.name) for c in service.competencies(session, cycle_id=cycle_id)]
-        fig = heatmap_chart(ref, shown, codes)
-    else:
-        company = service.company_results(session, cycle_id=cycle_id)
-        fig = departments_chart(ref, shown, company.coefficient)
-    if total > len(shown):
-        fig.text(
-            0.99,
-            0.005,
-            f"the {len(shown)} largest of {total} departments",
-            ha="right",
-            va="bottom",
-            fontsize=SMALL,
-            color=GREY,
-        )
-    return fig
+        return heatmap_chart(ref, shown, codes, note=note)
+    company = service.company_results(session, cycle_id=cycle_id)
+    return departments_chart(ref, shown, company.coefficient, note=note)
 
 
 def build_chart(
