@@ -343,7 +343,7 @@ def departments_chart(
         cycle,
     )
     ruler = _Ruler(fig)
-    labels, names = _fit(ruler, [_label(d, departments) for d in departments], 0.4 * width)
+    labels, names = _fit(ruler, [_label(d, departments) for d in departments], 0.45 * width)
     values = [
         "–" if d.coefficient is None else f"{d.coefficient:.2f} (n={d.employees_included})"
         for d in departments
@@ -566,7 +566,7 @@ def _colour_scale(
     xs: list[float] = []
     ys: list[float] = []
     for value, text in ticks:
-        y = box.y0 + box.height * (value - low) / (high - low)
+        y = box.y0 + box.height * (value - low) / ((high - low) or 1.0)
         xs += [box.x1, box.x1 + TICK_PAD, math.nan]
         ys += [y, y, math.nan]
         fig.text(box.x1 + 2 * TICK_PAD, y, text, transform=inches, va="center_baseline")
