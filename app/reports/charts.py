@@ -47,6 +47,7 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.image import BboxImage
 from matplotlib.legend import Legend
 from matplotlib.lines import Line2D
+from matplotlib.markers import TICKDOWN
 from matplotlib.patches import Rectangle
 from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
@@ -379,9 +380,12 @@ def departments_chart(
                 Line2D([], [], color=COMPANY, linestyle="--", label=f"company {company:.2f}")
             )
         _row_labels(fig, ax, labels, values)
-        ax.grid(axis="x", color="#e4e8f2")
-        ax.set_axisbelow(True)
-        ax.set_xlabel("Coefficient: mean of the employees' coefficients")
+        _value_ticks(fig, ax, grid="#e4e8f2")
+        ax.set_xlabel(
+            "Coefficient: mean of the employees' coefficients",
+            # below the tick labels, which the axis no longer knows of
+            labelpad=(LABEL_PAD + 2 * TICK_PAD + ruler.line()) * 72,
+        )
         legend = _legend(ax, handles)
         title = _title(fig, f"Departments — {cycle.name}")
         footer = _footer(fig, cycle, "n = employees included", note)
@@ -406,6 +410,33 @@ def departments_chart(
         if spare < 0:
             label.set_x(0.5 + spare / plot_width)
     return fig
+
+
+def _value_ticks(fig: Figure, ax: Axes, *, grid: str) -> None:
+    """The x axis' ticks, numbers and grid lines (under the data) as a few plain artists,
+    from the axis' own locator and formatter: the axis itself makes five artists per
+    tick and lays them out twice, a tenth of a small chart's render."""
+    low, high = ax.get_xlim()
+    values = [v for v in ax.xaxis.get_major_locator().tick_values(low, high) if low <= v <= high]
+    numbers = ax.xaxis.get_major_formatter().format_ticks(values)
+    ax.set_xticks([])
+    along = ax.get_xaxis_transform()  # x in data, y in axes
+    ax.vlines(values, 0, 1, transform=along, color=grid, linewidth=0.8, zorder=0.5)
+    # Tick marks are markers, as the axis draws them: 3.5 pt down, 0.8 pt wide.
+    ax.plot(
+        values,
+        [0] * len(values),
+        transform=along,
+        linestyle="none",
+        color="black",
+        marker=TICKDOWN,
+        markersize=3.5,
+        markeredgewidth=0.8,
+        clip_on=False,
+    )
+    below = along - ScaledTranslation(0, 2 * TICK_PAD, fig.dpi_scale_trans)
+    for value, number in zip(values, numbers, strict=True):
+        fig.text(value, 0, number, transform=below, ha="center", va="top")
 
 
 def _fit(ruler: _Ruler, names: Sequence[str], room: float) -> tuple[list[str], float]:
