@@ -32,6 +32,7 @@ from app.reports.schemas import (
 )
 
 LONG = "Business Applications and Integration Services of the Northern Region and Beyond"
+CYRILLIC = "Департамент обслуживания ключевых клиентов Северо-Западного региона"
 CODES = [
     ("professionalism", "Professionalism"),
     ("responsiveness", "Responsiveness"),
@@ -139,12 +140,24 @@ FIGURES: dict[str, Callable[[], Figure]] = {
     "departments-30-long": lambda: charts.departments_chart(
         cycle(), departments(30, lambda i: f"{LONG} {i}" if i % 3 == 0 else f"Team {i}"), 7.0
     ),
+    "departments-40-long-cyrillic": lambda: charts.departments_chart(
+        cycle(name="Quarterly review 2026 Q3 — all staff, all sites"),
+        departments(40, lambda i: f"{CYRILLIC} {i}" if i % 2 else f"Ж{'Ш' * 40}"),
+        7.0,
+        note="the 40 largest of 57 departments",
+    ),
     "heatmap-1": lambda: charts.heatmap_chart(cycle(), departments(1), CODES),
     "heatmap-14": lambda: charts.heatmap_chart(cycle(), departments(14), CODES),
     "heatmap-30-long": lambda: charts.heatmap_chart(
         cycle(name="Quarterly review 2026 Q3 — all staff, all sites"),
         departments(30, lambda i: f"{LONG} {i}" if i % 3 == 0 else f"Team {i}"),
         [(c, f"{n} and Stakeholder Management") for c, n in CODES],
+    ),
+    "heatmap-40-long-cyrillic": lambda: charts.heatmap_chart(
+        cycle(name="Quarterly review 2026 Q3 — all staff, all sites"),
+        departments(40, lambda i: f"{CYRILLIC} {i}" if i % 2 else f"Ж{'Ш' * 40}"),
+        [(c, f"Ответственность и {n}") for c, n in CODES],
+        note="the 40 largest of 57 departments",
     ),
     "heatmap-short-names-long-competencies": lambda: charts.heatmap_chart(
         cycle(), departments(2, lambda i: "HR"), [(c, f"{n} and Delivery") for c, n in CODES]
@@ -242,6 +255,23 @@ def test_long_names_are_cut_short_not_the_axes() -> None:
     assert any(t.startswith("Professionalism and") for t in cut)
     ax = fig.axes[0]
     assert ax.bbox.width > 0.4 * fig.bbox.width  # the cells keep the room
+
+
+@pytest.mark.parametrize("name", ["heatmap-1", "heatmap-14", "heatmap-40-long-cyrillic"])
+def test_heatmap_values_sit_in_their_cells(name: str) -> None:
+    # The values of a column are the lines of one text, a row apart: the lines must
+    # fill the plot's height exactly, so that each one is centred in its own cell.
+    fig, texts = drawn(name)
+    ax = fig.axes[0]
+    box = ax.bbox
+    columns = round(ax.get_xlim()[1] + 0.5)
+    values = [t for t in texts if t.get_fontsize() == charts.SMALL and extent(t).overlaps(box)]
+    assert values
+    for text in values:
+        e = extent(text)
+        assert abs(e.y0 - box.y0) <= 1 and abs(e.y1 - box.y1) <= 1, (e, box)
+        column = box.x0 + box.width * (text.get_position()[0] + 0.5) / columns
+        assert abs((e.x0 + e.x1) / 2 - column) <= 1, (text.get_text(), e, column)
 
 
 def test_names_are_text_not_mathtext() -> None:
