@@ -203,6 +203,9 @@ def run_close_jobs(settings: Settings, engine: Engine, factory: sessionmaker[Ses
     """
     ran = 0
     while True:
+        with factory() as session:
+            if not cycles_service.close_job_waiting(session):
+                return ran
         with writer_session(factory) as session, session.begin():
             job = cycles_service.claim_close_job(session)
             job_id = job.id if job is not None else None

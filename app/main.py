@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import re
@@ -185,18 +186,20 @@ class RequestContext:
             )
 
 
-@asynccontextmanager
-async def _frozen_heap(_app: FastAPI) -> AsyncIterator[None]:
+@functools.cache
+def _freeze_start_up_heap() -> None:
     """Keep what start-up built (modules, tables, templates, routes: ~300,000 objects)
     out of the garbage collector's full passes, which walked all of it every few
-    requests and put 50-150 ms pauses into the results pages' p99."""
+    requests and put 50-150 ms pauses into the results pages' p99. Once per process:
+    the objects stay for the process's life anyway."""
     gc.collect()
     gc.freeze()
-    try:
-        yield
-    finally:
-        # Hand them back: a process that builds several apps (the tests) frees old ones.
-        gc.unfreeze()
+
+
+@asynccontextmanager
+async def _frozen_heap(_app: FastAPI) -> AsyncIterator[None]:
+    _freeze_start_up_heap()
+    yield
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:

@@ -48,3 +48,32 @@ def test_the_registry_declares_intervals_with_a_default() -> None:
     assert interval_of(marked) == 5.0
     with pytest.raises(ValueError):
         every(0)
+
+
+def test_polling_an_empty_queue_never_waits_for_the_write_lock(
+    settings: Settings, engine: Engine, committed_db: sessionmaker[Session]
+) -> None:
+    """The worker polls the outbox, the webhooks and the close jobs every few seconds.
+    With nothing due it must not queue for SQLite's one write lock, where the raters'
+    submits wait too: a writer holds the lock here, and the passes still return."""
+    from app.lifecycle import close_jobs_job
+    from app.reports.webhook import deliver_webhooks_job
+    from app.worker import deliver_mail_job
+
+    done = threading.Event()
+
+    def poll() -> None:
+        for job in (deliver_mail_job, deliver_webhooks_job, close_jobs_job):
+            job(settings, engine, committed_db)
+        done.set()
+
+    writer = engine.execution_options(sqlite_immediate=True).connect()
+    transaction = writer.begin()  # SQLite: BEGIN IMMEDIATE, the write lock
+    writer.exec_driver_sql("UPDATE cycle SET name = name")
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    finished = done.wait(5)
+    transaction.rollback()
+    writer.close()
+    poller.join(35)
+    assert finished, "a worker pass with nothing due waited for another writer"

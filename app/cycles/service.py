@@ -22,6 +22,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    exists,
     func,
     insert,
     literal,
@@ -1299,6 +1300,19 @@ def request_close(
     return job, True
 
 
+def _close_job_due(now: datetime) -> ColumnElement[bool]:
+    return or_(
+        CloseJob.state == CloseJobState.queued,
+        and_(CloseJob.state == CloseJobState.running, CloseJob.locked_until < now),
+    )
+
+
+def close_job_waiting(session: Session, *, now: datetime | None = None) -> bool:
+    """Whether a close job waits for a worker (a read: the worker asks before it takes
+    the write lock to claim one)."""
+    return bool(session.scalar(select(exists().where(_close_job_due(now or utcnow())))))
+
+
 def claim_close_job(session: Session, *, now: datetime | None = None) -> CloseJob | None:
     """Take the oldest queued close job (or one whose worker's lease ran out). Flush only.
 
@@ -1308,12 +1322,7 @@ def claim_close_job(session: Session, *, now: datetime | None = None) -> CloseJo
     now = now or utcnow()
     job = session.scalars(
         select(CloseJob)
-        .where(
-            or_(
-                CloseJob.state == CloseJobState.queued,
-                and_(CloseJob.state == CloseJobState.running, CloseJob.locked_until < now),
-            )
-        )
+        .where(_close_job_due(now))
         .order_by(CloseJob.id)
         .limit(1)
         .with_for_update(skip_locked=True)

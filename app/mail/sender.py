@@ -29,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy import and_, update
+from sqlalchemy import ColumnElement, and_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
@@ -259,6 +259,10 @@ def backoff(attempts: int) -> timedelta:
     )
 
 
+def _due(now: datetime) -> ColumnElement[bool]:
+    return and_(OutboxMessage.status == OutboxStatus.pending, OutboxMessage.next_attempt_at <= now)
+
+
 def claim_batch(
     session: Session, *, now: datetime, limit: int = BATCH_SIZE, lease: timedelta = LEASE
 ) -> list[Outgoing]:
@@ -266,9 +270,7 @@ def claim_batch(
     rows = queue.claim(
         session,
         OutboxMessage,
-        due=and_(
-            OutboxMessage.status == OutboxStatus.pending, OutboxMessage.next_attempt_at <= now
-        ),
+        due=_due(now),
         order_by=(OutboxMessage.next_attempt_at, OutboxMessage.id),
         now=now,
         lease=lease,
@@ -375,6 +377,8 @@ def deliver_due(
         while max_batches is None or batches < max_batches:
             batches += 1
             at = now or utcnow()
+            if not queue.any_due(factory, OutboxMessage, due=_due(at), now=at):
+                break
             with writer_session(factory) as session, session.begin():
                 batch = claim_batch(session, now=at, limit=batch_size)
             if not batch:

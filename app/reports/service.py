@@ -845,9 +845,7 @@ def department_and_children(
             CycleDepartment.cycle_id == cycle_id, CycleDepartment.parent_id == department_id
         )
     )
-    return department_results(
-        session, cycle_id=cycle_id, department_ids=[department_id, *children]
-    )
+    return department_results(session, cycle_id=cycle_id, department_ids=[department_id, *children])
 
 
 def department_choices(session: Session, *, cycle_id: int) -> list[tuple[int, str, int]]:

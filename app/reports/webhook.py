@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import and_, select
+from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
@@ -70,14 +70,17 @@ def payload_body(delivery: WebhookDelivery, settings: Settings, *, now: datetime
     return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
 
 
+def _due(now: datetime) -> ColumnElement[bool]:
+    return and_(
+        WebhookDelivery.status == WebhookStatus.pending, WebhookDelivery.next_attempt_at <= now
+    )
+
+
 def _claim(session: Session, *, now: datetime) -> list[WebhookDelivery]:
     ids = queue.claim(
         session,
         WebhookDelivery,
-        due=and_(
-            WebhookDelivery.status == WebhookStatus.pending,
-            WebhookDelivery.next_attempt_at <= now,
-        ),
+        due=_due(now),
         order_by=(WebhookDelivery.next_attempt_at, WebhookDelivery.id),
         now=now,
         lease=LEASE,
@@ -103,6 +106,8 @@ def deliver_due_webhooks(
     """One worker pass: post every due notification; returns how many were delivered."""
     now = now or utcnow()
     url, secret = settings.results_webhook_url, settings.results_webhook_secret
+    if not queue.any_due(session_factory, WebhookDelivery, due=_due(now), now=now):
+        return 0
     with writer_session(session_factory) as session, session.begin():
         if not url:
             # Nobody to notify: close the rows rather than let them pile up.
