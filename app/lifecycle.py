@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import gc
 import logging
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, select, text, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,6 +28,7 @@ from app.db import (
     concurrent_writers,
     large_sqlite_cache,
     make_sessionmaker,
+    purge,
     utcnow,
     writer_session,
 )
@@ -282,32 +282,6 @@ LEGACY_VACUUMED_TABLES = ("ballot",)
 VACUUM_WAIT_SECONDS = 30.0
 # The worker's retry waits less: a long-lived snapshot must not stall mail delivery.
 VACUUM_RETRY_WAIT_SECONDS = 5.0
-_POLL_SECONDS = 0.2
-_CHECKPOINT_TRIES = 5
-
-# Everything that can still see a row version the close deleted: another backend's
-# snapshot or running transaction in this database (``backend_xmin``/``backend_xid``), a
-# running transaction in *any* database (its xid bounds every database's horizon: with
-# one idle-in-transaction session elsewhere in the cluster, VACUUM FULL here keeps every
-# deleted pool row and link), a replication slot (``xmin``; ``catalog_xmin`` only holds
-# back system catalogs) and a prepared transaction. Older than ``:xid`` means ``age()``
-# is larger. Walsenders with hot_standby_feedback have no database but hold back every
-# database's horizon. Without pg_read_all_stats, other roles' sessions in this database
-# hide their xmin and count as older (grant it to the service's role).
-_OLDER_SNAPSHOTS = """
-SELECT
-  (SELECT count(*) FROM pg_stat_activity
-    WHERE pid <> pg_backend_pid()
-      AND (age(backend_xid) > age(CAST(:xid AS xid))
-           OR ((datname = current_database() OR backend_type = 'walsender')
-               AND (age(backend_xmin) > age(CAST(:xid AS xid))
-                    -- another role's session whose xmin we may not read: assume the worst
-                    OR query = '<insufficient privilege>'))))
-  + (SELECT count(*) FROM pg_replication_slots
-      WHERE age(xmin) > age(CAST(:xid AS xid)))
-  + (SELECT count(*) FROM pg_prepared_xacts
-      WHERE age(transaction) > age(CAST(:xid AS xid)))
-"""
 
 
 def _cycles_to_vacuum(connection: Connection) -> list[int]:
@@ -316,6 +290,15 @@ def _cycles_to_vacuum(connection: Connection) -> list[int]:
             select(Cycle.id).where(Cycle.sealed_at.is_not(None), Cycle.vacuumed_at.is_(None))
         ).scalars()
     )
+
+
+def _work_to_vacuum(connection: Connection) -> tuple[list[int], tuple[str, ...]]:
+    """(the sealed cycles not vacuumed yet, the tables whose dead rows must go)."""
+    cycle_ids = _cycles_to_vacuum(connection)
+    legacy = connection.scalar(
+        select(exists().where(Cycle.id.in_(cycle_ids), Cycle.pool_key_check.is_(None)))
+    )
+    return cycle_ids, VACUUMED_TABLES + (LEGACY_VACUUMED_TABLES if legacy else ())
 
 
 def vacuum_after_close(engine: Engine, *, wait_seconds: float = VACUUM_WAIT_SECONDS) -> bool:
@@ -327,10 +310,9 @@ def vacuum_after_close(engine: Engine, *, wait_seconds: float = VACUUM_WAIT_SECO
     (nothing marked) when it could not finish within ``wait_seconds``: the worker retries.
     """
     try:
-        if engine.dialect.name == "sqlite":
-            cycle_ids, done = _vacuum_sqlite(engine, wait_seconds)
-        else:
-            cycle_ids, done = _vacuum_postgresql(engine, wait_seconds)
+        (cycle_ids, _tables), done = purge.purge_dead_rows(
+            engine, _work_to_vacuum, tables=lambda work: work[1], wait_seconds=wait_seconds
+        )
     except Exception:
         log.exception("VACUUM after closing a cycle failed; the worker retries it")
         return False
@@ -341,91 +323,8 @@ def vacuum_after_close(engine: Engine, *, wait_seconds: float = VACUUM_WAIT_SECO
             session.execute(
                 update(Cycle).where(Cycle.id.in_(cycle_ids)).values(vacuumed_at=utcnow())
             )
-        if engine.dialect.name == "sqlite":
-            _checkpoint(engine, tries=1)  # leave an empty WAL behind if nobody reads
+        purge.empty_log(engine)  # leave an empty WAL behind if nobody reads
     return True
-
-
-def _checkpoint(engine: Engine, *, tries: int) -> bool:
-    raw = engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        cursor.execute("PRAGMA busy_timeout=1000")
-        try:
-            for attempt in range(tries):
-                # (busy, WAL frames, frames checkpointed): busy=1 means a reader still
-                # pins an older snapshot, so the WAL keeps the pre-seal pages.
-                cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                row = cursor.fetchone()
-                if row is not None and row[0] == 0:
-                    return True
-                if attempt + 1 < tries:
-                    time.sleep(_POLL_SECONDS)
-            return False
-        finally:
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
-    finally:
-        raw.close()
-
-
-def _vacuum_sqlite(engine: Engine, wait_seconds: float) -> tuple[list[int], bool]:
-    """``VACUUM`` (``secure_delete`` is on), then a WAL checkpoint that truncates the log."""
-    with engine.connect() as connection:
-        cycle_ids = _cycles_to_vacuum(connection)
-    raw = engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        cursor.execute(f"PRAGMA busy_timeout={max(100, int(wait_seconds * 1000))}")
-        cursor.execute("VACUUM")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
-    finally:
-        raw.close()
-    tries = max(1, min(_CHECKPOINT_TRIES, int(wait_seconds)))
-    if not _checkpoint(engine, tries=tries):
-        log.warning(
-            "VACUUM after close: a reader kept the SQLite WAL busy, so the pre-seal pages "
-            "are still in it; the worker retries"
-        )
-        return cycle_ids, False
-    return cycle_ids, True
-
-
-def _vacuum_postgresql(engine: Engine, wait_seconds: float) -> tuple[list[int], bool]:
-    """``VACUUM FULL`` once no snapshot older than the seal is left.
-
-    VACUUM FULL copies "recently dead" tuples, those some open snapshot may still see,
-    into the new file. A snapshot taken before the seal committed (another request, the
-    worker, pg_dump, autoanalyze) would keep every pre-seal ballot, in submission order
-    and with its rater's xid. So first take an xid certainly newer than the seal and
-    wait until nothing in this database is older.
-    """
-    with engine.begin() as connection:
-        # The cycles this snapshot sees sealed committed before the xid taken next.
-        cycle_ids = _cycles_to_vacuum(connection)
-        legacy = connection.scalar(
-            select(exists().where(Cycle.id.in_(cycle_ids), Cycle.pool_key_check.is_(None)))
-        )
-        fresh = int(connection.exec_driver_sql("SELECT pg_current_xact_id()::text").scalar_one())
-    tables = VACUUMED_TABLES + (LEGACY_VACUUMED_TABLES if legacy else ())
-    xid = str(fresh % 2**32)  # the 32-bit xid that pg_stat_activity shows
-    deadline = time.monotonic() + wait_seconds
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        # Autocommit: each poll is its own transaction, so pg_stat_activity is re-read.
-        while conn.execute(text(_OLDER_SNAPSHOTS), {"xid": xid}).scalar_one():
-            if time.monotonic() >= deadline:
-                log.warning(
-                    "VACUUM after close postponed: a transaction older than the seal is "
-                    "still open after %.0f s; the worker retries",
-                    wait_seconds,
-                )
-                return cycle_ids, False
-            time.sleep(_POLL_SECONDS)
-        conn.exec_driver_sql("SET lock_timeout = '10s'")
-        conn.exec_driver_sql(f"VACUUM FULL {', '.join(tables)}")
-        conn.exec_driver_sql("RESET lock_timeout")
-    return cycle_ids, True
 
 
 # --- the worker's scheduled jobs ---------------------------------------------------------
