@@ -24,6 +24,9 @@ def templates() -> Jinja2Templates:
         loader=FileSystemLoader(str(TEMPLATES_DIR)),
         autoescape=select_autoescape(("html", "htm", "xml"), default_for_string=True),
         extensions=["jinja2.ext.i18n"],
+        # A file check per template per render is for editing them; a deployed app's
+        # templates do not change under it.
+        auto_reload=get_settings().environment == "development",
     )
     # Fallback callables; render() passes the request's language ones in the context.
     env.install_gettext_translations(i18n.translations("en"), newstyle=True)  # type: ignore[attr-defined]

@@ -493,7 +493,12 @@ def paper_invitation(*, cycle_id: int, customer_id: int) -> dict[str, Any]:
 
 def pool_key(secret_key: str, cycle: Cycle) -> bytes:
     """The key that seals the cycle's pending submissions (HKDF of SECRET_KEY + salt)."""
-    return crypto.derive_key(secret_key, f"ballot-pool/cycle:{cycle.id}", salt=cycle.pool_salt)
+    return cycle_pool_key(secret_key, cycle.id, cycle.pool_salt)
+
+
+def cycle_pool_key(secret_key: str, cycle_id: int, pool_salt: bytes | None) -> bytes:
+    """:func:`pool_key` from the cycle's id and salt, for a caller that did not load it."""
+    return crypto.derive_key(secret_key, f"ballot-pool/cycle:{cycle_id}", salt=pool_salt)
 
 
 # --- raters who count toward k -------------------------------------------------------

@@ -296,19 +296,23 @@ def submit_rating(
         return invalid_link_page(request)
     invitation_id, kiosk = rating_session
     try:
-        form = ratings_service.load_rating_form(session, invitation_id=invitation_id)
+        # Ids and rules only: the names and texts are loaded again only for a form
+        # that has to be shown back with its errors.
+        rules = ratings_service.load_form_rules(session, invitation_id=invitation_id)
     except ratings_service.AlreadySubmitted:
         return _submitted_page(request, settings, request_language(request))
     except NotFound:
         return invalid_link_page(request)
-    lang = request_language(request, form.language)
+    lang = request_language(request, rules.language)
     given_token = data.get("form_token", "")
-    if not hmac.compare_digest(form_token(settings, invitation_id).encode(), given_token.encode()):
+    expected = form_token(settings, invitation_id)
+    if not hmac.compare_digest(expected.encode(), given_token.encode()):
         return _page(request, "rating/expired.html", {}, lang=lang, status_code=403)
-    parsed = ratings_service.parse_form(form, data)
+    parsed = ratings_service.parse_form(rules, data)
     if parsed.foreign:
         return _page(request, "rating/tampered.html", {}, lang=lang, status_code=422)
     if parsed.errors:
+        form = ratings_service.load_rating_form(session, invitation_id=invitation_id)
         return _page(
             request,
             "rating/form.html",
@@ -317,9 +321,8 @@ def submit_rating(
             status_code=422,
         )
     try:
-        # Checked against the form loaded above, in this transaction: not loaded twice.
-        ratings_service.submit_form_answers(
-            session, form=form, answers=parsed.answers, secret_key=settings.secret_key
+        ratings_service.submit_checked_answers(
+            session, rules=rules, answers=parsed.answers, secret_key=settings.secret_key
         )
     except ratings_service.AlreadySubmitted:
         return _submitted_page(request, settings, lang)
@@ -330,7 +333,7 @@ def submit_rating(
         response = _page(
             request,
             "rating/code_thanks.html",
-            {"cycle_name": form.cycle_name},
+            {"cycle_name": rules.cycle_name},
             lang=lang,
             headers={"Clear-Site-Data": '"cache", "storage"'},
         )
@@ -338,7 +341,7 @@ def submit_rating(
         response = _page(
             request,
             "rating/thanks.html",
-            {"progress_key": progress_key(settings, invitation_id), "cycle_name": form.cycle_name},
+            {"progress_key": progress_key(settings, invitation_id), "cycle_name": rules.cycle_name},
             lang=lang,
         )
     response.delete_cookie(cookie_name(settings), path="/")

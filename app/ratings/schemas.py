@@ -56,6 +56,28 @@ class RatingForm:
     counts_toward_k: bool = True
 
 
+@dataclass(frozen=True)
+class FormRules:
+    """What a posted rating form is checked against and sealed with: the page's ids and
+    the cycle's rules, without the names and texts the page shows.
+
+    A submit loads only this; the whole :class:`RatingForm` is loaded for showing the
+    page, and again only when a post has to be shown back with its errors.
+    """
+
+    invitation_id: int
+    cycle_id: int
+    cycle_name: str
+    language: str
+    scale: list[int]
+    ask_nps: bool
+    ask_comment: bool
+    supplier_ids: list[int]
+    competency_ids: list[int]
+    counts_toward_k: bool
+    pool_salt: bytes | None
+
+
 @dataclass
 class ParsedForm:
     """A posted rating form: the answers it holds, the raw values and the field errors."""

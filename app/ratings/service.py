@@ -19,7 +19,7 @@ from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Table, and_, delete, select, update
+from sqlalchemy import Table, and_, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from app import crypto, i18n
@@ -46,6 +46,7 @@ from app.ratings.schemas import (
     COMMENT_MAX_LENGTH,
     NPS_RANGE,
     CompetencyView,
+    FormRules,
     ParsedForm,
     RatingForm,
     SupplierAnswer,
@@ -107,19 +108,102 @@ def open_invitation(
     return row[0], row[1]
 
 
+# Built once: composing a statement costs more CPU than running it on a small index
+# lookup, and the submit runs these for every rater of the company within days.
+_INVITATION_ROW = (
+    select(
+        Invitation.used,
+        Invitation.customer_id,
+        Cycle.id.label("cycle_id"),
+        Cycle.name,
+        Cycle.state,
+        Cycle.closes_at,
+        Cycle.scale_min,
+        Cycle.scale_max,
+        Cycle.ask_nps,
+        Cycle.ask_comment,
+        Cycle.pool_salt,
+        CycleEmployee.full_name,
+        CycleEmployee.counts_toward_k,
+        Employee.language,
+    )
+    .join(Cycle, Cycle.id == Invitation.cycle_id)
+    .outerjoin(
+        CycleEmployee,
+        and_(
+            CycleEmployee.cycle_id == Invitation.cycle_id,
+            CycleEmployee.employee_id == Invitation.customer_id,
+        ),
+    )
+    .outerjoin(Employee, Employee.id == CycleEmployee.employee_id)
+    .where(Invitation.id == bindparam("invitation_id"))
+)
+_SUPPLIER_IDS = (
+    select(CyclePair.supplier_id)
+    .where(
+        CyclePair.cycle_id == bindparam("cycle_id"),
+        CyclePair.customer_id == bindparam("customer_id"),
+    )
+    .order_by(CyclePair.supplier_id)
+)
+_COMPETENCY_IDS = (
+    select(CycleCompetency.id)
+    .where(CycleCompetency.cycle_id == bindparam("cycle_id"))
+    .order_by(CycleCompetency.display_order, CycleCompetency.id)
+)
+_invitations = cast(Table, Invitation.__table__)
+# Of two concurrent submits exactly one sees used=false.
+_CLAIM_INVITATION = (
+    update(_invitations)
+    .where(_invitations.c.id == bindparam("invitation_id"), _invitations.c.used.is_(False))
+    .values(used=True)
+)
+# Core, not the unit of work: one plain INSERT (the row has no rater, no time).
+_POOL_SUBMISSION = insert(cast(Table, PendingSubmission.__table__))
+
+
+def _open_invitation_row(session: Session, *, invitation_id: int, now: datetime | None) -> Any:
+    """The invitation with its cycle's rules and its customer, in one query; NotFound
+    unless the cycle is open, :class:`AlreadySubmitted` for a used invitation."""
+    row = session.execute(_INVITATION_ROW, {"invitation_id": invitation_id}).first()
+    if row is None or row.state != CycleState.open or row.closes_at <= (now or utcnow()):
+        raise NotFound("This rating link is not valid any more")
+    if row.used:
+        raise AlreadySubmitted("These answers were already submitted")
+    return row
+
+
+def load_form_rules(
+    session: Session, *, invitation_id: int, now: datetime | None = None
+) -> FormRules:
+    """What a post to the customer's page is checked against: three small queries, no
+    names or texts (the submit's share of :func:`load_rating_form`)."""
+    row = _open_invitation_row(session, invitation_id=invitation_id, now=now)
+    return FormRules(
+        invitation_id=invitation_id,
+        cycle_id=row.cycle_id,
+        cycle_name=row.name,
+        language=i18n.normalize_language(row.language),
+        scale=list(range(row.scale_min, row.scale_max + 1)),
+        ask_nps=row.ask_nps,
+        ask_comment=row.ask_comment,
+        supplier_ids=list(
+            session.scalars(
+                _SUPPLIER_IDS, {"cycle_id": row.cycle_id, "customer_id": row.customer_id}
+            )
+        ),
+        competency_ids=list(session.scalars(_COMPETENCY_IDS, {"cycle_id": row.cycle_id})),
+        # The launch snapshot has every customer; a missing row would count.
+        counts_toward_k=True if row.counts_toward_k is None else bool(row.counts_toward_k),
+        pool_salt=row.pool_salt,
+    )
+
+
 def load_rating_form(
     session: Session, *, invitation_id: int, now: datetime | None = None
 ) -> RatingForm:
     """The customer's page: every supplier and competency from the launch snapshot."""
-    invitation, cycle = open_invitation(session, invitation_id=invitation_id, now=now)
-    customer = session.execute(
-        select(CycleEmployee.full_name, Employee.language, CycleEmployee.counts_toward_k)
-        .join(Employee, Employee.id == CycleEmployee.employee_id)
-        .where(
-            CycleEmployee.cycle_id == cycle.id,
-            CycleEmployee.employee_id == invitation.customer_id,
-        )
-    ).first()
+    row = _open_invitation_row(session, invitation_id=invitation_id, now=now)
     suppliers = [
         SupplierView(id=sid, full_name=name, department=dept or "")
         for sid, name, dept in session.execute(
@@ -138,11 +222,11 @@ def load_rating_form(
                     CycleDepartment.department_id == CycleEmployee.department_id,
                 ),
             )
-            .where(CyclePair.cycle_id == cycle.id, CyclePair.customer_id == invitation.customer_id)
+            .where(CyclePair.cycle_id == row.cycle_id, CyclePair.customer_id == row.customer_id)
             .order_by(CycleEmployee.full_name, CyclePair.supplier_id)
         )
     ]
-    language = i18n.normalize_language(customer[1] if customer else None)
+    language = i18n.normalize_language(row.language)
     competencies = [
         competency_view(cid, name, description, indicators, translations, language=language)
         for cid, name, description, indicators, translations in session.execute(
@@ -153,23 +237,23 @@ def load_rating_form(
                 CycleCompetency.indicators,
                 CycleCompetency.translations,
             )
-            .where(CycleCompetency.cycle_id == cycle.id)
+            .where(CycleCompetency.cycle_id == row.cycle_id)
             .order_by(CycleCompetency.display_order, CycleCompetency.id)
         )
     ]
     return RatingForm(
-        invitation_id=invitation.id,
-        cycle_id=cycle.id,
-        cycle_name=cycle.name,
-        closes_at=cycle.closes_at,
-        scale=list(range(cycle.scale_min, cycle.scale_max + 1)),
-        ask_nps=cycle.ask_nps,
-        ask_comment=cycle.ask_comment,
-        customer_name=customer[0] if customer else "",
+        invitation_id=invitation_id,
+        cycle_id=row.cycle_id,
+        cycle_name=row.name,
+        closes_at=row.closes_at,
+        scale=list(range(row.scale_min, row.scale_max + 1)),
+        ask_nps=row.ask_nps,
+        ask_comment=row.ask_comment,
+        customer_name=row.full_name or "",
         language=language,
         suppliers=suppliers,
         competencies=competencies,
-        counts_toward_k=bool(customer[2]) if customer else True,
+        counts_toward_k=True if row.counts_toward_k is None else bool(row.counts_toward_k),
     )
 
 
@@ -204,7 +288,7 @@ def _int_or_none(value: str) -> int | None:
     return int(value)
 
 
-def parse_form(form: RatingForm, data: Mapping[str, str]) -> ParsedForm:
+def parse_form(form: FormRules, data: Mapping[str, str]) -> ParsedForm:
     """Turn posted fields into answers, with an error per field that needs one.
 
     Every competency of every supplier needs an answer; "can't judge" is an answer.
@@ -212,8 +296,8 @@ def parse_form(form: RatingForm, data: Mapping[str, str]) -> ParsedForm:
     page never guesses. NPS and the comment are optional.
     """
     parsed = ParsedForm()
-    supplier_ids = {s.id for s in form.suppliers}
-    competency_ids = {c.id for c in form.competencies}
+    supplier_ids = set(form.supplier_ids)
+    competency_ids = set(form.competency_ids)
     for key in data:
         match = FIELD_PATTERN.match(key)
         if match is None:
@@ -227,14 +311,14 @@ def parse_form(form: RatingForm, data: Mapping[str, str]) -> ParsedForm:
         if unknown or not_asked:
             parsed.foreign.append(key)
     low, high = form.scale[0], form.scale[-1]
-    for supplier in form.suppliers:
+    for supplier_id in form.supplier_ids:
         scores: dict[int, int | None] = {}
-        for competency in form.competencies:
-            key = score_field(supplier.id, competency.id)
+        for competency_id in form.competency_ids:
+            key = score_field(supplier_id, competency_id)
             raw = str(data.get(key, "") or "")
             parsed.values[key] = raw[:20]
             if raw == CANT_JUDGE:
-                scores[competency.id] = None
+                scores[competency_id] = None
             elif not raw.strip():
                 parsed.errors[key] = MSG_CHOOSE
             else:
@@ -242,10 +326,10 @@ def parse_form(form: RatingForm, data: Mapping[str, str]) -> ParsedForm:
                 if number is None or not low <= number <= high:
                     parsed.errors[key] = MSG_SCORE_RANGE
                 else:
-                    scores[competency.id] = number
+                    scores[competency_id] = number
         nps: int | None = None
         if form.ask_nps:
-            key = nps_field(supplier.id)
+            key = nps_field(supplier_id)
             raw = str(data.get(key, "") or "")
             parsed.values[key] = raw[:20]
             if raw.strip():
@@ -255,14 +339,14 @@ def parse_form(form: RatingForm, data: Mapping[str, str]) -> ParsedForm:
                     nps = None
         comment: str | None = None
         if form.ask_comment:
-            key = comment_field(supplier.id)
+            key = comment_field(supplier_id)
             raw = str(data.get(key, "") or "")
             # Keep what was typed, even when too long, so nothing is lost on an error.
             parsed.values[key] = raw[: COMMENT_MAX_LENGTH * 2]
             comment = raw.strip() or None
             if comment is not None and len(comment) > COMMENT_MAX_LENGTH:
                 parsed.errors[key] = MSG_COMMENT_LENGTH
-        parsed.answers[supplier.id] = SupplierAnswer(scores=scores, nps=nps, comment=comment)
+        parsed.answers[supplier_id] = SupplierAnswer(scores=scores, nps=nps, comment=comment)
     return parsed
 
 
@@ -329,94 +413,40 @@ def submit_answers(
     concurrent submit of the same invitation raises AlreadySubmitted and stores nothing.
     Returns the number of ballots stored.
     """
-    invitation, cycle = open_invitation(session, invitation_id=invitation_id, now=now)
-    suppliers = set(
-        session.scalars(
-            select(CyclePair.supplier_id).where(
-                CyclePair.cycle_id == cycle.id, CyclePair.customer_id == invitation.customer_id
-            )
-        )
-    )
-    competencies = set(
-        session.scalars(select(CycleCompetency.id).where(CycleCompetency.cycle_id == cycle.id))
-    )
-    _validate_answers(
-        suppliers=suppliers,
-        competencies=competencies,
-        scale=(cycle.scale_min, cycle.scale_max),
-        ask_nps=cycle.ask_nps,
-        ask_comment=cycle.ask_comment,
-        answers=answers,
-    )
-    counts = session.scalar(
-        select(CycleEmployee.counts_toward_k).where(
-            CycleEmployee.cycle_id == cycle.id, CycleEmployee.employee_id == invitation.customer_id
-        )
-    )
-    return _store_ballots(
-        session,
-        invitation_id=invitation.id,
-        cycle=cycle,
-        counts_toward_k=bool(counts),
-        answers=answers,
-        secret_key=secret_key or get_settings().secret_key,
+    rules = load_form_rules(session, invitation_id=invitation_id, now=now)
+    return submit_checked_answers(
+        session, rules=rules, answers=answers, secret_key=secret_key or get_settings().secret_key
     )
 
 
-def submit_form_answers(
+def submit_checked_answers(
     session: Session,
     *,
-    form: RatingForm,
+    rules: FormRules,
     answers: Mapping[int, SupplierAnswer],
     secret_key: str,
 ) -> int:
-    """:func:`submit_answers` for a form :func:`load_rating_form` just loaded.
+    """:func:`submit_answers` against rules :func:`load_form_rules` just loaded.
 
-    The rating page loads the form (open cycle, unused invitation, the customer's
+    The rating page loads the rules (open cycle, unused invitation, the customer's
     suppliers and the cycle's competencies) to read the post, in the same transaction;
-    this checks the answers against that form instead of loading it all again. Same
+    this checks the answers against them instead of loading them again. Same
     guarantees: all or nothing, and exactly one of two concurrent submits stores.
     """
     _validate_answers(
-        suppliers={s.id for s in form.suppliers},
-        competencies={c.id for c in form.competencies},
-        scale=(form.scale[0], form.scale[-1]),
-        ask_nps=form.ask_nps,
-        ask_comment=form.ask_comment,
+        suppliers=set(rules.supplier_ids),
+        competencies=set(rules.competency_ids),
+        scale=(rules.scale[0], rules.scale[-1]),
+        ask_nps=rules.ask_nps,
+        ask_comment=rules.ask_comment,
         answers=answers,
     )
-    return _store_ballots(
-        session,
-        invitation_id=form.invitation_id,
-        # Loaded with the form, in this session: no query.
-        cycle=session.get_one(Cycle, form.cycle_id),
-        counts_toward_k=form.counts_toward_k,
-        answers=answers,
-        secret_key=secret_key,
-    )
-
-
-def _store_ballots(
-    session: Session,
-    *,
-    invitation_id: int,
-    cycle: Cycle,
-    counts_toward_k: bool,
-    answers: Mapping[int, SupplierAnswer],
-    secret_key: str,
-) -> int:
-    """Claim the invitation, then put the whole submission, sealed, into the pool."""
-    # Claim first, atomically: of two concurrent submits exactly one sees used=false.
-    claimed = session.execute(
-        update(Invitation)
-        .where(Invitation.id == invitation_id, Invitation.used.is_(False))
-        .values(used=True)
-        .execution_options(synchronize_session=False)
-    )
+    # Claim first, atomically.
+    claimed = session.execute(_CLAIM_INVITATION, {"invitation_id": rules.invitation_id})
     if getattr(claimed, "rowcount", 0) != 1:
         raise AlreadySubmitted("These answers were already submitted")
     submission = pool.Submission(
-        counts_toward_k=counts_toward_k,
+        counts_toward_k=rules.counts_toward_k,
         answers={
             supplier_id: SupplierAnswer(
                 scores=dict(answer.scores),
@@ -426,21 +456,17 @@ def _store_ballots(
             for supplier_id, answer in answers.items()
         },
     )
-    session.add(
-        PendingSubmission(
-            id=uuid.uuid4(),
-            cycle_id=cycle.id,
-            sealed=pool.seal(
-                cycles_service.pool_key(secret_key, cycle),
-                submission,
-                cycle_id=cycle.id,
-                ask_comment=cycle.ask_comment,
-            ),
-        )
+    sealed = pool.seal(
+        cycles_service.cycle_pool_key(secret_key, rules.cycle_id, rules.pool_salt),
+        submission,
+        cycle_id=rules.cycle_id,
+        ask_comment=rules.ask_comment,
     )
-    session.flush()
+    session.execute(
+        _POOL_SUBMISSION, {"id": uuid.uuid4(), "cycle_id": rules.cycle_id, "sealed": sealed}
+    )
     # The UPDATE skipped the ORM: a loaded Invitation must not keep used=False.
-    loaded = session.identity_map.get(session.identity_key(Invitation, invitation_id))
+    loaded = session.identity_map.get(session.identity_key(Invitation, rules.invitation_id))
     if loaded is not None:
         session.expire(loaded, ["used"])
     return len(answers)

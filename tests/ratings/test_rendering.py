@@ -288,12 +288,12 @@ def test_submit_loads_invitation_and_form_once(
     assert len(pooled_ballots(db, settings)) == 3
 
 
-def test_submit_form_answers_checks_against_the_form(
+def test_submit_checked_answers_checks_against_the_rules(
     db: Session, settings: Settings, nasty: tuple[Any, Cycle, str]
 ) -> None:
     company, cycle, _url = nasty
     invitation = invitation_of(db, cycle, company.customers[0])
-    form = ratings_service.load_rating_form(db, invitation_id=invitation.id)
+    rules = ratings_service.load_form_rules(db, invitation_id=invitation.id)
     comps = cycle_competency_ids(db, cycle)
     good = {s.id: SupplierAnswer(scores=dict.fromkeys(comps, 5)) for s in company.suppliers}
     bad_cases: list[dict[int, SupplierAnswer]] = [
@@ -311,23 +311,23 @@ def test_submit_form_answers_checks_against_the_form(
     ]
     for answers in bad_cases:
         with pytest.raises(Invalid):
-            ratings_service.submit_form_answers(
-                db, form=form, answers=answers, secret_key=settings.secret_key
+            ratings_service.submit_checked_answers(
+                db, rules=rules, answers=answers, secret_key=settings.secret_key
             )
     assert db.scalar(select(Ballot.id)) is None
     assert not pooled_ballots(db, settings)
     assert invitation.used is False
     assert (
-        ratings_service.submit_form_answers(
-            db, form=form, answers=good, secret_key=settings.secret_key
+        ratings_service.submit_checked_answers(
+            db, rules=rules, answers=good, secret_key=settings.secret_key
         )
         == 3
     )
     # The ORM's copy of the invitation is not left saying "unused".
     assert invitation.used is True
     with pytest.raises(ratings_service.AlreadySubmitted):
-        ratings_service.submit_form_answers(
-            db, form=form, answers=good, secret_key=settings.secret_key
+        ratings_service.submit_checked_answers(
+            db, rules=rules, answers=good, secret_key=settings.secret_key
         )
     assert len(pooled_ballots(db, settings)) == 3
     assert db.scalar(select(Invitation.used).where(Invitation.id == invitation.id)) is True
