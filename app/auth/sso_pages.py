@@ -107,7 +107,7 @@ def login_sso_callback(
     return response
 
 
-def refuse_password_login(request: Request, settings: SettingsDep) -> None:
+async def refuse_password_login(request: Request, settings: SettingsDep) -> None:
     """With LOCAL_PASSWORD_LOGIN=false the password form is refused: single sign-on only."""
     if (
         not settings.local_password_login

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, Request
 from sqlalchemy import (
     ARRAY,
@@ -31,6 +32,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, QueryableAttribute, Session, sessionmaker
 from sqlalchemy.pool import NullPool
+from starlette.concurrency import run_in_threadpool
 
 log = logging.getLogger(__name__)
 _DEFERRED = "deferred_writes"
@@ -210,6 +212,29 @@ def writer_session(factory: sessionmaker[Session]) -> Session:
     return factory()
 
 
+def read_before_writing(session: Session) -> None:
+    """Begin the session's transaction without SQLite's write lock, though the session
+    was made for writing; :func:`start_writing` takes it when the writes come.
+
+    For a request that reads and checks for a while and then writes a little (the
+    rating submit): SQLite has one write lock for the whole database, and every other
+    writer waits while it is held. Call it before the session's first statement.
+    """
+    if not session.in_transaction():
+        session.connection(execution_options={"sqlite_immediate": False})
+
+
+def start_writing(session: Session) -> None:
+    """Commit what was read and begin a transaction that takes SQLite's write lock at
+    once (on PostgreSQL, simply a new transaction).
+
+    What was read may have changed in between: the writes must check again what they
+    rely on, e.g. claim a row with ``UPDATE ... WHERE used = false``.
+    """
+    session.commit()
+    session.connection(execution_options={"sqlite_immediate": True})
+
+
 # The result, if any, is ignored.
 DeferredWrite = Callable[[Session], object]
 
@@ -243,14 +268,34 @@ def run_deferred_writes(session: Session, target: Session | sessionmaker[Session
         log.warning("bookkeeping write skipped", exc_info=True)
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """The request's session: commits once when the route returns, else rolls back."""
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """The request's session: commits once when the route returns, else rolls back.
+
+    Async, though the session is not: creating one does no I/O (it connects on first
+    use, in the route's worker thread), so only the end, commit or rollback with the
+    close and the deferred writes, takes a trip to the thread pool, and one only (a
+    plain generator took two, a quarter of a millisecond of CPU each).
+    """
     factory: sessionmaker[Session] = request.app.state.sessionmaker
     reading = request.method in ("GET", "HEAD", "OPTIONS")
     session = factory() if reading else writer_session(factory)
     try:
         yield session
-        session.commit()
+    except BaseException:
+        # Shielded: a client that hung up must not leave the transaction open.
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(_end_session, session, factory, commit=False)
+        raise
+    with anyio.CancelScope(shield=True):
+        await run_in_threadpool(_end_session, session, factory, commit=True)
+
+
+def _end_session(session: Session, factory: sessionmaker[Session], *, commit: bool) -> None:
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
     except BaseException:
         session.rollback()
         raise

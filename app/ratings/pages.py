@@ -25,7 +25,7 @@ from app.auth import service as auth_service
 from app.auth.deps import SettingsDep
 from app.config import Settings
 from app.cycles import service as cycles_service
-from app.db import SessionDep
+from app.db import SessionDep, read_before_writing, start_writing
 from app.errors import Invalid, NotFound
 from app.ratings import rendering
 from app.ratings import service as ratings_service
@@ -295,6 +295,9 @@ def submit_rating(
     if rating_session is None:
         return invalid_link_page(request)
     invitation_id, kiosk = rating_session
+    # Read and check without SQLite's write lock: every other submit waits while it is
+    # held, so it is taken only for the two writes and released before the page is drawn.
+    read_before_writing(session)
     try:
         # Ids and rules only: the names and texts are loaded again only for a form
         # that has to be shown back with its errors.
@@ -321,13 +324,15 @@ def submit_rating(
             status_code=422,
         )
     try:
-        ratings_service.submit_checked_answers(
-            session, rules=rules, answers=parsed.answers, secret_key=settings.secret_key
-        )
-    except ratings_service.AlreadySubmitted:
-        return _submitted_page(request, settings, lang)
+        sealed = ratings_service.seal_answers(rules, parsed.answers, secret_key=settings.secret_key)
     except Invalid:
         return _page(request, "rating/tampered.html", {}, lang=lang, status_code=422)
+    start_writing(session)
+    try:
+        ratings_service.pool_sealed(session, rules=rules, sealed=sealed)
+    except ratings_service.AlreadySubmitted:
+        return _submitted_page(request, settings, lang)
+    session.commit()
     if kiosk:
         # The next person at a shared kiosk starts from the code page, with no session.
         response = _page(

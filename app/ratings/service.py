@@ -426,13 +426,21 @@ def submit_checked_answers(
     answers: Mapping[int, SupplierAnswer],
     secret_key: str,
 ) -> int:
-    """:func:`submit_answers` against rules :func:`load_form_rules` just loaded.
+    """:func:`submit_answers` against rules :func:`load_form_rules` just loaded: the
+    answers checked and sealed (:func:`seal_answers`), then pooled (:func:`pool_sealed`).
 
-    The rating page loads the rules (open cycle, unused invitation, the customer's
-    suppliers and the cycle's competencies) to read the post, in the same transaction;
-    this checks the answers against them instead of loading them again. Same
-    guarantees: all or nothing, and exactly one of two concurrent submits stores.
+    Same guarantees: all or nothing, and exactly one of two concurrent submits stores.
     """
+    pool_sealed(session, rules=rules, sealed=seal_answers(rules, answers, secret_key=secret_key))
+    return len(answers)
+
+
+def seal_answers(
+    rules: FormRules, answers: Mapping[int, SupplierAnswer], *, secret_key: str
+) -> bytes:
+    """Check every answer against the rules (Invalid, naming fields only) and seal the
+    whole submission for the cycle's pool. No database: the rating page does this before
+    it takes SQLite's write lock."""
     _validate_answers(
         suppliers=set(rules.supplier_ids),
         competencies=set(rules.competency_ids),
@@ -441,10 +449,6 @@ def submit_checked_answers(
         ask_comment=rules.ask_comment,
         answers=answers,
     )
-    # Claim first, atomically.
-    claimed = session.execute(_CLAIM_INVITATION, {"invitation_id": rules.invitation_id})
-    if getattr(claimed, "rowcount", 0) != 1:
-        raise AlreadySubmitted("These answers were already submitted")
     submission = pool.Submission(
         counts_toward_k=rules.counts_toward_k,
         answers={
@@ -456,12 +460,23 @@ def submit_checked_answers(
             for supplier_id, answer in answers.items()
         },
     )
-    sealed = pool.seal(
+    return pool.seal(
         cycles_service.cycle_pool_key(secret_key, rules.cycle_id, rules.pool_salt),
         submission,
         cycle_id=rules.cycle_id,
         ask_comment=rules.ask_comment,
     )
+
+
+def pool_sealed(session: Session, *, rules: FormRules, sealed: bytes) -> None:
+    """Claim the invitation and add the sealed submission to the pool: two statements.
+
+    The claim is atomic (of two concurrent submits exactly one sees used=false) and
+    fails for an invitation a close removed since the rules were read.
+    """
+    claimed = session.execute(_CLAIM_INVITATION, {"invitation_id": rules.invitation_id})
+    if getattr(claimed, "rowcount", 0) != 1:
+        raise AlreadySubmitted("These answers were already submitted")
     session.execute(
         _POOL_SUBMISSION, {"id": uuid.uuid4(), "cycle_id": rules.cycle_id, "sealed": sealed}
     )
@@ -469,7 +484,6 @@ def submit_checked_answers(
     loaded = session.identity_map.get(session.identity_key(Invitation, rules.invitation_id))
     if loaded is not None:
         session.expire(loaded, ["used"])
-    return len(answers)
 
 
 # --- releasing the pool at close ---------------------------------------------------------

@@ -12,11 +12,12 @@ from html.parser import HTMLParser
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from markupsafe import Markup
 from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.cycles.models import Cycle, Invitation
@@ -331,3 +332,53 @@ def test_submit_checked_answers_checks_against_the_rules(
         )
     assert len(pooled_ballots(db, settings)) == 3
     assert db.scalar(select(Invitation.used).where(Invitation.id == invitation.id)) is True
+
+
+def test_submit_holds_the_write_lock_for_the_two_writes_only(
+    committed_db: sessionmaker[Session],
+    live_app: FastAPI,
+    engine: Engine,
+    settings: Settings,
+) -> None:
+    """With the app's own sessions (real commits): the post is read, checked and sealed
+    in a transaction that writes nothing, and the one that writes holds the claim and
+    the pool row only. On SQLite that transaction is the one that takes the database's
+    write lock (BEGIN IMMEDIATE), so every other submit waits for two statements."""
+    with committed_db() as session:
+        company = make_company(session, suppliers=3, customers=1, competencies=4)
+        cycle = launched_cycle(session, settings)
+        url = links_by_customer(session, cycle)[company.customers[0].id]
+        data = form_for(session, cycle, company.suppliers)
+        session.commit()
+    transactions: list[list[str]] = [[]]
+
+    def record(*args: Any) -> None:
+        transactions[-1].append(" ".join(str(args[2]).lower().split()))
+
+    def commit(*_args: Any) -> None:
+        transactions.append([])
+
+    with TestClient(live_app) as browser:
+        _html, token = open_form(browser, url)
+        event.listen(engine, "before_cursor_execute", record)
+        event.listen(engine, "commit", commit)
+        try:
+            r = browser.post("/rate", data={**data, "form_token": token})
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+            event.remove(engine, "commit", commit)
+    assert r.status_code == 200 and "Thank you" in r.text
+    writing = [t for t in transactions if any(not s.startswith(("select", "begin")) for s in t)]
+    assert len(writing) == 1, transactions
+    statements = [s for s in writing[0] if s != "begin"]
+    if engine.dialect.name == "sqlite":
+        assert statements[0] == "begin immediate", writing
+        statements = statements[1:]
+    assert [s.split(" (")[0].split(" set ")[0] for s in statements] == [
+        "update invitation",
+        "insert into pending_submission",
+    ], writing
+    reads = [t for t in transactions if any(s.startswith("select") for s in t)]
+    assert reads and all("begin immediate" not in t for t in reads), transactions
+    with committed_db() as session:
+        assert len(pooled_ballots(session, settings)) == 3
