@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     # Charts of closed cycles never change: each is rendered on its first request and
     # kept here (one directory per cycle), so later requests read a file.
     chart_cache_dir: Path = DATA_DIR / "charts"
+    # Processes the worker starts, at a lower CPU priority, to draw a closed cycle's
+    # department charts ahead; 0 draws them in the worker itself, a few seconds a pass.
+    chart_processes: int = Field(default=2, ge=0, le=32)
     # The feedback report leads with development, not standing: it shows the employee's
     # rank in the company only where the organisation wants that.
     report_show_rank: bool = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
@@ -17,6 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import processes
 from app.auth import service as auth_service
 from app.auth.models import Role, User
 from app.config import Settings, get_settings
@@ -27,6 +29,7 @@ from app.cycles.service import close_job_key
 from app.db import (
     concurrent_writers,
     large_sqlite_cache,
+    make_engine,
     make_sessionmaker,
     purge,
     utcnow,
@@ -450,13 +453,22 @@ def personal_results_job(
 PRERENDER_DAYS = 30
 # Seconds of rendering per pass, so mail and closes never wait long behind it.
 PRERENDER_SECONDS = 3.0
+# Seconds one chart process draws before it reports back (and a stopping worker waits).
+PRERENDER_SHARE_SECONDS = 10.0
+# The chart processes' work in progress: cycle id -> one future per share.
+_drawing: dict[int, list[Future[bool]]] = {}
 
 
 @every(2)
 def prerender_charts_job(
     settings: Settings, engine: Engine, factory: sessionmaker[Session]
 ) -> None:
-    """Render every department's charts of recently closed cycles into the chart cache."""
+    """Render every department's charts of recently closed cycles into the chart cache.
+
+    With ``CHART_PROCESSES`` > 0 the chart processes draw (:mod:`app.processes`), each
+    its share of the departments, and this pass only checks on them; with 0, this pass
+    draws for a few seconds itself.
+    """
     since = utcnow() - timedelta(days=PRERENDER_DAYS)
     with factory() as session:
         recent = [
@@ -465,14 +477,54 @@ def prerender_charts_job(
             if cycle.results_ready_at is not None and cycle.results_ready_at >= since
         ]
         for cycle_id in recent:
+            if settings.chart_processes and not _all_drawn(settings, cycle_id):
+                return  # the chart processes are at it; checked again next pass
             if not reports_charts.prerender_department_charts(
                 session,
                 cycle_id=cycle_id,
                 cache_dir=settings.chart_cache_dir,
-                seconds=PRERENDER_SECONDS,
+                seconds=0 if settings.chart_processes else PRERENDER_SECONDS,
             ):
                 return  # more next pass
             log.debug("cycle %s: every department chart is rendered", cycle_id)
+
+
+def _all_drawn(settings: Settings, cycle_id: int) -> bool:
+    """Whether the chart processes finished the cycle; starts or restarts their shares."""
+    futures = _drawing.get(cycle_id)
+    if futures and not all(future.done() for future in futures):
+        return False
+    if futures:
+        del _drawing[cycle_id]
+        failed = [future.exception() for future in futures if future.exception()]
+        for error in failed:
+            log.error("cycle %s: drawing department charts failed: %r", cycle_id, error)
+        if not failed and all(future.result() for future in futures):
+            return True
+    shares = settings.chart_processes
+    pool = processes.low_priority_pool(shares)
+    _drawing[cycle_id] = [
+        pool.submit(draw_department_charts, settings, cycle_id, (part, shares))
+        for part in range(shares)
+    ]
+    return False
+
+
+def draw_department_charts(settings: Settings, cycle_id: int, share: tuple[int, int]) -> bool:
+    """In a chart process: draw one share of the cycle's department charts for up to
+    ``PRERENDER_SHARE_SECONDS``; True when that share is all on disk."""
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            return reports_charts.prerender_department_charts(
+                session,
+                cycle_id=cycle_id,
+                cache_dir=settings.chart_cache_dir,
+                seconds=PRERENDER_SHARE_SECONDS,
+                share=share,
+            )
+    finally:
+        engine.dispose()
 
 
 def scheduled_jobs() -> list[tuple[str, Callable[[Settings, Engine, sessionmaker[Session]], None]]]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import lifecycle
+from app import lifecycle, processes
 from app.config import Settings
 from app.db import make_sessionmaker
 from app.mail import sender
@@ -65,7 +65,12 @@ def _run(job: Job, settings: Settings, engine: Engine, factory: sessionmaker[Ses
 
 
 def run_pass(settings: Settings, engine: Engine, jobs: Sequence[Job] | None = None) -> None:
-    """Run every job once, whatever its interval (``worker --once``, tests)."""
+    """Run every job once, whatever its interval (``worker --once``, tests).
+
+    A single pass leaves no work behind: charts are drawn in this process, not handed
+    to chart processes that would outlive it.
+    """
+    settings = settings.model_copy(update={"chart_processes": 0})
     factory = make_sessionmaker(engine)
     for job in jobs if jobs is not None else default_jobs():
         _run(job, settings, engine, factory)
@@ -99,6 +104,7 @@ def run_worker(
         wait = min(due.values()) - time.monotonic()
         if wait > 0:
             stop.wait(wait)
+    processes.shut_down()
     log.info("worker stopped")
 
 

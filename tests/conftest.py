@@ -291,6 +291,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         smtp_host=None,
         mail_dir=tmp_path / "mail",
         chart_cache_dir=tmp_path / "charts",
+        # Worker loops in tests draw in their own process (one test covers the others).
+        chart_processes=0,
         anonymity_min_raters=3,
     )
 

@@ -1140,26 +1140,36 @@ PRERENDERED = "prerendered"  # marker file: every department chart of the cycle 
 
 
 def prerender_department_charts(
-    session: Session, *, cycle_id: int, cache_dir: Path, seconds: float
+    session: Session,
+    *,
+    cycle_id: int,
+    cache_dir: Path,
+    seconds: float,
+    share: tuple[int, int] = (0, 1),
 ) -> bool:
     """Render the PNG department charts (heatmap, departments) of every department of a
     closed cycle into the cache, for at most about ``seconds``; True when all are there.
 
     Run by the worker after a close, so HR and the HRIS read every department's chart
     from disk instead of waiting for matplotlib. Resumes where it stopped: a chart whose
-    file exists is skipped.
+    file exists is skipped. ``share=(i, n)`` draws only the departments whose id is
+    ``i`` modulo ``n`` (one of ``n`` processes drawing side by side); the whole cycle's
+    marker is written only by a call for all of them.
     """
     cycle = service.results_cycle(session, cycle_id=cycle_id)
     done = _cycle_cache(cache_dir, cycle) / PRERENDERED
     if done.exists():
         return True
     deadline = time.monotonic() + seconds
+    part, parts = share
     departments = session.scalars(
         select(CycleDepartment.department_id)
         .where(CycleDepartment.cycle_id == cycle_id)
         .order_by(CycleDepartment.department_id)
     ).all()
     for department_id in departments:
+        if department_id % parts != part:
+            continue
         for chart in DEPARTMENT_CHARTS:
             # Charts drawn on an earlier pass: a stat, not two queries and a read each.
             key = _DEPARTMENT_KEY.format(department_id)
@@ -1175,8 +1185,9 @@ def prerender_department_charts(
                 department=str(department_id),
                 cache_dir=cache_dir,
             )
-    done.parent.mkdir(parents=True, exist_ok=True)
-    done.touch()
+    if parts == 1:
+        done.parent.mkdir(parents=True, exist_ok=True)
+        done.touch()
     return True
 
 
