@@ -230,6 +230,13 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestContext)  # added last: the outermost
 
+    # The rating pages first: every employee posts to them within days, and a request
+    # walks the routes in order (~150) until one matches.
+    refuse_password_login = Depends(sso_pages.refuse_password_login)
+    page_dependencies = [Depends(strict_form), refuse_password_login]
+    for router in (ratings_pages.router, ratings_codes.router):
+        app.include_router(router, dependencies=page_dependencies)
+
     api_routers = (
         org_api.router,
         matrix_api.router,
@@ -248,7 +255,6 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     for router in api_routers:
         app.include_router(router, prefix="/api/v1", dependencies=[refuse_unknown_query])
     # The password form is refused when single sign-on is the only way in.
-    refuse_password_login = Depends(sso_pages.refuse_password_login)
     for router in (
         auth_pages.router,
         sso_pages.router,
@@ -260,13 +266,11 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         cycles_pages.router,
         cycles_letter_pages.router,
         cycles_rhythm_pages.router,
-        ratings_pages.router,
-        ratings_codes.router,
         reports_pages.router,
         reports_personal_pages.router,
         mail_pages.router,
     ):
-        app.include_router(router, dependencies=[Depends(strict_form), refuse_password_login])
+        app.include_router(router, dependencies=page_dependencies)
     # SCIM has its own query parameters and error format (app.scim.api).
     app.include_router(scim_api.router)
 
