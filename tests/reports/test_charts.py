@@ -13,12 +13,13 @@ from xml.etree import ElementTree
 
 import matplotlib.image
 import pytest
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from app import lifecycle, processes
 from app.config import Settings
+from app.db import make_engine, make_sessionmaker
 from app.errors import Invalid, NotFound
+from app.migrate import upgrade
 from app.reports import charts, service
 from app.reports.filenames import slug
 from tests.reports.factories import build_three_levels, close, random_company, random_org
@@ -199,21 +200,31 @@ def test_download_names_say_what_the_file_is(db: Session, two_cycles: dict[str, 
 
 
 def test_chart_processes_draw_every_department_chart_at_a_lower_priority(
-    committed_db: sessionmaker[Session], engine: Engine, settings: Settings, tmp_path: Path
+    fresh_database_url: str, settings: Settings, tmp_path: Path
 ) -> None:
     """The worker's job hands the drawing to low-priority processes (spawned, with their
     own database connections) and only checks on them; the cycle is marked done once
-    every department's charts are on disk."""
-    with committed_db() as session:
+    every department's charts are on disk. A database of the test's own: the processes
+    open it by its URL, as the worker's do."""
+    upgrade(fresh_database_url)
+    engine = make_engine(fresh_database_url)
+    factory = make_sessionmaker(engine)
+    with factory() as session:
         cycle_id = int(build_three_levels(session, name="P-2026-Q3")["cycle"].id)
         session.commit()
         departments = service.department_choices(session, cycle_id=cycle_id)
-    drawing = settings.model_copy(update={"chart_processes": 2, "chart_cache_dir": tmp_path})
+    drawing = settings.model_copy(
+        update={
+            "database_url": fresh_database_url,
+            "chart_processes": 2,
+            "chart_cache_dir": tmp_path,
+        }
+    )
     try:
         deadline = time.monotonic() + 120
         while not list(tmp_path.rglob(charts.PRERENDERED)):
             assert time.monotonic() < deadline, "the chart processes did not finish"
-            lifecycle.prerender_charts_job(drawing, engine, committed_db)
+            lifecycle.prerender_charts_job(drawing, engine, factory)
             time.sleep(0.1)
         drawn = list(tmp_path.rglob("*.png"))
         assert len(drawn) == len(departments) * len(charts.DEPARTMENT_CHARTS)
@@ -224,3 +235,4 @@ def test_chart_processes_draw_every_department_chart_at_a_lower_priority(
         assert theirs >= min(19, os.nice(0) + processes.LOWER_PRIORITY)
     finally:
         processes.shut_down()
+        engine.dispose()
