@@ -496,7 +496,7 @@ def _all_drawn(settings: Settings, cycle_id: int) -> bool:
         return False
     if futures:
         del _drawing[cycle_id]
-        failed = [future.exception() for future in futures if future.exception()]
+        failed = [error for error in (future.exception() for future in futures) if error]
         for error in failed:
             log.error("cycle %s: drawing department charts failed: %r", cycle_id, error)
         if not failed and all(future.result() for future in futures):

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypedDict, Unpack, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -899,34 +899,25 @@ SortKey = Literal["name", "department", "coefficient", "raters", "nps", "delta",
 SORT_KEYS: tuple[str, ...] = ("name", "department", "coefficient", "raters", "nps", "delta", "rank")
 
 
+class EmployeeQuery(TypedDict, total=False):
+    """The employee table's filters, order and page (defaults: :func:`employee_rows`)."""
+
+    department_id: int | None
+    employee_ids: Iterable[int] | None
+    sort: str
+    descending: bool
+    limit: int | None
+    offset: int
+    only_included: bool
+    declined_only: bool
+    with_competencies: bool
+
+
 def employee_results(
-    session: Session,
-    *,
-    cycle_id: int,
-    department_id: int | None = None,
-    employee_ids: Iterable[int] | None = None,
-    sort: str = "name",
-    descending: bool = False,
-    limit: int | None = 100,
-    offset: int = 0,
-    only_included: bool = False,
-    declined_only: bool = False,
-    with_competencies: bool = True,
+    session: Session, *, cycle_id: int, **query: Unpack[EmployeeQuery]
 ) -> tuple[int, list[EmployeeResultRead]]:
     """(total, one page) of the employee table; department_id filters its whole subtree."""
-    total, rows = employee_rows(
-        session,
-        cycle_id=cycle_id,
-        department_id=department_id,
-        employee_ids=employee_ids,
-        sort=sort,
-        descending=descending,
-        limit=limit,
-        offset=offset,
-        only_included=only_included,
-        declined_only=declined_only,
-        with_competencies=with_competencies,
-    )
+    total, rows = employee_rows(session, cycle_id=cycle_id, **query)
     return total, _EMPLOYEE_LIST.validate_python(rows)
 
 
