@@ -28,6 +28,7 @@ from app.cycles.models import CloseJob, CloseJobState, Cycle, CycleState
 from app.cycles.service import close_job_key
 from app.db import (
     concurrent_writers,
+    defer_wal_checkpoint,
     large_sqlite_cache,
     make_engine,
     make_sessionmaker,
@@ -96,6 +97,7 @@ def close_cycle(
     now = now or utcnow()
     k = max(min_raters if min_raters is not None else settings.anonymity_min_raters, 3)
     with large_sqlite_cache(session), _no_cycle_collector():
+        defer_wal_checkpoint(session)
         progress(cycles_service.STEP_RELEASING, 20)
         cycles_service.mark_closed(session, cycle=cycle, now=now)
         counting = cycles_service.counting_responders(session, cycle_id=cycle.id)

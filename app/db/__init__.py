@@ -119,6 +119,13 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA analysis_limit=1000")
         cursor.close()
 
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(dbapi_connection: Any, record: Any) -> None:
+        # A bulk job deferred the WAL checkpoint (see defer_wal_checkpoint): back to
+        # SQLite's default before anyone else uses the connection.
+        if record is not None and record.info.pop(_CHECKPOINT_DEFERRED, False):
+            dbapi_connection.execute(f"PRAGMA wal_autocheckpoint={_WAL_AUTOCHECKPOINT:d}")
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         # Writers take the lock up front so two deferred transactions never deadlock
@@ -198,6 +205,26 @@ def large_sqlite_cache(session: Session, *, mib: int = 256) -> Iterator[None]:
         yield
     finally:
         connection.exec_driver_sql(f"PRAGMA cache_size={int(before):d}")
+
+
+_CHECKPOINT_DEFERRED = "peer360_checkpoint_deferred"
+_WAL_AUTOCHECKPOINT = 1000  # SQLite's default, in pages
+
+
+def defer_wal_checkpoint(session: Session) -> None:
+    """SQLite: this transaction's commit leaves its pages in the WAL, not in the file.
+
+    A commit that grows the WAL past 1,000 pages copies them into the database file on
+    the spot (a third of a 5,000-employee close's commit). The close's pages are copied
+    anyway by the ``VACUUM`` and checkpoint that follow it, or by the next commit of any
+    other connection; until then readers see them in the WAL. The connection is back to
+    the default when it returns to the pool. Does nothing on PostgreSQL.
+    """
+    if not is_sqlite(session):
+        return
+    connection = session.connection()
+    connection.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
+    connection.connection.info[_CHECKPOINT_DEFERRED] = True
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

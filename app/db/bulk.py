@@ -6,11 +6,12 @@ missing from the rows): nothing lists columns by hand.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import uuid
+from collections.abc import Collection, Generator, Iterable, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Integer, Table, text
+from sqlalchemy import Integer, Select, Table, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
@@ -21,26 +22,36 @@ CHUNK = 5000
 
 
 def insert_rows(
-    session: Session, table: Table, rows: Iterable[Sequence[Any]], *, columns: Sequence[str]
+    session: Session,
+    table: Table,
+    rows: Iterable[Sequence[Any]],
+    *,
+    columns: Sequence[str],
+    stored: Collection[str] = (),
 ) -> int:
     """Insert ``rows`` (tuples in the order of ``columns``) into ``table``; returns the count.
 
     PostgreSQL: one ``COPY ... FROM STDIN`` on the session's connection, several times
     faster than a batched INSERT for hundreds of thousands of rows. SQLite: executemany
     in chunks (an in-process B-tree insert, already cheap). Values go through each
-    column type's own conversion, as an ORM insert would.
+    column type's own conversion, as an ORM insert would, except in the ``stored``
+    columns, whose values are already in their stored form (made a column at a time by
+    :mod:`app.db.types`).
     """
     session.flush()
     missing = [name for name in columns if name not in table.c]
+    missing += [name for name in stored if name not in columns]
     if missing:
-        raise KeyError(f"{table.name} has no column {', '.join(missing)}")
+        raise KeyError(f"{table.name}: the rows carry no column {', '.join(missing)}")
     # Rows go to the driver as they are: a default computed in Python would be skipped.
     unset = [c.name for c in table.columns if c.name not in columns and c.default is not None]
     if unset:
         raise KeyError(f"{table.name}: the rows must carry {', '.join(unset)}")
     connection = session.connection()
     dialect = connection.dialect
-    processors = [_copy_processor(table.c[name], dialect) for name in columns]
+    processors = [
+        None if name in stored else _copy_processor(table.c[name], dialect) for name in columns
+    ]
 
     # Only the columns whose type converts anything: most values go through untouched.
     active = [(i, process) for i, process in enumerate(processors) if process is not None]
@@ -75,6 +86,31 @@ def insert_rows(
     finally:
         cursor.close()
     return count
+
+
+def stream_values(session: Session, statement: Select[Any], *, batch: int) -> Generator[Any]:
+    """The first column of ``statement``'s rows, fetched ``batch`` rows at a time.
+
+    PostgreSQL: a server-side cursor in binary format. A ``bytea`` then crosses the wire
+    as its bytes, not as hex text twice its size to be decoded (the close reads about
+    half a gigabyte of sealed answers at 50,000 employees: a third of the time). Values
+    come as the driver gives them, without the column type's conversion.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        rows = connection.execute(statement.execution_options(yield_per=batch))
+        try:
+            yield from rows.scalars()
+        finally:
+            rows.close()
+        return
+    compiled = statement.compile(dialect=connection.dialect)
+    driver = connection.connection.driver_connection
+    with driver.cursor(name=f"stream_{uuid.uuid4().hex}", binary=True) as cursor:  # type: ignore[union-attr]
+        cursor.itersize = batch
+        cursor.execute(str(compiled), compiled.params)
+        for row in cursor:
+            yield row[0]
 
 
 def _int_array_text(value: Any) -> str | None:

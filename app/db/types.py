@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -97,3 +98,37 @@ def score_matrix(raw: Sequence[Any], width: int) -> npt.NDArray[np.float64]:
             if score is not None:
                 matrix[i, j] = score
     return matrix
+
+
+# --- column-wise stored forms, for bulk writes (``insert_rows(..., stored=...)``) ---------
+# The close writes hundreds of thousands of ballots: converting each value through its
+# column type cost more than the database's inserts. These make a whole column at once,
+# in a form both databases parse for the column (and ``insert_rows`` passes on as is).
+
+
+def stored_score_lists(matrix: npt.NDArray[np.float64], dialect: Dialect) -> list[Any]:
+    """Each row of a (rows x width) matrix, NaN for no score, as a stored :class:`ScoreList`.
+
+    SQLite: the packed bytes. PostgreSQL: the array's text form (``{4,NULL,5}``), which
+    ``COPY`` and a parameter of unknown type both read as ``smallint[]``.
+    """
+    rows, width = matrix.shape
+    missing = np.isnan(matrix)
+    if ((matrix[~missing] < 0) | (matrix[~missing] > MAX_SCORE)).any():
+        raise ValueError("a score must be between 0 and 254")
+    packed = np.where(missing, NO_SCORE_BYTE, np.nan_to_num(matrix)).astype(np.uint8)
+    if dialect.name != "postgresql":
+        data = packed.tobytes()
+        return [data[i : i + width] for i in range(0, rows * width, width)]
+    text = [str(v) for v in range(MAX_SCORE + 1)] + ["NULL"]
+    return ["{" + ",".join([text[v] for v in row]) + "}" for row in packed.tolist()]
+
+
+def stored_random_uuids(count: int) -> list[str]:
+    """``count`` random (version 4) UUIDs as 32 hex digits, from one read of the OS's
+    random source: how ``Uuid`` stores them on SQLite, and a form PostgreSQL parses."""
+    raw = np.frombuffer(os.urandom(16 * count), dtype=np.uint8).reshape(count, 16).copy()
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
+    digits = raw.tobytes().hex()
+    return [digits[i : i + 32] for i in range(0, 32 * count, 32)]

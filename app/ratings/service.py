@@ -36,7 +36,8 @@ from app.cycles.models import (
     Invitation,
 )
 from app.db import utcnow
-from app.db.bulk import insert_rows
+from app.db.bulk import insert_rows, stream_values
+from app.db.types import stored_random_uuids, stored_score_lists
 from app.errors import Conflict, Invalid, NotFound
 from app.org.models import Employee
 from app.ratings import pool
@@ -499,11 +500,12 @@ def open_pool(session: Session, *, cycle: Cycle, secret_key: str) -> Iterator[po
     so they are read in batches and never all held at once.
     """
     key = cycles_service.pool_key(secret_key, cycle)
-    rows = session.execute(
-        select(PendingSubmission.sealed)
-        .where(PendingSubmission.cycle_id == cycle.id)
-        .execution_options(yield_per=POOL_READ_BATCH)
-    ).scalars()
+    # Not through the ORM: its per-row loading cost as much as the decryption.
+    rows = stream_values(
+        session,
+        select(PendingSubmission.sealed).where(PendingSubmission.cycle_id == cycle.id),
+        batch=POOL_READ_BATCH,
+    )
     try:
         for sealed in rows:
             yield pool.open_sealed(key, sealed, cycle_id=cycle.id)
@@ -599,12 +601,25 @@ def release_pool(
     # Order is all the database keeps of them: make it carry nothing. (A permutation
     # drawn from 128 secret bits: nobody can reproduce it to undo it.)
     shuffled = np.random.default_rng(secrets.randbits(128)).permutation(len(suppliers))
-    rows = (
-        (uuid.uuid4(), cycle.id, suppliers[i], nps[i], comments[i], scores[i])
-        for i in shuffled.tolist()
+    picked = shuffled.tolist()
+    # Ids and scores are made a column at a time in their stored form: converting each
+    # value through its column type cost more than the inserts.
+    dialect = session.get_bind().dialect
+    rows = zip(
+        stored_random_uuids(len(picked)),
+        [cycle.id] * len(picked),
+        released.suppliers[shuffled].tolist(),
+        [nps[i] for i in picked],
+        [comments[i] for i in picked],
+        stored_score_lists(released.scores[shuffled], dialect),
+        strict=True,
     )
     release.ballots = insert_rows(
-        session, cast(Table, Ballot.__table__), rows, columns=BALLOT_COLUMNS
+        session,
+        cast(Table, Ballot.__table__),
+        rows,
+        columns=BALLOT_COLUMNS,
+        stored=("id", "scores"),
     )
     return release
 
