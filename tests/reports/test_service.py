@@ -339,3 +339,21 @@ def test_close_leaves_statistics_for_the_planner(db: Session) -> None:
     tables = set(db.execute(text("SELECT tbl FROM sqlite_stat1")).scalars())
     assert {"employee_result", "department_closure", "ballot"} <= tables
     assert db.execute(text("PRAGMA analysis_limit")).scalar_one() == 1000
+
+
+def test_employee_rows_list_the_shown_competency_means_in_display_order(db: Session) -> None:
+    # Display order is not id order; a competency without k answers leaves a gap.
+    dept = make_department(db, name="Ops")
+    alice = make_employee(db, department=dept, full_name="Alice")
+    cycle = make_cycle(db, state=CycleState.open)
+    first, second, third = (snapshot_competency(db, cycle, code=c) for c in ("a", "b", "c"))
+    first.display_order, third.display_order = third.display_order, first.display_order
+    snapshot_department(db, cycle, dept)
+    snapshot_employee(db, cycle, alice)
+    rate(db, cycle, alice, [[5, None, 1], [5, None, 2], [5, 4, 3]], [first, second, third])
+    close(db, cycle)
+    _total, rows = service.employee_rows(db, cycle_id=cycle.id)
+    assert [(m["code"], m["mean"], m["count"]) for m in rows[0]["competencies"]] == [
+        ("c", 2.0, 3),
+        ("a", 5.0, 3),
+    ]
