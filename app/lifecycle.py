@@ -352,7 +352,7 @@ def close_due_cycles_job(
     close_jobs_job(settings, engine, factory)
 
 
-@every(1)
+@every(1, woken=True)
 def close_jobs_job(settings: Settings, engine: Engine, factory: sessionmaker[Session]) -> None:
     """Run the closes HR, the API or the close date queued."""
     run_close_jobs(settings, engine, factory)

@@ -2,6 +2,7 @@
 
 One runner for every scheduled job, each at its own interval: queued closes every
 second (HR waits for them), mail every pass, reminders and clean-ups once a minute.
+Queued closes and mail also wake it at once (:mod:`app.db.wakeup`).
 The jobs come from ``lifecycle.scheduled_jobs()`` (the registry above the domains; a
 job's interval is its ``@app.scheduling.every(seconds)``) plus mail delivery. Every job
 uses its own sessions and commits on its own, so one failing job never blocks the
@@ -22,8 +23,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from app import lifecycle, processes
 from app.config import Settings
 from app.db import make_sessionmaker
+from app.db.wakeup import Alarm
 from app.mail import sender
-from app.scheduling import interval_of
+from app.scheduling import interval_of, woken_by_queued_work
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,8 @@ class Job:
     run: JobFunction
     # Seconds between two runs; None: every pass (``WORKER_POLL_SECONDS``).
     every: float | None = None
+    # Also run as soon as work is queued (app.db.wakeup), not only at its interval.
+    woken: bool = False
 
 
 def deliver_mail_job(settings: Settings, engine: Engine, factory: sessionmaker[Session]) -> None:
@@ -52,8 +56,11 @@ def deliver_mail_job(settings: Settings, engine: Engine, factory: sessionmaker[S
 def default_jobs() -> list[Job]:
     """The registry's jobs, each at the interval its ``@every`` gives, then mail delivery."""
     return [
-        *(Job(name, run, interval_of(run)) for name, run in lifecycle.scheduled_jobs()),
-        Job("deliver mail", deliver_mail_job),
+        *(
+            Job(name, run, interval_of(run), woken_by_queued_work(run))
+            for name, run in lifecycle.scheduled_jobs()
+        ),
+        Job("deliver mail", deliver_mail_job, woken=True),
     ]
 
 
@@ -94,6 +101,7 @@ def run_worker(
         return
     factory = make_sessionmaker(engine)
     due = {job.name: 0.0 for job in jobs}
+    alarm = Alarm(engine, stop)
     while not stop.is_set():
         for job in jobs:
             if stop.is_set():
@@ -102,8 +110,11 @@ def run_worker(
                 _run(job, settings, engine, factory)
                 due[job.name] = time.monotonic() + (job.every or settings.worker_poll_seconds)
         wait = min(due.values()) - time.monotonic()
-        if wait > 0:
-            stop.wait(wait)
+        if wait > 0 and alarm.wait(wait):
+            for job in jobs:
+                if job.woken:
+                    due[job.name] = 0.0
+    alarm.close()
     processes.shut_down()
     log.info("worker stopped")
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
-from app.db import make_engine
+from app.db import make_engine, wakeup
+from app.db.wakeup import wake_worker
 from app.scheduling import every, interval_of
 from app.worker import Job, default_jobs, run_worker
 
@@ -41,6 +44,9 @@ def test_the_registry_declares_intervals_with_a_default() -> None:
     assert jobs["run close jobs"].every == 1.0
     assert jobs["send reminders"].every == 60.0
     assert jobs["deliver mail"].every is None  # every pass (WORKER_POLL_SECONDS)
+    # Queued closes and mail also run as soon as they are queued.
+    assert jobs["run close jobs"].woken and jobs["deliver mail"].woken
+    assert not jobs["send reminders"].woken
 
     @every(5)
     def marked(_s: Settings, _e: Engine, _f: sessionmaker[Session]) -> None: ...
@@ -77,3 +83,92 @@ def test_polling_an_empty_queue_never_waits_for_the_write_lock(
     writer.close()
     poller.join(35)
     assert finished, "a worker pass with nothing due waited for another writer"
+
+
+def _woken_worker(
+    settings: Settings, engine: Engine
+) -> tuple[threading.Event, threading.Thread, list[float]]:
+    """A worker whose one job runs at start, then only when queued work wakes it: its
+    interval and the poll are an hour."""
+    runs: list[float] = []
+    stop = threading.Event()
+
+    def queue_reader(_s: Settings, _e: Engine, _f: sessionmaker[Session]) -> None:
+        runs.append(time.monotonic())
+
+    slow = settings.model_copy(update={"worker_poll_seconds": 3600.0})
+    thread = threading.Thread(
+        target=run_worker,
+        args=(slow, engine),
+        kwargs={"stop": stop, "jobs": [Job("queue reader", queue_reader, 3600, woken=True)]},
+        daemon=True,
+    )
+    thread.start()
+    _wait_for(lambda: len(runs) == 1)
+    return stop, thread, runs
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def test_queued_work_wakes_the_worker_when_it_commits(
+    settings: Settings, engine: Engine, committed_db: sessionmaker[Session]
+) -> None:
+    stop, thread, runs = _woken_worker(settings, engine)
+    try:
+        with committed_db() as session:
+            wake_worker(session)
+            session.rollback()  # nothing was queued after all
+        assert not _wait_for(lambda: len(runs) > 1, seconds=1.0)
+        with committed_db() as session:
+            wake_worker(session)
+            session.commit()
+        assert _wait_for(lambda: len(runs) == 2), "the commit did not wake the worker"
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_a_close_queued_by_another_process_wakes_the_worker(
+    settings: Settings, engine: Engine, db_kind: str
+) -> None:
+    # An API process queues the close; the worker, elsewhere, hears the commit.
+    if db_kind != "postgresql":
+        pytest.skip("SQLite has no notifications: a worker in another process polls")
+    stop, thread, runs = _woken_worker(settings, engine)
+    other_process = make_engine(engine.url.render_as_string(hide_password=False))
+    try:
+        with other_process.connect() as connection:
+            connection.exec_driver_sql(f"NOTIFY {wakeup.CHANNEL}")
+            time.sleep(0.5)
+            assert len(runs) == 1, "woken before the commit"
+            connection.commit()
+        assert _wait_for(lambda: len(runs) == 2), "the notification did not wake the worker"
+        # The server drops the listening connection (a restart, a failover): the worker
+        # listens again on its own and later work still wakes it.
+        with other_process.connect() as connection:
+            connection.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE query = 'LISTEN {wakeup.CHANNEL}' AND pid <> pg_backend_pid()"
+            )
+            connection.commit()
+
+        def notify() -> bool:
+            with other_process.connect() as connection:
+                connection.exec_driver_sql(f"NOTIFY {wakeup.CHANNEL}")
+                connection.commit()
+            return _wait_for(lambda: len(runs) == 3, seconds=0.5)
+
+        assert _wait_for(notify, seconds=15), "the worker did not listen again"
+    finally:
+        other_process.dispose()
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()

@@ -54,6 +54,7 @@ from app.cycles.models import (
     NominationTeam,
 )
 from app.db import analyze, progress, utcnow
+from app.db.wakeup import wake_worker
 from app.errors import Conflict, Invalid, NotFound
 from app.mail import service as mail_service
 from app.matrix.models import MatrixLink
@@ -1302,6 +1303,7 @@ def request_close(
     )
     session.add(job)
     session.flush()
+    wake_worker(session)
     return job, True
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from app import crypto, i18n
 from app.db import utcnow
+from app.db.wakeup import wake_worker
 from app.mail.models import OutboxMessage, OutboxStatus
 
 LINK_PLACEHOLDER = "[[private-link]]"
@@ -127,6 +128,7 @@ def enqueue_message(
     )
     session.add(message)
     session.flush()
+    wake_worker(session)
     return message
 
 
@@ -150,6 +152,8 @@ def enqueue_messages(
     for start in range(0, len(rows), 5000):
         # Core insert: no ORM bookkeeping for rows nobody loads back.
         session.execute(insert(cast(Table, OutboxMessage.__table__)), rows[start : start + 5000])
+    if rows:
+        wake_worker(session)
     return len(rows)
 
 

@@ -23,6 +23,7 @@ from app.cycles.models import Cycle, CycleEmployee, CycleState
 from app.db import Base, utcnow, writer_session
 from app.org import service as org_service
 from app.ratings.models import Ballot
+from app.reports import service as reports_service
 from app.reports.models import EmployeeComment, EmployeeCompetencyResult, EmployeeResult
 from app.scheduling import every
 from app.scim.models import ScimUser
@@ -136,11 +137,18 @@ def erase_employee(
         .where(CycleEmployee.employee_id == emp.id)
         .values(full_name=emp.full_name, external_id=pseudonym)
     )
+    rated_in = list(
+        session.execute(
+            select(EmployeeResult.cycle_id).where(EmployeeResult.employee_id == emp.id)
+        ).scalars()
+    )
     _erase_accounts(session, employee_id=emp.id, email=old_email, pseudonym=pseudonym)
     _scrub_audit(session, replace={old_email: emp.email, old_external_id: pseudonym})
     results = ballots = 0
     if delete_results:
         results, ballots = _delete_results_about(session, employee_id=emp.id)
+    # Their place in the results' name order would still hint at the old name.
+    reports_service.reorder_names(session, cycle_ids=rated_in)
     session.flush()
     auth_service.record_audit(
         session,

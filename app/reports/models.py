@@ -152,6 +152,7 @@ class EmployeeResult(Base):
         # sorting every employee of the cycle.
         Index("ix_employee_result_cycle_id_coefficient", "cycle_id", "coefficient"),
         Index("ix_employee_result_cycle_id_delta", "cycle_id", "delta"),
+        Index("ix_employee_result_cycle_id_name_order", "cycle_id", "name_order"),
     )
 
     cycle_id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -181,6 +182,10 @@ class EmployeeResult(Base):
     reliability: Mapped[float | None] = mapped_column(Float)
     company_band: Mapped[int | None] = mapped_column(Integer)
     department_band: Mapped[int | None] = mapped_column(Integer)
+    # Position in the cycle's name order (full name, then id; 0, 1, 2, ... without
+    # gaps), stored at close: a page of the employee table is then a range of an index
+    # instead of a sort of every employee (see reports.service.employee_rows).
+    name_order: Mapped[int | None] = mapped_column(Integer)
 
 
 class EmployeeCompetencyResult(Base):

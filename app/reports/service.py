@@ -20,7 +20,7 @@ from typing import Any, Literal, TypedDict, Unpack, cast
 import numpy as np
 import numpy.typing as npt
 from pydantic import TypeAdapter
-from sqlalchemy import Table, and_, delete, func, insert, literal, or_, select
+from sqlalchemy import Table, and_, bindparam, delete, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
@@ -432,6 +432,7 @@ def _store_employees(
                 current_n=fig.scored_raters,
                 previous_n=before[2] if before else None,
             )
+    name_order = _name_order(session, cycle_id=cycle_id, employee_ids=figures)
     employee_rows = [
         {
             "cycle_id": cycle_id,
@@ -456,6 +457,7 @@ def _store_employees(
             "reliability": f.reliability,
             "company_band": f.company_band,
             "department_band": f.department_band,
+            "name_order": name_order[f.employee_id],
         }
         for f in figures.values()
     ]
@@ -468,6 +470,45 @@ def _store_employees(
             columns=columns,
         )
     return icc
+
+
+def _name_order(session: Session, *, cycle_id: int, employee_ids: Iterable[int]) -> dict[int, int]:
+    """Each employee's position (0, 1, 2, ...) in the cycle's name order: full name in
+    the database's collation, then id; anyone missing from the snapshot last."""
+    by_name = session.execute(
+        select(CycleEmployee.employee_id)
+        .where(CycleEmployee.cycle_id == cycle_id)
+        .order_by(CycleEmployee.full_name, CycleEmployee.employee_id)
+    ).scalars()
+    position = {employee_id: i for i, employee_id in enumerate(by_name)}
+    ordered = sorted(employee_ids, key=lambda e: (position.get(e, len(position)), e))
+    return {employee_id: i for i, employee_id in enumerate(ordered)}
+
+
+def reorder_names(session: Session, *, cycle_ids: Iterable[int]) -> None:
+    """Store the name order again after names changed or rows went (an erasure): the
+    erased person's old position would still hint at their old name."""
+    er = EmployeeResult
+    for cycle_id in cycle_ids:
+        employees = session.execute(select(er.employee_id).where(er.cycle_id == cycle_id)).scalars()
+        order = _name_order(session, cycle_id=cycle_id, employee_ids=list(employees))
+        current = dict(
+            session.execute(
+                select(er.employee_id, er.name_order).where(er.cycle_id == cycle_id)
+            ).all()
+        )
+        changed = [
+            {"c": cycle_id, "e": employee_id, "o": position}
+            for employee_id, position in order.items()
+            if current.get(employee_id) != position
+        ]
+        if changed:
+            session.connection().execute(
+                update(er)
+                .where(er.cycle_id == bindparam("c"), er.employee_id == bindparam("e"))
+                .values(name_order=bindparam("o")),
+                changed,
+            )
 
 
 def _store_departments(
@@ -990,7 +1031,7 @@ def employee_rows(
     )
 
     columns: dict[str, Any] = {
-        "name": CycleEmployee.full_name,
+        "name": er.name_order,
         "department": CycleDepartment.name,
         "coefficient": er.coefficient,
         "raters": er.raters,
@@ -998,21 +1039,27 @@ def employee_rows(
         "delta": er.delta,
         "rank": er.company_rank,
     }
-    column = columns.get(sort, CycleEmployee.full_name)
+    column = columns.get(sort, er.name_order)
     # Suppressed rows (NULL) always sort last, whichever the direction. Where the column
     # cannot be NULL the term is left out, so that an index gives the order without a
     # sort of the whole cycle (names; the leaderboard; the decliners).
     never_null = (
-        column is CycleEmployee.full_name
+        column is er.name_order
         or (only_included and column is er.coefficient)
         or (declined_only and column is er.delta)
     )
     order: list[Any] = [] if never_null else [column.is_(None)]
     order.append(column.desc() if descending else column.asc())
-    if column is not CycleEmployee.full_name:
-        order.append(CycleEmployee.full_name)
-    order.append(CycleEmployee.employee_id)
-    query = query.order_by(*order).offset(max(offset, 0))
+    if column is not er.name_order:
+        order.append(er.name_order)
+    order.append(er.employee_id)
+    query = query.order_by(*order)
+    if column is er.name_order and not descending and len(filters) == 1:
+        # The whole cycle in name order: positions run 0, 1, 2, ... so the page starts
+        # at its offset in the index, without stepping over the rows before it.
+        query = query.where(er.name_order >= max(offset, 0))
+    else:
+        query = query.offset(max(offset, 0))
     if limit is not None:
         query = query.limit(limit)
     # Plain rows, not ORM entities: a page of 500 employees is read on every request of

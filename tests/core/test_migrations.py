@@ -146,3 +146,62 @@ def test_downgrade_that_drops_data_is_refused_unless_forced(fresh_database_url: 
     downgrade(fresh_database_url, "0001")
     downgrade(fresh_database_url, "base", force=True)
     assert table_names(fresh_database_url) <= {"alembic_version"}
+
+
+def test_results_closed_before_0016_get_their_name_order(fresh_database_url: str) -> None:
+    upgrade(fresh_database_url, "0015")
+    engine = make_engine(fresh_database_url)
+    people = {1: "Olga", 2: "Anna", 3: "Boris", 4: "Anna"}  # two Annas: then by id
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO department (id, external_id, name, created_at, updated_at) "
+                "VALUES (1, 'D', 'Dept', '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+            )
+            for employee_id, name in people.items():
+                conn.exec_driver_sql(
+                    "INSERT INTO employee (id, external_id, full_name, email, department_id, "
+                    f"language, active, created_at, updated_at) VALUES ({employee_id}, "
+                    f"'E{employee_id}', '{name}', 'e{employee_id}@example.com', 1, 'en', true, "
+                    "'2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+                )
+            for cycle_id in (1, 2):
+                conn.exec_driver_sql(
+                    "INSERT INTO cycle (id, name, period_start, period_end, opens_at, "
+                    "closes_at, state, scale_min, scale_max, ask_nps, ask_comment, "
+                    f"created_at) VALUES ({cycle_id}, 'Q{cycle_id}', '2026-01-01', "
+                    "'2026-03-31', '2026-03-01 00:00:00', '2026-03-20 00:00:00', 'closed', "
+                    "1, 10, true, true, '2026-01-01 00:00:00')"
+                )
+                for employee_id, name in people.items():
+                    if cycle_id == 2 and employee_id == 2:
+                        continue  # not rated in the second cycle
+                    conn.exec_driver_sql(
+                        "INSERT INTO cycle_employee (cycle_id, employee_id, full_name, "
+                        f"external_id) VALUES ({cycle_id}, {employee_id}, '{name}', "
+                        f"'E{employee_id}')"
+                    )
+                    conn.exec_driver_sql(
+                        "INSERT INTO employee_result (cycle_id, employee_id, meets_k) "
+                        f"VALUES ({cycle_id}, {employee_id}, false)"
+                    )
+    finally:
+        engine.dispose()
+    upgrade(fresh_database_url)
+    engine = make_engine(fresh_database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT cycle_id, employee_id, name_order FROM employee_result ORDER BY 1, 3"
+            ).all()
+    finally:
+        engine.dispose()
+    assert [tuple(r) for r in rows] == [
+        (1, 2, 0),
+        (1, 4, 1),
+        (1, 3, 2),
+        (1, 1, 3),
+        (2, 4, 0),
+        (2, 3, 1),
+        (2, 1, 2),
+    ]

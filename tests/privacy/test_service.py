@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
@@ -17,6 +18,7 @@ from app.lifecycle import scheduled_jobs
 from app.org.models import Employee
 from app.privacy import service as privacy_service
 from app.ratings.models import Ballot
+from app.reports import service as reports_service
 from app.reports.models import (
     CompanyResult,
     EmployeeComment,
@@ -165,3 +167,42 @@ def test_erasure_can_keep_the_results(db: Session) -> None:
     )
     assert report.results_deleted == 0
     assert rows_of(db, EmployeeResult, employee_id=person.id) == 1
+
+
+def _name_pages(db: Session, cycle_id: int) -> list[str]:
+    """The employee table in name order, two rows a page, as a client pages through it."""
+    total, _ = reports_service.employee_rows(db, cycle_id=cycle_id, limit=1)
+    return [
+        row["full_name"]
+        for offset in range(0, total, 2)
+        for row in reports_service.employee_rows(db, cycle_id=cycle_id, limit=2, offset=offset)[1]
+    ]
+
+
+def _positions(db: Session, cycle_id: int) -> list[int | None]:
+    return sorted(
+        db.scalars(select(EmployeeResult.name_order).where(EmployeeResult.cycle_id == cycle_id)),
+        key=lambda p: -1 if p is None else p,
+    )
+
+
+@pytest.mark.parametrize("delete_results", [False, True])
+def test_erasure_moves_the_person_to_their_new_name_in_the_results(
+    db: Session, delete_results: bool
+) -> None:
+    # The stored name order must follow the pseudonym (the old place would hint at the
+    # old name) and keep no gap, or pages would skip or repeat rows.
+    org = build_three_levels(db)
+    cycle_id = org["cycle"].id
+    assert _name_pages(db, cycle_id) == ["e1", "e2", "e3", "e4", "e5", "e6"]
+    person = org["e5"]
+    privacy_service.erase_employee(
+        db, external_id=person.external_id, delete_results=delete_results, actor="cli"
+    )
+    db.refresh(person)
+    names = _name_pages(db, cycle_id)
+    expected = ["e1", "e2", "e3", "e4", "e6"]
+    if not delete_results:
+        expected = sorted([*expected, person.full_name])
+    assert names == expected and "e5" not in names
+    assert _positions(db, cycle_id) == list(range(len(expected)))
