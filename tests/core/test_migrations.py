@@ -37,6 +37,15 @@ def table_names(url: str) -> set[str]:
         engine.dispose()
 
 
+def query(url: str, sql: str) -> list[tuple[object, ...]]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.exec_driver_sql(sql).all()]
+    finally:
+        engine.dispose()
+
+
 def test_migrations_match_models_and_round_trip(fresh_database_url: str) -> None:
     upgrade(fresh_database_url)
     assert schema_diff(fresh_database_url) == []
@@ -112,15 +121,10 @@ def test_scores_move_into_the_ballot_row_and_back(fresh_database_url: str) -> No
         engine.dispose()
     # Later revisions drop what they added (forced: this test is about 0006).
     downgrade(fresh_database_url, "0005", force=True)
-    engine = make_engine(fresh_database_url)
-    try:
-        with engine.connect() as conn:
-            rows = conn.exec_driver_sql(
-                "SELECT cycle_competency_id, score FROM ballot_score ORDER BY 1"
-            ).all()
-        assert [tuple(r) for r in rows] == [(3, None), (5, 9), (7, 2)]
-    finally:
-        engine.dispose()
+    rows = query(
+        fresh_database_url, "SELECT cycle_competency_id, score FROM ballot_score ORDER BY 1"
+    )
+    assert rows == [(3, None), (5, 9), (7, 2)]
 
 
 def test_downgrade_that_drops_data_is_refused_unless_forced(fresh_database_url: str) -> None:
@@ -188,15 +192,11 @@ def test_results_closed_before_0016_get_their_name_order(fresh_database_url: str
     finally:
         engine.dispose()
     upgrade(fresh_database_url)
-    engine = make_engine(fresh_database_url)
-    try:
-        with engine.connect() as conn:
-            rows = conn.exec_driver_sql(
-                "SELECT cycle_id, employee_id, name_order FROM employee_result ORDER BY 1, 3"
-            ).all()
-    finally:
-        engine.dispose()
-    assert [tuple(r) for r in rows] == [
+    rows = query(
+        fresh_database_url,
+        "SELECT cycle_id, employee_id, name_order FROM employee_result ORDER BY 1, 3",
+    )
+    assert rows == [
         (1, 2, 0),
         (1, 4, 1),
         (1, 3, 2),
