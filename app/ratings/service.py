@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -57,6 +57,9 @@ from app.ratings.schemas import (
 CANT_JUDGE = "na"
 INSERT_CHUNK = 5000
 FIELD_PATTERN = re.compile(r"^s(\d{1,12})-(?:c(\d{1,12})|(nps)|(comment))$")
+
+
+_Opened = TypeVar("_Opened")
 
 
 def N_(message: str) -> str:
@@ -494,7 +497,14 @@ POOL_READ_BATCH = 500
 
 
 def open_pool(session: Session, *, cycle: Cycle, secret_key: str) -> Iterator[pool.Submission]:
-    """Every submission waiting in the cycle's pool, decrypted one at a time.
+    """Every submission waiting in the cycle's pool, decrypted one at a time."""
+    return _read_pool(session, cycle=cycle, secret_key=secret_key, opener=pool.open_sealed)
+
+
+def _read_pool(
+    session: Session, *, cycle: Cycle, secret_key: str, opener: Callable[..., _Opened]
+) -> Iterator[_Opened]:
+    """The cycle's pool rows, each opened by ``opener(key, sealed, cycle_id=...)``.
 
     Streams: at 50,000 employees the pool holds about half a gigabyte of padded rows,
     so they are read in batches and never all held at once.
@@ -508,7 +518,7 @@ def open_pool(session: Session, *, cycle: Cycle, secret_key: str) -> Iterator[po
     )
     try:
         for sealed in rows:
-            yield pool.open_sealed(key, sealed, cycle_id=cycle.id)
+            yield opener(key, sealed, cycle_id=cycle.id)
     except DecryptionFailed as exc:
         raise PoolKeyMismatch(
             f"The answers of cycle {cycle.name} were sealed under another SECRET_KEY; "
@@ -575,16 +585,23 @@ def release_pool(
     nps: list[int | None] = []
     comments: list[str | None] = []
     scores: list[list[int | None]] = []
-    for submission in open_pool(session, cycle=cycle, secret_key=secret_key):
-        counts = submission.counts_toward_k
-        for supplier_id, answer in submission.answers.items():
+    column_of = {competency_id: j for j, competency_id in enumerate(order)}
+    unanswered: list[int | None] = [None] * len(order)
+    opened = _read_pool(session, cycle=cycle, secret_key=secret_key, opener=pool.open_raw)
+    for counts, answers in opened:
+        for supplier_id, nps_answer, comment, pairs in answers:
             if supplier_id in withheld:
                 continue
             suppliers.append(supplier_id)
             counting.append(counts)
-            nps.append(answer.nps)
-            comments.append(answer.comment)
-            scores.append([answer.scores.get(cid) for cid in order])
+            nps.append(nps_answer)
+            comments.append(comment)
+            row = unanswered.copy()
+            for competency_id, score in pairs:
+                j = column_of.get(competency_id)
+                if j is not None:
+                    row[j] = score
+            scores.append(row)
     released = ReleasedBallots(
         competencies=order,
         suppliers=np.array(suppliers, dtype=np.int64),

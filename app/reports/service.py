@@ -3,7 +3,7 @@
 ``compute_cycle_results`` runs inside the closing transaction (it only flushes). It
 reads the cycle's ballots (scores in the row) in one scan, computes every employee and
 employee x competency figure with array operations in one pass, bulk-writes them, and
-rolls departments and the company up from those stored rows with GROUP BY. The formulas
+rolls departments and the company up from those figures while still in memory. The formulas
 are the ones of :mod:`app.reports.coefficients`, which the tests hold this code to.
 
 Anonymity: every figure built from fewer than k answers is dropped *before* it is
@@ -97,16 +97,15 @@ def compute_cycle_results(
         raise NotFound(f"There is no cycle {cycle_id}.")
     k = max(min_raters if min_raters is not None else get_settings().anonymity_min_raters, 3)
     session.flush()
-    # The aggregations hash millions of scores: in memory, not spilled to disk.
+    # The comments are copied by a join over every ballot: hashed in memory, not on disk.
     work_mem_for_bulk(session)
     for table in RESULT_TABLES:
         session.execute(delete(table).where(table.cycle_id == cycle_id))
 
-    _store_closure(session, cycle_id=cycle_id)
-    analyze(session, DepartmentClosure)
+    tree = _store_closure(session, cycle_id=cycle_id)
     previous = _previous_cycle(session, cycle=cycle)
     scale = calc.Scale(cycle.scale_min, cycle.scale_max)
-    icc = _store_employees(
+    employees = _store_employees(
         session,
         cycle_id=cycle_id,
         k=k,
@@ -116,12 +115,14 @@ def compute_cycle_results(
         thin_nps=release.thin_nps if release is not None else set(),
         released=release.released if release is not None else None,
     )
-    analyze(session, Ballot, EmployeeCompetencyResult)
-    analyze(session, EmployeeResult)
-    _store_departments(session, cycle_id=cycle_id, scale=scale, previous=previous)
-    _store_company(session, cycle=cycle, k=k, scale=scale, previous=previous, icc=icc)
+    _store_departments(
+        session, cycle_id=cycle_id, scale=scale, previous=previous, tree=tree, stored=employees
+    )
+    _store_company(session, cycle=cycle, k=k, scale=scale, previous=previous, stored=employees)
+    analyze(session, EmployeeResult, EmployeeCompetencyResult)
     _store_comments(session, cycle_id=cycle_id)
-    analyze(session, DepartmentResult, DepartmentCompetencyResult, EmployeeComment)
+    analyze(session, Ballot, DepartmentClosure, DepartmentResult, DepartmentCompetencyResult)
+    analyze(session, EmployeeComment)
 
     cycle.results_ready_at = utcnow()
     session.add(
@@ -134,7 +135,29 @@ def compute_cycle_results(
     session.flush()
 
 
-def _store_closure(session: Session, *, cycle_id: int) -> None:
+@dataclass
+class _Tree:
+    """The cycle's department tree as the closure table stores it."""
+
+    parents: dict[int, int | None]
+    # Department -> itself, its parent, ... up to the root (depth 0, 1, 2, ...).
+    ancestors: dict[int, list[int]]
+
+
+@dataclass
+class _Employees:
+    """What ``_store_employees`` wrote, kept in memory: departments and the company are
+    rolled up from it without reading it back."""
+
+    figures: dict[int, calc.EmployeeFigures]
+    competencies: list[int]
+    row_of: dict[int, int]  # employee id -> its row in ``shown`` and ``means``
+    shown: npt.NDArray[np.bool_]  # employees x competencies: a mean that was stored
+    means: npt.NDArray[np.float64]
+    icc: float | None
+
+
+def _store_closure(session: Session, *, cycle_id: int) -> _Tree:
     parents = dict(
         session.execute(
             select(CycleDepartment.department_id, CycleDepartment.parent_id).where(
@@ -143,12 +166,15 @@ def _store_closure(session: Session, *, cycle_id: int) -> None:
         ).all()
     )
     rows = []
+    ancestors: dict[int, list[int]] = {}
     for dept in parents:
         node: int | None = dept
         depth = 0
         seen: set[int] = set()
+        up = ancestors[dept] = []
         while node is not None and node in parents and node not in seen:
             seen.add(node)
+            up.append(node)
             rows.append(
                 {"cycle_id": cycle_id, "ancestor_id": node, "descendant_id": dept, "depth": depth}
             )
@@ -156,6 +182,7 @@ def _store_closure(session: Session, *, cycle_id: int) -> None:
             depth += 1
     if rows:
         session.execute(insert(DepartmentClosure).execution_options(render_nulls=True), rows)
+    return _Tree(parents=parents, ancestors=ancestors)
 
 
 @dataclass
@@ -300,7 +327,7 @@ def _store_employees(
     thin_competencies: set[tuple[int, int]],
     thin_nps: set[int],
     released: ratings_service.ReleasedBallots | None = None,
-) -> float | None:
+) -> _Employees:
     """Every employee and employee x competency figure, from one scan of the ballots.
 
     Formulas as in :mod:`app.reports.coefficients`: a competency mean is shown with at
@@ -469,7 +496,14 @@ def _store_employees(
             (tuple(row.values()) for row in employee_rows),
             columns=columns,
         )
-    return icc
+    return _Employees(
+        figures=figures,
+        competencies=scan.competencies,
+        row_of=index_of,
+        shown=shown,
+        means=means,
+        icc=icc,
+    )
 
 
 def _name_order(session: Session, *, cycle_id: int, employee_ids: Iterable[int]) -> dict[int, int]:
@@ -512,59 +546,63 @@ def reorder_names(session: Session, *, cycle_ids: Iterable[int]) -> None:
 
 
 def _store_departments(
-    session: Session, *, cycle_id: int, scale: calc.Scale, previous: _Previous | None
+    session: Session,
+    *,
+    cycle_id: int,
+    scale: calc.Scale,
+    previous: _Previous | None,
+    tree: _Tree,
+    stored: _Employees,
 ) -> None:
-    er, cl = EmployeeResult.__table__, DepartmentClosure.__table__
-    on_tree = and_(cl.c.cycle_id == er.c.cycle_id, cl.c.descendant_id == er.c.department_id)
-    suppliers: dict[int, int] = dict(
-        session.execute(
-            select(cl.c.ancestor_id, func.count())
-            .select_from(er.join(cl, on_tree))
-            .where(er.c.cycle_id == cycle_id)
-            .group_by(cl.c.ancestor_id)
-        ).all()
-    )
-    # Only included employees (a stored coefficient) count, each once: the figure is
-    # then a function of visible employee figures only, so it can reveal no hidden one.
-    rolled = {
-        row[0]: row[1:]
-        for row in session.execute(
-            select(
-                cl.c.ancestor_id,
-                func.count(),
-                func.avg(er.c.coefficient),
-                func.avg(er.c.coefficient * er.c.coefficient),
-                func.count(er.c.nps),
-                func.avg(er.c.nps),
-            )
-            .select_from(er.join(cl, on_tree))
-            .where(er.c.cycle_id == cycle_id, er.c.coefficient.is_not(None))
-            .group_by(cl.c.ancestor_id)
-        )
-    }
-    tree = session.execute(
-        select(CycleDepartment.department_id, CycleDepartment.parent_id).where(
-            CycleDepartment.cycle_id == cycle_id
-        )
-    ).all()
-    levels = dict(
-        session.execute(
-            select(cl.c.descendant_id, func.max(cl.c.depth))
-            .where(cl.c.cycle_id == cycle_id)
-            .group_by(cl.c.descendant_id)
-        ).all()
-    )
+    """Every department's figures, rolled up the tree from the employee figures in memory.
+
+    Only included employees (a stored coefficient) count, each once: the figure is then a
+    function of visible employee figures only, so it can reveal no hidden one.
+    """
+    departments = list(tree.parents)
+    place = {dept: p for p, dept in enumerate(departments)}
+    figures = list(stored.figures.values())
+    coefficient = np.array([_nan(f.coefficient) for f in figures], dtype=np.float64)
+    nps = np.array([_nan(f.nps) for f in figures], dtype=np.float64)
+    # One pair per employee and department above it (its own included): the rollups are
+    # then sums over pairs grouped by department.
+    pair_place: list[int] = []
+    pair_figure: list[int] = []
+    for x, fig in enumerate(figures):
+        up = tree.ancestors.get(fig.department_id) if fig.department_id is not None else None
+        for dept in up or ():
+            pair_place.append(place[dept])
+            pair_figure.append(x)
+    at = np.array(pair_place, dtype=np.intp)
+    of = np.array(pair_figure, dtype=np.intp)
+    size = len(departments)
+
+    def per_department(values: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+        return np.bincount(at, weights=values, minlength=size).astype(np.float64)
+
+    suppliers = np.bincount(at, minlength=size)
+    pair_coefficient = coefficient[of]
+    pair_nps = nps[of]
+    included = ~np.isnan(pair_coefficient)
+    with_nps = included & ~np.isnan(pair_nps)
+    n_of = per_department(included)
+    sum_of = per_department(np.where(included, pair_coefficient, 0.0))
+    sum_sq_of = per_department(np.where(included, pair_coefficient**2, 0.0))
+    nps_n_of = per_department(with_nps)
+    nps_sum_of = per_department(np.where(with_nps, pair_nps, 0.0))
+
     rows = []
-    for dept, parent in tree:
-        n, mean, mean_sq, nps_n, nps = rolled.get(dept, (0, None, None, 0, None))
-        coefficient = _f(mean)
-        sd = calc.sd_from_moments(n, coefficient, _f(mean_sq))
+    for p, dept in enumerate(departments):
+        n = int(n_of[p])
+        mean = float(sum_of[p] / n) if n else None
+        sd = calc.sd_from_moments(n, mean, float(sum_sq_of[p] / n) if n else None)
+        nps_n = int(nps_n_of[p])
         delta: float | None = None
         significant: bool | None = None
         if previous is not None:
             before = previous.departments.get(dept)
             delta, significant = calc.compare(
-                coefficient,
+                mean,
                 calc.standard_error(sd, n),
                 before[0] if before else None,
                 before[1] if before else None,
@@ -577,13 +615,13 @@ def _store_departments(
             {
                 "cycle_id": cycle_id,
                 "department_id": dept,
-                "parent_id": parent,
-                "level": levels.get(dept, 0),
-                "suppliers": suppliers.get(dept, 0),
+                "parent_id": tree.parents[dept],
+                "level": len(tree.ancestors[dept]) - 1,
+                "suppliers": int(suppliers[p]),
                 "employees_included": n,
-                "coefficient": coefficient,
+                "coefficient": mean,
                 "sd": sd,
-                "nps": _f(nps),
+                "nps": float(nps_sum_of[p] / nps_n) if nps_n else None,
                 "nps_employees": nps_n,
                 "delta": delta,
                 "delta_significant": significant,
@@ -592,36 +630,32 @@ def _store_departments(
     if rows:
         session.execute(insert(DepartmentResult).execution_options(render_nulls=True), rows)
 
-    ecr = EmployeeCompetencyResult.__table__
-    included = and_(
-        er.c.cycle_id == ecr.c.cycle_id,
-        er.c.employee_id == ecr.c.employee_id,
-        er.c.coefficient.is_not(None),
-    )
-    session.execute(
-        insert(DepartmentCompetencyResult).from_select(
-            ["cycle_id", "department_id", "cycle_competency_id", "employees", "mean"],
-            select(
-                literal(cycle_id),
-                cl.c.ancestor_id,
-                ecr.c.cycle_competency_id,
-                func.count(),
-                func.avg(ecr.c.mean),
+    # Competency means: over the included employees with that competency's mean stored.
+    row_of = np.array([stored.row_of.get(f.employee_id, -1) for f in figures], dtype=np.intp)
+    counted = included & (row_of[of] >= 0)
+    places, shown, means = at[counted], stored.shown[row_of[of[counted]]], stored.means
+    means = np.where(shown, means[row_of[of[counted]]], 0.0)
+    insert_rows(
+        session,
+        cast(Table, DepartmentCompetencyResult.__table__),
+        (
+            (cycle_id, departments[p], stored.competencies[j], n, total / n)
+            for j in range(len(stored.competencies))
+            for p, (n, total) in enumerate(
+                zip(
+                    np.bincount(places, weights=shown[:, j], minlength=size).astype(int).tolist(),
+                    np.bincount(places, weights=means[:, j], minlength=size).tolist(),
+                    strict=True,
+                )
             )
-            .select_from(ecr.join(er, included).join(cl, on_tree))
-            .where(ecr.c.cycle_id == cycle_id)
-            .group_by(cl.c.ancestor_id, ecr.c.cycle_competency_id),
-        )
+            if n
+        ),
+        columns=("cycle_id", "department_id", "cycle_competency_id", "employees", "mean"),
     )
-    session.execute(
-        insert(CompanyCompetencyResult).from_select(
-            ["cycle_id", "cycle_competency_id", "employees", "mean"],
-            select(literal(cycle_id), ecr.c.cycle_competency_id, func.count(), func.avg(ecr.c.mean))
-            .select_from(ecr.join(er, included))
-            .where(ecr.c.cycle_id == cycle_id)
-            .group_by(ecr.c.cycle_competency_id),
-        )
-    )
+
+
+def _nan(value: float | None) -> float:
+    return np.nan if value is None else value
 
 
 def _store_company(
@@ -631,21 +665,14 @@ def _store_company(
     k: int,
     scale: calc.Scale,
     previous: _Previous | None,
-    icc: float | None = None,
+    stored: _Employees,
 ) -> None:
-    er = EmployeeResult.__table__
-    suppliers = session.scalar(select(func.count()).where(er.c.cycle_id == cycle.id)) or 0
-    n, mean, mean_sq, nps_n, nps = session.execute(
-        select(
-            func.count(),
-            func.avg(er.c.coefficient),
-            func.avg(er.c.coefficient * er.c.coefficient),
-            func.count(er.c.nps),
-            func.avg(er.c.nps),
-        ).where(er.c.cycle_id == cycle.id, er.c.coefficient.is_not(None))
-    ).one()
-    coefficient = _f(mean)
-    sd = calc.sd_from_moments(n, coefficient, _f(mean_sq))
+    included = [f for f in stored.figures.values() if f.coefficient is not None]
+    values = [cast(float, f.coefficient) for f in included]
+    n = len(values)
+    coefficient = sum(values) / n if n else None
+    sd = calc.sd_from_moments(n, coefficient, sum(v * v for v in values) / n if n else None)
+    nps_values = [f.nps for f in included if f.nps is not None]
     ci_low, ci_high = calc.confidence_interval(coefficient, sd, n, scale=scale)
     delta: float | None = None
     significant: bool | None = None
@@ -661,23 +688,20 @@ def _store_company(
             previous_n=previous.company[2],
         )
     invited, responded = cycles_service.response_counts(session, cycle_ids=[cycle.id])[cycle.id]
-    values = session.scalars(
-        select(er.c.coefficient).where(er.c.cycle_id == cycle.id, er.c.coefficient.is_not(None))
-    ).all()
     session.add(
         CompanyResult(
             cycle_id=cycle.id,
             min_raters=k,
             scale_min=cycle.scale_min,
             scale_max=cycle.scale_max,
-            suppliers=suppliers,
+            suppliers=len(stored.figures),
             employees_included=n,
             coefficient=coefficient,
             sd=sd,
             ci_low=ci_low,
             ci_high=ci_high,
-            nps=_f(nps),
-            nps_employees=nps_n,
+            nps=sum(nps_values) / len(nps_values) if nps_values else None,
+            nps_employees=len(nps_values),
             delta=delta,
             delta_significant=significant,
             previous_cycle_id=previous.cycle_id if previous else None,
@@ -685,8 +709,20 @@ def _store_company(
             responded=int(responded),
             response_rate=(int(responded) / invited) if invited else None,
             distribution=calc.histogram(values, low=cycle.scale_min, high=cycle.scale_max),
-            icc=icc,
+            icc=stored.icc,
         )
+    )
+    rows = np.array([stored.row_of.get(f.employee_id, -1) for f in included], dtype=np.intp)
+    rows = rows[rows >= 0]
+    shown = stored.shown[rows]
+    counts = shown.sum(axis=0).tolist()
+    totals = np.where(shown, stored.means[rows], 0.0).sum(axis=0).tolist()
+    session.add_all(
+        CompanyCompetencyResult(
+            cycle_id=cycle.id, cycle_competency_id=competency, employees=count, mean=total / count
+        )
+        for competency, count, total in zip(stored.competencies, counts, totals, strict=True)
+        if count
     )
     session.flush()
 
@@ -1116,23 +1152,24 @@ def _employee_means(
         .where(cc.cycle_id == cycle_id)
         .order_by(cc.display_order, cc.id)
     ).all()
-    position = {cid: i for i, (cid, _, _) in enumerate(competencies)}
+    position = {cid: (i, code, name) for i, (cid, code, name) in enumerate(competencies)}
+    empty: list[dict[str, Any] | None] = [None] * len(competencies)
     slots: dict[int, list[dict[str, Any] | None]] = {}
     for chunk_start in range(0, len(employee_ids), 900):
         chunk = employee_ids[chunk_start : chunk_start + 900]
-        for emp, cid, mean, answers in connection.execute(
+        # fetchall: iterating the result fetched one row per driver call, a fifth of
+        # the request on SQLite.
+        rows = connection.execute(
             select(ecr.employee_id, ecr.cycle_competency_id, ecr.mean, ecr.answers).where(
                 ecr.cycle_id == cycle_id, one_of(session, ecr.employee_id, chunk)
             )
-        ):
-            i = position[cid]
-            _, code, name = competencies[i]
-            slots.setdefault(emp, [None] * len(competencies))[i] = {
-                "code": code,
-                "name": name,
-                "mean": mean,
-                "count": answers,
-            }
+        ).all()
+        for emp, cid, mean, answers in rows:
+            i, code, name = position[cid]
+            slot = slots.get(emp)
+            if slot is None:
+                slot = slots[emp] = empty.copy()
+            slot[i] = {"code": code, "name": name, "mean": mean, "count": answers}
     return {emp: [m for m in means if m is not None] for emp, means in slots.items()}
 
 
