@@ -88,6 +88,9 @@ def close_cycle(
     outbox row of the cycle, only counts; run :func:`vacuum_after_close` after the
     commit so their old row versions go too.
     """
+    # Held until the commit. A submit's pool row share-locks this row through its foreign
+    # key (PostgreSQL), so a submit in flight finishes before the pool is read, and one
+    # that starts now waits and then finds its link dead (``ratings.service.pool_sealed``).
     cycle = cycles_service.get_cycle(session, cycle_id=cycle_id, for_update=True)
     if cycle.state == CycleState.closed:
         return cycle

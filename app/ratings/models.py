@@ -54,5 +54,7 @@ class PendingSubmission(Base):
     __tablename__ = "pending_submission"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    # The foreign key stays: its share lock on the cycle row is what makes a submit wait
+    # for a close that holds that row (see ``service.pool_sealed``).
     cycle_id: Mapped[int] = mapped_column(ForeignKey("cycle.id", ondelete="CASCADE"), index=True)
     sealed: Mapped[bytes] = mapped_column(LargeBinary)

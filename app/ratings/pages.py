@@ -332,6 +332,9 @@ def submit_rating(
         ratings_service.pool_sealed(session, rules=rules, sealed=sealed)
     except ratings_service.AlreadySubmitted:
         return _submitted_page(request, settings, lang)
+    except NotFound:
+        # The cycle closed while the form was being checked.
+        return invalid_link_page(request)
     session.commit()
     if kiosk:
         # The next person at a shared kiosk starts from the code page, with no session.

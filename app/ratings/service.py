@@ -473,17 +473,26 @@ def seal_answers(
 
 
 def pool_sealed(session: Session, *, rules: FormRules, sealed: bytes) -> None:
-    """Claim the invitation and add the sealed submission to the pool: two statements.
+    """Add the sealed submission to the pool and claim the invitation: two statements.
 
     The claim is atomic (of two concurrent submits exactly one sees used=false) and
-    fails for an invitation a close removed since the rules were read.
+    fails for an invitation a close removed since the rules were read; the pool row is
+    then deleted again (the callers show a page and commit).
+
+    The pool row goes first for the order of locks on PostgreSQL: its foreign key
+    share-locks the cycle row, which the close holds for update from its start, and
+    only then does the claim lock the invitation, which the close deletes. A post that
+    arrives during a close waits at the first statement and is refused after it. In
+    the opposite order the two waited for each other and the close failed.
     """
+    pooled = uuid.uuid4()
+    session.execute(_POOL_SUBMISSION, {"id": pooled, "cycle_id": rules.cycle_id, "sealed": sealed})
     claimed = session.execute(_CLAIM_INVITATION, {"invitation_id": rules.invitation_id})
     if getattr(claimed, "rowcount", 0) != 1:
+        session.execute(delete(PendingSubmission).where(PendingSubmission.id == pooled))
+        if session.get(Invitation, rules.invitation_id, populate_existing=True) is None:
+            raise NotFound("This rating link is not valid any more")
         raise AlreadySubmitted("These answers were already submitted")
-    session.execute(
-        _POOL_SUBMISSION, {"id": uuid.uuid4(), "cycle_id": rules.cycle_id, "sealed": sealed}
-    )
     # The UPDATE skipped the ORM: a loaded Invitation must not keep used=False.
     loaded = session.identity_map.get(session.identity_key(Invitation, rules.invitation_id))
     if loaded is not None:

@@ -1,4 +1,5 @@
-"""Concurrent submits of one link against a real server: one set of ballots, never two."""
+"""Concurrent submits of one link against a real server: one set of ballots, never two;
+a submit that overlaps the close is released with the rest, never lost."""
 
 from __future__ import annotations
 
@@ -6,14 +7,28 @@ import re
 import threading
 
 import httpx
+import pytest
 from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from app import lifecycle
 from app.config import Settings
 from app.cycles.models import Invitation
+from app.errors import NotFound
+from app.ratings import service as ratings_service
 from app.ratings.models import Ballot, PendingSubmission
-from tests.conftest import LiveServer
-from tests.cycles.helpers import form_for, launched_cycle, links_by_customer, make_company, token_of
+from app.ratings.service import AlreadySubmitted
+from tests.conftest import TEST_SECRET_KEY, LiveServer
+from tests.cycles.helpers import (
+    answers_for,
+    form_for,
+    invitation_of,
+    launched_cycle,
+    links_by_customer,
+    make_company,
+    token_of,
+)
 
 FORM_TOKEN = re.compile(r'name="form_token" value="([^"]+)"')
 CLIENTS = 6
@@ -70,3 +85,129 @@ def test_concurrent_submits_store_one_set_of_ballots(
         assert session.scalar(select(func.count()).select_from(Ballot)) == 0
         used = session.scalars(select(Invitation.used).where(Invitation.cycle_id == cycle.id))
         assert sorted(used) == [False, True]
+
+
+def test_a_submit_in_flight_when_the_close_starts_is_released_not_lost(
+    committed_db: sessionmaker[Session], engine: Engine, settings: Settings
+) -> None:
+    """A rater's submit that has claimed its link but not yet committed when the close
+    begins: the close waits for it, so its answers are released with everyone's.
+
+    Without that wait (PostgreSQL, where the close and a submit run side by side) the
+    close read the pool before the submit committed, deleted the invitations after it,
+    and the answers stayed sealed in the pool of a closed cycle: a thank-you page for
+    answers that never counted.
+    """
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one writer at a time: a submit cannot overlap a close")
+    with committed_db() as session:
+        company = make_company(session, suppliers=2, customers=4, competencies=2)
+        cycle = launched_cycle(session, settings)
+        cycle_id = cycle.id
+        invitations = [invitation_of(session, cycle, c).id for c in company.customers]
+        answers = answers_for(session, cycle, company.suppliers, score=8)
+        for invitation_id in invitations[:3]:
+            ratings_service.submit_answers(
+                session, invitation_id=invitation_id, answers=answers, secret_key=TEST_SECRET_KEY
+            )
+        session.commit()
+
+    # The fourth rater's submit: claimed and pooled, not yet committed.
+    late = committed_db()
+    ratings_service.submit_answers(
+        late, invitation_id=invitations[3], answers=answers, secret_key=TEST_SECRET_KEY
+    )
+    closed = threading.Event()
+    failure: list[BaseException] = []
+
+    def close() -> None:
+        try:
+            with committed_db() as session:
+                lifecycle.close_cycle(
+                    session, cycle_id=cycle_id, min_raters=3, secret_key=TEST_SECRET_KEY
+                )
+                session.commit()
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            closed.set()
+
+    closer = threading.Thread(target=close)
+    closer.start()
+    # Whatever the close does, it must not finish while the submit is open.
+    assert not closed.wait(1.5), "the close finished around a submit still in flight"
+    late.commit()
+    late.close()
+    closer.join(60)
+    assert closed.is_set() and not failure, failure
+
+    with committed_db() as session:
+        assert session.scalar(select(func.count()).select_from(PendingSubmission)) == 0
+        # Four raters, two suppliers each: every answer became a ballot.
+        assert session.scalar(select(func.count()).select_from(Ballot)) == 8
+
+
+def test_a_submit_that_starts_during_the_close_is_refused_and_the_close_goes_on(
+    committed_db: sessionmaker[Session], engine: Engine, settings: Settings
+) -> None:
+    """A rater who posts while the close runs: the post waits for the close and is then
+    refused (the link is dead); the close neither loses it nor fails on it.
+
+    The two once took their locks in opposite orders (the submit: its invitation, then
+    the cycle through the pool's foreign key; the close: the cycle, then every
+    invitation), and PostgreSQL broke the deadlock by failing the close.
+    """
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one writer at a time: a submit cannot overlap a close")
+    with committed_db() as session:
+        company = make_company(session, suppliers=2, customers=4, competencies=2)
+        cycle = launched_cycle(session, settings)
+        cycle_id = cycle.id
+        invitations = [invitation_of(session, cycle, c).id for c in company.customers]
+        answers = answers_for(session, cycle, company.suppliers, score=8)
+        for invitation_id in invitations[:3]:
+            ratings_service.submit_answers(
+                session, invitation_id=invitation_id, answers=answers, secret_key=TEST_SECRET_KEY
+            )
+        session.commit()
+
+    late_result: list[BaseException | None] = []
+
+    def late_submit() -> None:
+        with committed_db() as session:
+            try:
+                ratings_service.submit_answers(
+                    session,
+                    invitation_id=invitations[3],
+                    answers=answers,
+                    secret_key=TEST_SECRET_KEY,
+                )
+                session.commit()
+                late_result.append(None)
+            except BaseException as exc:
+                late_result.append(exc)
+
+    submitter = threading.Thread(target=late_submit)
+
+    def when_releasing(step: str, percent: int) -> None:
+        # The close holds its locks now: the rater posts, and the post has to wait.
+        if not submitter.is_alive() and not late_result:
+            submitter.start()
+            submitter.join(2)
+
+    with committed_db() as session:
+        lifecycle.close_cycle(
+            session,
+            cycle_id=cycle_id,
+            min_raters=3,
+            secret_key=TEST_SECRET_KEY,
+            progress=when_releasing,
+        )
+        session.commit()
+    submitter.join(60)
+
+    assert len(late_result) == 1 and late_result[0] is not None
+    assert isinstance(late_result[0], AlreadySubmitted | NotFound), late_result
+    with committed_db() as session:
+        assert session.scalar(select(func.count()).select_from(PendingSubmission)) == 0
+        assert session.scalar(select(func.count()).select_from(Ballot)) == 6

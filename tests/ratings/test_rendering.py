@@ -375,8 +375,8 @@ def test_submit_holds_the_write_lock_for_the_two_writes_only(
         assert statements[0] == "begin immediate", writing
         statements = statements[1:]
     assert [s.split(" (")[0].split(" set ")[0] for s in statements] == [
-        "update invitation",
         "insert into pending_submission",
+        "update invitation",
     ], writing
     reads = [t for t in transactions if any(s.startswith("select") for s in t)]
     assert reads and all("begin immediate" not in t for t in reads), transactions
