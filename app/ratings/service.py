@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import compress
 from typing import Any, TypeVar, cast
 
 import numpy as np
@@ -588,37 +589,44 @@ def release_pool(
     """
     withheld = {sid for sid, n in counting_raters.items() if n < k}
     order = cycle_competency_order(session, cycle_id=cycle.id)
-    # Column-wise, one entry per ballot: half a million of them at 50,000 employees.
-    suppliers: list[int] = []
+    # Each submission's arrays as they come; joined once: one entry per ballot, half a
+    # million of them at 50,000 employees.
+    suppliers: list[npt.NDArray[np.int32]] = []
+    nps_parts: list[npt.NDArray[np.int16]] = []
+    score_parts: list[npt.NDArray[np.int16]] = []
     counting: list[bool] = []
-    nps: list[int | None] = []
+    sizes: list[int] = []
     comments: list[str | None] = []
-    scores: list[list[int | None]] = []
-    column_of = {competency_id: j for j, competency_id in enumerate(order)}
-    unanswered: list[int | None] = [None] * len(order)
-    opened = _read_pool(session, cycle=cycle, secret_key=secret_key, opener=pool.open_raw)
-    for counts, answers in opened:
-        for supplier_id, nps_answer, comment, pairs in answers:
-            if supplier_id in withheld:
-                continue
-            suppliers.append(supplier_id)
-            counting.append(counts)
-            nps.append(nps_answer)
-            comments.append(comment)
-            row = unanswered.copy()
-            for competency_id, score in pairs:
-                j = column_of.get(competency_id)
-                if j is not None:
-                    row[j] = score
-            scores.append(row)
+    columns = tuple(order)
+    opened = _read_pool(session, cycle=cycle, secret_key=secret_key, opener=pool.open_columns)
+    for doc in opened:
+        suppliers.append(doc.suppliers)
+        nps_parts.append(doc.nps)
+        score_parts.append(doc.scores if doc.competencies == columns else _in_columns(doc, columns))
+        counting.append(doc.counts_toward_k)
+        sizes.append(len(doc.suppliers))
+        comments.extend(doc.comments)
+    supplier_of = np.concatenate(suppliers or [np.zeros(0, np.int32)]).astype(np.int64)
+    nps_of = np.concatenate(nps_parts or [np.zeros(0, np.int16)])
+    scores = np.concatenate(score_parts or [np.zeros((0, len(order)), np.int16)])
+    counts = np.repeat(np.array(counting, dtype=bool), sizes)
+    if withheld:
+        kept = ~np.isin(supplier_of, list(withheld))
+        supplier_of, nps_of, scores, counts = (
+            supplier_of[kept],
+            nps_of[kept],
+            scores[kept],
+            counts[kept],
+        )
+        comments = list(compress(comments, kept.tolist()))
     released = ReleasedBallots(
         competencies=order,
-        suppliers=np.array(suppliers, dtype=np.int64),
-        nps=np.array(nps, dtype=np.float64).reshape(-1),
-        scores=np.array(scores, dtype=np.float64).reshape(len(scores), len(order)),
+        suppliers=supplier_of,
+        nps=_answers(nps_of),
+        scores=_answers(scores),
     )
     release = Release(withheld_suppliers=withheld, released=released)
-    _find_thin(release, released, np.array(counting, dtype=bool), k=k)
+    _find_thin(release, released, counts, k=k)
     session.execute(
         delete(PendingSubmission)
         .where(PendingSubmission.cycle_id == cycle.id)
@@ -626,7 +634,7 @@ def release_pool(
     )
     # Order is all the database keeps of them: make it carry nothing. (A permutation
     # drawn from 128 secret bits: nobody can reproduce it to undo it.)
-    shuffled = np.random.default_rng(secrets.randbits(128)).permutation(len(suppliers))
+    shuffled = np.random.default_rng(secrets.randbits(128)).permutation(len(supplier_of))
     picked = shuffled.tolist()
     # Ids and scores are made a column at a time in their stored form: converting each
     # value through its column type cost more than the inserts.
@@ -635,7 +643,7 @@ def release_pool(
         stored_random_uuids(len(picked)),
         [cycle.id] * len(picked),
         released.suppliers[shuffled].tolist(),
-        [nps[i] for i in picked],
+        [None if v == pool.CANT_JUDGE else v for v in nps_of[shuffled].tolist()],
         [comments[i] for i in picked],
         stored_score_lists(released.scores[shuffled], dialect),
         strict=True,
@@ -648,6 +656,24 @@ def release_pool(
         stored=("id", "scores"),
     )
     return release
+
+
+def _in_columns(doc: pool.Columns, columns: tuple[int, ...]) -> npt.NDArray[np.int16]:
+    """A submission's scores in the cycle's columns (a rater not asked about every
+    competency; a competency the cycle no longer has is dropped)."""
+    scores = np.full((len(doc.suppliers), len(columns)), pool.NOT_ASKED, dtype=np.int16)
+    where = {cid: j for j, cid in enumerate(doc.competencies)}
+    for j, cid in enumerate(columns):
+        if cid in where:
+            scores[:, j] = doc.scores[:, where[cid]]
+    return scores
+
+
+def _answers(values: npt.NDArray[np.int16]) -> npt.NDArray[np.float64]:
+    """Sealed int16 answers as floats, NaN where there is no answer."""
+    out = values.astype(np.float64)
+    out[values <= pool.NOT_ASKED] = np.nan
+    return out
 
 
 def _find_thin(

@@ -397,25 +397,21 @@ def _store_employees(
         columns=("cycle_id", "employee_id", "cycle_competency_id", "answers", "mean"),
     )
 
-    suppliers = (
-        select(CyclePair.supplier_id.label("supplier_id"))
-        .where(CyclePair.cycle_id == cycle_id)
-        .union(select(Ballot.supplier_id).where(Ballot.cycle_id == cycle_id))
-        .subquery()
-    )
-    departments: dict[int, int | None] = dict(
+    # Every supplier of the matrix, and anyone who has ballots (the scan's suppliers),
+    # with their department at launch; not a UNION over the ballots just written.
+    department_of = dict(
         session.execute(
-            select(suppliers.c.supplier_id, CycleEmployee.department_id)
-            .select_from(suppliers)
-            .outerjoin(
-                CycleEmployee,
-                and_(
-                    CycleEmployee.cycle_id == cycle_id,
-                    CycleEmployee.employee_id == suppliers.c.supplier_id,
-                ),
+            select(CycleEmployee.employee_id, CycleEmployee.department_id).where(
+                CycleEmployee.cycle_id == cycle_id
             )
         ).all()
     )
+    paired = session.scalars(
+        select(CyclePair.supplier_id).where(CyclePair.cycle_id == cycle_id).distinct()
+    )
+    departments: dict[int, int | None] = {
+        emp: department_of.get(emp) for emp in sorted({*paired, *scan.suppliers.tolist()})
+    }
     figures: dict[int, calc.EmployeeFigures] = {}
     for emp, dept in departments.items():
         i = index_of.get(emp)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,11 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import crypto, lifecycle
 from app.config import Settings
+from app.cycles import service as cycles_service
 from app.cycles.models import Cycle, CycleState, Invitation
 from app.ratings import pool
 from app.ratings import service as ratings_service
@@ -61,6 +63,85 @@ def test_a_sealed_submission_opens_only_in_its_cycle_under_its_key() -> None:
         pool.open_sealed(key, sealed, cycle_id=8)
     with pytest.raises(crypto.DecryptionFailed):
         pool.open_sealed(crypto.derive_key("other" * 8, "test"), sealed, cycle_id=7)
+
+
+def _sealed_version_1(key: bytes, submission: pool.Submission, *, cycle_id: int) -> bytes:
+    """A submission as the previous release sealed it (JSON), for pools that were filled
+    before an upgrade and are closed after it."""
+    document = {
+        "v": 1,
+        "k": submission.counts_toward_k,
+        "a": [
+            [sid, a.nps, a.comment, [[cid, score] for cid, score in a.scores.items()]]
+            for sid, a in submission.answers.items()
+        ],
+    }
+    data = json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    return crypto.encrypt(key, crypto.pad(data, 4096), context=pool._context(cycle_id))
+
+
+MIXED = pool.Submission(
+    counts_toward_k=False,
+    answers={
+        11: SupplierAnswer(scores={1: 5, 2: None, 3: 0}, nps=None, comment="Ясно и быстро"),
+        12: SupplierAnswer(scores={1: 10, 3: 7}, nps=0, comment=None),  # 2 not asked
+        13: SupplierAnswer(scores={}, nps=10, comment=None),
+    },
+)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_both_sealed_versions_open_to_the_same_answers(version: int) -> None:
+    key = crypto.derive_key("k" * 40, "test")
+    sealed = (
+        _sealed_version_1(key, MIXED, cycle_id=3)
+        if version == 1
+        else pool.seal(key, MIXED, cycle_id=3, ask_comment=True)
+    )
+    assert pool.open_sealed(key, sealed, cycle_id=3) == MIXED
+    columns = pool.open_columns(key, sealed, cycle_id=3)
+    assert columns.competencies == (1, 2, 3)
+    assert columns.suppliers.tolist() == [11, 12, 13]
+    assert columns.nps.tolist() == [pool.CANT_JUDGE, 0, 10]
+    assert columns.scores.tolist() == [
+        [5, pool.CANT_JUDGE, 0],
+        [10, pool.NOT_ASKED, 7],
+        [pool.NOT_ASKED] * 3,
+    ]
+    assert list(columns.comments) == ["Ясно и быстро", None, None]
+
+
+def test_a_pool_sealed_by_the_previous_version_is_released_at_close(
+    committed_db: sessionmaker[Session], settings: Settings
+) -> None:
+    """Answers pooled as JSON before an upgrade, closed after it: every ballot is kept."""
+    cycle_id = _open_cycle_with_answers(committed_db, settings, answered=3)
+    with committed_db() as session, session.begin():
+        cycle = session.get(Cycle, cycle_id)
+        assert cycle is not None
+        key = cycles_service.pool_key(settings.secret_key, cycle)
+        current = ratings_service.open_pool(session, cycle=cycle, secret_key=settings.secret_key)
+        submissions = list(current)
+        session.execute(delete(PendingSubmission))
+        session.add_all(
+            PendingSubmission(
+                cycle_id=cycle_id, sealed=_sealed_version_1(key, sub, cycle_id=cycle_id)
+            )
+            for sub in submissions
+        )
+    with committed_db() as session, session.begin():
+        lifecycle.close_cycle(session, cycle_id=cycle_id, secret_key=settings.secret_key)
+    with committed_db() as session:
+        ballots = session.scalars(select(Ballot)).all()
+        expected = sorted(
+            (sid, tuple(a.scores.values()), a.comment)
+            for sub in submissions
+            for sid, a in sub.answers.items()
+        )
+        assert sorted((b.supplier_id, tuple(b.scores or ()), b.comment) for b in ballots) == (
+            expected
+        )
+        assert len(ballots) == 6
 
 
 def _open_cycle_with_answers(
