@@ -18,6 +18,7 @@ from app.cycles.models import Invitation
 from app.errors import NotFound
 from app.ratings import service as ratings_service
 from app.ratings.models import Ballot, PendingSubmission
+from app.ratings.schemas import SupplierAnswer
 from app.ratings.service import AlreadySubmitted
 from tests.conftest import TEST_SECRET_KEY, LiveServer
 from tests.cycles.helpers import (
@@ -90,27 +91,17 @@ def test_concurrent_submits_store_one_set_of_ballots(
 def test_a_submit_in_flight_when_the_close_starts_is_released_not_lost(
     committed_db: sessionmaker[Session], engine: Engine, settings: Settings
 ) -> None:
-    """A rater's submit that has claimed its link but not yet committed when the close
-    begins: the close waits for it, so its answers are released with everyone's.
+    """A rater's submit that has pooled its answers but not yet committed when the close
+    begins: the close waits for it (the pool row holds a share lock on the cycle row,
+    which the close locks first), so its answers are released with everyone's.
 
-    Without that wait (PostgreSQL, where the close and a submit run side by side) the
-    close read the pool before the submit committed, deleted the invitations after it,
-    and the answers stayed sealed in the pool of a closed cycle: a thank-you page for
-    answers that never counted.
+    Were the close not to wait, it would read the pool before the submit committed and
+    delete the invitations after it: the answers would stay sealed in the pool of a
+    closed cycle, behind a thank-you page.
     """
     if engine.dialect.name != "postgresql":
         pytest.skip("SQLite runs one writer at a time: a submit cannot overlap a close")
-    with committed_db() as session:
-        company = make_company(session, suppliers=2, customers=4, competencies=2)
-        cycle = launched_cycle(session, settings)
-        cycle_id = cycle.id
-        invitations = [invitation_of(session, cycle, c).id for c in company.customers]
-        answers = answers_for(session, cycle, company.suppliers, score=8)
-        for invitation_id in invitations[:3]:
-            ratings_service.submit_answers(
-                session, invitation_id=invitation_id, answers=answers, secret_key=TEST_SECRET_KEY
-            )
-        session.commit()
+    cycle_id, invitations, answers = _three_of_four_answered(committed_db, settings)
 
     # The fourth rater's submit: claimed and pooled, not yet committed.
     late = committed_db()
@@ -159,17 +150,7 @@ def test_a_submit_that_starts_during_the_close_is_refused_and_the_close_goes_on(
     """
     if engine.dialect.name != "postgresql":
         pytest.skip("SQLite runs one writer at a time: a submit cannot overlap a close")
-    with committed_db() as session:
-        company = make_company(session, suppliers=2, customers=4, competencies=2)
-        cycle = launched_cycle(session, settings)
-        cycle_id = cycle.id
-        invitations = [invitation_of(session, cycle, c).id for c in company.customers]
-        answers = answers_for(session, cycle, company.suppliers, score=8)
-        for invitation_id in invitations[:3]:
-            ratings_service.submit_answers(
-                session, invitation_id=invitation_id, answers=answers, secret_key=TEST_SECRET_KEY
-            )
-        session.commit()
+    cycle_id, invitations, answers = _three_of_four_answered(committed_db, settings)
 
     late_result: list[BaseException | None] = []
 
@@ -211,3 +192,22 @@ def test_a_submit_that_starts_during_the_close_is_refused_and_the_close_goes_on(
     with committed_db() as session:
         assert session.scalar(select(func.count()).select_from(PendingSubmission)) == 0
         assert session.scalar(select(func.count()).select_from(Ballot)) == 6
+
+
+def _three_of_four_answered(
+    committed_db: sessionmaker[Session], settings: Settings
+) -> tuple[int, list[int], dict[int, SupplierAnswer]]:
+    """An open cycle whose four customers rate two suppliers; three have answered.
+
+    Returns the cycle, the four invitations and the answers each customer gives."""
+    with committed_db() as session:
+        company = make_company(session, suppliers=2, customers=4, competencies=2)
+        cycle = launched_cycle(session, settings)
+        invitations = [invitation_of(session, cycle, c).id for c in company.customers]
+        answers = answers_for(session, cycle, company.suppliers, score=8)
+        for invitation_id in invitations[:3]:
+            ratings_service.submit_answers(
+                session, invitation_id=invitation_id, answers=answers, secret_key=TEST_SECRET_KEY
+            )
+        session.commit()
+        return cycle.id, invitations, answers
