@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from fastapi import Request
+from fastapi import APIRouter, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
-from starlette.responses import HTMLResponse, RedirectResponse
+from starlette.datastructures import FormData, UploadFile
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from app.errors import DomainError
 from app.fields import INT32_MAX
@@ -194,6 +195,41 @@ class UnexpectedFormFields(DomainError):
     title = "The form was not sent as the page made it"
 
 
+class TooManyFormFields(DomainError):
+    status = 400
+    title = "The form has too many fields"
+
+
+_URLENCODED = "application/x-www-form-urlencoded"
+
+
+async def read_form(request: Request, *, max_fields: int = 1000, max_files: int = 1000) -> FormData:
+    """The posted form, parsed once per request, with its field cap enforced.
+
+    URL-encoded bodies (every page form but uploads) are split by the standard library's
+    ``parse_qsl``: Starlette's own parser ignores ``max_fields`` for them and costs four
+    times as much (0.5 ms of the rating submit's 4 ms of CPU). The text is decoded as
+    Starlette decodes it (bytes as latin-1, then %-escapes as UTF-8), and the result
+    becomes the request's form, so later ``request.form()`` calls read the same one.
+    Multipart bodies (uploads) go to Starlette, which caps their fields and files.
+    """
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type != _URLENCODED or request._form is not None:
+        return await request.form(max_fields=max_fields, max_files=max_files)
+    body = await request.body()
+    try:
+        items: list[tuple[str, str | UploadFile]] = list(
+            parse_qsl(body.decode("latin-1"), keep_blank_values=True, max_num_fields=max_fields)
+        )
+    except ValueError:
+        raise TooManyFormFields(
+            f"The form was refused, nothing was saved: it had more than {max_fields} fields."
+        ) from None
+    form = FormData(items)
+    request._form = form
+    return form
+
+
 @dataclass(frozen=True)
 class FormSpec:
     """The fields a page route reads itself with ``request.form()``."""
@@ -268,6 +304,27 @@ def form_problems(items: list[tuple[str, Any]], spec: FormSpec) -> str | None:
     return "The form was refused, nothing was saved. It had " + "; and ".join(parts) + "."
 
 
+class PageRoute(APIRoute):
+    """A page route: a posted form is read, within its route's field cap, before FastAPI
+    reads it for ``Form()`` parameters (which would take any number of fields)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        spec = _route_spec(self)
+
+        async def form_first(request: Request) -> Response:
+            if request.method == "POST":
+                await read_form(request, max_fields=spec.max_fields, max_files=spec.max_files)
+            return await handler(request)
+
+        return form_first
+
+
+def page_router(**kwargs: Any) -> APIRouter:
+    """The router of a module of pages: out of the API document, forms read first."""
+    return APIRouter(include_in_schema=False, route_class=PageRoute, **kwargs)
+
+
 async def strict_form(request: Request) -> None:
     """Refuse a posted form with a field the route does not read, or one sent twice.
 
@@ -278,7 +335,7 @@ async def strict_form(request: Request) -> None:
     if request.method != "POST" or not content_type.startswith(FORM_TYPES):
         return
     spec = _route_spec(request.scope.get("route"))
-    form = await request.form(max_fields=spec.max_fields, max_files=spec.max_files)
+    form = await read_form(request, max_fields=spec.max_fields, max_files=spec.max_files)
     problem = form_problems(list(form.multi_items()), spec)
     if problem:
         raise UnexpectedFormFields(problem)

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Annotated
 from urllib.parse import urlencode, urlsplit
 
-from fastapi import APIRouter, Form, Request
+from fastapi import Form, Request
 from starlette.responses import RedirectResponse, Response
 
 from app.auth import service as auth_service
@@ -25,9 +25,18 @@ from app.config import Settings
 from app.db import SessionDep
 from app.errors import DomainError, Invalid, problem_response
 from app.fields import RowId
-from app.web import confirm_page, field_errors, form_fields, make_pager, page, safe_next, see_other
+from app.web import (
+    confirm_page,
+    field_errors,
+    form_fields,
+    make_pager,
+    page,
+    page_router,
+    safe_next,
+    see_other,
+)
 
-router = APIRouter(include_in_schema=False)
+router = page_router()
 
 NO_STORE = {"Cache-Control": "no-store"}
 BAD_LOGIN = "The email or password is not correct."

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from starlette.responses import RedirectResponse, Response
 
 from app.auth import service as auth_service
@@ -18,9 +18,9 @@ from app.auth.deps import SettingsDep, session_cookie_name
 from app.config import Settings
 from app.db import SessionDep
 from app.errors import Forbidden, NotFound
-from app.web import safe_next
+from app.web import page_router, safe_next
 
-router = APIRouter(include_in_schema=False)
+router = page_router()
 CALLBACK_PATH = "/login/sso/callback"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import Path, Request
 from starlette.responses import Response
 
 from app.auth import service as auth_service
@@ -16,9 +16,9 @@ from app.cycles.models import CycleState
 from app.db import SessionDep
 from app.errors import NotFound
 from app.fields import RowId
-from app.web import page
+from app.web import page, page_router
 
-router = APIRouter(include_in_schema=False, dependencies=[HrOnly])
+router = page_router(dependencies=[HrOnly])
 DepartmentKey = Annotated[str, Path(max_length=20, pattern=r"^(none|[0-9]{1,18})$")]
 
 

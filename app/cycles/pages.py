@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import Form, Request
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.responses import Response
@@ -26,9 +26,9 @@ from app.errors import Conflict, DomainError, Invalid
 from app.fields import RowId
 from app.matrix.models import MatrixLink
 from app.org.models import Competency, Department, Employee
-from app.web import confirm_page, field_errors, page, parse_int, see_other
+from app.web import confirm_page, field_errors, page, page_router, parse_int, see_other
 
-router = APIRouter(include_in_schema=False)
+router = page_router()
 
 
 @router.get("/")

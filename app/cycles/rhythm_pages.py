@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import Form, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
@@ -13,9 +13,9 @@ from app.auth.deps import CsrfProtect, HrOnly
 from app.cycles import rhythm
 from app.db import SessionDep
 from app.fields import RowId
-from app.web import page, see_other
+from app.web import page, page_router, see_other
 
-router = APIRouter(include_in_schema=False, dependencies=[HrOnly])
+router = page_router(dependencies=[HrOnly])
 DayList = Annotated[str, Form(max_length=100)]
 
 

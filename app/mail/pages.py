@@ -8,7 +8,7 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 from starlette.responses import Response
 
 from app.auth.deps import SettingsDep, require_role
@@ -19,8 +19,9 @@ from app.mail import service as mail_service
 from app.mail.models import OutboxMessage, OutboxStatus
 from app.mail.sender import eml_name
 from app.templating import render
+from app.web import page_router
 
-router = APIRouter(include_in_schema=False)
+router = page_router()
 HrOnly = Depends(require_role(Role.hr))
 LINK_PATTERN = re.compile(r"https?://[^\s<>\"']+/r/[A-Za-z0-9_-]+")
 

@@ -10,7 +10,7 @@ import zlib
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Request
+from fastapi import Form, Request
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font
@@ -33,9 +33,9 @@ from app.matrix.models import MatrixLink
 from app.org import service as org_service
 from app.org.models import Employee
 from app.uploads.parsing import XLSX_TYPE, ParsedUpload, SourceRow, UploadLimits, parse_upload
-from app.web import confirm_page, form_fields, make_pager, page, parse_int, see_other
+from app.web import confirm_page, form_fields, make_pager, page, page_router, parse_int, see_other
 
-router = APIRouter(include_in_schema=False, dependencies=[HrOnly])
+router = page_router(dependencies=[HrOnly])
 
 SEARCH_LIMIT = 20
 PREVIEW_LIMIT = 200

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Request
+from fastapi import Form, Request
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
@@ -16,9 +16,9 @@ from app.errors import DomainError
 from app.nominations import suggestions
 from app.org import service as org_service
 from app.org.models import Department
-from app.web import form_fields, make_pager, page, parse_int, see_other
+from app.web import form_fields, make_pager, page, page_router, parse_int, see_other
 
-router = APIRouter(include_in_schema=False, dependencies=[HrOnly])
+router = page_router(dependencies=[HrOnly])
 
 PER_PAGE = 100
 MAX_TICKED = 1000

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import Form, Query, Request
 from sqlalchemy.orm import Session
 from starlette.responses import RedirectResponse, Response
 
@@ -38,8 +38,9 @@ from app.nominations import suggestions
 from app.org.models import Employee
 from app.ratings.pages import PRIVATE_HEADERS, request_language
 from app.templating import render
+from app.web import page_router
 
-router = APIRouter(include_in_schema=False)
+router = page_router()
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 SESSION_MINUTES = 60
 SUGGESTIONS_SHOWN = 20

@@ -12,7 +12,7 @@ import hmac
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import Form, Query, Request
 from sqlalchemy.orm import Session
 from starlette.responses import RedirectResponse, Response
 
@@ -28,8 +28,9 @@ from app.nominations.round_pages import TEAM_SESSION, invalid_link
 from app.org.models import Employee
 from app.ratings.pages import PRIVATE_HEADERS, request_language
 from app.templating import render
+from app.web import page_router
 
-router = APIRouter(include_in_schema=False)
+router = page_router()
 NOTICES = {"approved", "added", "removed"}
 
 

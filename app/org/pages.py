@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 from babel import Locale, UnknownLocaleError
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import Depends, Form, Request
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.responses import Response
@@ -27,12 +27,13 @@ from app.web import (
     form_fields,
     make_pager,
     page,
+    page_router,
     parse_int,
     safe_next,
     see_other,
 )
 
-router = APIRouter(include_in_schema=False, dependencies=[HrOnly])
+router = page_router(dependencies=[HrOnly])
 
 
 def _audit(

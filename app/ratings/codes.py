@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import Form, Request
 from starlette.responses import RedirectResponse, Response
 
 from app.auth import service as auth_service
@@ -33,8 +33,9 @@ from app.ratings.pages import (
     request_language,
     sign_rating_cookie,
 )
+from app.web import page_router
 
-router = APIRouter(include_in_schema=False)
+router = page_router()
 WINDOW = timedelta(minutes=1)
 
 

@@ -16,7 +16,7 @@ import time
 from datetime import timedelta
 from typing import Annotated, Any, NamedTuple
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from starlette.datastructures import UploadFile
 from starlette.responses import RedirectResponse, Response
 
@@ -31,10 +31,10 @@ from app.ratings import rendering
 from app.ratings import service as ratings_service
 from app.ratings.schemas import COMMENT_MAX_LENGTH, NPS_RANGE, ParsedForm, RatingForm
 from app.templating import render
-from app.web import form_fields
+from app.web import form_fields, page_router, read_form
 
 log = logging.getLogger(__name__)
-router = APIRouter(include_in_schema=False)
+router = page_router()
 
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 _DIGITS = re.compile(r"[0-9]{1,15}")
@@ -200,7 +200,7 @@ def _submitted_page(request: Request, settings: Settings, lang: str) -> Response
 
 async def posted_form(request: Request) -> dict[str, str]:
     """The posted fields as strings (files ignored); parsed once, with a field cap."""
-    form = await request.form(max_fields=MAX_FORM_FIELDS, max_files=0)
+    form = await read_form(request, max_fields=MAX_FORM_FIELDS, max_files=0)
     return {key: value for key, value in form.items() if not isinstance(value, UploadFile)}
 
 

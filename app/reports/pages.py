@@ -11,7 +11,7 @@ import math
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
@@ -25,8 +25,9 @@ from app.org import service as org_service
 from app.reports import charts, exports, feedback, personal, service
 from app.reports.api import CHART_FORMAT_MISSING, chart_response, split_filename
 from app.templating import render
+from app.web import page_router
 
-router = APIRouter(include_in_schema=False)
+router = page_router()
 
 ResultsReader = Annotated[Principal, Depends(require_role(Role.hr, Role.manager))]
 CycleId = RowId

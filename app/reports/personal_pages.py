@@ -15,7 +15,7 @@ import time
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Path, Request
+from fastapi import Form, Path, Request
 from starlette.responses import RedirectResponse, Response
 
 from app import crypto
@@ -33,9 +33,9 @@ from app.reports import service as reports_service
 from app.reports.api import chart_response
 from app.reports.pages import ResultsReader, _check_employee
 from app.templating import render
-from app.web import form_fields, page, see_other
+from app.web import form_fields, page, page_router, see_other
 
-router = APIRouter(include_in_schema=False)
+router = page_router()
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 SESSION_MINUTES = 60
 PERSONAL_CHARTS = {"employee", "trend-employee"}

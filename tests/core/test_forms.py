@@ -3,14 +3,21 @@ that says which; nothing is saved."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import AsyncIterator
+from typing import Any
 
-from fastapi import FastAPI
+import pytest
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from starlette.datastructures import Headers
+from starlette.formparsers import FormParser
 
 from app.auth.models import ApiKey, Role
+from app.web import read_form
 from tests.auth.helpers import sign_in
 from tests.conftest import app_routes
 
@@ -72,3 +79,73 @@ def test_repeatable_fields_stay_repeatable(client: TestClient, db: Session) -> N
     )
     assert r.status_code == 200, r.text[:300]
     assert db.scalar(select(func.count()).select_from(ApiKey)) == before + 1
+
+
+def _form_cap(path: str) -> int:
+    return 20_000 if path == "/rate" else 1000
+
+
+def test_every_page_form_caps_its_fields(app: FastAPI, client: TestClient, db: Session) -> None:
+    # Starlette caps the fields of multipart bodies only; a URL-encoded body of a few
+    # MiB could carry hundreds of thousands of them.
+    signed_in = sign_in(client, db, role=Role.admin)
+    for path in _page_form_routes(app):
+        cap = _form_cap(path)
+        body = f"csrf_token={signed_in.csrf}&" + "&".join(f"f{i}=1" for i in range(cap))
+        r = client.post(path, content=body, headers=URLENCODED, follow_redirects=False)
+        assert r.status_code == 400, (path, r.status_code)
+        assert r.headers["content-type"].startswith("text/html"), path
+        assert f"more than {cap} fields" in r.text, path
+
+
+_TRICKY_BODIES = [
+    b"a=1&b=2",
+    b"name=J%C3%BCrgen+M%C3%BCller&empty=&flag&=orphan",
+    b"plus=a+b%2Bc&pct=100%25&amp=%26&eq=a%3Db=c",
+    b"raw=\xc3\xa9t\xc3\xa9&latin=\xe9&bad=%ff%fe",
+    b"twice=1&twice=2&&&trailing=",
+    b"s12-c3=5&s12-nps=9&s12-comment=Tr%C3%A8s+bien%0D%0Amerci",
+    b"",
+]
+
+
+@pytest.mark.parametrize("body", _TRICKY_BODIES)
+def test_url_encoded_forms_read_as_starlette_reads_them(body: bytes) -> None:
+    async def both() -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "headers": [(b"content-type", b"application/x-www-form-urlencoded")],
+        }
+        ours = await read_form(Request(scope, receive))
+
+        async def stream() -> AsyncIterator[bytes]:
+            yield body
+            yield b""
+
+        theirs = await FormParser(Headers(), stream()).parse()
+        return list(ours.multi_items()), list(theirs.multi_items())
+
+    ours, theirs = asyncio.run(both())
+    assert ours == theirs
+
+
+def test_the_form_is_parsed_once_per_request() -> None:
+    async def run() -> bool:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"a=1", "more_body": False}
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "headers": [(b"content-type", b"application/x-www-form-urlencoded")],
+        }
+        request = Request(scope, receive)
+        first = await read_form(request)
+        # What Starlette, FastAPI's Form() parameters and the CSRF check read.
+        return await request.form() is first
+
+    assert asyncio.run(run())
