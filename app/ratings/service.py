@@ -286,9 +286,12 @@ def competency_view(
 # --- reading a posted form ---------------------------------------------------------------
 
 
+_INTEGER = re.compile(r"-?\d+")
+
+
 def _int_or_none(value: str) -> int | None:
     value = value.strip()
-    if not value or len(value) > 6 or not re.fullmatch(r"-?\d+", value):
+    if not value or len(value) > 6 or not _INTEGER.fullmatch(value):
         return None
     return int(value)
 
