@@ -109,18 +109,22 @@ _TRICKY_BODIES = [
 ]
 
 
+def _posted(body: bytes) -> Request:
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "headers": [(b"content-type", b"application/x-www-form-urlencoded")],
+    }
+    return Request(scope, receive)
+
+
 @pytest.mark.parametrize("body", _TRICKY_BODIES)
 def test_url_encoded_forms_read_as_starlette_reads_them(body: bytes) -> None:
     async def both() -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        scope = {
-            "type": "http",
-            "method": "POST",
-            "headers": [(b"content-type", b"application/x-www-form-urlencoded")],
-        }
-        ours = await read_form(Request(scope, receive))
+        ours = await read_form(_posted(body))
 
         async def stream() -> AsyncIterator[bytes]:
             yield body
@@ -135,15 +139,7 @@ def test_url_encoded_forms_read_as_starlette_reads_them(body: bytes) -> None:
 
 def test_the_form_is_parsed_once_per_request() -> None:
     async def run() -> bool:
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": b"a=1", "more_body": False}
-
-        scope = {
-            "type": "http",
-            "method": "POST",
-            "headers": [(b"content-type", b"application/x-www-form-urlencoded")],
-        }
-        request = Request(scope, receive)
+        request = _posted(b"a=1")
         first = await read_form(request)
         # What Starlette, FastAPI's Form() parameters and the CSRF check read.
         return await request.form() is first
