@@ -87,7 +87,13 @@ def cycle_results(
     allowed = visible_employee_ids(session, principal)
     is_hr = allowed is None
     company = service.company_results(session, cycle_id=cycle_id)
-    department_choices = service.department_choices(session, cycle_id=cycle_id) if is_hr else []
+    department_choices = (
+        service.department_picker(
+            session, cycle_id=cycle_id, around=department, top_levels=charts.TABLE_LEVELS
+        )
+        if is_hr
+        else []
+    )
     if department is not None and not any(d[0] == department for d in department_choices):
         department = None
     # The department table (and its charts) shows the top three levels, or the chosen

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.auth.models import Role
 from app.cycles.models import CycleState
+from app.reports import service
 from tests.auth.helpers import sign_in
 from tests.factories import make_employee
 from tests.reports.factories import build_three_levels, make_cycle
@@ -190,3 +191,27 @@ def test_leaderboard_shows_bands_and_the_employee_page_reliability(
     # ICC 0.846 (see test_coefficients), 3 raters -> 0.94; se = 1 / sqrt(3) = 0.58
     assert "Reliability of this mean" in page and "0.94" in page and "0.58" in page
     assert "band 2" in page
+
+
+def test_department_picker_drills_down_instead_of_listing_the_whole_tree(
+    client: TestClient, db: Session, data: dict[str, Any]
+) -> None:
+    cycle, r, c1, g1, r2 = (data[k] for k in ("cycle", "r", "c1", "g1", "r2"))
+
+    def picked(around: int | None) -> list[str]:
+        rows = service.department_picker(db, cycle_id=cycle.id, around=around, top_levels=0)
+        return [name for _id, name, _level in rows]
+
+    # The top of the tree; around a choice its ancestors and sub-departments, in tree order.
+    assert picked(None) == ["Other root", "Root"]
+    assert picked(r.id) == ["Other root", "Root", "Child"]
+    assert picked(c1.id) == ["Other root", "Root", "Child", "Grandchild"]
+    assert picked(g1.id) == ["Other root", "Root", "Child", "Grandchild"]
+    assert picked(r2.id) == ["Other root", "Root"]
+    # The page offers the picker's list with the choice selected; an unknown one is ignored.
+    sign_in(client, db)
+    page = client.get(f"/results/{cycle.id}", params={"department": g1.id}).text
+    select = page[page.index('<select id="f-department"') : page.index("</select>")]
+    assert f'<option value="{g1.id}" selected>' in select
+    unknown = client.get(f"/results/{cycle.id}", params={"department": 999_999})
+    assert unknown.status_code == 200 and " selected>" not in unknown.text
