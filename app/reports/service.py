@@ -932,8 +932,8 @@ def department_picker(
 ) -> list[tuple[int, str, int]]:
     """What the results page offers to pick, in tree order: the top of the tree (levels
     0 to ``top_levels``), and around a chosen department its ancestors and direct
-    sub-departments. A drill-down of tens of entries at any size: the whole tree was
-    2,032 entries at 50,000 employees, 100 KB of every page and half its time."""
+    sub-departments: the top of the tree and one branch. The whole tree was 2,032 entries
+    at 50,000 employees, 100 KB of every page and half its time."""
     dr = DepartmentResult
     shown = dr.level <= top_levels
     if around is not None:
