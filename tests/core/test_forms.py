@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import pytest
 from fastapi import FastAPI, Request
@@ -109,6 +110,16 @@ _TRICKY_BODIES = [
 ]
 
 
+_T = TypeVar("_T")
+
+
+def _run(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """Run on a fresh loop in a thread of its own: the browser tests' Playwright keeps a
+    loop running in the main thread for the whole session."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def _posted(body: bytes) -> Request:
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": body, "more_body": False}
@@ -133,7 +144,7 @@ def test_url_encoded_forms_read_as_starlette_reads_them(body: bytes) -> None:
         theirs = await FormParser(Headers(), stream()).parse()
         return list(ours.multi_items()), list(theirs.multi_items())
 
-    ours, theirs = asyncio.run(both())
+    ours, theirs = _run(both())
     assert ours == theirs
 
 
@@ -144,4 +155,4 @@ def test_the_form_is_parsed_once_per_request() -> None:
         # What Starlette, FastAPI's Form() parameters and the CSRF check read.
         return await request.form() is first
 
-    assert asyncio.run(run())
+    assert _run(run())
