@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     # How long the private link to one's own results works after it is emailed.
     personal_results_link_days: int = Field(default=90, ge=1, le=3650)
     max_request_bytes: int = 10 * 1024 * 1024
+    # Rating submits checked and stored at once in one app process; the others wait
+    # their turn in the order they came. More threads only fight over the GIL and the
+    # database's locks (measured on two cores, both databases); raise it for a database
+    # many milliseconds away.
+    submit_concurrency: int = Field(default=2, ge=1, le=64)
 
     # Uploads (CSV, JSON, XLSX imports): each limit is refused with a 4xx naming it.
     upload_max_rows: int = Field(default=1_000_000, ge=1)

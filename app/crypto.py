@@ -10,6 +10,7 @@ one key never serves two purposes and a leaked derived key opens nothing else.
 from __future__ import annotations
 
 import base64
+import functools
 import hmac
 import os
 
@@ -26,8 +27,10 @@ class DecryptionFailed(ValueError):
     """The data was altered, or sealed under another ``SECRET_KEY``."""
 
 
+@functools.lru_cache(maxsize=1024)
 def derive_key(secret_key: str, purpose: str, *, salt: bytes | None = None) -> bytes:
-    """A 256-bit key for one purpose (and one salt, e.g. a cycle's)."""
+    """A 256-bit key for one purpose (and one salt, e.g. a cycle's). Kept once derived:
+    every rating submit needs two, and the process holds ``SECRET_KEY`` anyway."""
     return HKDF(
         algorithm=hashes.SHA256(), length=32, salt=salt, info=f"peer360/{purpose}".encode()
     ).derive(secret_key.encode())

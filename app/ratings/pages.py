@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Annotated, Any, NamedTuple
 
 from fastapi import Depends, Request
+from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 from starlette.responses import RedirectResponse, Response
 
@@ -31,7 +32,7 @@ from app.ratings import rendering
 from app.ratings import service as ratings_service
 from app.ratings.schemas import COMMENT_MAX_LENGTH, NPS_RANGE, ParsedForm, RatingForm
 from app.templating import render
-from app.web import form_fields, page_router, read_form
+from app.web import form_fields, page_router, read_form, run_in_lane
 
 log = logging.getLogger(__name__)
 router = page_router()
@@ -287,10 +288,23 @@ def rating_page(request: Request, session: SessionDep, settings: SettingsDep) ->
 @form_fields(
     "form_token", pattern=ratings_service.FIELD_PATTERN, max_fields=MAX_FORM_FIELDS, max_files=0
 )
-def submit_rating(
+async def submit_rating(
     request: Request, session: SessionDep, settings: SettingsDep, data: PostedForm
 ) -> Response:
-    """Validate everything, then store the ballots (all or nothing) and say thank you."""
+    """Validate everything, then store the ballots (all or nothing) and say thank you.
+
+    Every customer posts here within days of a launch, many within the same minutes: a
+    few submits run at once (``SUBMIT_CONCURRENCY``), the others wait their turn in
+    order instead of all polling SQLite's write lock (see :func:`app.web.run_in_lane`).
+    """
+    return await run_in_lane(
+        "rating-submit", settings.submit_concurrency, _submit, request, session, settings, data
+    )
+
+
+def _submit(
+    request: Request, session: Session, settings: Settings, data: dict[str, str]
+) -> Response:
     rating_session = read_rating_session(settings, request.cookies.get(cookie_name(settings)))
     if rating_session is None:
         return invalid_link_page(request)

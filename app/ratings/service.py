@@ -36,7 +36,7 @@ from app.cycles.models import (
     CycleState,
     Invitation,
 )
-from app.db import utcnow
+from app.db import core_connection, utcnow
 from app.db.bulk import insert_rows, stream_values
 from app.db.types import stored_random_uuids, stored_score_lists
 from app.errors import Conflict, Invalid, NotFound
@@ -170,7 +170,9 @@ _POOL_SUBMISSION = insert(cast(Table, PendingSubmission.__table__))
 def _open_invitation_row(session: Session, *, invitation_id: int, now: datetime | None) -> Any:
     """The invitation with its cycle's rules and its customer, in one query; NotFound
     unless the cycle is open, :class:`AlreadySubmitted` for a used invitation."""
-    row = session.execute(_INVITATION_ROW, {"invitation_id": invitation_id}).first()
+    row = (
+        core_connection(session).execute(_INVITATION_ROW, {"invitation_id": invitation_id}).first()
+    )
     if row is None or row.state != CycleState.open or row.closes_at <= (now or utcnow()):
         raise NotFound("This rating link is not valid any more")
     if row.used:
@@ -184,6 +186,7 @@ def load_form_rules(
     """What a post to the customer's page is checked against: three small queries, no
     names or texts (the submit's share of :func:`load_rating_form`)."""
     row = _open_invitation_row(session, invitation_id=invitation_id, now=now)
+    connection = core_connection(session)
     return FormRules(
         invitation_id=invitation_id,
         cycle_id=row.cycle_id,
@@ -193,11 +196,13 @@ def load_form_rules(
         ask_nps=row.ask_nps,
         ask_comment=row.ask_comment,
         supplier_ids=list(
-            session.scalars(
+            connection.execute(
                 _SUPPLIER_IDS, {"cycle_id": row.cycle_id, "customer_id": row.customer_id}
-            )
+            ).scalars()
         ),
-        competency_ids=list(session.scalars(_COMPETENCY_IDS, {"cycle_id": row.cycle_id})),
+        competency_ids=list(
+            connection.execute(_COMPETENCY_IDS, {"cycle_id": row.cycle_id}).scalars()
+        ),
         # The launch snapshot has every customer; a missing row would count.
         counts_toward_k=True if row.counts_toward_k is None else bool(row.counts_toward_k),
         pool_salt=row.pool_salt,
@@ -490,8 +495,11 @@ def pool_sealed(session: Session, *, rules: FormRules, sealed: bytes) -> None:
     the opposite order the two waited for each other and the close failed.
     """
     pooled = uuid.uuid4()
-    session.execute(_POOL_SUBMISSION, {"id": pooled, "cycle_id": rules.cycle_id, "sealed": sealed})
-    claimed = session.execute(_CLAIM_INVITATION, {"invitation_id": rules.invitation_id})
+    connection = core_connection(session)
+    connection.execute(
+        _POOL_SUBMISSION, {"id": pooled, "cycle_id": rules.cycle_id, "sealed": sealed}
+    )
+    claimed = connection.execute(_CLAIM_INVITATION, {"invitation_id": rules.invitation_id})
     if getattr(claimed, "rowcount", 0) != 1:
         session.execute(delete(PendingSubmission).where(PendingSubmission.id == pooled))
         if session.get(Invitation, rules.invitation_id, populate_existing=True) is None:

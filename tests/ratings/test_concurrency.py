@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import threading
+import time
+from typing import Any
 
 import httpx
 import pytest
@@ -211,3 +213,73 @@ def _three_of_four_answered(
             )
         session.commit()
         return cycle.id, invitations, answers
+
+
+def test_submits_take_turns_in_lanes_and_all_are_kept(
+    committed_db: sessionmaker[Session],
+    live_server: LiveServer,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Six raters post at once; with two lanes no more than two submits are checked and
+    stored at a time, and every one is kept."""
+    settings.submit_concurrency = 2
+    with committed_db() as session:
+        company = make_company(session, suppliers=2, customers=CLIENTS, competencies=2)
+        cycle = launched_cycle(session, settings)
+        urls = links_by_customer(session, cycle)
+        data = form_for(session, cycle, company.suppliers, score="8")
+        session.commit()
+
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+    seal = ratings_service.seal_answers
+
+    # Sealing takes no lock of the database's (SQLite's write lock would serialise the
+    # stores whatever the lanes): only the lanes bound how many seal at once.
+    def slow_seal(*args: Any, **kwargs: Any) -> bytes:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        try:
+            time.sleep(0.2)  # long enough for every other post to arrive meanwhile
+            return seal(*args, **kwargs)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(ratings_service, "seal_answers", slow_seal)
+
+    clients = [httpx.Client(base_url=live_server.url, timeout=30) for _ in range(CLIENTS)]
+    prepared = []
+    for client, url in zip(clients, urls.values(), strict=True):
+        page = client.get("/r/" + token_of(url), follow_redirects=True)
+        match = FORM_TOKEN.search(page.text)
+        assert page.status_code == 200 and match
+        prepared.append({**data, "form_token": match.group(1)})
+    barrier = threading.Barrier(CLIENTS)
+    statuses: list[int] = []
+
+    def submit(client: httpx.Client, form: dict[str, str]) -> None:
+        barrier.wait()
+        response = client.post("/rate", data=form)
+        with lock:
+            statuses.append(response.status_code)
+
+    threads = [
+        threading.Thread(target=submit, args=pair) for pair in zip(clients, prepared, strict=True)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for client in clients:
+        client.close()
+
+    assert statuses == [200] * CLIENTS
+    assert peak == 2
+    with committed_db() as session:
+        pooled = session.scalar(select(func.count()).select_from(PendingSubmission))
+        assert pooled == CLIENTS
