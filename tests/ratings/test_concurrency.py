@@ -37,6 +37,42 @@ FORM_TOKEN = re.compile(r'name="form_token" value="([^"]+)"')
 CLIENTS = 6
 
 
+def _open_forms(
+    base_url: str, urls: list[str], data: dict[str, str]
+) -> list[tuple[httpx.Client, dict[str, str]]]:
+    """A browser per link: the link opened and the form filled in, ready to post."""
+    opened = []
+    for url in urls:
+        client = httpx.Client(base_url=base_url, timeout=30)
+        page = client.get("/r/" + token_of(url), follow_redirects=True)
+        match = FORM_TOKEN.search(page.text)
+        assert page.status_code == 200 and match
+        opened.append((client, {**data, "form_token": match.group(1)}))
+    return opened
+
+
+def _post_all_at_once(opened: list[tuple[httpx.Client, dict[str, str]]]) -> list[httpx.Response]:
+    """Every browser posts its form at the same moment; the answers, in arrival order."""
+    barrier = threading.Barrier(len(opened))
+    answers: list[httpx.Response] = []
+    lock = threading.Lock()
+
+    def submit(client: httpx.Client, form: dict[str, str]) -> None:
+        barrier.wait()
+        response = client.post("/rate", data=form)
+        with lock:
+            answers.append(response)
+
+    threads = [threading.Thread(target=submit, args=pair) for pair in opened]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for client, _ in opened:
+        client.close()
+    return answers
+
+
 def test_concurrent_submits_store_one_set_of_ballots(
     committed_db: sessionmaker[Session], live_server: LiveServer, settings: Settings
 ) -> None:
@@ -48,34 +84,7 @@ def test_concurrent_submits_store_one_set_of_ballots(
         session.commit()
 
     # Several browsers open the same link, then all submit at once.
-    clients = [httpx.Client(base_url=live_server.url, timeout=30) for _ in range(CLIENTS)]
-    prepared = []
-    for client in clients:
-        page = client.get("/r/" + token_of(url), follow_redirects=True)
-        assert page.status_code == 200
-        match = FORM_TOKEN.search(page.text)
-        assert match
-        prepared.append({**data, "form_token": match.group(1)})
-
-    barrier = threading.Barrier(CLIENTS)
-    answers: list[httpx.Response] = []
-    lock = threading.Lock()
-
-    def submit(client: httpx.Client, form: dict[str, str]) -> None:
-        barrier.wait()
-        response = client.post("/rate", data=form)
-        with lock:
-            answers.append(response)
-
-    threads = [
-        threading.Thread(target=submit, args=pair) for pair in zip(clients, prepared, strict=True)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    for client in clients:
-        client.close()
+    answers = _post_all_at_once(_open_forms(live_server.url, [url] * CLIENTS, data))
 
     assert len(answers) == CLIENTS
     assert all(r.status_code == 200 for r in answers), [r.status_code for r in answers]
@@ -252,33 +261,9 @@ def test_submits_take_turns_in_lanes_and_all_are_kept(
 
     monkeypatch.setattr(ratings_service, "seal_answers", slow_seal)
 
-    clients = [httpx.Client(base_url=live_server.url, timeout=30) for _ in range(CLIENTS)]
-    prepared = []
-    for client, url in zip(clients, urls.values(), strict=True):
-        page = client.get("/r/" + token_of(url), follow_redirects=True)
-        match = FORM_TOKEN.search(page.text)
-        assert page.status_code == 200 and match
-        prepared.append({**data, "form_token": match.group(1)})
-    barrier = threading.Barrier(CLIENTS)
-    statuses: list[int] = []
+    answers = _post_all_at_once(_open_forms(live_server.url, list(urls.values()), data))
 
-    def submit(client: httpx.Client, form: dict[str, str]) -> None:
-        barrier.wait()
-        response = client.post("/rate", data=form)
-        with lock:
-            statuses.append(response.status_code)
-
-    threads = [
-        threading.Thread(target=submit, args=pair) for pair in zip(clients, prepared, strict=True)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    for client in clients:
-        client.close()
-
-    assert statuses == [200] * CLIENTS
+    assert [r.status_code for r in answers] == [200] * CLIENTS
     assert peak == 2
     with committed_db() as session:
         pooled = session.scalar(select(func.count()).select_from(PendingSubmission))
