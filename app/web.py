@@ -3,12 +3,11 @@ field errors. No domain imports, so every ``pages.py`` may use it."""
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, TypeVarTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import anyio
@@ -345,16 +344,19 @@ async def strict_form(request: Request) -> None:
         raise UnexpectedFormFields(problem)
 
 
-# The lanes of the current event loop (a test client runs a loop of its own).
+# The lanes of the current event loop: a server has one loop per process (a test client
+# not used as a context manager starts a loop, and so new lanes, per request).
 _LANES: RunVar[dict[str, anyio.CapacityLimiter]] = RunVar("peer360_lanes")
 _Result = TypeVar("_Result")
+_Args = TypeVarTuple("_Args")
 
 
 async def run_in_lane(
-    lane: str, width: int, func: Callable[..., _Result], /, *args: Any
+    lane: str, width: int, func: Callable[[*_Args], _Result], /, *args: *_Args
 ) -> _Result:
     """``func(*args)`` in the thread pool, at most ``width`` calls of ``lane`` at once in
-    this process; the others wait on the event loop, in the order they came.
+    this process (the width of the lane's first call); the others wait on the event loop,
+    in the order they came.
 
     For a route that everyone posts to within minutes. On SQLite, forty threads that
     poll the one write lock and fight over the GIL each answer later, and for more CPU,
@@ -369,6 +371,4 @@ async def run_in_lane(
     limiter = lanes.get(lane)
     if limiter is None:
         limiter = lanes[lane] = anyio.CapacityLimiter(width)
-    elif limiter.total_tokens != width:
-        limiter.total_tokens = width
-    return await anyio.to_thread.run_sync(functools.partial(func, *args), limiter=limiter)
+    return await anyio.to_thread.run_sync(func, *args, limiter=limiter)

@@ -254,7 +254,8 @@ def read_before_writing(session: Session) -> None:
 def core_connection(session: Session) -> Connection:
     """The session's connection, for Core statements that load no objects: half the
     overhead of ``Session.execute`` (25 µs a statement instead of 50 on SQLite), which
-    counts on a path as hot as the rating submit. Flushes first, as that would."""
+    counts on a path as hot as the rating submit. Flushes first, as ``Session.execute``
+    does before an ORM statement."""
     if session.autoflush:
         session.flush()
     return session.connection()

@@ -296,6 +296,7 @@ async def submit_rating(
     Every customer posts here within days of a launch, many within the same minutes: a
     few submits run at once (``SUBMIT_CONCURRENCY``), the others wait their turn in
     order instead of all polling SQLite's write lock (see :func:`app.web.run_in_lane`).
+    While a close runs, the submits in the lanes wait for it, and so do those queued.
     """
     return await run_in_lane(
         "rating-submit", settings.submit_concurrency, _submit, request, session, settings, data
@@ -345,9 +346,11 @@ def _submit(
     try:
         ratings_service.pool_sealed(session, rules=rules, sealed=sealed)
     except ratings_service.AlreadySubmitted:
+        session.commit()  # nothing kept; ends the write lock here, in the lane
         return _submitted_page(request, settings, lang)
     except NotFound:
         # The cycle closed while the form was being checked.
+        session.commit()
         return invalid_link_page(request)
     session.commit()
     if kiosk:

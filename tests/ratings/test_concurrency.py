@@ -52,7 +52,7 @@ def _open_forms(
 
 
 def _post_all_at_once(opened: list[tuple[httpx.Client, dict[str, str]]]) -> list[httpx.Response]:
-    """Every browser posts its form at the same moment; the answers, in arrival order."""
+    """Every browser posts its form at the same moment; the answers, in the order they came back."""
     barrier = threading.Barrier(len(opened))
     answers: list[httpx.Response] = []
     lock = threading.Lock()
@@ -242,18 +242,24 @@ def test_submits_take_turns_in_lanes_and_all_are_kept(
 
     running = 0
     peak = 0
+    entered = 0
     lock = threading.Lock()
+    first_two = threading.Barrier(2, timeout=10)
     seal = ratings_service.seal_answers
 
     # Sealing takes no lock of the database's (SQLite's write lock would serialise the
     # stores whatever the lanes): only the lanes bound how many seal at once.
     def slow_seal(*args: Any, **kwargs: Any) -> bytes:
-        nonlocal running, peak
+        nonlocal running, peak, entered
         with lock:
             running += 1
+            entered += 1
             peak = max(peak, running)
+            meet = entered <= 2
         try:
-            time.sleep(0.2)  # long enough for every other post to arrive meanwhile
+            if meet:
+                first_two.wait()  # both lanes busy at once; a third seal would show
+            time.sleep(0.1)  # time for every other post to arrive meanwhile
             return seal(*args, **kwargs)
         finally:
             with lock:
