@@ -333,7 +333,7 @@ def install_error_handlers(app: FastAPI) -> None:
             request.method,
             redact_path(request.url.path),
             request_id(request),
-            type(getattr(exc, "orig", None) or exc).__name__,
+            _driver_error(exc),
         )
         return server_error_response(
             request,
@@ -342,6 +342,14 @@ def install_error_handlers(app: FastAPI) -> None:
             DATABASE_DOWN_DETAIL,
             headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
         )
+
+
+def _driver_error(exc: Exception) -> str:
+    """The driver's error class and code (``OperationalError SQLITE_BUSY``, a PostgreSQL
+    SQLSTATE): enough to tell a lock from a lost file, never the statement's values."""
+    orig = getattr(exc, "orig", None) or exc
+    code = getattr(orig, "sqlite_errorname", None) or getattr(orig, "sqlstate", None)
+    return f"{type(orig).__name__} {code}" if code else type(orig).__name__
 
 
 def document_problems(openapi: dict[str, Any]) -> dict[str, Any]:

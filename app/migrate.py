@@ -29,6 +29,9 @@ def alembic_config(
     # Alembic's ini interpolation treats % specially.
     cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     cfg.attributes["force"] = force
+    # The app configured logging already (app.cli); alembic.ini's would replace the
+    # process's handlers, and every later line would leave in alembic's format.
+    cfg.attributes["configure_logger"] = False
     if default_language is not None:
         cfg.attributes["default_language"] = default_language
     return cfg

@@ -7,6 +7,7 @@ connection; on SQLite the database's folder disappears (a volume not mounted yet
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 from collections.abc import Iterator
@@ -141,7 +142,7 @@ def test_postgresql_outage_answers_503_then_recovers(
 
 
 def test_sqlite_file_out_of_reach_answers_503_then_recovers(
-    db_kind: str, settings: Settings, tmp_path: Path
+    db_kind: str, settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     if db_kind != "sqlite":
         pytest.skip("a database file is SQLite's")
@@ -157,7 +158,11 @@ def test_sqlite_file_out_of_reach_answers_503_then_recovers(
         app = create_app(settings.model_copy(update={"database_url": url}), engine=sqlite_engine)
         with TestClient(app) as client:
             folder.rename(tmp_path / "unmounted")
-            _expect_unavailable(client, headers)
+            with caplog.at_level(logging.WARNING, logger="app.errors"):
+                _expect_unavailable(client, headers)
+            # The log names SQLite's error code, so an operator can tell a lost file
+            # from a lock.
+            assert "OperationalError SQLITE_CANTOPEN" in caplog.text
             (tmp_path / "unmounted").rename(folder)
             assert client.get("/api/v1/cycles", headers=headers).status_code == 200
     finally:
