@@ -12,10 +12,10 @@ stored, so the reading side can show everything it finds.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Literal, TypedDict, Unpack, cast
+from typing import Any, Literal, TypedDict, TypeVar, Unpack, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -905,7 +905,12 @@ def department_results(
         )
         for d, ext, name in rows
     ]
-    return _tree_order(out)
+    return _tree_order(
+        out,
+        id_of=lambda d: d.department_id,
+        parent_of=lambda d: d.parent_id,
+        name_of=lambda d: d.name,
+    )
 
 
 def department_and_children(
@@ -947,32 +952,37 @@ def department_picker(
         )
         .where(dr.cycle_id == cycle_id, shown)
     ).all()
-    children: dict[int | None, list[tuple[int, str, int]]] = {}
-    ids = {r[0] for r in rows}
-    for dept, name, level, parent in rows:
-        children.setdefault(parent if parent in ids else None, []).append((dept, name, level))
-    out: list[tuple[int, str, int]] = []
-    stack = sorted(children.get(None, []), key=lambda t: t[1].lower(), reverse=True)
-    while stack:
-        item = stack.pop()
-        out.append(item)
-        stack.extend(sorted(children.get(item[0], []), key=lambda t: t[1].lower(), reverse=True))
-    return out
+    ordered = _tree_order(
+        rows, id_of=lambda r: r[0], parent_of=lambda r: r[3], name_of=lambda r: r[1]
+    )
+    return [(dept, name, level) for dept, name, level, _parent in ordered]
 
 
-def _tree_order(items: list[DepartmentResultRead]) -> list[DepartmentResultRead]:
-    children: dict[int | None, list[DepartmentResultRead]] = {}
-    ids = {d.department_id for d in items}
+_Department = TypeVar("_Department")
+
+
+def _tree_order(
+    items: Sequence[_Department],
+    *,
+    id_of: Callable[[_Department], int],
+    parent_of: Callable[[_Department], int | None],
+    name_of: Callable[[_Department], str],
+) -> list[_Department]:
+    """Each department after its parent, siblings by name; one whose parent is not among
+    ``items`` is a root."""
+    children: dict[int | None, list[_Department]] = {}
+    ids = {id_of(d) for d in items}
     for d in items:
-        children.setdefault(d.parent_id if d.parent_id in ids else None, []).append(d)
+        parent = parent_of(d)
+        children.setdefault(parent if parent in ids else None, []).append(d)
     for group in children.values():
-        group.sort(key=lambda d: d.name.lower())
-    out: list[DepartmentResultRead] = []
+        group.sort(key=lambda d: name_of(d).lower())
+    out: list[_Department] = []
     stack = list(reversed(children.get(None, [])))
     while stack:
         d = stack.pop()
         out.append(d)
-        stack.extend(reversed(children.get(d.department_id, [])))
+        stack.extend(reversed(children.get(id_of(d), [])))
     return out
 
 
