@@ -207,6 +207,29 @@ def large_sqlite_cache(session: Session, *, mib: int = 256) -> Iterator[None]:
         connection.exec_driver_sql(f"PRAGMA cache_size={int(before):d}")
 
 
+@contextmanager
+def ciphertext_delete(session: Session) -> Iterator[None]:
+    """SQLite: deletes in this block free whole pages without zeroing them first.
+
+    ``secure_delete`` (on for every connection) overwrites a deleted row's pages, and in
+    WAL mode each overwritten page is written once more to the log: deleting the sealed
+    pool of a 50,000-employee cycle wrote 480 MiB of zeros and took 2.5 s of the close.
+    Only for rows that are ciphertext under ``SECRET_KEY`` (the pool): without the key
+    their bytes say nothing, and the ``VACUUM`` after the close drops the freed pages
+    from the file. ``FAST`` still clears what sits on pages that are written anyway.
+    Does nothing on PostgreSQL.
+    """
+    if not is_sqlite(session):
+        yield
+        return
+    connection = session.connection()
+    connection.exec_driver_sql("PRAGMA secure_delete=FAST")
+    try:
+        yield
+    finally:
+        connection.exec_driver_sql("PRAGMA secure_delete=ON")
+
+
 _CHECKPOINT_DEFERRED = "peer360_checkpoint_deferred"
 _WAL_AUTOCHECKPOINT = 1000  # SQLite's default, in pages
 

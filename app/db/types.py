@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -122,13 +121,3 @@ def stored_score_lists(matrix: npt.NDArray[np.float64], dialect: Dialect) -> lis
         return [data[i : i + width] for i in range(0, rows * width, width)]
     text = [str(v) for v in range(MAX_SCORE + 1)] + ["NULL"]
     return ["{" + ",".join([text[v] for v in row]) + "}" for row in packed.tolist()]
-
-
-def stored_random_uuids(count: int) -> list[str]:
-    """``count`` random (version 4) UUIDs as 32 hex digits, from one read of the OS's
-    random source: how ``Uuid`` stores them on SQLite, and a form PostgreSQL parses."""
-    raw = np.frombuffer(os.urandom(16 * count), dtype=np.uint8).reshape(count, 16).copy()
-    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40  # version 4
-    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
-    digits = raw.tobytes().hex()
-    return [digits[i : i + 32] for i in range(0, 32 * count, 32)]

@@ -151,7 +151,9 @@ def open_columns(key: bytes, sealed: bytes, *, cycle_id: int) -> Columns:
     at += 2 * n
     scores = np.frombuffer(data, _INT16, n * m, at).reshape(n, m)
     at += 2 * n * m
-    comments = json.loads(data[at:]) or [None] * n
+    tail = data[at:]
+    # Most raters write no comment: "[]" needs no JSON parser (42,000 calls a close).
+    comments = (json.loads(tail) if tail != b"[]" else None) or [None] * n
     return Columns(bool(counts), tuple(competencies.tolist()), suppliers, nps, scores, comments)
 
 

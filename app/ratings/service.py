@@ -36,9 +36,9 @@ from app.cycles.models import (
     CycleState,
     Invitation,
 )
-from app.db import core_connection, utcnow
+from app.db import ciphertext_delete, core_connection, utcnow
 from app.db.bulk import insert_rows, stream_values
-from app.db.types import stored_random_uuids, stored_score_lists
+from app.db.types import stored_score_lists
 from app.errors import Conflict, Invalid, NotFound
 from app.org.models import Employee
 from app.ratings import pool
@@ -638,20 +638,21 @@ def release_pool(
     )
     release = Release(withheld_suppliers=withheld, released=released)
     _find_thin(release, released, counts, k=k)
-    session.execute(
-        delete(PendingSubmission)
-        .where(PendingSubmission.cycle_id == cycle.id)
-        .execution_options(synchronize_session=False)
-    )
-    # Order is all the database keeps of them: make it carry nothing. (A permutation
-    # drawn from 128 secret bits: nobody can reproduce it to undo it.)
+    with ciphertext_delete(session):
+        session.execute(
+            delete(PendingSubmission)
+            .where(PendingSubmission.cycle_id == cycle.id)
+            .execution_options(synchronize_session=False)
+        )
+    # Order is all the database keeps of them (and each ballot's number follows it):
+    # make it carry nothing. (A permutation drawn from 128 secret bits: nobody can
+    # reproduce it to undo it.)
     shuffled = np.random.default_rng(secrets.randbits(128)).permutation(len(supplier_of))
     picked = shuffled.tolist()
-    # Ids and scores are made a column at a time in their stored form: converting each
-    # value through its column type cost more than the inserts.
+    # Scores are made a column at a time in their stored form: converting each value
+    # through its column type cost more than the inserts.
     dialect = session.get_bind().dialect
     rows = zip(
-        stored_random_uuids(len(picked)),
         [cycle.id] * len(picked),
         released.suppliers[shuffled].tolist(),
         [None if v == pool.CANT_JUDGE else v for v in nps_of[shuffled].tolist()],
@@ -664,7 +665,7 @@ def release_pool(
         cast(Table, Ballot.__table__),
         rows,
         columns=BALLOT_COLUMNS,
-        stored=("id", "scores"),
+        stored=("scores",),
     )
     return release
 
@@ -723,7 +724,7 @@ def cycle_competency_order(session: Session, *, cycle_id: int) -> list[int]:
     )
 
 
-BALLOT_COLUMNS = ("id", "cycle_id", "supplier_id", "nps", "comment", "scores")
+BALLOT_COLUMNS = ("cycle_id", "supplier_id", "nps", "comment", "scores")
 
 
 def withhold_below_k(session: Session, *, cycle_id: int, suppliers: set[int]) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from itertools import repeat
 from typing import Any, Literal, TypedDict, TypeVar, Unpack, cast
 
 import numpy as np
@@ -381,18 +382,18 @@ def _store_employees(
     detractors_of = _per_supplier(scan, (has_nps & (scan.nps <= 6)).astype(np.float64))
 
     rows, cols = np.nonzero(shown)
+    # Whole columns as Python values at once (350,000 rows at 50,000 employees): a
+    # conversion per value cost a third of the insert.
     insert_rows(
         session,
         cast(Table, EmployeeCompetencyResult.__table__),
-        (
-            (
-                cycle_id,
-                int(scan.suppliers[i]),
-                scan.competencies[j],
-                int(counts[i, j]),
-                float(means[i, j]),
-            )
-            for i, j in zip(rows.tolist(), cols.tolist(), strict=True)
+        zip(
+            repeat(cycle_id, len(rows)),
+            scan.suppliers[rows].tolist(),
+            np.asarray(scan.competencies, dtype=np.int64)[cols].tolist(),
+            counts[rows, cols].astype(np.int64).tolist(),
+            means[rows, cols].tolist(),
+            strict=True,
         ),
         columns=("cycle_id", "employee_id", "cycle_competency_id", "answers", "mean"),
     )

@@ -205,3 +205,49 @@ def test_results_closed_before_0016_get_their_name_order(fresh_database_url: str
         (2, 3, 1),
         (2, 1, 2),
     ]
+
+
+def test_ballots_get_integer_keys_in_the_order_of_their_random_ones(
+    fresh_database_url: str,
+) -> None:
+    # 0017: a ballot's random UUID key becomes a number. The numbers follow the old
+    # keys' order (random), not the order the rows were written in; nothing is lost,
+    # and ballots written later take the next numbers. Down again: random UUIDs.
+    upgrade(fresh_database_url, "0016")
+    sqlite = fresh_database_url.startswith("sqlite")
+    keys = [uuid.uuid4() for _ in range(5)]
+    engine = make_engine(fresh_database_url)
+    try:
+        with engine.begin() as conn:
+            for supplier_id, key in enumerate(keys, start=1):
+                conn.execute(
+                    text(
+                        "INSERT INTO ballot (id, cycle_id, supplier_id, nps, comment) "
+                        "VALUES (:id, 1, :supplier, 7, :comment)"
+                    ),
+                    {
+                        "id": key.hex if sqlite else key,
+                        "supplier": supplier_id,
+                        "comment": f"c{supplier_id}",
+                    },
+                )
+    finally:
+        engine.dispose()
+    upgrade(fresh_database_url)
+    rows = query(fresh_database_url, "SELECT id, supplier_id, comment FROM ballot ORDER BY id")
+    by_old_key = sorted(range(1, 6), key=lambda s: keys[s - 1].hex)
+    assert rows == [(n, s, f"c{s}") for n, s in enumerate(by_old_key, start=1)]
+    engine = make_engine(fresh_database_url)
+    try:
+        with make_sessionmaker(engine)() as session, session.begin():
+            session.add(Ballot(cycle_id=1, supplier_id=6, scores=[3]))
+            session.flush()
+            later = session.scalars(select(Ballot.id).where(Ballot.supplier_id == 6)).one()
+        assert later == 6
+    finally:
+        engine.dispose()
+    downgrade(fresh_database_url, "0016")
+    rows = query(fresh_database_url, "SELECT id, supplier_id FROM ballot ORDER BY supplier_id")
+    assert [s for _, s in rows] == [1, 2, 3, 4, 5, 6]
+    assert len({str(k) for k, _ in rows}) == 6
+    assert all(uuid.UUID(str(k)) not in keys for k, _ in rows)

@@ -294,7 +294,6 @@ def random_company(
             if rng.random() > 0.8:
                 continue  # did not answer
             invitations[customer.id] = True
-            ballot_id = uuid.uuid4()
             answer: dict[str, int | None] = {}
             for code in weights:
                 if rng.random() < 0.15:
@@ -305,7 +304,6 @@ def random_company(
             comment = rng.choice([None, None, "Great help", "  ", "Slow to answer"])
             ballots.append(
                 {
-                    "id": ballot_id,
                     "cycle_id": cycle.id,
                     "supplier_id": supplier.id,
                     "nps": nps,
