@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -49,6 +50,17 @@ pytestmark = pytest.mark.uses_db
 # --- reading the database's history -------------------------------------------------------
 
 
+def _read_elsewhere(path: Path) -> bytes:
+    """The file's bytes, read by another process, as an attacker copying it would.
+
+    Not in this process: closing any file descriptor of a SQLite database drops every
+    POSIX lock the process holds on it, SQLite's own included. Another process (a
+    worker started by a later test) could then take the file for its last user and
+    delete the WAL under this process's open connections.
+    """
+    return subprocess.run(["cat", str(path)], check=True, capture_output=True).stdout
+
+
 class History:
     """The bytes the database wrote between two marks, as an attacker reads them."""
 
@@ -69,7 +81,7 @@ class History:
         if self.sqlite:
             assert self.path is not None
             wal = Path(f"{self.path}-wal")
-            return self.path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+            return _read_elsewhere(self.path) + (_read_elsewhere(wal) if wal.exists() else b"")
         with self.engine.connect() as conn:
             conn.exec_driver_sql("SELECT pg_switch_wal()")  # flush the partial segment
             end = conn.exec_driver_sql("SELECT pg_current_wal_insert_lsn()").scalar_one()
