@@ -355,7 +355,9 @@ def close_due_cycles_job(
     close_jobs_job(settings, engine, factory)
 
 
-@every(1, woken=True)
+# Woken at once where it can be (app.db.wakeup); a worker process of its own on SQLite
+# hears of nothing and finds a queued close at its next look: HR waits for this one.
+@every(0.25, woken=True)
 def close_jobs_job(settings: Settings, engine: Engine, factory: sessionmaker[Session]) -> None:
     """Run the closes HR, the API or the close date queued."""
     run_close_jobs(settings, engine, factory)

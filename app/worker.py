@@ -1,7 +1,7 @@
 """The background worker: ``python -m app worker`` or in-process with ``serve --with-worker``.
 
 One runner for every scheduled job, each at its own interval: queued closes every
-second (HR waits for them), mail every pass, reminders and clean-ups once a minute.
+quarter second (HR waits for them), mail every pass, reminders and clean-ups once a minute.
 Queued closes and mail also wake it at once (:mod:`app.db.wakeup`).
 The jobs come from ``lifecycle.scheduled_jobs()`` (the registry above the domains; a
 job's interval is its ``@app.scheduling.every(seconds)``) plus mail delivery. Every job

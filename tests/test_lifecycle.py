@@ -279,6 +279,9 @@ def test_ballots_appear_only_at_close_in_an_order_that_says_nothing(
         assert sorted(after) == submitted  # every ballot is there...
         assert after != submitted  # ...but not in submission order
         assert after != list(reversed(submitted))
+        # Each ballot's number follows that order, not the submissions'.
+        numbered = list(session.scalars(select(Ballot.comment).order_by(Ballot.id)))
+        assert numbered == after
         stored = [s for scores in session.scalars(select(Ballot.scores)) for s in scores]
         assert sorted(stored) == sorted(1 + i % 10 for i in range(n))
         assert session.scalar(select(func.count()).select_from(Invitation)) == 0

@@ -1,7 +1,7 @@
 """ballot keyed by an integer
 
 A ballot's key was a random UUID, from the time ballots were written one submit at a
-time and a counter would have kept their order. Since the mixing pool (0007), the close
+time and a counter would have kept their order. Since the mixing pool (0004), the close
 writes a cycle's ballots at once, in an order drawn at random, so a counter given out in
 that order says nothing about raters. The random key cost a second B-tree on SQLite
 (the table's rowid plus a unique index on the text) and random inserts into a 400,000-row
