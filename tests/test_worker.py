@@ -41,7 +41,7 @@ def test_jobs_run_at_their_own_intervals(settings: Settings) -> None:
 
 def test_the_registry_declares_intervals_with_a_default() -> None:
     jobs = {job.name: job for job in default_jobs()}
-    assert jobs["run close jobs"].every == 1.0
+    assert jobs["run close jobs"].every == 0.25
     assert jobs["send reminders"].every == 60.0
     assert jobs["deliver mail"].every is None  # every pass (WORKER_POLL_SECONDS)
     # Queued closes and mail also run as soon as they are queued.
