@@ -219,6 +219,44 @@ def _physical_order(session: Session, dialect: str) -> list[str]:
     ]
 
 
+def test_ballots_are_grouped_by_supplier_in_random_order_within_each(
+    db: Session, settings: Settings
+) -> None:
+    # The close writes a supplier's ballots together (the supplier is in every row
+    # anyway), and their order within the group is not the order of the submits.
+    company = make_company(db, suppliers=3, customers=8, competencies=1)
+    cycle = launched_cycle(db, settings)
+    comp = cycle_competency_ids(db, cycle)[0]
+    for i, customer in enumerate(company.customers):
+        invitation_id = db.scalar(
+            select(Invitation.id).where(
+                Invitation.cycle_id == cycle.id, Invitation.customer_id == customer.id
+            )
+        )
+        assert invitation_id is not None
+        ratings_service.submit_answers(
+            db,
+            invitation_id=invitation_id,
+            answers={
+                s.id: SupplierAnswer(scores={comp: 3}, comment=f"order-{i}")
+                for s in company.suppliers
+            },
+            secret_key=settings.secret_key,
+        )
+    lifecycle.close_cycle(db, cycle_id=cycle.id, min_raters=3, secret_key=settings.secret_key)
+    rows = db.execute(
+        select(Ballot.supplier_id, Ballot.comment)
+        .where(Ballot.cycle_id == cycle.id)
+        .order_by(Ballot.id)
+    ).all()
+    suppliers = [supplier_id for supplier_id, _ in rows]
+    assert len(rows) == 24 and suppliers == sorted(suppliers)
+    submitted = [f"order-{i}" for i in range(8)]
+    groups = [[c for s, c in rows if s == supplier.id] for supplier in company.suppliers]
+    assert all(sorted(group) == submitted for group in groups)
+    assert any(group != submitted for group in groups)  # by chance: 1 in 40,320 cubed
+
+
 def test_ballots_appear_only_at_close_in_an_order_that_says_nothing(
     committed_db: sessionmaker[Session],
     engine: Engine,

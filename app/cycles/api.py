@@ -314,7 +314,8 @@ def close_job_read(job: CloseJob) -> CloseJobRead:
     description=(
         "Queue the close for the worker and answer at once with the job (`202 Accepted`, "
         "`Location` names it): every link ends, the sealed answers are released as "
-        "ballots in random order and every result is computed, in one transaction; "
+        "ballots (grouped by supplier, in random order within each) and every result "
+        "is computed, in one transaction; "
         "afterwards the tables are vacuumed so no old row version survives. Poll the "
         "job until `state` is `done` (the results are then readable) or `failed` (the "
         "cycle is still open, nothing was changed, and it can be closed again). A close "

@@ -125,6 +125,8 @@ def _configure_sqlite(engine: Engine) -> None:
         # SQLite's default before anyone else uses the connection.
         if record is not None and record.info.pop(_CHECKPOINT_DEFERRED, False):
             dbapi_connection.execute(f"PRAGMA wal_autocheckpoint={_WAL_AUTOCHECKPOINT:d}")
+        if record is not None and record.info.pop(_SECURE_DELETE_LOWERED, False):
+            dbapi_connection.execute("PRAGMA secure_delete=ON")
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
@@ -214,23 +216,30 @@ def ciphertext_delete(session: Session) -> Iterator[None]:
     ``secure_delete`` (on for every connection) overwrites a deleted row's pages, and in
     WAL mode each overwritten page is written once more to the log: deleting the sealed
     pool of a 50,000-employee cycle wrote 480 MiB of zeros and took 2.5 s of the close.
-    Only for rows that are ciphertext under ``SECRET_KEY`` (the pool): without the key
-    their bytes say nothing, and the ``VACUUM`` after the close drops the freed pages
-    from the file. ``FAST`` still clears what sits on pages that are written anyway.
-    Does nothing on PostgreSQL.
+    Only for rows that are ciphertext under ``SECRET_KEY`` (the pool). Until the
+    ``VACUUM`` after the close has succeeded (``cycle.vacuumed_at``) the freed pages keep
+    their bytes: unreadable without the key, though their number says how large each
+    sealed submission was. Then they are gone from the file (an attack test checks).
+    ``FAST`` still clears what sits on pages that are written anyway. Does nothing on
+    PostgreSQL.
     """
     if not is_sqlite(session):
         yield
         return
     connection = session.connection()
+    # Should the reset below fail, the pool puts it back before anyone else gets the
+    # connection (see _on_checkin).
+    connection.connection.info[_SECURE_DELETE_LOWERED] = True
     connection.exec_driver_sql("PRAGMA secure_delete=FAST")
     try:
         yield
     finally:
         connection.exec_driver_sql("PRAGMA secure_delete=ON")
+        connection.connection.info.pop(_SECURE_DELETE_LOWERED, None)
 
 
 _CHECKPOINT_DEFERRED = "peer360_checkpoint_deferred"
+_SECURE_DELETE_LOWERED = "peer360_secure_delete_lowered"
 _WAL_AUTOCHECKPOINT = 1000  # SQLite's default, in pages
 
 

@@ -6,7 +6,8 @@ colleague voted. Nor is a ballot written when its rater submits: the submit tran
 also marks the invitation, and the database's own history (PostgreSQL's WAL, SQLite's
 ``-wal`` file, replicas, point-in-time backups) keeps the two side by side. A submit
 writes one encrypted :class:`PendingSubmission` instead; the close decrypts the pool and
-writes every ballot of the cycle in one transaction, in random order (see
+writes every ballot of the cycle in one transaction, grouped by supplier and in random
+order within each (see
 ``ratings.service.release_pool``).
 """
 

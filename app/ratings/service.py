@@ -2,9 +2,10 @@
 
 A submit marks the invitation used and adds one sealed row to the mixing pool
 (:mod:`app.ratings.pool`); it writes no ballot. At close :func:`release_pool` decrypts the
-pool and writes every ballot of the cycle, in random order, with the cycle and the
-supplier only, in one transaction: what the database and its WAL show is the set of
-everyone who answered and the set of all ballots, never which is whose.
+pool and writes every ballot of the cycle, grouped by supplier and in random order
+within each, with the cycle and the supplier only, in one transaction: what the database
+and its WAL show is the set of everyone who answered and the set of all ballots, never
+which is whose.
 """
 
 from __future__ import annotations
@@ -588,7 +589,8 @@ def release_pool(
     k: int,
     counting_raters: Mapping[int, int],
 ) -> Release:
-    """Decrypt the cycle's pool and write every ballot, in random order, once.
+    """Decrypt the cycle's pool and write every ballot once, grouped by supplier and in
+    random order within each.
 
     Runs in the closing transaction, after the links died. ``counting_raters`` is, per
     supplier of the cycle, how many customers who count toward k answered (from the

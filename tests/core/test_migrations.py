@@ -109,13 +109,15 @@ def test_scores_move_into_the_ballot_row_and_back(fresh_database_url: str) -> No
                 )
     finally:
         engine.dispose()
+    upgrade(fresh_database_url, "0006")
+    (key,) = query(fresh_database_url, "SELECT id FROM ballot")[0]
+    assert uuid.UUID(str(key)) != ballot_id  # rewritten: a new key, a new place
     upgrade(fresh_database_url)
     engine = make_engine(fresh_database_url)
     try:
         assert "ballot_score" not in inspect(engine).get_table_names()
         with make_sessionmaker(engine)() as session:
             ballot = session.scalars(select(Ballot)).one()
-        assert ballot.id != ballot_id  # rewritten: a new key, a new place
         assert (ballot.nps, ballot.comment, ballot.scores) == (9, "ok", [None, 9, 2])
     finally:
         engine.dispose()

@@ -392,6 +392,70 @@ def test_after_close_the_files_hold_no_link_and_no_answered_mark(
         assert session.scalars(select(CycleResponse.responded)).all()
 
 
+def test_after_the_vacuum_the_files_hold_nothing_of_the_pool(
+    committed_db: sessionmaker[Session], settings: Settings, history: History, db_kind: str
+) -> None:
+    # On SQLite the close frees the pool's pages without zeroing them (ciphertext); the
+    # vacuum after it must still leave no byte of a sealed submission in the files.
+    with committed_db() as session, session.begin():
+        company = make_company(session, suppliers=1, customers=4)
+        cycle = launched_cycle(session, settings)
+        cycle_id, supplier_id = cycle.id, company.suppliers[0].id
+        comps = cycle_competency_ids(session, cycle)
+        for customer in company.customers:
+            invitation_id = session.scalar(
+                select(Invitation.id).where(
+                    Invitation.cycle_id == cycle_id, Invitation.customer_id == customer.id
+                )
+            )
+            assert invitation_id is not None
+            ratings_service.submit_answers(
+                session,
+                invitation_id=invitation_id,
+                answers={supplier_id: SupplierAnswer(scores={c: 4 for c in comps})},
+                secret_key=settings.secret_key,
+            )
+    with committed_db() as session:
+        sealed = [bytes(b) for b in session.scalars(select(PendingSubmission.sealed))]
+    assert len(sealed) == 4
+    _in_new_transaction(
+        committed_db,
+        lambda s: lifecycle.close_cycle(
+            s, cycle_id=cycle_id, min_raters=3, secret_key=settings.secret_key
+        ),
+    )
+    assert vacuum_eventually(committed_db.kw["bind"])
+    if db_kind == "sqlite":
+        data = history.written_since(None)
+    else:
+        with committed_db.kw["bind"].connect() as conn:
+            # What sits in shared buffers reaches the files at a checkpoint: force one,
+            # so the files are what a copy of them would hold.
+            conn.exec_driver_sql("CHECKPOINT")
+            paths = conn.execute(
+                text(
+                    "SELECT pg_relation_filepath(oid) FROM pg_class WHERE oid IN "
+                    "(SELECT oid FROM pg_class WHERE relname = 'pending_submission' "
+                    "UNION SELECT reltoastrelid FROM pg_class "
+                    "WHERE relname = 'pending_submission')"
+                )
+            ).scalars()
+            data = b"".join(
+                bytes(
+                    conn.execute(
+                        text("SELECT pg_read_binary_file(:p, 0, 100000000, true)"), {"p": p}
+                    ).scalar_one()
+                    or b""
+                )
+                for p in paths
+                if p
+            )
+    for blob in sealed:
+        # The nonce and the start of the ciphertext, a slice of the middle, the tag.
+        for piece in (blob[:48], blob[len(blob) // 2 : len(blob) // 2 + 48], blob[-48:]):
+            assert piece not in data
+
+
 def test_a_transaction_in_another_database_postpones_the_purge(
     committed_db: sessionmaker[Session], settings: Settings, db_kind: str
 ) -> None:
