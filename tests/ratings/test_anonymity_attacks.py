@@ -75,6 +75,34 @@ class History:
         with self.engine.connect() as conn:
             return conn.exec_driver_sql("SELECT pg_current_wal_insert_lsn()").scalar_one()
 
+    def table_files(self, *tables: str) -> bytes:
+        """What a copy of the files holds of ``tables``. SQLite: the whole database and
+        ``-wal`` file. PostgreSQL: each table's file and its TOAST table's, after a
+        checkpoint (what sits in shared buffers reaches the files then)."""
+        if self.sqlite:
+            return self.written_since(None)
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("CHECKPOINT")
+            paths = conn.execute(
+                text(
+                    "SELECT pg_relation_filepath(oid) FROM pg_class "
+                    "WHERE relname = ANY(:tables) "
+                    "UNION SELECT pg_relation_filepath(reltoastrelid) FROM pg_class "
+                    "WHERE relname = ANY(:tables) AND reltoastrelid <> 0"
+                ),
+                {"tables": list(tables)},
+            ).scalars()
+            return b"".join(
+                bytes(
+                    conn.execute(
+                        text("SELECT pg_read_binary_file(:p, 0, 100000000, true)"), {"p": p}
+                    ).scalar_one()
+                    or b""
+                )
+                for p in paths
+                if p
+            )
+
     def written_since(self, start: object) -> bytes:
         """SQLite: the whole ``-wal`` file and database file (what a copy holds).
         PostgreSQL: the WAL bytes from ``start`` to now, read from the segment files."""
@@ -340,7 +368,7 @@ def test_counting_raters_reach_k_and_new_ones_still_count_in_the_figures(
 
 
 def test_after_close_the_files_hold_no_link_and_no_answered_mark(
-    committed_db: sessionmaker[Session], settings: Settings, history: History, db_kind: str
+    committed_db: sessionmaker[Session], settings: Settings, history: History
 ) -> None:
     with committed_db() as session, session.begin():
         make_company(session, suppliers=1, customers=4)
@@ -362,27 +390,7 @@ def test_after_close_the_files_hold_no_link_and_no_answered_mark(
         ),
     )
     assert vacuum_eventually(committed_db.kw["bind"])
-    engine = committed_db.kw["bind"]
-    if db_kind == "sqlite":
-        data = history.written_since(None)
-    else:
-        with engine.connect() as conn:
-            paths = conn.execute(
-                text(
-                    "SELECT pg_relation_filepath(c.oid) FROM pg_class c "
-                    "WHERE c.relname IN ('outbox_message', 'invitation', 'pending_submission') "
-                    "AND pg_relation_filepath(c.oid) IS NOT NULL"
-                )
-            ).scalars()
-            data = b"".join(
-                bytes(
-                    conn.execute(
-                        text("SELECT pg_read_binary_file(:p, 0, 100000000, true)"), {"p": p}
-                    ).scalar_one()
-                    or b""
-                )
-                for p in paths
-            )
+    data = history.table_files("outbox_message", "invitation", "pending_submission")
     for token in tokens:
         assert token.encode() not in data
         assert cycles_service.hash_link_token(token).encode() not in data
@@ -393,7 +401,7 @@ def test_after_close_the_files_hold_no_link_and_no_answered_mark(
 
 
 def test_after_the_vacuum_the_files_hold_nothing_of_the_pool(
-    committed_db: sessionmaker[Session], settings: Settings, history: History, db_kind: str
+    committed_db: sessionmaker[Session], settings: Settings, history: History
 ) -> None:
     # On SQLite the close frees the pool's pages without zeroing them (ciphertext); the
     # vacuum after it must still leave no byte of a sealed submission in the files.
@@ -425,31 +433,7 @@ def test_after_the_vacuum_the_files_hold_nothing_of_the_pool(
         ),
     )
     assert vacuum_eventually(committed_db.kw["bind"])
-    if db_kind == "sqlite":
-        data = history.written_since(None)
-    else:
-        with committed_db.kw["bind"].connect() as conn:
-            # What sits in shared buffers reaches the files at a checkpoint: force one,
-            # so the files are what a copy of them would hold.
-            conn.exec_driver_sql("CHECKPOINT")
-            paths = conn.execute(
-                text(
-                    "SELECT pg_relation_filepath(oid) FROM pg_class WHERE oid IN "
-                    "(SELECT oid FROM pg_class WHERE relname = 'pending_submission' "
-                    "UNION SELECT reltoastrelid FROM pg_class "
-                    "WHERE relname = 'pending_submission')"
-                )
-            ).scalars()
-            data = b"".join(
-                bytes(
-                    conn.execute(
-                        text("SELECT pg_read_binary_file(:p, 0, 100000000, true)"), {"p": p}
-                    ).scalar_one()
-                    or b""
-                )
-                for p in paths
-                if p
-            )
+    data = history.table_files("pending_submission")
     for blob in sealed:
         # The nonce and the start of the ciphertext, a slice of the middle, the tag.
         for piece in (blob[:48], blob[len(blob) // 2 : len(blob) // 2 + 48], blob[-48:]):
