@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,21 +16,11 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, Request
-from sqlalchemy import (
-    ARRAY,
-    ColumnElement,
-    Integer,
-    MetaData,
-    any_,
-    bindparam,
-    create_engine,
-    event,
-    text,
-)
+from sqlalchemy import MetaData, create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.orm import DeclarativeBase, QueryableAttribute, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
 from starlette.concurrency import run_in_threadpool
 
@@ -143,20 +133,6 @@ def is_sqlite(session_or_engine: Session | Engine) -> bool:
         return session_or_engine.get_bind().dialect.name == "sqlite"
     bind = session_or_engine
     return bind.dialect.name == "sqlite"
-
-
-def one_of(
-    session: Session, column: ColumnElement[Any] | QueryableAttribute[Any], values: Sequence[int]
-) -> Any:
-    """``column IN values`` for a long list of integer ids.
-
-    PostgreSQL: one array parameter (``= ANY(%s)``); psycopg parses a query with 900
-    placeholders client-side in longer than the server takes to answer it. SQLite: a
-    plain IN list (callers keep lists under its 999-variable limit).
-    """
-    if is_sqlite(session):
-        return column.in_(list(values))
-    return column == any_(bindparam(None, list(values), type_=ARRAY(Integer)))
 
 
 def work_mem_for_bulk(session: Session, *, mib: int = 256) -> None:

@@ -24,7 +24,7 @@ from app.db import Base, utcnow, writer_session
 from app.org import service as org_service
 from app.ratings.models import Ballot
 from app.reports import service as reports_service
-from app.reports.models import EmployeeComment, EmployeeCompetencyResult, EmployeeResult
+from app.reports.models import EmployeeComment, EmployeeResult
 from app.scheduling import every
 from app.scim.models import ScimUser
 
@@ -198,7 +198,7 @@ def _delete_results_about(session: Session, *, employee_id: int) -> tuple[int, i
     """Their own results, comments and the ballots about them (department and company
     figures stay: they are aggregates over at least k people)."""
     deleted = 0
-    for model in (EmployeeCompetencyResult, EmployeeComment, EmployeeResult):
+    for model in (EmployeeComment, EmployeeResult):
         result = session.execute(delete(model).where(model.employee_id == employee_id))
         deleted += int(getattr(result, "rowcount", 0) or 0)
     result = session.execute(delete(Ballot).where(Ballot.supplier_id == employee_id))

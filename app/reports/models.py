@@ -186,18 +186,11 @@ class EmployeeResult(Base):
     # gaps), stored at close: a page of the employee table is then a range of an index
     # instead of a sort of every employee (see reports.service.employee_rows).
     name_order: Mapped[int | None] = mapped_column(Integer)
-
-
-class EmployeeCompetencyResult(Base):
-    """A competency mean shown for an employee: only written with >= k real answers."""
-
-    __tablename__ = "employee_competency_result"
-
-    cycle_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    employee_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    cycle_competency_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    answers: Mapped[int] = mapped_column(Integer)
-    mean: Mapped[float] = mapped_column(Float)
+    # The competency means shown (each with >= k real answers), in display order, as
+    # JSON ``[[cycle competency id, mean, answers], ...]``; NULL below k. In the row, so
+    # a page of the employee table is one read of 500 rows (see
+    # ``reports.service.employee_rows``), not 4,000 more from a table of their own.
+    competency_means: Mapped[str | None] = mapped_column(Text)
 
 
 class EmployeeComment(Base):

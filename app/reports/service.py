@@ -12,10 +12,10 @@ stored, so the reading side can show everything it finds.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from itertools import repeat
 from typing import Any, Literal, TypedDict, TypeVar, Unpack, cast
 
 import numpy as np
@@ -34,7 +34,7 @@ from app.cycles.models import (
     CyclePair,
     CycleState,
 )
-from app.db import analyze, one_of, utcnow, work_mem_for_bulk
+from app.db import analyze, utcnow, work_mem_for_bulk
 from app.db.bulk import insert_rows
 from app.db.types import raw_scores, score_matrix
 from app.errors import Conflict, NotFound
@@ -49,7 +49,6 @@ from app.reports.models import (
     DepartmentCompetencyResult,
     DepartmentResult,
     EmployeeComment,
-    EmployeeCompetencyResult,
     EmployeeResult,
     WebhookDelivery,
 )
@@ -68,7 +67,6 @@ from app.reports.schemas import (
 RESULTS_READY_EVENT = "cycle.results_ready"
 RESULT_TABLES = (
     EmployeeComment,
-    EmployeeCompetencyResult,
     EmployeeResult,
     DepartmentCompetencyResult,
     DepartmentResult,
@@ -120,7 +118,7 @@ def compute_cycle_results(
         session, cycle_id=cycle_id, scale=scale, previous=previous, tree=tree, stored=employees
     )
     _store_company(session, cycle=cycle, k=k, scale=scale, previous=previous, stored=employees)
-    analyze(session, EmployeeResult, EmployeeCompetencyResult)
+    analyze(session, EmployeeResult)
     _store_comments(session, cycle_id=cycle_id)
     analyze(session, Ballot, DepartmentClosure, DepartmentResult, DepartmentCompetencyResult)
     analyze(session, EmployeeComment)
@@ -381,21 +379,13 @@ def _store_employees(
     promoters_of = _per_supplier(scan, (has_nps & (scan.nps >= 9)).astype(np.float64))
     detractors_of = _per_supplier(scan, (has_nps & (scan.nps <= 6)).astype(np.float64))
 
-    rows, cols = np.nonzero(shown)
-    # Whole columns as Python values at once (350,000 rows at 50,000 employees): a
-    # conversion per value cost a third of the insert.
-    insert_rows(
+    means_json = _competency_means_json(
         session,
-        cast(Table, EmployeeCompetencyResult.__table__),
-        zip(
-            repeat(cycle_id, len(rows)),
-            scan.suppliers[rows].tolist(),
-            np.asarray(scan.competencies, dtype=np.int64)[cols].tolist(),
-            counts[rows, cols].astype(np.int64).tolist(),
-            means[rows, cols].tolist(),
-            strict=True,
-        ),
-        columns=("cycle_id", "employee_id", "cycle_competency_id", "answers", "mean"),
+        cycle_id=cycle_id,
+        competencies=scan.competencies,
+        shown=shown,
+        means=means,
+        counts=counts,
     )
 
     # Every supplier of the matrix, and anyone who has ballots (the scan's suppliers),
@@ -482,6 +472,7 @@ def _store_employees(
             "company_band": f.company_band,
             "department_band": f.department_band,
             "name_order": name_order[f.employee_id],
+            "competency_means": (means_json[index_of[f.employee_id]] if f.meets_k else None),
         }
         for f in figures.values()
     ]
@@ -501,6 +492,47 @@ def _store_employees(
         means=means,
         icc=icc,
     )
+
+
+def _competency_means_json(
+    session: Session,
+    *,
+    cycle_id: int,
+    competencies: Sequence[int],
+    shown: npt.NDArray[np.bool_],
+    means: npt.NDArray[np.float64],
+    counts: npt.NDArray[np.float64],
+) -> list[str]:
+    """Per scanned supplier, the ``EmployeeResult.competency_means`` JSON of the
+    competencies shown for them, in the cycle's display order."""
+    column_of = {cid: j for j, cid in enumerate(competencies)}
+    display = [
+        column_of[cid]
+        for cid in session.scalars(
+            select(CycleCompetency.id)
+            .where(CycleCompetency.cycle_id == cycle_id)
+            .order_by(CycleCompetency.display_order, CycleCompetency.id)
+        )
+        if cid in column_of
+    ]
+    shown_in_order = shown[:, display]
+    # Whole columns as Python values at once (350,000 means at 50,000 employees), then
+    # one slice of them per supplier: row-major, so each supplier's run is contiguous.
+    rows, cols = np.nonzero(shown_in_order)
+    picked = np.asarray(display, dtype=np.int64)[cols]
+    triples = list(
+        zip(
+            np.asarray(competencies, dtype=np.int64)[picked].tolist(),
+            means[rows, picked].tolist(),
+            counts[rows, picked].astype(np.int64).tolist(),
+            strict=True,
+        )
+    )
+    ends = np.cumsum(shown_in_order.sum(axis=1)).tolist()
+    return [
+        json.dumps(triples[start:end], separators=(",", ":"))
+        for start, end in zip([0, *ends][:-1], ends, strict=True)
+    ]
 
 
 def _name_order(session: Session, *, cycle_id: int, employee_ids: Iterable[int]) -> dict[int, int]:
@@ -1064,6 +1096,7 @@ def employee_rows(
             CycleDepartment.name,
             er.meets_k,
             *figures,
+            *([er.competency_means] if with_competencies else []),
         )
         .join(
             CycleEmployee,
@@ -1116,12 +1149,8 @@ def employee_rows(
     # Plain rows, not ORM entities: a page of 500 employees is read on every request of
     # the HRIS and the HR table, and entity loading was a third of its cost.
     rows = session.connection().execute(query).all()
-    means = (
-        _employee_means(session, cycle_id=cycle_id, employee_ids=[r[0] for r in rows])
-        if with_competencies
-        else {}
-    )
-    return total, [_employee_dict(row, means.get(row[0], [])) for row in rows]
+    labels = _competency_labels(session, cycle_id=cycle_id) if with_competencies else None
+    return total, [_employee_dict(row, labels) for row in rows]
 
 
 # The stored figures of an employee, in the order employee_results selects them (and
@@ -1147,51 +1176,24 @@ EMPLOYEE_FIGURES = (
 )
 
 
-def _employee_means(
-    session: Session, *, cycle_id: int, employee_ids: Sequence[int]
-) -> dict[int, list[dict[str, Any]]]:
-    """employee -> the fields of a CompetencyMean per shown competency, in display order.
-
-    Plain dicts: they are validated with their EmployeeResultRead in one call, which is
-    several times cheaper than building thousands of models one by one.
-    """
-    if not employee_ids:
-        return {}
-    cc = CycleCompetency
-    ecr = EmployeeCompetencyResult
-    connection = session.connection()
-    # The cycle's few competencies once, the page's means without a join or a sort:
-    # the database's share of the query fell by two thirds.
-    competencies = connection.execute(
-        select(cc.id, cc.code, cc.name)
-        .where(cc.cycle_id == cycle_id)
-        .order_by(cc.display_order, cc.id)
-    ).all()
-    position = {cid: (i, code, name) for i, (cid, code, name) in enumerate(competencies)}
-    empty: list[dict[str, Any] | None] = [None] * len(competencies)
-    slots: dict[int, list[dict[str, Any] | None]] = {}
-    for chunk_start in range(0, len(employee_ids), 900):
-        chunk = employee_ids[chunk_start : chunk_start + 900]
-        # fetchall: iterating the result fetched one row per driver call, a fifth of
-        # the request on SQLite.
-        rows = connection.execute(
-            select(ecr.employee_id, ecr.cycle_competency_id, ecr.mean, ecr.answers).where(
-                ecr.cycle_id == cycle_id, one_of(session, ecr.employee_id, chunk)
+def _competency_labels(session: Session, *, cycle_id: int) -> dict[int, tuple[str, str]]:
+    """Cycle competency id -> (code, name): what a stored mean is shown with."""
+    return {
+        cid: (code, name)
+        for cid, code, name in session.connection().execute(
+            select(CycleCompetency.id, CycleCompetency.code, CycleCompetency.name).where(
+                CycleCompetency.cycle_id == cycle_id
             )
-        ).all()
-        for emp, cid, mean, answers in rows:
-            i, code, name = position[cid]
-            slot = slots.get(emp)
-            if slot is None:
-                slot = slots[emp] = empty.copy()
-            slot[i] = {"code": code, "name": name, "mean": mean, "count": answers}
-    return {emp: [m for m in means if m is not None] for emp, means in slots.items()}
+        )
+    }
 
 
 _NO_FIGURES = dict.fromkeys(EMPLOYEE_FIGURES)
 
 
-def _employee_dict(row: Sequence[Any], means: list[dict[str, Any]]) -> dict[str, Any]:
+def _employee_dict(row: Sequence[Any], labels: dict[int, tuple[str, str]] | None) -> dict[str, Any]:
+    """One row of :func:`employee_rows`'s query as a dict in EmployeeResultRead's shape;
+    ``labels`` None: the query left the competency means out."""
     employee_id, external_id, full_name, dept_id, dept_ext, dept_name, meets_k = row[:7]
     base: dict[str, Any] = {
         "employee_id": employee_id,
@@ -1202,10 +1204,19 @@ def _employee_dict(row: Sequence[Any], means: list[dict[str, Any]]) -> dict[str,
         "department_name": dept_name,
         "status": "ok" if meets_k else NOT_ENOUGH,
     }
+    end = 7 + len(EMPLOYEE_FIGURES)
     if meets_k:
         # Typed columns: the driver's values are already bool, int, float or None.
-        base.update(zip(EMPLOYEE_FIGURES, row[7:], strict=True))
-        base["competencies"] = means
+        base.update(zip(EMPLOYEE_FIGURES, row[7:end], strict=True))
+        stored = row[end] if labels is not None else None
+        base["competencies"] = (
+            [
+                {"code": labels[cid][0], "name": labels[cid][1], "mean": mean, "count": answers}
+                for cid, mean, answers in json.loads(stored)
+            ]
+            if labels is not None and stored
+            else []
+        )
     else:
         # Below k raters every figure stays null, whatever the row holds.
         base.update(_NO_FIGURES)

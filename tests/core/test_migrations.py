@@ -253,3 +253,55 @@ def test_ballots_get_integer_keys_in_the_order_of_their_random_ones(
     assert [s for _, s in rows] == [1, 2, 3, 4, 5, 6]
     assert len({str(k) for k, _ in rows}) == 6
     assert all(uuid.UUID(str(k)) not in keys for k, _ in rows)
+
+
+def test_competency_means_move_into_the_employee_row_and_back(fresh_database_url: str) -> None:
+    # 0018: the rows of employee_competency_result become JSON in their employee's
+    # result row, in the cycle's display order (not the ids' order); an employee who
+    # meets k with no mean shown gets [], one below k stays NULL. Down again: the rows.
+    upgrade(fresh_database_url, "0017")
+    engine = make_engine(fresh_database_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO cycle (id, name, period_start, period_end, opens_at, "
+                "closes_at, state, scale_min, scale_max, ask_nps, ask_comment, "
+                "created_at) VALUES (1, 'Q1', '2026-01-01', '2026-03-31', "
+                "'2026-03-01 00:00:00', '2026-03-20 00:00:00', 'closed', 1, 10, true, "
+                "true, '2026-01-01 00:00:00')"
+            )
+            for cid, order in ((10, 2), (11, 1)):
+                conn.exec_driver_sql(
+                    "INSERT INTO cycle_competency (id, cycle_id, code, name, description, "
+                    "indicators, weight, display_order) VALUES "
+                    f"({cid}, 1, 'C{cid}', 'Name {cid}', '', '[]', 1, {order})"
+                )
+            for employee_id, meets_k in ((1, True), (2, True), (3, False)):
+                conn.exec_driver_sql(
+                    "INSERT INTO employee_result (cycle_id, employee_id, meets_k) "
+                    f"VALUES (1, {employee_id}, {str(meets_k).lower()})"
+                )
+            conn.exec_driver_sql(
+                "INSERT INTO employee_competency_result (cycle_id, employee_id, "
+                "cycle_competency_id, answers, mean) VALUES (1, 1, 10, 3, 7.25), "
+                "(1, 1, 11, 4, 6.333333333333333)"
+            )
+    finally:
+        engine.dispose()
+    upgrade(fresh_database_url)
+    assert "employee_competency_result" not in table_names(fresh_database_url)
+    rows = query(
+        fresh_database_url,
+        "SELECT employee_id, competency_means FROM employee_result ORDER BY employee_id",
+    )
+    assert rows == [
+        (1, "[[11,6.333333333333333,4],[10,7.25,3]]"),
+        (2, "[]"),
+        (3, None),
+    ]
+    downgrade(fresh_database_url, "0017")
+    assert query(
+        fresh_database_url,
+        "SELECT employee_id, cycle_competency_id, answers, mean "
+        "FROM employee_competency_result ORDER BY 1, 2",
+    ) == [(1, 10, 3, 7.25), (1, 11, 4, 6.333333333333333)]
