@@ -245,6 +245,7 @@ def seed_past_cycles(session: Session, settings: Settings) -> None:
     from app import lifecycle
     from app.cycles import service as cycles_service
     from app.cycles.models import Cycle, CycleCompetency, CyclePair, Invitation
+    from app.mail import service as mail_service
     from app.mail.models import OutboxMessage
     from app.matrix.models import MatrixLink
     from app.ratings import service as ratings_service
@@ -345,6 +346,7 @@ def seed_past_cycles(session: Session, settings: Settings) -> None:
         session.execute(
             delete(OutboxMessage).where(OutboxMessage.tag == cycles_service.mail_tag(cycle.id))
         )
+        mail_service.delete_unused_bodies(session)
         session.flush()
 
 

@@ -26,7 +26,7 @@ from app.db import utcnow
 from app.errors import Conflict
 from app.mail import sender
 from app.mail import service as mail_service
-from app.mail.models import OutboxMessage, OutboxStatus
+from app.mail.models import OutboxBody, OutboxMessage, OutboxStatus
 from app.ratings import service as ratings_service
 from app.ratings.models import Ballot, PendingSubmission
 from app.ratings.schemas import SupplierAnswer
@@ -174,8 +174,13 @@ def test_close_deletes_the_cycles_outbox_rows(db: Session, settings: Settings) -
             )
         )
 
+    def unused_bodies() -> set[int]:
+        stored = set(db.scalars(select(OutboxBody.id)))
+        return stored - set(db.scalars(select(OutboxMessage.body_id)))
+
     before = tagged(cycle.id)
     assert len(before) == 6 and {OutboxStatus.sent, OutboxStatus.pending} <= set(before)
+    bodies_before = set(db.scalars(select(OutboxBody.id)))
     assert len(tagged(other.id)) == 3
     # A worker is sending one reminder right now: it keeps its row until the lease ends,
     # so the worker can record the outcome.
@@ -195,11 +200,15 @@ def test_close_deletes_the_cycles_outbox_rows(db: Session, settings: Settings) -
     assert tagged(cycle.id) == [OutboxStatus.pending]
     assert len(tagged(other.id)) == 3  # another cycle's mail is left alone
     assert db.get(OutboxMessage, unrelated.id) is not None
+    # The texts of the deleted mail went with it; those still in use stayed.
+    assert unused_bodies() == set()
+    assert set(db.scalars(select(OutboxBody.id))) < bodies_before
     # The worker's purge removes it once the lease is over, and nothing else.
     assert lifecycle.purge_closed_cycles_mail(db, now=now + timedelta(minutes=1)) == 0
     assert lifecycle.purge_closed_cycles_mail(db, now=now + timedelta(minutes=6)) == 1
     assert tagged(cycle.id) == []
     assert len(tagged(other.id)) == 3
+    assert unused_bodies() == set()
 
 
 def test_worker_retries_the_vacuum_and_the_mail_purge_of_closed_cycles() -> None:

@@ -29,12 +29,18 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy import ColumnElement, and_, update
+from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.db import queue, utcnow, writer_session
-from app.mail.models import OutboxMessage, OutboxStatus
+from app.mail.models import (
+    OutboxBody,
+    OutboxMessage,
+    OutboxStatus,
+    for_recipient,
+    for_recipient_html,
+)
 from app.mail.service import LINK_PLACEHOLDER, open_link
 
 log = logging.getLogger(__name__)
@@ -281,13 +287,37 @@ def claim_batch(
             OutboxMessage.to_address,
             OutboxMessage.to_name,
             OutboxMessage.subject,
-            OutboxMessage.body_text,
-            OutboxMessage.body_html,
+            OutboxMessage.body_id,
             OutboxMessage.secret_link,
             OutboxMessage.attempts,
         ),
     )
-    return sorted((Outgoing(**row._asdict()) for row in rows), key=lambda m: m.id)
+    # A batch of a mass mail shares one or a few bodies: read each once.
+    bodies = {
+        body_id: (text, html_text)
+        for body_id, text, html_text in session.execute(
+            select(OutboxBody.id, OutboxBody.body_text, OutboxBody.body_html).where(
+                OutboxBody.id.in_({row.body_id for row in rows})
+            )
+        )
+    }
+    outgoing = []
+    for row in rows:
+        text, html_text = bodies[row.body_id]
+        outgoing.append(
+            Outgoing(
+                id=row.id,
+                kind=row.kind,
+                to_address=row.to_address,
+                to_name=row.to_name,
+                subject=row.subject,
+                body_text=for_recipient(text, row.to_name),
+                body_html=None if html_text is None else for_recipient_html(html_text, row.to_name),
+                secret_link=row.secret_link,
+                attempts=row.attempts,
+            )
+        )
+    return sorted(outgoing, key=lambda m: m.id)
 
 
 def record_outcome(

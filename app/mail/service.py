@@ -8,30 +8,26 @@ substitutes it and erases the column. It is stored encrypted (AES-GCM, key deriv
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, delete, func, insert, not_, select
+from sqlalchemy import Table, and_, delete, exists, func, insert, not_, select
 from sqlalchemy.orm import Session
 
 from app import crypto, i18n
 from app.db import utcnow
 from app.db.wakeup import wake_worker
-from app.mail.models import OutboxMessage, OutboxStatus
+from app.mail.models import NAME_PLACEHOLDER as NAME_PLACEHOLDER
+from app.mail.models import OutboxBody, OutboxMessage, OutboxStatus
 
 LINK_PLACEHOLDER = "[[private-link]]"
-# Stands for the recipient's name in a text rendered once for many recipients.
-NAME_PLACEHOLDER = "[[recipient-name]]"
 _COLUMNS = (
     "kind",
     "tag",
     "to_address",
     "to_name",
     "subject",
-    "body_text",
-    "body_html",
     "secret_link",
 )
 
@@ -41,12 +37,13 @@ Texts = tuple[str, str, str]
 
 
 class MassMail:
-    """One email to many people, each variant rendered once; names filled in after.
+    """One email to many people, each variant rendered and stored once.
 
     A launch mails every customer: rendering two Jinja templates 50,000 times would
     dominate it, while the texts differ only by the name, the language and perhaps a
     count. ``render(language, variant)`` renders one variant with :data:`NAME_PLACEHOLDER`
-    and :data:`LINK_PLACEHOLDER` in place of the name and the private link.
+    and :data:`LINK_PLACEHOLDER` in place of the name and the private link; the variant
+    is stored once (:class:`OutboxBody`) and the sender fills in both.
     """
 
     def __init__(self, *, kind: str, tag: str, render: Callable[[str, Hashable], Texts]) -> None:
@@ -75,8 +72,8 @@ class MassMail:
             "to_address": to_address,
             "to_name": to_name,
             "subject": subject,
-            "body_text": text.replace(NAME_PLACEHOLDER, to_name),
-            "body_html": body.replace(NAME_PLACEHOLDER, html.escape(to_name)),
+            "body_text": text,
+            "body_html": body,
             "secret_link": link,
         }
 
@@ -113,14 +110,17 @@ def enqueue_message(
     secret_key: str,
 ) -> OutboxMessage:
     """Queue one email; it is sent after the caller's transaction commits."""
+    body = OutboxBody(body_text=body_text, body_html=body_html)
+    session.add(body)
+    session.flush()
     message = OutboxMessage(
         kind=kind,
         tag=tag,
         to_address=to_address,
         to_name=to_name,
         subject=subject,
-        body_text=body_text,
-        body_html=body_html,
+        body_id=body.id,
+        body=body,
         secret_link=seal_link(secret_key, secret_link),
         status=OutboxStatus.pending,
         attempts=0,
@@ -135,11 +135,24 @@ def enqueue_message(
 def enqueue_messages(
     session: Session, *, messages: Iterable[Mapping[str, Any]], secret_key: str
 ) -> int:
-    """Queue many emails with bulk inserts (a launch queues one per customer)."""
+    """Queue many emails with bulk inserts (a launch queues one per customer).
+
+    Each message gives its ``body_text`` and ``body_html``; messages with the same texts
+    (a mass mail's variant, the name still a placeholder) share one stored body.
+    """
     now = utcnow()
+    messages = list(messages)
+    bodies: dict[tuple[str, str | None], OutboxBody] = {}
+    for message in messages:
+        texts = (message["body_text"], message.get("body_html"))
+        if texts not in bodies:
+            bodies[texts] = OutboxBody(body_text=texts[0], body_html=texts[1])
+    session.add_all(bodies.values())
+    session.flush()
     rows = [
         {
             **{column: message.get(column) for column in _COLUMNS},
+            "body_id": bodies[(message["body_text"], message.get("body_html"))].id,
             "secret_link": seal_link(secret_key, message.get("secret_link")),
             "to_name": message.get("to_name") or "",
             "status": OutboxStatus.pending,
@@ -217,4 +230,13 @@ def delete_messages_by_tag(session: Session, *, tag: str, now: datetime | None =
         OutboxMessage.locked_until > now,
     )
     result = session.execute(delete(OutboxMessage).where(OutboxMessage.tag == tag, not_(leased)))
+    delete_unused_bodies(session)
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def delete_unused_bodies(session: Session) -> int:
+    """Delete the bodies no message uses any more (after messages were deleted)."""
+    result = session.execute(
+        delete(OutboxBody).where(~exists().where(OutboxMessage.body_id == OutboxBody.id))
+    )
     return int(getattr(result, "rowcount", 0) or 0)

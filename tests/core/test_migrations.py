@@ -14,6 +14,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 
 from app.db import make_engine, make_sessionmaker
+from app.mail import service as mail_service
 from app.migrate import DataLossRefused, downgrade, upgrade
 from app.models import metadata
 from app.ratings.models import Ballot
@@ -305,3 +306,69 @@ def test_competency_means_move_into_the_employee_row_and_back(fresh_database_url
         "SELECT employee_id, cycle_competency_id, answers, mean "
         "FROM employee_competency_result ORDER BY 1, 2",
     ) == [(1, 10, 3, 7.25), (1, 11, 4, 6.333333333333333)]
+
+
+def test_outbox_texts_move_into_bodies_and_back(fresh_database_url: str) -> None:
+    # 0019: each message's text becomes a body of its own (same id), later messages'
+    # bodies take the next ids; down again, each message gets its text back with its
+    # recipient's name filled in where a shared body left a placeholder.
+    upgrade(fresh_database_url, "0018")
+    engine = make_engine(fresh_database_url)
+    columns = (
+        "id, created_at, kind, to_address, to_name, subject, body_text, body_html, status, "
+        "attempts, next_attempt_at"
+    )
+    try:
+        with engine.begin() as conn:
+            for message_id, html in ((4, "'<p>Hi Ann</p>'"), (9, "NULL")):
+                conn.exec_driver_sql(
+                    f"INSERT INTO outbox_message ({columns}) VALUES ({message_id}, "
+                    "'2026-01-01 00:00:00', 'invitation', 'a@example.com', 'Ann', 's', "
+                    f"'Hello Ann {message_id}', {html}, 'pending', 0, '2026-01-01 00:00:00')"
+                )
+    finally:
+        engine.dispose()
+    upgrade(fresh_database_url)
+    assert query(
+        fresh_database_url, "SELECT id, body_text, body_html FROM outbox_body ORDER BY id"
+    ) == [(4, "Hello Ann 4", "<p>Hi Ann</p>"), (9, "Hello Ann 9", None)]
+    assert query(fresh_database_url, "SELECT id, body_id FROM outbox_message ORDER BY id") == [
+        (4, 4),
+        (9, 9),
+    ]
+    engine = make_engine(fresh_database_url)
+    try:
+        with make_sessionmaker(engine)() as session, session.begin():
+            mail_service.enqueue_messages(
+                session,
+                messages=[
+                    {
+                        "kind": "invitation",
+                        "to_address": f"{name.lower()}@example.com",
+                        "to_name": name,
+                        "subject": "s",
+                        "body_text": f"Hello {mail_service.NAME_PLACEHOLDER}",
+                        "body_html": f"<p>{mail_service.NAME_PLACEHOLDER}</p>",
+                    }
+                    for name in ("Bo", "<Cy>")
+                ],
+                secret_key="k",
+            )
+    finally:
+        engine.dispose()
+    assert query(fresh_database_url, "SELECT max(id), count(*) FROM outbox_body") == [(10, 3)]
+    downgrade(fresh_database_url, "0018")
+    # Sorted here: PostgreSQL's sequence did not see the ids given by hand above.
+    assert sorted(
+        query(fresh_database_url, "SELECT to_name, body_text, body_html FROM outbox_message"),
+        key=str,
+    ) == sorted(
+        [
+            ("Ann", "Hello Ann 4", "<p>Hi Ann</p>"),
+            ("Ann", "Hello Ann 9", None),
+            ("Bo", "Hello Bo", "<p>Bo</p>"),
+            ("<Cy>", "Hello <Cy>", "<p>&lt;Cy&gt;</p>"),
+        ],
+        key=str,
+    )
+    assert "outbox_body" not in table_names(fresh_database_url)

@@ -124,6 +124,12 @@ def test_launch_snapshots_and_invites_each_customer_once(db: Session, settings: 
         assert "[[private-link]]" in message.body_text
         assert "[[private-link]]" in (message.body_html or "")
         assert "2 colleagues" in message.body_text
+    # One text for the three (same language, same count), stored once with the name
+    # left as a placeholder; each message reads with its own name.
+    assert len({message.body_id for message in messages}) == 1
+    assert mail_service.NAME_PLACEHOLDER in messages[0].body.body_text
+    assert {m.to_name for m in messages} == {c.full_name for c in company.customers}
+    assert all(f"Hello {m.to_name}," in m.body_text for m in messages)
     # Only the hash of each token is stored.
     hashes = {i.token_hash for i in invitations}
     tokens = [link.rsplit("/", 1)[1] for link in links_by_customer(db, cycle).values()]

@@ -87,8 +87,8 @@ def test_start_emails_each_supplier_and_coverage_follows(
     # Only hashes are stored; the body holds the placeholder, never the link.
     stored = db.scalars(select(NominationList.token_hash)).all()
     assert all(h and len(h) == 64 for h in stored)
-    for text in db.scalars(select(OutboxMessage.body_text)).all():
-        assert "/n/" not in text
+    for message in db.scalars(select(OutboxMessage)).all():
+        assert "/n/" not in message.body_text
     audit = db.scalar(select(AuditEntry).where(AuditEntry.action == "start nominations"))
     assert audit is not None and "2 suppliers emailed" in (audit.detail or "")
 
