@@ -297,7 +297,7 @@ def claim_batch(
         body_id: (text, html_text)
         for body_id, text, html_text in session.execute(
             select(OutboxBody.id, OutboxBody.body_text, OutboxBody.body_html).where(
-                OutboxBody.id.in_({row.body_id for row in rows})
+                OutboxBody.id.in_(sorted({row.body_id for row in rows}))
             )
         )
     }
