@@ -282,8 +282,9 @@ def close_due_cycles(
 
 # Every table whose dead row versions could tie a rater to an answer or hold a link:
 # the pool (sealed, but beside its invitation in the same page history), the
-# invitations and the outbox. Ballots are written once, at close, and leave none.
-VACUUMED_TABLES = ("pending_submission", "invitation", "outbox_message")
+# invitations and the outbox (texts written before migration 0019 carry the name).
+# Ballots are written once, at close, and leave none.
+VACUUMED_TABLES = ("pending_submission", "invitation", "outbox_message", "outbox_body")
 # Cycles launched before the pool (no pool key check) had ballots written at submit
 # time and rewritten once by migration 0006: their old versions may be in this too.
 LEGACY_VACUUMED_TABLES = ("ballot",)

@@ -302,7 +302,11 @@ def claim_batch(
         )
     }
     outgoing = []
+    textless = []
     for row in rows:
+        if row.body_id not in bodies:
+            textless.append(row.id)
+            continue
         text, html_text = bodies[row.body_id]
         outgoing.append(
             Outgoing(
@@ -316,6 +320,20 @@ def claim_batch(
                 secret_link=row.secret_link,
                 attempts=row.attempts,
             )
+        )
+    if textless:
+        # Never expected (bodies go only with their last message); should one be
+        # missing, that message must not stop the queue by failing every batch.
+        log.error("%d outbox messages have no text; marked undeliverable", len(textless))
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(textless))
+            .values(
+                status=OutboxStatus.undeliverable,
+                locked_until=None,
+                last_error="The message's text is missing",
+            )
+            .execution_options(synchronize_session=False)
         )
     return sorted(outgoing, key=lambda m: m.id)
 

@@ -110,17 +110,13 @@ def enqueue_message(
     secret_key: str,
 ) -> OutboxMessage:
     """Queue one email; it is sent after the caller's transaction commits."""
-    body = OutboxBody(body_text=body_text, body_html=body_html)
-    session.add(body)
-    session.flush()
     message = OutboxMessage(
         kind=kind,
         tag=tag,
         to_address=to_address,
         to_name=to_name,
         subject=subject,
-        body_id=body.id,
-        body=body,
+        body=OutboxBody(body_text=body_text, body_html=body_html),
         secret_link=seal_link(secret_key, secret_link),
         status=OutboxStatus.pending,
         attempts=0,

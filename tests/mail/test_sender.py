@@ -9,14 +9,14 @@ from email.message import Message
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.db import utcnow
 from app.mail import sender
 from app.mail import service as mail_service
-from app.mail.models import OutboxMessage, OutboxStatus
+from app.mail.models import OutboxBody, OutboxMessage, OutboxStatus
 from tests.conftest import TEST_SECRET_KEY, SmtpServer, free_port
 
 
@@ -249,6 +249,70 @@ def test_header_injection_in_names_is_neutralised(
     assert sender.deliver_due(factory, smtp_settings(settings, smtp_server)).sent == 1
     (message,) = smtp_server.wait_for(1)
     assert message["Bcc"] is None
+
+
+def test_each_recipient_gets_their_name_in_the_shared_text(
+    db: Session, factory: sessionmaker[Session], settings: Settings, smtp_server: SmtpServer
+) -> None:
+    placeholder = mail_service.NAME_PLACEHOLDER
+    mail_service.enqueue_messages(
+        db,
+        messages=[
+            {
+                "kind": "invitation",
+                "to_address": f"p{i}@example.com",
+                "to_name": name,
+                "subject": "Rate",
+                "body_text": f"Hello {placeholder}, {mail_service.LINK_PLACEHOLDER}",
+                "body_html": f"<p>Hello {placeholder}</p>",
+                "secret_link": f"http://testserver/r/token-{i}",
+            }
+            for i, name in enumerate(["Ann", "<Eve> & Co"])
+        ],
+        secret_key=TEST_SECRET_KEY,
+    )
+    assert len({m.body_id for m in rows(db)}) == 1  # one text stored for both
+    assert sender.deliver_due(factory, smtp_settings(settings, smtp_server)).sent == 2
+    received = {m["To"]: m for m in smtp_server.wait_for(2)}
+    ann = next(m for to, m in received.items() if "p0@" in to)
+    eve = next(m for to, m in received.items() if "p1@" in to)
+    assert "Hello Ann, http://testserver/r/token-0" in _part(ann, "text/plain")
+    assert "Hello <Eve> & Co, http://testserver/r/token-1" in _part(eve, "text/plain")
+    assert "<p>Hello &lt;Eve&gt; &amp; Co</p>" in _part(eve, "text/html")
+
+
+def _part(message: Message, content_type: str) -> str:
+    for part in message.walk():
+        if part.get_content_type() == content_type:
+            payload = part.get_payload(decode=True)
+            assert isinstance(payload, bytes)
+            return payload.decode()
+    raise AssertionError(f"no {content_type} part")
+
+
+def test_a_message_without_its_text_does_not_stop_the_queue(
+    db: Session, factory: sessionmaker[Session], settings: Settings, smtp_server: SmtpServer
+) -> None:
+    queue(db, 3)
+    broken = mail_service.enqueue_message(
+        db,
+        kind="invitation",
+        tag=None,
+        to_address="lost@example.com",
+        to_name="Lost",
+        subject="s",
+        body_text="mine alone",
+        body_html=None,
+        secret_link=None,
+        secret_key=TEST_SECRET_KEY,
+    )
+    db.execute(delete(OutboxBody).where(OutboxBody.id == broken.body_id))
+    assert sender.deliver_due(factory, smtp_settings(settings, smtp_server)).sent == 3
+    assert len(smtp_server.wait_for(3)) == 3
+    db.expire_all()
+    lost = db.get(OutboxMessage, broken.id)
+    assert lost is not None and lost.status == OutboxStatus.undeliverable
+    assert lost.last_error == "The message's text is missing"
 
 
 # --- several workers --------------------------------------------------------------------

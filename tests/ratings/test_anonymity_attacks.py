@@ -396,7 +396,7 @@ def test_after_close_the_files_hold_no_link_and_no_answered_mark(
         ),
     )
     assert vacuum_eventually(committed_db.kw["bind"])
-    data = history.table_files("outbox_message", "invitation", "pending_submission")
+    data = history.table_files("outbox_message", "outbox_body", "invitation", "pending_submission")
     for token in tokens:
         assert token.encode() not in data
         assert cycles_service.hash_link_token(token).encode() not in data
