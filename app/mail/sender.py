@@ -331,6 +331,7 @@ def claim_batch(
             .values(
                 status=OutboxStatus.undeliverable,
                 locked_until=None,
+                secret_link=None,
                 last_error="The message's text is missing",
             )
             .execution_options(synchronize_session=False)
