@@ -325,16 +325,8 @@ def claim_batch(
         # Never expected (bodies go only with their last message); should one be
         # missing, that message must not stop the queue by failing every batch.
         log.error("%d outbox messages have no text; marked undeliverable", len(textless))
-        session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id.in_(textless))
-            .values(
-                status=OutboxStatus.undeliverable,
-                locked_until=None,
-                secret_link=None,
-                last_error="The message's text is missing",
-            )
-            .execution_options(synchronize_session=False)
+        _give_up(
+            session, [(message_id, "The message's text is missing") for message_id in textless]
         )
     return sorted(outgoing, key=lambda m: m.id)
 
@@ -373,12 +365,10 @@ def record_outcome(
             .execution_options(synchronize_session=False)
         )
     retry_rows = []
-    give_up_rows = []
+    give_up_rows: list[tuple[int, str]] = []
     for message, error in failed:
         if message.attempts >= max_attempts:
-            give_up_rows.append(
-                {"id": message.id, "error": f"gave up after {message.attempts} attempts: {error}"}
-            )
+            give_up_rows.append((message.id, f"gave up after {message.attempts} attempts: {error}"))
         else:
             retry_rows.append(
                 {
@@ -388,24 +378,30 @@ def record_outcome(
                     "last_error": error[:1000],
                 }
             )
-    give_up_rows += [{"id": m.id, "error": error} for m, error in refused]
+    give_up_rows += [(m.id, error) for m, error in refused]
     if retry_rows:
         session.execute(update(OutboxMessage), retry_rows)
-    if give_up_rows:
-        session.execute(
-            update(OutboxMessage),
-            [
-                {
-                    "id": row["id"],
-                    "status": OutboxStatus.undeliverable,
-                    "locked_until": None,
-                    "secret_link": None,
-                    "last_error": str(row["error"])[:1000],
-                }
-                for row in give_up_rows
-            ],
-        )
+    _give_up(session, give_up_rows)
     return len(retry_rows), len(give_up_rows)
+
+
+def _give_up(session: Session, messages: list[tuple[int, str]]) -> None:
+    """Mark messages (id, reason) undeliverable for good; their sealed links go too."""
+    if not messages:
+        return
+    session.execute(
+        update(OutboxMessage),
+        [
+            {
+                "id": message_id,
+                "status": OutboxStatus.undeliverable,
+                "locked_until": None,
+                "secret_link": None,
+                "last_error": error[:1000],
+            }
+            for message_id, error in messages
+        ],
+    )
 
 
 def deliver_due(

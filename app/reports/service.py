@@ -383,7 +383,7 @@ def _store_employees(
     means_json = _competency_means_json(
         session,
         cycle_id=cycle_id,
-        competencies=scan.competencies,
+        columns=scan.competencies,
         shown=shown,
         means=means,
         counts=counts,
@@ -499,22 +499,19 @@ def _competency_means_json(
     session: Session,
     *,
     cycle_id: int,
-    competencies: Sequence[int],
+    columns: Sequence[int],
     shown: npt.NDArray[np.bool_],
     means: npt.NDArray[np.float64],
     counts: npt.NDArray[np.float64],
 ) -> list[str]:
     """Per scanned supplier, the ``EmployeeResult.competency_means`` JSON of the
-    competencies shown for them, in the cycle's display order."""
-    column_of = {cid: j for j, cid in enumerate(competencies)}
+    competencies shown for them, in the cycle's display order (``columns``: the
+    competency ids of ``shown``, ``means`` and ``counts``)."""
+    column_of = {cid: j for j, cid in enumerate(columns)}
     display = [
-        column_of[cid]
-        for cid in session.scalars(
-            select(CycleCompetency.id)
-            .where(CycleCompetency.cycle_id == cycle_id)
-            .order_by(CycleCompetency.display_order, CycleCompetency.id)
-        )
-        if cid in column_of
+        column_of[shown_as.id]
+        for shown_as in competencies(session, cycle_id=cycle_id)
+        if shown_as.id in column_of
     ]
     shown_in_order = shown[:, display]
     # Whole columns as Python values at once (350,000 means at 50,000 employees), then
@@ -523,7 +520,7 @@ def _competency_means_json(
     picked = np.asarray(display, dtype=np.int64)[cols]
     triples = list(
         zip(
-            np.asarray(competencies, dtype=np.int64)[picked].tolist(),
+            np.asarray(columns, dtype=np.int64)[picked].tolist(),
             means[rows, picked].tolist(),
             counts[rows, picked].astype(np.int64).tolist(),
             strict=True,
@@ -1151,7 +1148,11 @@ def employee_rows(
     # Plain rows, not ORM entities: a page of 500 employees is read on every request of
     # the HRIS and the HR table, and entity loading was a third of its cost.
     rows = session.connection().execute(query).all()
-    labels = _competency_labels(session, cycle_id=cycle_id) if with_competencies else None
+    labels = (
+        {c.id: (c.code, c.name) for c in competencies(session, cycle_id=cycle_id)}
+        if with_competencies
+        else None
+    )
     return total, [_employee_dict(row, labels) for row in rows]
 
 
@@ -1176,18 +1177,6 @@ EMPLOYEE_FIGURES = (
     "company_band",
     "department_band",
 )
-
-
-def _competency_labels(session: Session, *, cycle_id: int) -> dict[int, tuple[str, str]]:
-    """Cycle competency id -> (code, name): what a stored mean is shown with."""
-    return {
-        cid: (code, name)
-        for cid, code, name in session.connection().execute(
-            select(CycleCompetency.id, CycleCompetency.code, CycleCompetency.name).where(
-                CycleCompetency.cycle_id == cycle_id
-            )
-        )
-    }
 
 
 _NO_FIGURES = dict.fromkeys(EMPLOYEE_FIGURES)
