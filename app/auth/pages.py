@@ -225,7 +225,7 @@ def _role_and_employee(
         if ref is None:
             errors["employee_email"] = "No active employee has this email"
         else:
-            employee_id = ref[0]
+            employee_id = ref.id
     return role_value, employee_id
 
 

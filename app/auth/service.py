@@ -5,14 +5,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
+from typing import Protocol
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import column, delete, func, select, table, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app.auth.models import ApiKey, AuditEntry, RateLimit, Role, User, UserSession
@@ -518,34 +519,58 @@ def audit_entities(session: Session) -> list[str]:
 
 # --- the employee a manager account stands for ---------------------------------------------
 
-# auth imports no domain: the employee table is named here like the foreign key names it.
-_employee = table("employee", column("id"), column("email"), column("full_name"), column("active"))
+# Employees belong to org, and auth imports no domain (org's pages import auth). So org
+# hands its lookups in, once per process: app.models wires them for every entry point.
 
 
-def find_employee_ref(session: Session, *, email: str) -> tuple[int, str] | None:
-    """(id, full name) of the active employee with this email, or None."""
-    row = session.execute(
-        select(_employee.c.id, _employee.c.full_name).where(
-            _employee.c.email == email.strip().lower(), _employee.c.active.is_(True)
-        )
-    ).first()
-    return (int(row[0]), str(row[1])) if row else None
+@dataclass(frozen=True)
+class EmployeeRef:
+    """Who a manager account stands for."""
+
+    id: int
+    full_name: str
+    email: str
 
 
-def employee_labels(session: Session, *, ids: Iterable[int]) -> dict[int, str]:
+class EmployeeDirectory(Protocol):
+    def find_active(self, session: Session, *, email: str) -> EmployeeRef | None:
+        """The active employee with this email, or None."""
+
+    def by_ids(self, session: Session, *, ids: Collection[int]) -> dict[int, EmployeeRef]:
+        """``{id: ref}`` of these employees, active or not."""
+
+
+_directory: EmployeeDirectory | None = None
+
+
+def use_employee_directory(directory: EmployeeDirectory) -> None:
+    """Where auth finds employees (called by app.models; tests may swap it)."""
+    global _directory
+    _directory = directory
+
+
+def _employees() -> EmployeeDirectory:
+    if _directory is None:
+        raise RuntimeError("No employee directory: import app.models, which connects org")
+    return _directory
+
+
+def find_employee_ref(session: Session, *, email: str) -> EmployeeRef | None:
+    """The active employee with this email (a manager account stands for them), or None."""
+    return _employees().find_active(session, email=email)
+
+
+def employee_labels(session: Session, *, ids: Iterable[int | None]) -> dict[int, str]:
     """``{employee id: "Name <email>"}`` for showing which employee an account stands for."""
     wanted = {i for i in ids if i is not None}
     if not wanted:
         return {}
-    rows = session.execute(
-        select(_employee.c.id, _employee.c.full_name, _employee.c.email).where(
-            _employee.c.id.in_(wanted)
-        )
-    )
-    return {int(r[0]): f"{r[1]} <{r[2]}>" for r in rows}
+    refs = _employees().by_ids(session, ids=wanted)
+    return {i: f"{ref.full_name} <{ref.email}>" for i, ref in refs.items()}
 
 
 def employee_email(session: Session, *, employee_id: int | None) -> str:
     if employee_id is None:
         return ""
-    return str(session.scalar(select(_employee.c.email).where(_employee.c.id == employee_id)) or "")
+    ref = _employees().by_ids(session, ids=[employee_id]).get(employee_id)
+    return ref.email if ref else ""

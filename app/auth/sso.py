@@ -246,7 +246,7 @@ def sign_in(session: Session, *, claims: dict[str, Any], settings: Settings) -> 
             raise SsoRefused(
                 "A manager signs in as an employee, and no active employee has your email."
             )
-        employee_id = ref[0]
+        employee_id = ref.id
     name = str(claims.get("name") or "").strip()[:200]
     user = session.scalar(select(User).where(User.email == email))
     if user is None:

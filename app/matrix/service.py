@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, case, delete, func, insert, select
+from sqlalchemy import Select, Table, and_, bindparam, case, delete, func, insert, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from app.db import utcnow
@@ -143,6 +143,16 @@ def remove_customer(session: Session, *, supplier_id: int, customer_id: int) -> 
     )
     session.flush()
     return bool(getattr(result, "rowcount", 0))
+
+
+def drop_links_of_leavers(session: Session, leavers: Select[Any]) -> None:
+    """The matrix rule: both sides of a live link are active. An employee who leaves
+    takes their links with them; if they come back, HR adds them again."""
+    session.execute(
+        delete(MatrixLink).where(
+            or_(MatrixLink.supplier_id.in_(leavers), MatrixLink.customer_id.in_(leavers))
+        )
+    )
 
 
 def customers_of(session: Session, *, supplier_id: int) -> list[Employee]:

@@ -609,7 +609,7 @@ def apply_employee_import(session: Session, plan: EmployeeImportPlan) -> None:
             [{"_id": id_, "active": False, "updated_at": now} for id_ in plan.deactivate_ids],
         )
     if plan.deactivate_ids or any(not row.active for row in changed):
-        org_service.drop_matrix_links_of_inactive(session)
+        org_service.inactive_employees_left(session)
     # The bulk statements bypass the identity map: make loaded objects re-read.
     session.expire_all()
 

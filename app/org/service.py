@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import column, delete, func, or_, select, table
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, aliased, joinedload
 
+from app.auth.service import EmployeeRef
 from app.errors import Conflict, Invalid, NotFound
 from app.org.default_competencies import default_competencies, default_translations
 from app.org.models import Competency, Department, Employee
@@ -30,10 +31,23 @@ from app.uploads.fields import (
     text_problem,
 )
 
-# The live matrix belongs to the matrix domain, which imports this one. Deactivating an
-# employee must still drop their live links (the matrix rule: both sides active), so we
-# name the table here rather than import upwards.
-_matrix_link = table("matrix_link", column("supplier_id"), column("customer_id"))
+# What a domain above org must do when employees leave. The live matrix, say, drops their
+# links (both sides of a link are active). Org cannot import it, so it registers here:
+# app.models wires every such hook once per process.
+LeaversHook = Callable[[Session, Select[Any]], None]
+_leavers_hooks: list[LeaversHook] = []
+
+
+def on_employees_leaving(hook: LeaversHook) -> None:
+    """Call ``hook(session, ids)`` in the transaction that makes employees inactive;
+    ``ids`` selects the leavers' employee ids."""
+    if hook not in _leavers_hooks:
+        _leavers_hooks.append(hook)
+
+
+def _employees_left(session: Session, leavers: Select[Any]) -> None:
+    for hook in _leavers_hooks:
+        hook(session, leavers)
 
 
 class Outcome(enum.StrEnum):
@@ -237,24 +251,35 @@ def get_employee_by_id(session: Session, *, employee_id: int) -> Employee:
     return emp
 
 
-def drop_matrix_links_of_inactive(session: Session) -> None:
-    """Remove live matrix links where either side is no longer active."""
-    inactive = select(Employee.id).where(Employee.active.is_(False))
-    session.execute(
-        delete(_matrix_link).where(
-            or_(_matrix_link.c.supplier_id.in_(inactive), _matrix_link.c.customer_id.in_(inactive))
-        )
-    )
+def inactive_employees_left(session: Session) -> None:
+    """Tell the domains above (the live matrix) that every inactive employee has left:
+    for bulk writes that deactivated employees without going through this module."""
+    _employees_left(session, select(Employee.id).where(Employee.active.is_(False)))
 
 
-def _drop_matrix_links(session: Session, *, employee_id: int) -> None:
-    session.execute(
-        delete(_matrix_link).where(
-            or_(
-                _matrix_link.c.supplier_id == employee_id, _matrix_link.c.customer_id == employee_id
+def _employee_left(session: Session, *, employee_id: int) -> None:
+    _employees_left(session, select(Employee.id).where(Employee.id == employee_id))
+
+
+class _Directory:
+    """Org's employees as auth sees them (a manager account stands for one)."""
+
+    def find_active(self, session: Session, *, email: str) -> EmployeeRef | None:
+        row = session.execute(
+            select(Employee.id, Employee.full_name, Employee.email).where(
+                Employee.email == email.strip().lower(), Employee.active.is_(True)
             )
+        ).first()
+        return EmployeeRef(id=row[0], full_name=row[1], email=row[2]) if row else None
+
+    def by_ids(self, session: Session, *, ids: Collection[int]) -> dict[int, EmployeeRef]:
+        rows = session.execute(
+            select(Employee.id, Employee.full_name, Employee.email).where(Employee.id.in_(ids))
         )
-    )
+        return {r[0]: EmployeeRef(id=r[0], full_name=r[1], email=r[2]) for r in rows}
+
+
+EMPLOYEE_DIRECTORY = _Directory()
 
 
 def manager_chain_cycle(session: Session, *, employee_id: int, manager_id: int) -> list[int] | None:
@@ -374,7 +399,7 @@ def upsert_employee(
         setattr(emp, key, value)
     session.flush()
     if was_active and not active:
-        _drop_matrix_links(session, employee_id=emp.id)
+        _employee_left(session, employee_id=emp.id)
     return emp, Outcome.updated
 
 
@@ -446,7 +471,7 @@ def deactivate_employee(session: Session, *, external_id: str) -> Employee:
     if emp.active:
         emp.active = False
         session.flush()
-        _drop_matrix_links(session, employee_id=emp.id)
+        _employee_left(session, employee_id=emp.id)
     return emp
 
 
@@ -552,7 +577,7 @@ def update_employee(
     session.flush()
     session.refresh(employee, ["department", "manager"])
     if was_active and not row.active:
-        _drop_matrix_links(session, employee_id=employee.id)
+        _employee_left(session, employee_id=employee.id)
     return changed
 
 
