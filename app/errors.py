@@ -232,6 +232,14 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str:
 def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     out = []
     for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            # FastAPI places it at ("body", character offset): say so in words.
+            loc = err.get("loc", ())
+            where = f" at character {loc[-1]}" if loc and isinstance(loc[-1], int) else ""
+            reason = (err.get("ctx") or {}).get("error", "")
+            message = f"not valid JSON{where}" + (f" ({reason})" if reason else "")
+            out.append({"field": "body", "message": message})
+            continue
         out.append({"field": _location(err.get("loc", ())), "message": err.get("msg", "invalid")})
     return out
 

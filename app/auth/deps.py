@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 
 from app.auth import service as auth_service
 from app.auth.models import ApiKey, Role, User, UserSession
@@ -58,6 +61,71 @@ def api_key(request: Request, session: SessionDep) -> ApiKey:
 
 
 ApiKeyDep = Annotated[ApiKey, Depends(api_key)]
+
+
+class ApiRoute(APIRoute):
+    """An API route: a caller without a valid key hears 401 before anything about its body.
+
+    FastAPI reads a JSON body before it runs any dependency, and answers JSON it cannot
+    parse with 422 at once: a caller with no key would learn which routes exist and read
+    JSON. Here broken JSON reaches FastAPI as a stand-in that fails the moment the body
+    is looked at, which FastAPI does after the guards (the key, its scopes) have run. So
+    only a caller who passes them is told what is wrong with the JSON, and the route
+    itself never runs.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guards_first(request: Request) -> Response:
+            request = _JsonLaterRequest(request.scope, request.receive)
+            try:
+                return await handler(request)
+            except (RequestValidationError, _BodyNotJson):
+                if request.json_error is None:
+                    raise
+                error = request.json_error
+                raise RequestValidationError(
+                    [
+                        {
+                            "type": "json_invalid",
+                            "loc": ("body", error.pos),
+                            "msg": "JSON decode error",
+                            "input": {},
+                            "ctx": {"error": error.msg},
+                        }
+                    ]
+                ) from None
+
+        return guards_first
+
+
+class _BodyNotJson(Exception):
+    """Raised when a body that did not parse as JSON is looked at."""
+
+
+class _BrokenJson(Mapping[str, Any]):
+    """What a body that is not JSON parses to: any look inside raises _BodyNotJson."""
+
+    def __getitem__(self, key: str) -> Any:
+        raise _BodyNotJson
+
+    def __iter__(self) -> Iterator[str]:
+        raise _BodyNotJson
+
+    def __len__(self) -> int:
+        raise _BodyNotJson
+
+
+class _JsonLaterRequest(Request):
+    json_error: json.JSONDecodeError | None = None
+
+    async def json(self) -> Any:
+        try:
+            return await super().json()
+        except json.JSONDecodeError as error:
+            self.json_error = error
+            return _BrokenJson()
 
 
 def require_scopes(*scopes: str) -> Callable[..., Awaitable[ApiKey]]:

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from starlette.responses import JSONResponse
 
 from app.auth import service as auth_service
-from app.auth.deps import ApiKeyDep, SettingsDep, require_scopes
+from app.auth.deps import ApiKeyDep, ApiRoute, SettingsDep, require_scopes
 from app.cycles import nomination, rater_load
 from app.cycles import service as cycles_service
 from app.cycles.models import CloseJob, CloseJobState, Cycle, CycleState, NominationLinksTo
@@ -33,7 +33,7 @@ from app.db import SessionDep
 from app.errors import PROBLEM_JSON
 from app.fields import RowId
 
-router = APIRouter(prefix="/cycles", tags=["cycles"])
+router = APIRouter(route_class=ApiRoute, prefix="/cycles", tags=["cycles"])
 
 READ = [Depends(require_scopes("cycles:read"))]
 WRITE = [Depends(require_scopes("cycles:write"))]

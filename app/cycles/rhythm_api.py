@@ -6,13 +6,13 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.auth import service as auth_service
-from app.auth.deps import ApiKeyDep, SettingsDep, require_scopes
+from app.auth.deps import ApiKeyDep, ApiRoute, SettingsDep, require_scopes
 from app.cycles import rhythm
 from app.db import SessionDep
 from app.errors import problems
 from app.fields import RowId, UtcDatetime
 
-router = APIRouter(tags=["cycles"])
+router = APIRouter(route_class=ApiRoute, tags=["cycles"])
 
 
 class NextStepRead(BaseModel):

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from app.auth import service as auth_service
-from app.auth.deps import ApiKeyDep, SettingsDep, require_scopes
+from app.auth.deps import ApiKeyDep, ApiRoute, SettingsDep, require_scopes
 from app.db import SessionDep
 from app.matrix import service as matrix_service
 from app.matrix import service_map
@@ -40,7 +40,7 @@ from app.org.schemas import ExternalId, ImportReportRead, problems
 from app.uploads.fields import spreadsheet_safe
 from app.uploads.parsing import UploadLimits
 
-router = APIRouter(dependencies=[Depends(bearer)])
+router = APIRouter(route_class=ApiRoute, dependencies=[Depends(bearer)])
 READ = [Depends(require_scopes("org:read"))]
 WRITE = [Depends(require_scopes("org:write"))]
 

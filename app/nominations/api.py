@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
 from app.auth import service as auth_service
-from app.auth.deps import ApiKeyDep, require_scopes
+from app.auth.deps import ApiKeyDep, ApiRoute, require_scopes
 from app.db import SessionDep
 from app.errors import Invalid
 from app.nominations import suggestions
@@ -23,7 +23,12 @@ from app.org import service as org_service
 from app.org.api import bearer
 from app.org.schemas import problems
 
-router = APIRouter(prefix="/matrix/suggestions", tags=["matrix"], dependencies=[Depends(bearer)])
+router = APIRouter(
+    route_class=ApiRoute,
+    prefix="/matrix/suggestions",
+    tags=["matrix"],
+    dependencies=[Depends(bearer)],
+)
 READ = [Depends(require_scopes("org:read"))]
 WRITE = [Depends(require_scopes("org:write"))]
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.auth import service as auth_service
-from app.auth.deps import ApiKeyDep, SettingsDep, require_scopes
+from app.auth.deps import ApiKeyDep, ApiRoute, SettingsDep, require_scopes
 from app.auth.models import ApiKey
 from app.db import SessionDep
 from app.org import importing
@@ -59,7 +59,7 @@ def audit_import(
     )
 
 
-router = APIRouter(dependencies=[Depends(bearer)])
+router = APIRouter(route_class=ApiRoute, dependencies=[Depends(bearer)])
 READ = [Depends(require_scopes("org:read"))]
 WRITE = [Depends(require_scopes("org:write"))]
 

@@ -8,13 +8,13 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 
 from app.auth import service as auth_service
-from app.auth.deps import ApiKeyDep, require_scopes
+from app.auth.deps import ApiKeyDep, ApiRoute, require_scopes
 from app.db import SessionDep
 from app.errors import problems
 from app.org.schemas import ExternalId
 from app.privacy import service as privacy_service
 
-router = APIRouter(tags=["employees"])
+router = APIRouter(route_class=ApiRoute, tags=["employees"])
 
 
 class ErasureRead(BaseModel):

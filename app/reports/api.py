@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from app.auth.deps import require_scopes
+from app.auth.deps import ApiRoute, require_scopes
 from app.config import Settings
 from app.db import SessionDep
 from app.errors import NotFound, problems
@@ -28,6 +28,7 @@ from app.reports.schemas import (
 )
 
 router = APIRouter(
+    route_class=ApiRoute,
     tags=["results"],
     dependencies=[Depends(require_scopes("results:read"))],
     # 404: no such cycle, department or employee; 409: the cycle has no results yet.

@@ -6,13 +6,13 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.auth import service as auth_service
-from app.auth.deps import ApiKeyDep, require_scopes
+from app.auth.deps import ApiKeyDep, ApiRoute, require_scopes
 from app.db import SessionDep
 from app.errors import problems
 from app.fields import RowId, UtcDatetime
 from app.reports import personal
 
-router = APIRouter(prefix="/cycles", tags=["cycles"])
+router = APIRouter(route_class=ApiRoute, prefix="/cycles", tags=["cycles"])
 
 
 class PersonalResultsSetting(BaseModel):

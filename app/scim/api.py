@@ -24,14 +24,14 @@ from scim2_models import (
 from starlette.responses import JSONResponse, Response
 
 from app.auth import service as auth_service
-from app.auth.deps import SettingsDep, require_scopes
+from app.auth.deps import ApiRoute, SettingsDep, require_scopes
 from app.auth.models import ApiKey
 from app.db import SessionDep
 from app.errors import SCIM_JSON
 from app.scim import service as scim_service
 from app.scim.service import POLICY, PROVIDER, ScimProblem, UserResource
 
-router = APIRouter(prefix="/scim/v2", include_in_schema=False)
+router = APIRouter(route_class=ApiRoute, prefix="/scim/v2", include_in_schema=False)
 ScimKey = Annotated[ApiKey, Depends(require_scopes("scim"))]
 IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=1000)]
 

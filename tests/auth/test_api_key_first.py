@@ -1,0 +1,69 @@
+"""A caller without a valid API key learns nothing about a route's body: broken JSON
+is answered 401, as a well-formed body would be, on every API route that takes one."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from tests.factories import auth_header, make_api_key
+
+BROKEN_JSON = b'{"name": "Sales",'
+
+
+def _json_routes(app: FastAPI) -> list[tuple[str, str]]:
+    """(method, path with ids filled in) of every API operation that takes a JSON body,
+    from the API document."""
+    found = []
+    for path, operations in app.openapi()["paths"].items():
+        for method, operation in operations.items():
+            content = operation.get("requestBody", {}).get("content", {})
+            if "application/json" in content:
+                found.append((method.upper(), re.sub(r"\{[^}]+\}", "1", path)))
+    return found
+
+
+def _send(client: TestClient, method: str, path: str, headers: dict[str, str]):  # type: ignore[no-untyped-def]
+    return client.request(
+        method, path, content=BROKEN_JSON, headers={"Content-Type": "application/json", **headers}
+    )
+
+
+def test_broken_json_is_refused_for_want_of_a_key_first(
+    app: FastAPI, client: TestClient, db: Session
+) -> None:
+    routes = _json_routes(app)
+    assert len(routes) >= 10, routes  # the enumeration found the API, not an empty list
+    good = auth_header(make_api_key(db))
+    db.commit()
+    for method, path in routes:
+        for headers in ({}, {"Authorization": "Bearer p360_not-a-key"}):
+            response = _send(client, method, path, headers)
+            assert response.status_code == 401, (method, path, response.text)
+            assert "JSON" not in response.text
+        # With a valid key the caller is told what is wrong with the body.
+        response = _send(client, method, path, good)
+        assert response.status_code == 422, (method, path, response.text)
+        # ... and the route did not run: nothing but the JSON is wrong with this request.
+        assert "not valid JSON" in response.json()["detail"], (method, path, response.text)
+
+
+def test_a_key_without_the_scope_hears_403_before_the_body(client: TestClient, db: Session) -> None:
+    reader = auth_header(make_api_key(db, "org:read"))
+    db.commit()
+    response = _send(client, "PUT", "/api/v1/departments/sales", reader)
+    assert response.status_code == 403, response.text
+
+
+def test_broken_json_is_described_in_words(client: TestClient, db: Session) -> None:
+    good = auth_header(make_api_key(db))
+    db.commit()
+    response = _send(client, "POST", "/api/v1/cycles", good)
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    (error,) = response.json()["errors"]
+    assert error["field"] == "body"
+    assert error["message"].startswith("not valid JSON at character 17")
