@@ -123,7 +123,9 @@ def close_cycle(
         cycles_service.forget_respondents(session, cycle_id=cycle.id)
         # Who was reminded, and when, says who had not answered by then; unsent mail of
         # a closed cycle only carries dead links. None of it outlives the cycle.
-        mail_service.delete_messages_by_tag(session, tag=cycles_service.mail_tag(cycle.id), now=now)
+        mail_service.delete_messages_by_tags(
+            session, tags=[cycles_service.mail_tag(cycle.id)], now=now
+        )
         cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
         cycle.sealed_at = now
         session.flush()
@@ -261,11 +263,9 @@ def refuse_foreign_secret_key(engine: Engine, settings: Settings) -> None:
 
 def purge_closed_cycles_mail(session: Session, *, now: datetime | None = None) -> int:
     """Delete what is left in the outbox of closed cycles (mail that was being sent at close)."""
-    closed = session.scalars(select(Cycle.id).where(Cycle.state == CycleState.closed)).all()
-    return sum(
-        mail_service.delete_messages_by_tag(session, tag=cycles_service.mail_tag(cycle_id), now=now)
-        for cycle_id in closed
-    )
+    closed = session.scalars(select(Cycle.id).where(Cycle.state == CycleState.closed))
+    tags = [cycles_service.mail_tag(cycle_id) for cycle_id in closed]
+    return mail_service.delete_messages_by_tags(session, tags=tags, now=now)
 
 
 def close_due_cycles(

@@ -8,7 +8,7 @@ substitutes it and erases the column. It is stored encrypted (AES-GCM, key deriv
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, cast
 
@@ -211,12 +211,17 @@ def count_by_kind(session: Session) -> dict[str, dict[str, int]]:
     return dict(sorted(counts.items()))
 
 
-def delete_messages_by_tag(session: Session, *, tag: str, now: datetime | None = None) -> int:
-    """Delete every message with this tag, whatever its status; returns how many.
+def delete_messages_by_tags(
+    session: Session, *, tags: Collection[str], now: datetime | None = None
+) -> int:
+    """Delete every message with one of these tags, whatever its status, and the texts
+    no message uses any more; returns how many messages.
 
     A message a worker is sending right now (its lease has not run out) is left for a
     later call, so the worker can still record its outcome.
     """
+    if not tags:
+        return 0
     # Who was reminded, and when, says who had not answered by that date: once the
     # cause is over (a closed cycle) the rows have no further use.
     now = now or utcnow()
@@ -225,9 +230,11 @@ def delete_messages_by_tag(session: Session, *, tag: str, now: datetime | None =
         OutboxMessage.locked_until.is_not(None),
         OutboxMessage.locked_until > now,
     )
-    result = session.execute(delete(OutboxMessage).where(OutboxMessage.tag == tag, not_(leased)))
-    delete_unused_bodies(session)
-    return int(getattr(result, "rowcount", 0) or 0)
+    result = session.execute(delete(OutboxMessage).where(OutboxMessage.tag.in_(tags), not_(leased)))
+    deleted = int(getattr(result, "rowcount", 0) or 0)
+    if deleted:
+        delete_unused_bodies(session)
+    return deleted
 
 
 def delete_unused_bodies(session: Session) -> int:
