@@ -4,11 +4,15 @@ is answered 401, as a well-formed body would be, on every API route that takes o
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
-from fastapi import FastAPI
+import pytest
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
+from app.auth.deps import ApiRoute
 from tests.factories import auth_header, make_api_key
 
 BROKEN_JSON = b'{"name": "Sales",'
@@ -67,3 +71,55 @@ def test_broken_json_is_described_in_words(client: TestClient, db: Session) -> N
     (error,) = response.json()["errors"]
     assert error["field"] == "body"
     assert error["message"].startswith("not valid JSON at character 17")
+
+
+# --- the route class alone (no database: also runs on the lowest FastAPI allowed) -------
+
+
+class _Filters(BaseModel):
+    """A body whose every field has a default: FastAPI reads a non-mapping as empty."""
+
+    limit: int = 10
+
+
+def _tiny_app(calls: list[int]) -> FastAPI:
+    def guard(authorization: Annotated[str | None, Header()] = None) -> None:
+        if authorization != "Bearer good":
+            raise HTTPException(401, "no key")
+
+    router = APIRouter(route_class=ApiRoute, dependencies=[Depends(guard)])
+
+    @router.post("/filters")
+    def filters(body: _Filters) -> dict[str, int]:
+        calls.append(body.limit)
+        return {"limit": body.limit}
+
+    @router.put("/names")
+    def names(body: list[str]) -> int:
+        calls.append(len(body))
+        return len(body)
+
+    application = FastAPI()
+    application.include_router(router)
+    return application
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "/filters"), ("PUT", "/names")])
+def test_broken_json_runs_the_guards_and_never_the_route(method: str, path: str) -> None:
+    calls: list[int] = []
+    client = TestClient(_tiny_app(calls))
+    json_type = {"Content-Type": "application/json"}
+    refused = client.request(method, path, content=BROKEN_JSON, headers=json_type)
+    assert refused.status_code == 401
+    told = client.request(
+        method, path, content=BROKEN_JSON, headers={**json_type, "Authorization": "Bearer good"}
+    )
+    assert told.status_code == 422
+    (error,) = told.json()["detail"]
+    assert error["type"] == "json_invalid"
+    assert error["loc"] == ["body", len(BROKEN_JSON)]
+    assert calls == []
+    body = {"limit": 3} if path == "/filters" else ["a", "b", "c"]
+    ok = client.request(method, path, json=body, headers={"Authorization": "Bearer good"})
+    assert ok.status_code == 200, ok.text
+    assert calls == [3]
