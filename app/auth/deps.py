@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Request, Response, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
@@ -64,57 +64,37 @@ ApiKeyDep = Annotated[ApiKey, Depends(api_key)]
 
 
 class ApiRoute(APIRoute):
-    """An API route: a caller without a valid key hears 401 before anything about its body.
+    """A route of the API, which every caller reaches with an API key.
 
-    FastAPI reads a JSON body before it runs any dependency, and answers JSON it cannot
-    parse with 422 at once: a caller with no key would learn which routes exist and read
-    JSON. Here broken JSON reaches FastAPI as a stand-in that fails the moment the body
-    is looked at, which FastAPI does after the guards (the key, its scopes) have run. So
-    only a caller who passes them is told what is wrong with the JSON, and the route
-    itself never runs.
+    FastAPI reads a JSON body before it runs any dependency and answers JSON it cannot
+    parse with 422 at once, so a caller with no key would learn which routes exist and
+    read JSON. Here broken JSON reaches FastAPI as a stand-in, and a last route
+    dependency, after the key and its scopes were checked, refuses it: the route's own
+    parameters and body are never looked at, and the route never runs.
     """
+
+    def __init__(
+        self,
+        path: str,
+        endpoint: Callable[..., Any],
+        *,
+        dependencies: Sequence[params.Depends] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        guarded = [*(dependencies or ()), Depends(_refuse_broken_json)]
+        super().__init__(path, endpoint, dependencies=guarded, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
-        async def guards_first(request: Request) -> Response:
-            request = _JsonLaterRequest(request.scope, request.receive)
-            try:
-                return await handler(request)
-            except (RequestValidationError, _BodyNotJson):
-                if request.json_error is None:
-                    raise
-                error = request.json_error
-                raise RequestValidationError(
-                    [
-                        {
-                            "type": "json_invalid",
-                            "loc": ("body", error.pos),
-                            "msg": "JSON decode error",
-                            "input": {},
-                            "ctx": {"error": error.msg},
-                        }
-                    ]
-                ) from None
+        async def json_later(request: Request) -> Response:
+            return await handler(_JsonLaterRequest(request.scope, request.receive))
 
-        return guards_first
+        return json_later
 
 
-class _BodyNotJson(Exception):
-    """Raised when a body that did not parse as JSON is looked at."""
-
-
-class _BrokenJson(Mapping[str, Any]):
-    """What a body that is not JSON parses to: any look inside raises _BodyNotJson."""
-
-    def __getitem__(self, key: str) -> Any:
-        raise _BodyNotJson
-
-    def __iter__(self) -> Iterator[str]:
-        raise _BodyNotJson
-
-    def __len__(self) -> int:
-        raise _BodyNotJson
+class _BrokenJson:
+    """What a body that is not JSON parses to, until :func:`_refuse_broken_json`."""
 
 
 class _JsonLaterRequest(Request):
@@ -126,6 +106,22 @@ class _JsonLaterRequest(Request):
         except json.JSONDecodeError as error:
             self.json_error = error
             return _BrokenJson()
+
+
+async def _refuse_broken_json(request: Request, _key: ApiKeyDep) -> None:
+    error = getattr(request, "json_error", None)
+    if error is not None:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ("body", error.pos),
+                    "msg": "JSON decode error",
+                    "input": {},
+                    "ctx": {"error": error.msg},
+                }
+            ]
+        )
 
 
 def require_scopes(*scopes: str) -> Callable[..., Awaitable[ApiKey]]:

@@ -7,12 +7,12 @@ import re
 from typing import Annotated
 
 import pytest
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException
+from fastapi import APIRouter, FastAPI, Header, HTTPException
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from app.auth.deps import ApiRoute
+from app.auth.deps import ApiRoute, api_key
 from tests.factories import auth_header, make_api_key
 
 BROKEN_JSON = b'{"name": "Sales",'
@@ -83,11 +83,11 @@ class _Filters(BaseModel):
 
 
 def _tiny_app(calls: list[int]) -> FastAPI:
-    def guard(authorization: Annotated[str | None, Header()] = None) -> None:
+    def key(authorization: Annotated[str | None, Header()] = None) -> None:
         if authorization != "Bearer good":
             raise HTTPException(401, "no key")
 
-    router = APIRouter(route_class=ApiRoute, dependencies=[Depends(guard)])
+    router = APIRouter(route_class=ApiRoute)
 
     @router.post("/filters")
     def filters(body: _Filters) -> dict[str, int]:
@@ -101,6 +101,7 @@ def _tiny_app(calls: list[int]) -> FastAPI:
 
     application = FastAPI()
     application.include_router(router)
+    application.dependency_overrides[api_key] = key
     return application
 
 
