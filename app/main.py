@@ -21,7 +21,6 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import app.models  # noqa: F401 - the one module that registers every table
-from app.auth import api as auth_api
 from app.auth import pages as auth_pages
 from app.auth import sso_pages
 from app.auth.deps import QUERY_KEY_PARAMS, LoginRequired
@@ -245,7 +244,6 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         reports_api.router,
         reports_personal_api.router,
         cycles_rhythm_api.router,
-        auth_api.router,
         privacy_api.router,
     )
     # A key in the URL is refused by the auth check itself, with its own 401.

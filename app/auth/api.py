@@ -1,5 +1,0 @@
-"""Routes of this domain (filled in by its issue)."""
-
-from fastapi import APIRouter
-
-router = APIRouter()
