@@ -66,11 +66,13 @@ ApiKeyDep = Annotated[ApiKey, Depends(api_key)]
 class ApiRoute(APIRoute):
     """A route of the API, which every caller reaches with an API key.
 
-    FastAPI reads a JSON body before it runs any dependency and answers JSON it cannot
-    parse with 422 at once, so a caller with no key would learn which routes exist and
-    read JSON. Here broken JSON reaches FastAPI as a stand-in, and a last route
-    dependency, after the key and its scopes were checked, refuses it: the route's own
-    parameters and body are never looked at, and the route never runs.
+    FastAPI reads a JSON body before it runs any dependency and answers a body it cannot
+    parse (not JSON, not UTF-8, nested too deep) at once, so a caller with no key would
+    learn what a route reads. Here such a body reaches FastAPI as a stand-in, and a last
+    route dependency refuses it (422) once the key has been checked: the route's own
+    parameters and body are never looked at, and the route never runs. Scope checks go in
+    ``dependencies=`` (route or router), which run before it, so a key without the scope
+    hears 403 first.
     """
 
     def __init__(
@@ -81,7 +83,10 @@ class ApiRoute(APIRoute):
         dependencies: Sequence[params.Depends] | None = None,
         **kwargs: Any,
     ) -> None:
-        guarded = [*(dependencies or ()), Depends(_refuse_broken_json)]
+        guarded = list(dependencies or ())
+        # FastAPI 0.121 builds an included route again through this class: guard it once.
+        if not any(d.dependency is _refuse_unreadable_body for d in guarded):
+            guarded.append(Depends(_refuse_unreadable_body))
         super().__init__(path, endpoint, dependencies=guarded, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -93,32 +98,38 @@ class ApiRoute(APIRoute):
         return json_later
 
 
-class _BrokenJson:
-    """What a body that is not JSON parses to, until :func:`_refuse_broken_json`."""
+class _UnreadableBody:
+    """What a body that does not parse stands for, until :func:`_refuse_unreadable_body`."""
 
 
 class _JsonLaterRequest(Request):
-    json_error: json.JSONDecodeError | None = None
+    # (character offset, reason) when the body did not parse.
+    body_problem: tuple[int, str] | None = None
 
     async def json(self) -> Any:
         try:
             return await super().json()
         except json.JSONDecodeError as error:
-            self.json_error = error
-            return _BrokenJson()
+            self.body_problem = (error.pos, error.msg)
+        except UnicodeDecodeError as error:
+            self.body_problem = (error.start, "not UTF-8")
+        except RecursionError:
+            self.body_problem = (0, "nested too deeply")
+        return _UnreadableBody()
 
 
-async def _refuse_broken_json(request: Request, _key: ApiKeyDep) -> None:
-    error = getattr(request, "json_error", None)
-    if error is not None:
+async def _refuse_unreadable_body(request: Request, _key: ApiKeyDep) -> None:
+    problem = getattr(request, "body_problem", None)
+    if problem is not None:
+        position, reason = problem
         raise RequestValidationError(
             [
                 {
                     "type": "json_invalid",
-                    "loc": ("body", error.pos),
+                    "loc": ("body", position),
                     "msg": "JSON decode error",
                     "input": {},
-                    "ctx": {"error": error.msg},
+                    "ctx": {"error": reason},
                 }
             ]
         )

@@ -145,13 +145,16 @@ def remove_customer(session: Session, *, supplier_id: int, customer_id: int) -> 
     return bool(getattr(result, "rowcount", 0))
 
 
-def drop_links_of_leavers(session: Session, leavers: Select[Any]) -> None:
-    """The matrix rule: both sides of a live link are active. An employee who leaves
-    takes their links with them; if they come back, HR adds them again."""
+def drop_links_of_leavers(session: Session, *, leavers: Select[Any]) -> None:
+    """Delete the live links of employees who left (``leavers`` selects their ids).
+
+    The matrix rule: both sides of a live link are active. If they come back, HR adds
+    their links again.
+    """
     session.execute(
-        delete(MatrixLink).where(
-            or_(MatrixLink.supplier_id.in_(leavers), MatrixLink.customer_id.in_(leavers))
-        )
+        delete(MatrixLink)
+        .where(or_(MatrixLink.supplier_id.in_(leavers), MatrixLink.customer_id.in_(leavers)))
+        .execution_options(synchronize_session=False)
     )
 
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, aliased, joinedload
 
-from app.auth.service import EmployeeRef
+from app.auth import service as auth_service
 from app.errors import Conflict, Invalid, NotFound
 from app.org.default_competencies import default_competencies, default_translations
 from app.org.models import Competency, Department, Employee
@@ -31,23 +31,30 @@ from app.uploads.fields import (
     text_problem,
 )
 
+
 # What a domain above org must do when employees leave. The live matrix, say, drops their
 # links (both sides of a link are active). Org cannot import it, so it registers here:
 # app.models wires every such hook once per process.
-LeaversHook = Callable[[Session, Select[Any]], None]
+class LeaversHook(Protocol):
+    def __call__(self, session: Session, *, leavers: Select[Any]) -> None: ...
+
+
 _leavers_hooks: list[LeaversHook] = []
 
 
 def on_employees_leaving(hook: LeaversHook) -> None:
-    """Call ``hook(session, ids)`` in the transaction that makes employees inactive;
-    ``ids`` selects the leavers' employee ids."""
+    """Have ``hook`` run in every transaction that makes employees inactive."""
     if hook not in _leavers_hooks:
         _leavers_hooks.append(hook)
 
 
-def _employees_left(session: Session, leavers: Select[Any]) -> None:
+def _employees_left(session: Session, *, leavers: Select[Any]) -> None:
+    """Tell every hook; ``leavers`` selects the ids of the employees who left."""
+    if not _leavers_hooks:
+        # Silently keeping a leaver's live links would break the matrix rule.
+        raise RuntimeError("No hook for leavers: import app.models, which connects the matrix")
     for hook in _leavers_hooks:
-        hook(session, leavers)
+        hook(session, leavers=leavers)
 
 
 class Outcome(enum.StrEnum):
@@ -254,29 +261,31 @@ def get_employee_by_id(session: Session, *, employee_id: int) -> Employee:
 def inactive_employees_left(session: Session) -> None:
     """Tell the domains above (the live matrix) that every inactive employee has left:
     for bulk writes that deactivated employees without going through this module."""
-    _employees_left(session, select(Employee.id).where(Employee.active.is_(False)))
+    _employees_left(session, leavers=select(Employee.id).where(Employee.active.is_(False)))
 
 
 def _employee_left(session: Session, *, employee_id: int) -> None:
-    _employees_left(session, select(Employee.id).where(Employee.id == employee_id))
+    _employees_left(session, leavers=select(Employee.id).where(Employee.id == employee_id))
 
 
 class _Directory:
     """Org's employees as auth sees them (a manager account stands for one)."""
 
-    def find_active(self, session: Session, *, email: str) -> EmployeeRef | None:
+    def find_active(self, session: Session, *, email: str) -> auth_service.EmployeeRef | None:
         row = session.execute(
             select(Employee.id, Employee.full_name, Employee.email).where(
                 Employee.email == email.strip().lower(), Employee.active.is_(True)
             )
         ).first()
-        return EmployeeRef(id=row[0], full_name=row[1], email=row[2]) if row else None
+        return auth_service.EmployeeRef(id=row[0], full_name=row[1], email=row[2]) if row else None
 
-    def by_ids(self, session: Session, *, ids: Collection[int]) -> dict[int, EmployeeRef]:
+    def by_ids(
+        self, session: Session, *, ids: Collection[int]
+    ) -> dict[int, auth_service.EmployeeRef]:
         rows = session.execute(
             select(Employee.id, Employee.full_name, Employee.email).where(Employee.id.in_(ids))
         )
-        return {r[0]: EmployeeRef(id=r[0], full_name=r[1], email=r[2]) for r in rows}
+        return {r[0]: auth_service.EmployeeRef(id=r[0], full_name=r[1], email=r[2]) for r in rows}
 
 
 EMPLOYEE_DIRECTORY = _Directory()

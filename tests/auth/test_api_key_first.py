@@ -30,10 +30,16 @@ def _json_routes(app: FastAPI) -> list[tuple[str, str]]:
     return found
 
 
-def _send(client: TestClient, method: str, path: str, headers: dict[str, str]):  # type: ignore[no-untyped-def]
+def _send(
+    client: TestClient, method: str, path: str, headers: dict[str, str], body: bytes = BROKEN_JSON
+):  # type: ignore[no-untyped-def]
     return client.request(
-        method, path, content=BROKEN_JSON, headers={"Content-Type": "application/json", **headers}
+        method, path, content=body, headers={"Content-Type": "application/json", **headers}
     )
+
+
+# What FastAPI cannot read as JSON: cut short, not UTF-8, nested past Python's limit.
+UNREADABLE = {"cut short": BROKEN_JSON, "not UTF-8": b'{"name": "\xff"}', "too deep": b"[" * 5000}
 
 
 def test_broken_json_is_refused_for_want_of_a_key_first(
@@ -44,14 +50,16 @@ def test_broken_json_is_refused_for_want_of_a_key_first(
     good = auth_header(make_api_key(db))
     db.commit()
     for method, path in routes:
-        for headers in ({}, {"Authorization": "Bearer p360_not-a-key"}):
-            response = _send(client, method, path, headers)
-            assert response.status_code == 401, (method, path, response.text)
-            assert "JSON" not in response.text
-        # With a valid key the caller is told what is wrong with the body.
-        response = _send(client, method, path, good)
-        assert response.status_code == 422, (method, path, response.text)
+        for kind, body in UNREADABLE.items():
+            for headers in ({}, {"Authorization": "Bearer p360_not-a-key"}):
+                response = _send(client, method, path, headers, body)
+                assert response.status_code == 401, (kind, method, path, response.text)
+                assert "JSON" not in response.text
+            # With a valid key the caller is told what is wrong with the body.
+            response = _send(client, method, path, good, body)
+            assert response.status_code == 422, (kind, method, path, response.text)
         # ... and the route did not run: nothing but the JSON is wrong with this request.
+        response = _send(client, method, path, good)
         assert "not valid JSON" in response.json()["detail"], (method, path, response.text)
 
 
@@ -71,6 +79,9 @@ def test_broken_json_is_described_in_words(client: TestClient, db: Session) -> N
     (error,) = response.json()["errors"]
     assert error["field"] == "body"
     assert error["message"].startswith("not valid JSON at character 17")
+    response = _send(client, "POST", "/api/v1/cycles", good, UNREADABLE["not UTF-8"])
+    (error,) = response.json()["errors"]
+    assert error == {"field": "body", "message": "not valid JSON at character 10 (not UTF-8)"}
 
 
 # --- the route class alone (no database: also runs on the lowest FastAPI allowed) -------
