@@ -8,7 +8,7 @@ An employee may be a supplier and a customer at the same time.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -374,9 +374,8 @@ def plan_matrix_import(
     if errors:
         return plan
 
-    suppliers = {s for s, _ in seen}
     session.flush()
-    current = {pair for pair in _all_links(session) if replace_all or pair[0] in suppliers}
+    current = set(_all_links(session)) if replace_all else _links_of(session, {s for s, _ in seen})
     plan.to_add = [pair for pair in seen if pair not in current]
     plan.to_remove = sorted(current - seen.keys())
     report.created = len(plan.to_add)
@@ -417,6 +416,27 @@ def _pair_errors(
         errors.add(line, "row", f"repeats line {seen[pair]}")
     else:
         seen[pair] = line
+
+
+def _links_of(session: Session, suppliers: Collection[int]) -> set[tuple[int, int]]:
+    """The live links of these suppliers (through the key, which starts with the supplier).
+
+    Not the whole matrix filtered here: an HRIS that sends the matrix in parts would
+    have every part read all the links the parts before it wrote.
+    """
+    ordered = sorted(suppliers)
+    found: set[tuple[int, int]] = set()
+    for start in range(0, len(ordered), _SUPPLIERS_PER_QUERY):
+        chunk = ordered[start : start + _SUPPLIERS_PER_QUERY]
+        query = select(MatrixLink.supplier_id, MatrixLink.customer_id).where(
+            MatrixLink.supplier_id.in_(chunk)
+        )
+        found.update((s, c) for s, c in session.execute(query))
+    return found
+
+
+# Bound parameters in one IN list (SQLite allows 32,766 per statement).
+_SUPPLIERS_PER_QUERY = 5000
 
 
 def _all_links(session: Session) -> list[tuple[int, int]]:

@@ -6,11 +6,13 @@ import csv
 import io
 from datetime import timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
+from app.matrix import service as matrix_service
 from app.matrix.models import MatrixLink
 from app.org.models import Employee
 from tests.factories import link, make_department, make_employee
@@ -158,6 +160,32 @@ def test_matrix_import(client: TestClient, db: Session) -> None:
     created = db.scalars(select(MatrixLink.created_at).where(MatrixLink.supplier_id == _b.id)).one()
     assert before - timedelta(seconds=1) <= created <= utcnow() + timedelta(seconds=1)
     assert db.scalar(select(func.count()).where(MatrixLink.created_at == created)) == 1
+
+
+def test_matrix_import_in_parts_reads_only_its_suppliers_links(
+    client: TestClient, db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The links of the upload's suppliers are read a few suppliers per query: two here.
+    monkeypatch.setattr(matrix_service, "_SUPPLIERS_PER_QUERY", 2)
+    s1, s2, s3, a, _b = people(db, "S1", "S2", "S3", "A", "B")
+    for supplier in (s1, s2, s3):
+        link(db, supplier=supplier, customer=a)
+    h = headers(db)
+    # The first part of an HRIS's matrix: S1 to S3 now serve B instead of A.
+    part = b"supplier_external_id,customer_external_id\nS1,B\nS2,B\nS3,B\n"
+    r = client.post(IMPORT, content=part, headers={**h, **CSV_TYPE})
+    assert (r.json()["created"], r.json()["removed"], r.json()["unchanged"]) == (3, 3, 0)
+    # The second part names other suppliers: the first part's links stay.
+    r = client.post(
+        IMPORT,
+        content=b"supplier_external_id,customer_external_id\nA,B\n",
+        headers={**h, **CSV_TYPE},
+    )
+    assert (r.json()["created"], r.json()["removed"], r.json()["unchanged"]) == (1, 0, 0)
+    assert pairs(db) == {("S1", "B"), ("S2", "B"), ("S3", "B"), ("A", "B")}
+    # Sent again, every part is unchanged.
+    again = client.post(IMPORT, content=part, headers={**h, **CSV_TYPE}).json()
+    assert (again["created"], again["removed"], again["unchanged"]) == (0, 0, 3)
 
 
 def test_matrix_import_is_all_or_nothing(client: TestClient, db: Session) -> None:
