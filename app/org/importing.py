@@ -21,7 +21,7 @@ from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from app import i18n
-from app.db import utcnow
+from app.db import large_sqlite_cache, utcnow
 from app.db.bulk import insert_tuples, reserve_ids, update_tuples
 from app.errors import Conflict, TooLarge
 from app.org import service as org_service
@@ -588,13 +588,15 @@ def apply_employee_import(session: Session, plan: EmployeeImportPlan) -> None:
         # is known at insert time: one pass, no follow-up UPDATE per new employee.
         new_rows = parents_first(new_rows, parent_of=lambda row: row.manager_external_id)
         _reserve_new_ids(session, _table(Employee), new_rows, ids)
-        insert_tuples(
-            session,
-            _table(Employee),
-            EMPLOYEE_TABLE_COLUMNS[:-2],
-            [_employee_values(row, ids) for row in new_rows],
-            constants={"created_at": now, "updated_at": now},
-        )
+        # The email and external id indexes take the rows in random order.
+        with large_sqlite_cache(session):
+            insert_tuples(
+                session,
+                _table(Employee),
+                EMPLOYEE_TABLE_COLUMNS[:-2],
+                [_employee_values(row, ids) for row in new_rows],
+                constants={"created_at": now, "updated_at": now},
+            )
 
     if changed:
         update_tuples(
