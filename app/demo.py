@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -246,7 +246,6 @@ def seed_past_cycles(session: Session, settings: Settings) -> None:
     from app.cycles import service as cycles_service
     from app.cycles.models import Cycle, CycleCompetency, CyclePair, Invitation
     from app.mail import service as mail_service
-    from app.mail.models import OutboxMessage
     from app.matrix.models import MatrixLink
     from app.ratings import service as ratings_service
     from app.ratings.schemas import SupplierAnswer
@@ -343,10 +342,9 @@ def seed_past_cycles(session: Session, settings: Settings) -> None:
             secret_key=settings.secret_key,
         )
         # These quarters are history: their invitations must never be mailed now.
-        session.execute(
-            delete(OutboxMessage).where(OutboxMessage.tag == cycles_service.mail_tag(cycle.id))
+        mail_service.delete_messages_by_tags(
+            session, tags=[cycles_service.mail_tag(cycle.id)], now=closes
         )
-        mail_service.delete_unused_bodies(session)
         session.flush()
 
 

@@ -9,6 +9,8 @@ from sqlalchemy.orm import Session
 
 from app.auth import service as auth_service
 from app.auth.models import Role, User
+from app.mail import service as mail_service
+from app.mail.models import OutboxMessage
 from app.matrix.models import MatrixLink
 from app.org.models import Competency, Department, Employee
 
@@ -105,3 +107,20 @@ def make_user(
         role=role,
         employee_id=employee.id if employee else None,
     )
+
+
+def make_message(session: Session, *, secret_key: str, **kw: Any) -> OutboxMessage:
+    """Queue one email (``mail.service.enqueue_message``); any of its fields can be given."""
+    n = _n()
+    fields: dict[str, Any] = {
+        "kind": "test",
+        "tag": None,
+        "to_address": f"someone{n}@example.com",
+        "to_name": "Someone",
+        "subject": "Hello",
+        "body_text": "Hello.",
+        "body_html": None,
+        "secret_link": None,
+        **kw,
+    }
+    return mail_service.enqueue_message(session, secret_key=secret_key, **fields)

@@ -25,7 +25,6 @@ from app.cycles.models import Cycle, CycleResponse, CycleState, Invitation
 from app.db import utcnow
 from app.errors import Conflict
 from app.mail import sender
-from app.mail import service as mail_service
 from app.mail.models import OutboxBody, OutboxMessage, OutboxStatus
 from app.ratings import service as ratings_service
 from app.ratings.models import Ballot, PendingSubmission
@@ -44,7 +43,7 @@ from tests.cycles.helpers import (
     token_of,
     vacuum_eventually,
 )
-from tests.factories import auth_header, make_api_key
+from tests.factories import auth_header, make_api_key, make_message
 
 LINK = re.compile(r"http://testserver/r/[A-Za-z0-9_-]+")
 FORM_TOKEN = re.compile(r'name="form_token" value="([^"]+)"')
@@ -151,18 +150,7 @@ def test_close_deletes_the_cycles_outbox_rows(db: Session, settings: Settings) -
     cycles_service.send_reminders(db, cycle_id=cycle.id, settings=settings)
     factory = sessionmaker(bind=db.connection(), join_transaction_mode="create_savepoint")
     assert sender.deliver_due(factory, settings, batch_size=4, max_batches=1).sent == 4
-    unrelated = mail_service.enqueue_message(
-        db,
-        kind="password-reset",
-        tag=None,
-        to_address="someone@example.com",
-        to_name="",
-        subject="s",
-        body_text="b",
-        body_html=None,
-        secret_link=None,
-        secret_key=settings.secret_key,
-    )
+    unrelated = make_message(db, kind="password-reset", to_name="", secret_key=settings.secret_key)
     db.expire_all()
 
     def tagged(cycle_id: int) -> list[OutboxStatus]:

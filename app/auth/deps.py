@@ -84,18 +84,25 @@ class ApiRoute(APIRoute):
         **kwargs: Any,
     ) -> None:
         guarded = list(dependencies or ())
-        # FastAPI 0.121 builds an included route again through this class: guard it once.
-        if not any(d.dependency is _refuse_unreadable_body for d in guarded):
+        # Reads carry no body: they keep their dependencies as they are. FastAPI 0.121
+        # builds an included route again through this class: guard it once.
+        takes_body = _BODY_METHODS & {m.upper() for m in kwargs.get("methods") or ()}
+        if takes_body and not any(d.dependency is _refuse_unreadable_body for d in guarded):
             guarded.append(Depends(_refuse_unreadable_body))
         super().__init__(path, endpoint, dependencies=guarded, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        if self.body_field is None:
+            return handler  # no body for FastAPI to parse before the guards
 
         async def json_later(request: Request) -> Response:
             return await handler(_JsonLaterRequest(request.scope, request.receive))
 
         return json_later
+
+
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 
 class _UnreadableBody:

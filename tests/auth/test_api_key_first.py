@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
+import httpx
 import pytest
 from fastapi import APIRouter, FastAPI, Header, HTTPException
 from fastapi.testclient import TestClient
@@ -32,7 +33,7 @@ def _json_routes(app: FastAPI) -> list[tuple[str, str]]:
 
 def _send(
     client: TestClient, method: str, path: str, headers: dict[str, str], body: bytes = BROKEN_JSON
-):  # type: ignore[no-untyped-def]
+) -> httpx.Response:
     return client.request(
         method, path, content=body, headers={"Content-Type": "application/json", **headers}
     )

@@ -17,10 +17,10 @@ from app.auth import service as auth_service
 from app.auth.models import User
 from app.cycles.models import Cycle
 from app.db import make_engine, make_sessionmaker
-from app.mail import service as mail_service
 from app.org.models import Competency, Department, Employee
 from tests.conftest import SmtpServer
 from tests.core.helpers import PASSWORD, ROOT, Cli, ServeStarter, log_in, stop, wait_for_stderr
+from tests.factories import make_message
 
 # --- each command ----------------------------------------------------------------------
 
@@ -146,16 +146,11 @@ def test_worker_runs_a_pass_and_stops_cleanly_on_sigterm(
 ) -> None:
     engine = make_engine(migrated.url)
     with make_sessionmaker(engine)() as session:
-        mail_service.enqueue_message(
+        make_message(
             session,
-            kind="test",
-            tag=None,
             to_address="someone@example.com",
-            to_name="Someone",
             subject="Hello from the worker",
             body_text="Delivered by one pass.",
-            body_html=None,
-            secret_link=None,
             secret_key=migrated.environment()["SECRET_KEY"],
         )
         session.commit()

@@ -18,6 +18,7 @@ from app.mail import sender
 from app.mail import service as mail_service
 from app.mail.models import OutboxBody, OutboxMessage, OutboxStatus
 from tests.conftest import TEST_SECRET_KEY, SmtpServer, free_port
+from tests.factories import make_message
 
 
 @pytest.fixture
@@ -234,16 +235,13 @@ def test_a_crashed_worker_means_at_most_one_resend(
 def test_header_injection_in_names_is_neutralised(
     db: Session, factory: sessionmaker[Session], settings: Settings, smtp_server: SmtpServer
 ) -> None:
-    mail_service.enqueue_message(
+    make_message(
         db,
         kind="invitation",
-        tag=None,
         to_address="victim@example.com",
         to_name="Eve\r\nBcc: attacker@example.com",
         subject="Hi\nBcc: attacker@example.com",
         body_text="x",
-        body_html=None,
-        secret_link=None,
         secret_key=TEST_SECRET_KEY,
     )
     assert sender.deliver_due(factory, smtp_settings(settings, smtp_server)).sent == 1
@@ -294,16 +292,12 @@ def test_a_message_without_its_text_does_not_stop_the_queue(
     db: Session, factory: sessionmaker[Session], settings: Settings, smtp_server: SmtpServer
 ) -> None:
     queue(db, 3)
-    broken = mail_service.enqueue_message(
+    broken = make_message(
         db,
         kind="invitation",
-        tag=None,
         to_address="lost@example.com",
         to_name="Lost",
-        subject="s",
         body_text="mine alone",
-        body_html=None,
-        secret_link=None,
         secret_key=TEST_SECRET_KEY,
     )
     db.execute(delete(OutboxBody).where(OutboxBody.id == broken.body_id))

@@ -11,19 +11,16 @@ from app.db import utcnow
 from app.mail import service as mail_service
 from app.mail.models import OutboxBody, OutboxMessage
 from tests.conftest import TEST_SECRET_KEY
+from tests.factories import make_message
 
 
 def _queue(db: Session, *, tag: str, to: str) -> OutboxMessage:
-    return mail_service.enqueue_message(
+    return make_message(
         db,
         kind="reminder",
         tag=tag,
         to_address=to,
-        to_name="A colleague",
-        subject="Reminder",
         body_text=f"text for {tag}",
-        body_html=None,
-        secret_link=None,
         secret_key=TEST_SECRET_KEY,
     )
 
