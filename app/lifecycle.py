@@ -112,6 +112,7 @@ def close_cycle(
             k=k,
             counting_raters=counting,
         )
+        cycles_service.forget_pool_key(cycle)
         if written_before_pool:
             # Ballots of a cycle launched before the pool; migration 0006 already
             # rewrote them in random order (their seal), but below k none may stay.
@@ -319,6 +320,10 @@ def vacuum_after_close(engine: Engine, *, wait_seconds: float = VACUUM_WAIT_SECO
     (nothing marked) when it could not finish within ``wait_seconds``: the worker retries.
     """
     try:
+        # The pools the closes left behind (unreadable already), so that the purge
+        # below takes their old versions too.
+        with writer_session(make_sessionmaker(engine)) as session, session.begin():
+            ratings_service.drop_released_pools(session)
         (cycle_ids, _tables), done = purge.purge_dead_rows(
             engine, _work_to_vacuum, tables=lambda work: work[1], wait_seconds=wait_seconds
         )

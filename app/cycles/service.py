@@ -502,6 +502,12 @@ def cycle_pool_key(secret_key: str, cycle_id: int, pool_salt: bytes | None) -> b
     return crypto.derive_key(secret_key, f"ballot-pool/cycle:{cycle_id}", salt=pool_salt)
 
 
+def forget_pool_key(cycle: Cycle) -> None:
+    """Make the cycle's pool unreadable for good, even with SECRET_KEY: a new random
+    salt replaces the one its key was derived from (the close, once it has read it)."""
+    cycle.pool_salt = os.urandom(16)
+
+
 # --- raters who count toward k -------------------------------------------------------
 
 NOT_COUNTING_NEW = "new"

@@ -191,7 +191,7 @@ def ciphertext_delete(session: Session) -> Iterator[None]:
 
     ``secure_delete`` (on for every connection) overwrites a deleted row's pages, and in
     WAL mode each overwritten page is written once more to the log: deleting the sealed
-    pool of a 50,000-employee cycle wrote 480 MiB of zeros and took 2.5 s of the close.
+    pool of a 50,000-employee cycle wrote 480 MiB of zeros and took 2.5 s.
     Only for rows that are ciphertext under ``SECRET_KEY`` (the pool). Until the
     ``VACUUM`` after the close has succeeded (``cycle.vacuumed_at``) the freed pages keep
     their bytes: unreadable without the key, though their number says how large each

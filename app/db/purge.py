@@ -2,8 +2,8 @@
 keeps them (SQLite: free pages and the WAL; PostgreSQL: dead tuples that an open snapshot
 may still see) and how to make them go.
 
-The close deletes rows that must not outlive it (the pool in submission order, links,
-invitations); deleting is not enough while the old versions sit on disk.
+The close deletes rows that must not outlive it (links, invitations; the vacuum after it
+deletes the released pool first); deleting is not enough while the old versions sit on disk.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, func, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import crypto, lifecycle
@@ -240,11 +241,41 @@ def test_a_close_killed_midway_loses_nothing_and_doubles_nothing(
             time.sleep(0.5)
     with committed_db() as session:
         assert session.scalar(select(func.count()).select_from(Ballot)) == 8
-        assert session.scalar(select(func.count()).select_from(PendingSubmission)) == 0
         raters = session.scalars(
             select(EmployeeResult.raters).where(EmployeeResult.cycle_id == cycle_id)
         ).all()
         assert sorted(raters) == [4, 4]
+
+
+def test_the_close_leaves_a_pool_nobody_can_open_and_the_vacuum_drops_it(
+    committed_db: sessionmaker[Session], settings: Settings, engine: Engine
+) -> None:
+    cycle_id = _open_cycle_with_answers(committed_db, settings, answered=3)
+    with committed_db() as session:
+        pooled = set(session.scalars(select(PendingSubmission.sealed)))
+        salt = session.get_one(Cycle, cycle_id).pool_salt
+    with committed_db() as session, session.begin():
+        lifecycle.close_cycle(session, cycle_id=cycle_id, secret_key=settings.secret_key)
+
+    # Right after the close, as someone who also holds SECRET_KEY: the rows are there,
+    # but the salt their key came from is not.
+    with committed_db() as session:
+        cycle = session.get_one(Cycle, cycle_id)
+        assert set(session.scalars(select(PendingSubmission.sealed))) == pooled
+        assert cycle.pool_salt is not None and cycle.pool_salt != salt
+        key = cycles_service.pool_key(settings.secret_key, cycle)
+        for sealed in pooled:
+            with pytest.raises(crypto.DecryptionFailed):
+                pool.open_sealed(key, sealed, cycle_id=cycle_id)
+        # (With the old salt they would have opened: the test proves its own point.)
+        old_key = cycles_service.cycle_pool_key(settings.secret_key, cycle_id, salt)
+        assert pool.open_sealed(old_key, next(iter(pooled)), cycle_id=cycle_id).answers
+        assert session.scalar(select(func.count()).select_from(Ballot)) == 6
+
+    assert lifecycle.vacuum_after_close(engine)
+    with committed_db() as session:
+        assert session.scalar(select(func.count()).select_from(PendingSubmission)) == 0
+        assert session.get_one(Cycle, cycle_id).vacuumed_at is not None
 
 
 def test_another_secret_key_is_refused_at_start_up_and_at_close(
