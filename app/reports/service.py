@@ -43,6 +43,7 @@ from app.org.models import Employee
 from app.ratings import service as ratings_service
 from app.ratings.models import Ballot
 from app.reports import coefficients as calc
+from app.reports import ranking
 from app.reports.models import (
     CompanyCompetencyResult,
     CompanyResult,
@@ -433,7 +434,7 @@ def _store_employees(
             rater_mean=mean,
         )
     icc = calc.assign_reliability(figures)
-    calc.assign_ranks(figures, {e: f.coefficient for e, f in figures.items() if f.included})
+    ranking.assign_ranks(figures)
     if previous is not None:
         for fig in figures.values():
             before = previous.employees.get(fig.employee_id)
