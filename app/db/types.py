@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -105,11 +105,13 @@ def score_matrix(raw: Sequence[Any], width: int) -> npt.NDArray[np.float64]:
 # in a form both databases parse for the column (and ``insert_rows`` passes on as is).
 
 
-def stored_score_lists(matrix: npt.NDArray[np.float64], dialect: Dialect) -> list[Any]:
+def stored_score_lists(matrix: npt.NDArray[np.float64], dialect: Dialect) -> Iterator[Any]:
     """Each row of a (rows x width) matrix, NaN for no score, as a stored :class:`ScoreList`.
 
     SQLite: the packed bytes. PostgreSQL: the array's text form (``{4,NULL,5}``), which
-    ``COPY`` and a parameter of unknown type both read as ``smallint[]``.
+    ``COPY`` and a parameter of unknown type both read as ``smallint[]``, made as the
+    rows are written: the client then formats while the server parses what it has.
+    Values out of range raise at once, before any row is made.
     """
     rows, width = matrix.shape
     missing = np.isnan(matrix)
@@ -118,6 +120,6 @@ def stored_score_lists(matrix: npt.NDArray[np.float64], dialect: Dialect) -> lis
     packed = np.where(missing, NO_SCORE_BYTE, np.nan_to_num(matrix)).astype(np.uint8)
     if dialect.name != "postgresql":
         data = packed.tobytes()
-        return [data[i : i + width] for i in range(0, rows * width, width)]
+        return iter([data[i : i + width] for i in range(0, rows * width, width)])
     text = [str(v) for v in range(MAX_SCORE + 1)] + ["NULL"]
-    return ["{" + ",".join([text[v] for v in row]) + "}" for row in packed.tolist()]
+    return ("{" + ",".join([text[v] for v in row]) + "}" for row in packed.tolist())
