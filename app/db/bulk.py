@@ -6,7 +6,6 @@ missing from the rows): nothing lists columns by hand.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Collection, Generator, Iterable, Mapping, Sequence
 from itertools import islice
 from typing import Any
@@ -89,12 +88,14 @@ def insert_rows(
 
 
 def stream_values(session: Session, statement: Select[Any], *, batch: int) -> Generator[Any]:
-    """The first column of ``statement``'s rows, fetched ``batch`` rows at a time.
+    """The first column of ``statement``'s rows, streamed (SQLite: ``batch`` rows at a
+    time); values come as the driver gives them, without the column type's conversion.
 
-    PostgreSQL: a server-side cursor in binary format. A ``bytea`` then crosses the wire
-    as its bytes, not as hex text twice its size to be decoded (the close reads about
-    half a gigabyte of sealed answers at 50,000 employees: a third of the time). Values
-    come as the driver gives them, without the column type's conversion.
+    PostgreSQL: ``COPY (statement) TO STDOUT`` in binary format, parsed by the driver. A
+    ``bytea`` then crosses the wire as its bytes, not as hex text twice its size to be
+    decoded, and without a cursor's round trip per batch: the close reads about half a
+    gigabyte of sealed answers at 50,000 employees (0.63 s through a server-side cursor,
+    0.49 s so).
     """
     connection = session.connection()
     if connection.dialect.name != "postgresql":
@@ -105,11 +106,14 @@ def stream_values(session: Session, statement: Select[Any], *, batch: int) -> Ge
             rows.close()
         return
     compiled = statement.compile(dialect=connection.dialect)
+    first = statement.selected_columns[0].type.compile(dialect=connection.dialect)
     driver = connection.connection.driver_connection
-    with driver.cursor(name=f"stream_{uuid.uuid4().hex}", binary=True) as cursor:  # type: ignore[union-attr]
-        cursor.itersize = batch
-        cursor.execute(str(compiled), compiled.params)
-        for row in cursor:
+    with (
+        driver.cursor() as cursor,  # type: ignore[union-attr]
+        cursor.copy(f"COPY ({compiled}) TO STDOUT (FORMAT BINARY)", compiled.params) as copy,
+    ):
+        copy.set_types([first.lower()])
+        for row in copy.rows():
             yield row[0]
 
 
