@@ -22,39 +22,32 @@ def results_ready(ctx: Context) -> bool:
         return response.status_code == 200
 
 
-def wait_for_vacuum(ctx: Context, grace: float = 0.5) -> float | None:
-    """Wait until a VACUUM the server runs after the close has finished.
+def wait_for_vacuum(ctx: Context, timeout: float = 120.0) -> float | None:
+    """Wait until the server has finished the purge that follows the close: it deletes
+    the released pool and vacuums, then records ``cycle.vacuumed_at``. Returns when that
+    was first seen (``perf_counter``), or None after ``timeout`` seconds.
 
-    PostgreSQL: watch ``pg_stat_activity``. SQLite: VACUUM holds the write lock, so try
-    to take it without waiting. Stops after ``grace`` seconds if no vacuum shows up.
-    Returns when it was last seen running (``perf_counter``), or None.
+    Each poll is its own short transaction: a snapshot held here would keep the server's
+    PostgreSQL ``VACUUM FULL`` waiting for it.
     """
-    last_busy: float | None = None
-    since = time.monotonic()
+    deadline = time.monotonic() + timeout
     conn = driver_connect(ctx.database_url)
     try:
-        while True:
-            if ctx.db == "postgresql":
-                cur = conn.cursor()
-                cur.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND state = 'active' AND query ILIKE 'VACUUM%'"
-                )
-                busy = cur.fetchone()[0] > 0
+        if ctx.db == "sqlite":
+            conn.execute("PRAGMA busy_timeout=100")
+        while time.monotonic() < deadline:
+            cur = conn.cursor()
+            try:
+                cur.execute(f"SELECT vacuumed_at FROM cycle WHERE id = {int(ctx.cycle_id or 0)}")
+                done = cur.fetchone()[0] is not None
+            except sqlite3.OperationalError:  # SQLite: busy while the VACUUM runs
+                done = False
+            finally:
                 conn.rollback()
-            else:
-                conn.execute("PRAGMA busy_timeout=0")
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    conn.execute("ROLLBACK")
-                    busy = False
-                except sqlite3.OperationalError:
-                    busy = True
-            if busy:
-                last_busy = time.perf_counter()
-            elif last_busy is not None or time.monotonic() - since > grace:
-                return last_busy
+            if done:
+                return time.perf_counter()
             time.sleep(0.02)
+        return None
     finally:
         conn.close()
 
@@ -76,7 +69,8 @@ def run(ctx: Context) -> None:
                     raise RuntimeError("results were not ready in time after close")
                 time.sleep(0.05)
             ready_seconds = time.perf_counter() - started
-            # The app vacuums after the response (part of sealing): wait for it too.
+            # The app purges the pool and vacuums after the results (part of sealing):
+            # wait for it too.
             vacuum_until = wait_for_vacuum(ctx)
             seconds = max(ready_seconds, (vacuum_until or 0) - started)
     except FeatureMissing as exc:

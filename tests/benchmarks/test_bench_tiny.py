@@ -52,6 +52,10 @@ def test_every_step_of_a_quarter_produces_figures(
     assert all(f.detail["all_processes_mib"] >= f.ours for f in memory)
     assert all(f.ours and f.ours > 10 for f in memory), memory  # a Python process is > 10 MiB
     assert steps >= set(STEPS_WITH_REFERENCE)
+    # The close's full time waits for the purge after it (the pool's delete, the vacuum).
+    (sealed,) = [f for f in figures if f.metric == "seal + compute"]
+    assert sealed.detail["vacuum_observed"], sealed.detail
+    assert sealed.ours >= sealed.detail["results_ready_seconds"]
 
 
 def test_generated_company_has_the_agreed_shape() -> None:
