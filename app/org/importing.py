@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy import Table, bindparam, select, update
@@ -160,17 +161,38 @@ def parents_first(rows: Sequence[_Row], *, parent_of: Callable[[_Row], str | Non
     return sorted(rows, key=lambda row: depth_of(row.external_id))
 
 
-def _reserve_new_ids(
-    session: Session, table: Table, rows: Sequence[_TreeRow], ids: dict[str, int]
+def _insert_new(
+    session: Session,
+    table: Table,
+    rows: Sequence[_Row],
+    ids: dict[str, int],
+    *,
+    parent_of: Callable[[_Row], str | None],
+    columns: Sequence[str],
+    values: Callable[[_Row, dict[str, int]], tuple[Any, ...]],
+    now: datetime,
 ) -> None:
-    """Reserve ids for new rows up front (in ``ids``), so parents' ids are known at insert."""
+    """Insert new departments or employees in one pass: ids reserved up front (into
+    ``ids``) and parents (department or manager) first, so every parent id is known at
+    insert time, with no follow-up UPDATE per row. ``values(row, ids)`` gives ``columns``;
+    both timestamps are ``now``."""
+    ordered = parents_first(rows, parent_of=parent_of)
     ids.update(
         zip(
-            [r.external_id for r in rows],
-            reserve_ids(session, table, len(rows)),
+            [r.external_id for r in ordered],
+            reserve_ids(session, table, len(ordered)),
             strict=True,
         )
     )
+    # Their unique indexes (external id, email) take the rows in random order.
+    with large_sqlite_cache(session):
+        insert_tuples(
+            session,
+            table,
+            columns,
+            [values(row, ids) for row in ordered],
+            constants={"created_at": now, "updated_at": now},
+        )
 
 
 # --- departments -----------------------------------------------------------------------
@@ -279,15 +301,15 @@ def import_departments(
     ids = {ext: values[0] for ext, values in existing.items()}
     now = utcnow()
     if new_rows:
-        # Parents first, with ids reserved up front, so every parent_id is known at insert.
-        new_rows = parents_first(new_rows, parent_of=lambda row: row.parent_external_id)
-        _reserve_new_ids(session, _table(Department), new_rows, ids)
-        insert_tuples(
+        _insert_new(
             session,
             _table(Department),
-            DEPARTMENT_TABLE_COLUMNS[:-2],
-            [_department_values(r, ids) for r in new_rows],
-            constants={"created_at": now, "updated_at": now},
+            new_rows,
+            ids,
+            parent_of=lambda row: row.parent_external_id,
+            columns=DEPARTMENT_TABLE_COLUMNS[:-2],
+            values=_department_values,
+            now=now,
         )
     if changed:
         update_tuples(
@@ -584,19 +606,16 @@ def apply_employee_import(session: Session, plan: EmployeeImportPlan) -> None:
 
     new_rows = [row for row in plan.rows if row.external_id not in existing]
     if new_rows:
-        # Ids are reserved up front and rows go in managers-first, so every manager_id
-        # is known at insert time: one pass, no follow-up UPDATE per new employee.
-        new_rows = parents_first(new_rows, parent_of=lambda row: row.manager_external_id)
-        _reserve_new_ids(session, _table(Employee), new_rows, ids)
-        # The email and external id indexes take the rows in random order.
-        with large_sqlite_cache(session):
-            insert_tuples(
-                session,
-                _table(Employee),
-                EMPLOYEE_TABLE_COLUMNS[:-2],
-                [_employee_values(row, ids) for row in new_rows],
-                constants={"created_at": now, "updated_at": now},
-            )
+        _insert_new(
+            session,
+            _table(Employee),
+            new_rows,
+            ids,
+            parent_of=lambda row: row.manager_external_id,
+            columns=EMPLOYEE_TABLE_COLUMNS[:-2],
+            values=_employee_values,
+            now=now,
+        )
 
     if changed:
         update_tuples(

@@ -277,7 +277,7 @@ class _Directory:
                 Employee.email == email.strip().lower(), Employee.active.is_(True)
             )
         ).first()
-        return auth_service.EmployeeRef(id=row[0], full_name=row[1], email=row[2]) if row else None
+        return _ref(*row) if row else None
 
     def by_ids(
         self, session: Session, *, ids: Collection[int]
@@ -285,7 +285,11 @@ class _Directory:
         rows = session.execute(
             select(Employee.id, Employee.full_name, Employee.email).where(Employee.id.in_(ids))
         )
-        return {r[0]: auth_service.EmployeeRef(id=r[0], full_name=r[1], email=r[2]) for r in rows}
+        return {r[0]: _ref(*r) for r in rows}
+
+
+def _ref(employee_id: int, full_name: str, email: str) -> auth_service.EmployeeRef:
+    return auth_service.EmployeeRef(id=employee_id, full_name=full_name, email=email)
 
 
 EMPLOYEE_DIRECTORY = _Directory()
