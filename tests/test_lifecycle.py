@@ -29,6 +29,7 @@ from app.mail.models import OutboxBody, OutboxMessage, OutboxStatus
 from app.ratings import service as ratings_service
 from app.ratings.models import Ballot, PendingSubmission
 from app.ratings.schemas import SupplierAnswer
+from app.reports.models import EmployeeComment
 from app.worker import run_pass
 from tests.conftest import SmtpServer
 from tests.cycles.helpers import (
@@ -43,7 +44,7 @@ from tests.cycles.helpers import (
     token_of,
     vacuum_eventually,
 )
-from tests.factories import auth_header, make_api_key, make_message
+from tests.factories import auth_header, link, make_api_key, make_employee, make_message
 
 LINK = re.compile(r"http://testserver/r/[A-Za-z0-9_-]+")
 FORM_TOKEN = re.compile(r'name="form_token" value="([^"]+)"')
@@ -111,6 +112,42 @@ def test_close_keeps_no_ballot_of_a_supplier_below_k(db: Session, settings: Sett
     assert db.scalar(select(func.count()).select_from(PendingSubmission)) == 0
     kept = db.scalars(select(CycleResponse).where(CycleResponse.cycle_id == cycle.id)).all()
     assert sum(r.responded for r in kept) == 2
+
+
+def test_close_copies_the_comments_of_suppliers_who_meet_k_only(
+    db: Session, settings: Settings
+) -> None:
+    company = make_company(db, suppliers=2, customers=3)
+    # A third supplier serves two of the three customers: below k, withheld.
+    lonely = make_employee(db, department=company.departments[1], full_name="Lonely")
+    for customer in company.customers[:2]:
+        link(db, supplier=lonely, customer=customer)
+    cycle = launched_cycle(db, settings)
+    first, second = company.suppliers
+    comps = cycle_competency_ids(db, cycle)
+
+    def answer(comment: str | None) -> SupplierAnswer:
+        return SupplierAnswer(scores={c: 6 for c in comps}, comment=comment)
+
+    said = [
+        {first.id: answer("  fine  "), second.id: answer("helpful"), lonely.id: answer("two")},
+        {first.id: answer("   "), second.id: answer(None), lonely.id: answer("of us")},
+        {first.id: answer(None), second.id: answer("helpful")},
+    ]
+    for customer, answers in zip(company.customers, said, strict=True):
+        ratings_service.submit_answers(
+            db, invitation_id=invitation_of(db, cycle, customer).id, answers=answers
+        )
+    lifecycle.close_cycle(db, cycle_id=cycle.id, min_raters=3)
+    copied = db.execute(
+        select(EmployeeComment.employee_id, EmployeeComment.text).where(
+            EmployeeComment.cycle_id == cycle.id
+        )
+    ).all()
+    # Trimmed, blank ones dropped, none for the supplier below k.
+    assert sorted(copied) == sorted(
+        [(first.id, "fine"), (second.id, "helpful"), (second.id, "helpful")]
+    )
 
 
 def test_a_draft_cannot_be_closed(db: Session) -> None:

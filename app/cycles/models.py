@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, utcnow
+from app.db import FILTERED, Base, utcnow
 
 
 class CycleState(enum.StrEnum):
@@ -140,7 +140,7 @@ class CycleDepartment(Base):
     department_id: Mapped[int] = mapped_column(
         ForeignKey("department.id", ondelete="RESTRICT"), primary_key=True
     )
-    parent_id: Mapped[int | None] = mapped_column(Integer)
+    parent_id: Mapped[int | None] = mapped_column(Integer, info=FILTERED)
     external_id: Mapped[str] = mapped_column(String(100))
     name: Mapped[str] = mapped_column(String(200))
 
@@ -220,7 +220,7 @@ class Invitation(Base):
     by_paper: Mapped[bool] = mapped_column(Boolean, default=False)
     code_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     # Erased at close too: "not yet answered on that date" is a hint about when they did.
-    last_reminded_on: Mapped[date | None] = mapped_column(Date)
+    last_reminded_on: Mapped[date | None] = mapped_column(Date, info=FILTERED)
 
 
 class CycleResponse(Base):

@@ -12,11 +12,22 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import anyio
 from fastapi import Depends, Request
-from sqlalchemy import MetaData, create_engine, event, text
+from sqlalchemy import (
+    Boolean,
+    Column,
+    ForeignKeyConstraint,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    UniqueConstraint,
+    create_engine,
+    event,
+    text,
+)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -160,8 +171,45 @@ def analyze(session: Session, *models: type[Base]) -> None:
     coefficient index once per department) took 46 s instead of 0.2 s. SQLite samples
     (``analysis_limit``, set per connection), so this costs milliseconds on both.
     """
+    dialect = session.get_bind().dialect
     for model in models:
-        session.execute(text(f"ANALYZE {model.__tablename__}"))
+        table = cast(Table, model.__table__)
+        target = dialect.identifier_preparer.format_table(table)
+        # SQLite keeps statistics per index only and takes no column list.
+        columns = planned_columns(table) if dialect.name == "postgresql" else None
+        if columns:
+            names = ", ".join(dialect.identifier_preparer.quote(c) for c in columns)
+            session.execute(text(f"ANALYZE {target} ({names})"))
+        else:
+            session.execute(text(f"ANALYZE {target}"))
+
+
+# ``mapped_column(info=FILTERED)``: a column that queries filter on without an index,
+# whose statistics :func:`analyze` must therefore refresh.
+FILTERED = {"filtered": True}
+
+
+def planned_columns(table: Table) -> list[str] | None:
+    """The columns whose statistics the planner uses: keys, indexed and unique columns,
+    flags and those marked ``FILTERED`` (None: all, for a table with an expression
+    index, whose statistics PostgreSQL gathers only in a whole-table ANALYZE).
+
+    The figures only ever read back (floats, ranks, JSON) are left out: sorting their
+    samples was two thirds of the ANALYZE of the employee results at close.
+    """
+    keyed: set[str] = set()
+    for index in table.indexes:
+        if any(not isinstance(expr, Column) for expr in index.expressions):
+            return None
+        keyed.update(column.name for column in index.columns)
+    for constraint in table.constraints:
+        if isinstance(constraint, PrimaryKeyConstraint | UniqueConstraint | ForeignKeyConstraint):
+            keyed.update(column.name for column in constraint.columns)
+    return [
+        column.name
+        for column in table.columns
+        if column.name in keyed or isinstance(column.type, Boolean) or column.info.get("filtered")
+    ]
 
 
 @contextmanager

@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, utcnow
+from app.db import FILTERED, Base, utcnow
 
 
 class CompanyResult(Base):
@@ -119,8 +119,9 @@ class DepartmentResult(Base):
         ForeignKey("cycle.id", ondelete="CASCADE"), primary_key=True
     )
     department_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    parent_id: Mapped[int | None] = mapped_column(Integer)
-    level: Mapped[int] = mapped_column(Integer, default=0)
+    # Pages filter on both: the planner needs their statistics (app.db.FILTERED).
+    parent_id: Mapped[int | None] = mapped_column(Integer, info=FILTERED)
+    level: Mapped[int] = mapped_column(Integer, default=0, info=FILTERED)
     suppliers: Mapped[int] = mapped_column(Integer, default=0)
     employees_included: Mapped[int] = mapped_column(Integer, default=0)
     coefficient: Mapped[float | None] = mapped_column(Float)

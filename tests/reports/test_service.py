@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import random
 from datetime import date
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.orm import Session
 
 from app.cycles.models import CycleState
@@ -323,13 +324,40 @@ def test_close_leaves_statistics_for_the_planner(db: Session) -> None:
     # Without statistics SQLite walked the coefficient index once per department in the
     # department rollup (46 s at 50,000 employees instead of 0.2 s).
     t = build_three_levels(db)
-    close(db, t["cycle"])
+    analyzed: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("ANALYZE"):
+            analyzed.append(statement)
+
+    engine = db.get_bind()
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        close(db, t["cycle"])
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
     if db.get_bind().dialect.name != "sqlite":
         # ANALYZE in the closing transaction: the estimate is the table as it is now.
         estimate = db.execute(
             text("SELECT reltuples FROM pg_class WHERE relname = 'employee_result'")
         ).scalar_one()
         assert estimate == db.scalar(select(func.count()).select_from(EmployeeResult)) > 0
+        # Statistics for what the pages look up and sort by; not for figures only read.
+        (results,) = [s for s in analyzed if s.startswith("ANALYZE employee_result ")]
+        columns = set(results.split("(", 1)[1].rstrip(")").split(", "))
+        assert {"cycle_id", "employee_id", "department_id", "coefficient", "name_order"} <= columns
+        assert not columns & {"competency_means", "sd", "company_rank"}
+        (departments,) = [s for s in analyzed if s.startswith("ANALYZE department_result ")]
+        assert {"parent_id", "level"} <= set(departments.split("(", 1)[1].rstrip(")").split(", "))
+        with_stats = set(
+            db.execute(
+                text(
+                    "SELECT attname FROM pg_stats WHERE tablename = 'employee_result' "
+                    "AND schemaname = current_schema()"
+                )
+            ).scalars()
+        )
+        assert columns <= with_stats
         return
     tables = set(db.execute(text("SELECT tbl FROM sqlite_stat1")).scalars())
     assert {"employee_result", "department_closure", "ballot"} <= tables
