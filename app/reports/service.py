@@ -166,7 +166,7 @@ def _store_closure(session: Session, *, cycle_id: int) -> _Tree:
             )
         ).all()
     )
-    rows = []
+    rows: list[tuple[int, int, int, int]] = []
     ancestors: dict[int, list[int]] = {}
     for dept in parents:
         node: int | None = dept
@@ -176,13 +176,15 @@ def _store_closure(session: Session, *, cycle_id: int) -> _Tree:
         while node is not None and node in parents and node not in seen:
             seen.add(node)
             up.append(node)
-            rows.append(
-                {"cycle_id": cycle_id, "ancestor_id": node, "descendant_id": dept, "depth": depth}
-            )
+            rows.append((cycle_id, node, dept, depth))
             node = parents[node]
             depth += 1
-    if rows:
-        session.execute(insert(DepartmentClosure).execution_options(render_nulls=True), rows)
+    insert_rows(
+        session,
+        cast(Table, DepartmentClosure.__table__),
+        rows,
+        columns=("cycle_id", "ancestor_id", "descendant_id", "depth"),
+    )
     return _Tree(parents=parents, ancestors=ancestors)
 
 
@@ -620,7 +622,7 @@ def _store_departments(
     nps_n_of = per_department(with_nps)
     nps_sum_of = per_department(np.where(with_nps, pair_nps, 0.0))
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for p, dept in enumerate(departments):
         n = int(n_of[p])
         mean = float(sum_of[p] / n) if n else None
@@ -657,7 +659,12 @@ def _store_departments(
             }
         )
     if rows:
-        session.execute(insert(DepartmentResult).execution_options(render_nulls=True), rows)
+        insert_rows(
+            session,
+            cast(Table, DepartmentResult.__table__),
+            (tuple(row.values()) for row in rows),
+            columns=tuple(rows[0]),
+        )
 
     # Competency means: over the included employees with that competency's mean stored.
     row_of = np.array([stored.row_of.get(f.employee_id, -1) for f in figures], dtype=np.intp)
