@@ -9,6 +9,7 @@ from typing import cast
 import numpy as np
 import pytest
 from sqlalchemy import Table, select, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from app.db import defer_wal_checkpoint, make_engine, make_sessionmaker
@@ -113,3 +114,18 @@ def test_a_deferred_checkpoint_leaves_the_commit_in_the_log_until_later(
         assert path.with_name(path.name + "-wal").stat().st_size > 8_000_000
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("matrix", "expected"),
+    [
+        (np.array([[5, np.nan, 3], [10, 254, 0]]), ["{5,NULL,3}", "{10,254,0}"]),
+        (np.array([[np.nan], [7]]), ["{NULL}", "{7}"]),
+        (np.empty((2, 0)), ["{}", "{}"]),
+        (np.empty((0, 3)), []),
+    ],
+)
+def test_score_lists_for_postgresql_are_each_rows_array_text(
+    matrix: np.ndarray, expected: list[str]
+) -> None:
+    assert list(stored_score_lists(matrix, postgresql.dialect())) == expected
