@@ -316,6 +316,34 @@ def _scan_ballots(
     )
 
 
+EMPLOYEE_RESULT_COLUMNS = (
+    "cycle_id",
+    "employee_id",
+    "department_id",
+    "meets_k",
+    "raters",
+    "scored_raters",
+    "coefficient",
+    "sd",
+    "ci_low",
+    "ci_high",
+    "nps",
+    "nps_answers",
+    "delta",
+    "delta_significant",
+    "company_rank",
+    "company_percentile",
+    "department_rank",
+    "department_percentile",
+    "se",
+    "reliability",
+    "company_band",
+    "department_band",
+    "name_order",
+    "competency_means",
+)
+
+
 def _per_supplier(scan: _BallotScan, values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return np.bincount(scan.which, weights=values, minlength=len(scan.suppliers)).astype(np.float64)
 
@@ -451,43 +479,44 @@ def _store_employees(
                 previous_n=before[2] if before else None,
             )
     name_order = _name_order(session, cycle_id=cycle_id, employee_ids=figures)
+    # Plain Python values (ints, floats, bools, None, JSON text) in the columns' order:
+    # already the stored form, so no value goes through its column type's conversion.
     employee_rows = [
-        {
-            "cycle_id": cycle_id,
-            "employee_id": f.employee_id,
-            "department_id": f.department_id,
-            "meets_k": f.meets_k,
-            "raters": f.raters,
-            "scored_raters": f.scored_raters,
-            "coefficient": f.coefficient,
-            "sd": f.sd,
-            "ci_low": f.ci_low,
-            "ci_high": f.ci_high,
-            "nps": f.nps,
-            "nps_answers": f.nps_answers,
-            "delta": f.delta,
-            "delta_significant": f.delta_significant,
-            "company_rank": f.company_rank,
-            "company_percentile": f.company_percentile,
-            "department_rank": f.department_rank,
-            "department_percentile": f.department_percentile,
-            "se": f.se,
-            "reliability": f.reliability,
-            "company_band": f.company_band,
-            "department_band": f.department_band,
-            "name_order": name_order[f.employee_id],
-            "competency_means": (means_json[index_of[f.employee_id]] if f.meets_k else None),
-        }
+        (
+            cycle_id,
+            f.employee_id,
+            f.department_id,
+            f.meets_k,
+            f.raters,
+            f.scored_raters,
+            f.coefficient,
+            f.sd,
+            f.ci_low,
+            f.ci_high,
+            f.nps,
+            f.nps_answers,
+            f.delta,
+            f.delta_significant,
+            f.company_rank,
+            f.company_percentile,
+            f.department_rank,
+            f.department_percentile,
+            f.se,
+            f.reliability,
+            f.company_band,
+            f.department_band,
+            name_order[f.employee_id],
+            means_json[index_of[f.employee_id]] if f.meets_k else None,
+        )
         for f in figures.values()
     ]
-    if employee_rows:
-        columns = tuple(employee_rows[0])
-        insert_rows(
-            session,
-            cast(Table, EmployeeResult.__table__),
-            (tuple(row.values()) for row in employee_rows),
-            columns=columns,
-        )
+    insert_rows(
+        session,
+        cast(Table, EmployeeResult.__table__),
+        employee_rows,
+        columns=EMPLOYEE_RESULT_COLUMNS,
+        stored=EMPLOYEE_RESULT_COLUMNS,
+    )
     return _Employees(
         figures=figures,
         competencies=scan.competencies,

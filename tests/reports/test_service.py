@@ -380,3 +380,8 @@ def test_employee_rows_list_the_shown_competency_means_in_display_order(db: Sess
         ("c", 2.0, 3),
         ("a", 5.0, 3),
     ]
+
+
+def test_the_close_writes_every_column_of_the_employee_results() -> None:
+    # The rows are tuples in this order: a column added to the model must be added here.
+    assert set(service.EMPLOYEE_RESULT_COLUMNS) == set(EmployeeResult.__table__.columns.keys())
