@@ -56,12 +56,13 @@ def insert_rows(
     active = [(i, process) for i, process in enumerate(processors) if process is not None]
 
     def converted(row: Sequence[Any]) -> Sequence[Any]:
-        if not active:
-            return row
         values = list(row)
         for i, process in active:
             values[i] = process(values[i])
         return values
+
+    if active:
+        rows = map(converted, rows)
 
     count = 0
     names = ", ".join(dialect.identifier_preparer.quote(name) for name in columns)
@@ -70,7 +71,7 @@ def insert_rows(
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         with cursor.copy(f"COPY {target} ({names}) FROM STDIN") as copy:
             for row in rows:
-                copy.write_row(converted(row))
+                copy.write_row(row)
                 count += 1
         return count
     # The driver's executemany with plain tuples: SQLAlchemy's own executemany builds a
@@ -79,7 +80,7 @@ def insert_rows(
     cursor = connection.connection.cursor()
     try:
         values = iter(rows)
-        while chunk := [converted(row) for row in islice(values, CHUNK)]:
+        while chunk := list(islice(values, CHUNK)):
             cursor.executemany(f"INSERT INTO {target} ({names}) VALUES ({marks})", chunk)
             count += len(chunk)
     finally:
