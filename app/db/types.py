@@ -119,7 +119,9 @@ def stored_score_lists(matrix: npt.NDArray[np.float64], dialect: Dialect) -> Ite
         raise ValueError("a score must be between 0 and 254")
     packed = np.where(missing, NO_SCORE_BYTE, np.nan_to_num(matrix)).astype(np.uint8)
     if dialect.name != "postgresql":
-        data = packed.tobytes()
-        return iter([data[i : i + width] for i in range(0, rows * width, width)])
+        if not width:
+            return iter([b""] * rows)
+        # Each row as one opaque value of ``width`` bytes: numpy makes the bytes objects.
+        return iter(packed.view(np.dtype((np.void, width))).ravel().tolist())
     text = [str(v) for v in range(MAX_SCORE + 1)] + ["NULL"]
     return ("{" + ",".join([text[v] for v in row]) + "}" for row in packed.tolist())

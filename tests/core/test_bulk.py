@@ -9,7 +9,7 @@ from typing import cast
 import numpy as np
 import pytest
 from sqlalchemy import Table, select, text
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.db import defer_wal_checkpoint, make_engine, make_sessionmaker
@@ -129,3 +129,17 @@ def test_score_lists_for_postgresql_are_each_rows_array_text(
     matrix: np.ndarray, expected: list[str]
 ) -> None:
     assert list(stored_score_lists(matrix, postgresql.dialect())) == expected
+
+
+@pytest.mark.parametrize(
+    ("matrix", "expected"),
+    [
+        (np.array([[5, np.nan, 0], [0, 0, 0]]), [b"\x05\xff\x00", b"\x00\x00\x00"]),
+        (np.empty((2, 0)), [b"", b""]),
+        (np.empty((0, 3)), []),
+    ],
+)
+def test_score_lists_for_sqlite_are_each_rows_bytes(
+    matrix: np.ndarray, expected: list[bytes]
+) -> None:
+    assert list(stored_score_lists(matrix, sqlite.dialect())) == expected
