@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from operator import attrgetter
 from typing import Any, Literal, TypedDict, TypeVar, Unpack, cast
 
 import numpy as np
@@ -316,34 +317,6 @@ def _scan_ballots(
     )
 
 
-EMPLOYEE_RESULT_COLUMNS = (
-    "cycle_id",
-    "employee_id",
-    "department_id",
-    "meets_k",
-    "raters",
-    "scored_raters",
-    "coefficient",
-    "sd",
-    "ci_low",
-    "ci_high",
-    "nps",
-    "nps_answers",
-    "delta",
-    "delta_significant",
-    "company_rank",
-    "company_percentile",
-    "department_rank",
-    "department_percentile",
-    "se",
-    "reliability",
-    "company_band",
-    "department_band",
-    "name_order",
-    "competency_means",
-)
-
-
 def _per_supplier(scan: _BallotScan, values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return np.bincount(scan.which, weights=values, minlength=len(scan.suppliers)).astype(np.float64)
 
@@ -481,30 +454,15 @@ def _store_employees(
     name_order = _name_order(session, cycle_id=cycle_id, employee_ids=figures)
     # Plain Python values (ints, floats, bools, None, JSON text) in the columns' order:
     # already the stored form, so no value goes through its column type's conversion.
+    figures_of = attrgetter(*EMPLOYEE_FIGURES)
     employee_rows = [
         (
             cycle_id,
             f.employee_id,
             f.department_id,
             f.meets_k,
-            f.raters,
             f.scored_raters,
-            f.coefficient,
-            f.sd,
-            f.ci_low,
-            f.ci_high,
-            f.nps,
-            f.nps_answers,
-            f.delta,
-            f.delta_significant,
-            f.company_rank,
-            f.company_percentile,
-            f.department_rank,
-            f.department_percentile,
-            f.se,
-            f.reliability,
-            f.company_band,
-            f.department_band,
+            *figures_of(f),
             name_order[f.employee_id],
             means_json[index_of[f.employee_id]] if f.meets_k else None,
         )
@@ -1213,6 +1171,18 @@ EMPLOYEE_FIGURES = (
     "reliability",
     "company_band",
     "department_band",
+)
+
+# The columns of the close's employee result rows, in the order it makes them.
+EMPLOYEE_RESULT_COLUMNS = (
+    "cycle_id",
+    "employee_id",
+    "department_id",
+    "meets_k",
+    "scored_raters",
+    *EMPLOYEE_FIGURES,
+    "name_order",
+    "competency_means",
 )
 
 
