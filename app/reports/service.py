@@ -787,9 +787,25 @@ def results_cycle(session: Session, *, cycle_id: int) -> Cycle:
         raise Conflict(
             f"Cycle {cycle.name} is not closed yet; results exist only for closed cycles."
         )
-    if cycle.results_ready_at is None or session.get(CompanyResult, cycle_id) is None:
-        raise Conflict(f"The results of cycle {cycle.name} are not ready yet.")
+    ready = _ready_results(session)
+    if cycle_id not in ready:
+        if cycle.results_ready_at is None or session.get(CompanyResult, cycle_id) is None:
+            raise Conflict(f"The results of cycle {cycle.name} are not ready yet.")
+        ready[cycle_id] = None
     return cycle
+
+
+def _ready_results(session: Session) -> dict[int, list[CompetencyRef] | None]:
+    """Per session, the cycles whose results were found ready, each with its
+    competencies once read. A page asks for both several times (company, departments,
+    employees, leaderboard...); a closed cycle's results and competency snapshot never
+    change, so the session asks the database once. (The identity map would not spare the
+    queries: it holds the rows only while something refers to them.)"""
+    ready: dict[int, list[CompetencyRef] | None] = session.info.setdefault(_READY_RESULTS, {})
+    return ready
+
+
+_READY_RESULTS = "reports.ready_results"
 
 
 def closed_cycles(session: Session) -> list[Cycle]:
@@ -817,7 +833,11 @@ def cycle_ref(session: Session, *, cycle: Cycle) -> CycleRef:
 
 
 def competencies(session: Session, *, cycle_id: int) -> list[CompetencyRef]:
-    return [
+    ready = _ready_results(session)
+    known = ready.get(cycle_id)
+    if known is not None:
+        return list(known)
+    refs = [
         CompetencyRef(id=c.id, code=c.code, name=c.name, weight=c.weight)
         for c in session.scalars(
             select(CycleCompetency)
@@ -825,6 +845,9 @@ def competencies(session: Session, *, cycle_id: int) -> list[CompetencyRef]:
             .order_by(CycleCompetency.display_order, CycleCompetency.id)
         )
     ]
+    if cycle_id in ready:  # a closed cycle with results: its snapshot is final
+        ready[cycle_id] = refs
+    return list(refs)
 
 
 def company_results(session: Session, *, cycle_id: int) -> CompanyResultRead:

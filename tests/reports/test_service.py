@@ -385,3 +385,33 @@ def test_employee_rows_list_the_shown_competency_means_in_display_order(db: Sess
 def test_the_close_writes_every_column_of_the_employee_results() -> None:
     # The rows are tuples in this order: a column added to the model must be added here.
     assert set(service.EMPLOYEE_RESULT_COLUMNS) == set(EmployeeResult.__table__.columns.keys())
+
+
+def test_a_results_page_reads_the_readiness_and_the_competencies_once(db: Session) -> None:
+    # A page asks for the company, departments, employees, leaderboard and decliners;
+    # each checks that the results are ready and most name the competencies.
+    t = build_three_levels(db)
+    cycle_id = t["cycle"].id
+    close(db, t["cycle"])
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    engine = db.get_bind()
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        service.company_results(db, cycle_id=cycle_id)
+        service.department_results(db, cycle_id=cycle_id)
+        service.employee_results(db, cycle_id=cycle_id)
+        service.leaderboard(db, cycle_id=cycle_id)
+        service.decliners(db, cycle_id=cycle_id)
+        service.competencies(db, cycle_id=cycle_id)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    # The readiness check, and the company's own figures.
+    assert sum(s.startswith("SELECT company_result.") for s in statements) == 2
+    assert sum(s.startswith("SELECT cycle_competency.") for s in statements) == 1
+    # Each call hands out its own list (callers may change theirs).
+    service.competencies(db, cycle_id=cycle_id).clear()
+    assert service.competencies(db, cycle_id=cycle_id) != []
