@@ -404,7 +404,7 @@ def launch_cycle(
     # the new snapshot: plan the rating pages' joins for the rows that are there now.
     analyze(session, CyclePair, CycleEmployee, CycleDepartment, CycleCompetency, Invitation)
 
-    cycle.pool_salt = os.urandom(16)
+    cycle.pool_salt = _new_pool_salt()
     cycle.pool_key_check = crypto.key_check(pool_key(settings.secret_key, cycle))
     cycle.state = CycleState.open
     cycle.launched_at = now
@@ -505,7 +505,11 @@ def cycle_pool_key(secret_key: str, cycle_id: int, pool_salt: bytes | None) -> b
 def forget_pool_key(cycle: Cycle) -> None:
     """Make the cycle's pool unreadable for good, even with SECRET_KEY: a new random
     salt replaces the one its key was derived from (the close, once it has read it)."""
-    cycle.pool_salt = os.urandom(16)
+    cycle.pool_salt = _new_pool_salt()
+
+
+def _new_pool_salt() -> bytes:
+    return os.urandom(16)
 
 
 # --- raters who count toward k -------------------------------------------------------

@@ -161,10 +161,11 @@ def parents_first(rows: Sequence[_Row], *, parent_of: Callable[[_Row], str | Non
     return sorted(rows, key=lambda row: depth_of(row.external_id))
 
 
-def _insert_new(
+def _write_rows(
     session: Session,
     table: Table,
-    rows: Sequence[_Row],
+    new_rows: Sequence[_Row],
+    changed: Sequence[_Row],
     ids: dict[str, int],
     *,
     parent_of: Callable[[_Row], str | None],
@@ -172,26 +173,38 @@ def _insert_new(
     values: Callable[[_Row, dict[str, int]], tuple[Any, ...]],
     now: datetime,
 ) -> None:
-    """Insert new departments or employees in one pass: ids reserved up front (into
-    ``ids``) and parents (department or manager) first, so every parent id is known at
-    insert time, with no follow-up UPDATE per row. ``values(row, ids)`` gives ``columns``;
-    both timestamps are ``now``."""
-    ordered = parents_first(rows, parent_of=parent_of)
-    ids.update(
-        zip(
-            [r.external_id for r in ordered],
-            reserve_ids(session, table, len(ordered)),
-            strict=True,
+    """Insert the new departments or employees and update the changed ones, each in one
+    bulk statement; ``values(row, ids)`` gives ``columns``, and ``ids`` maps external ids
+    to row ids (the new rows' are added).
+
+    The new rows get their ids reserved up front and go in parents (department or
+    manager) first, so every parent id is known at insert time, with no follow-up
+    UPDATE per row. Timestamps are ``now``.
+    """
+    if new_rows:
+        ordered = parents_first(new_rows, parent_of=parent_of)
+        ids.update(
+            zip(
+                [r.external_id for r in ordered],
+                reserve_ids(session, table, len(ordered)),
+                strict=True,
+            )
         )
-    )
-    # Their unique indexes (external id, email) take the rows in random order.
-    with large_sqlite_cache(session):
-        insert_tuples(
+        # Their unique indexes (external id, email) take the rows in random order.
+        with large_sqlite_cache(session):
+            insert_tuples(
+                session,
+                table,
+                columns,
+                [values(row, ids) for row in ordered],
+                constants={"created_at": now, "updated_at": now},
+            )
+    if changed:
+        update_tuples(
             session,
             table,
-            columns,
-            [values(row, ids) for row in ordered],
-            constants={"created_at": now, "updated_at": now},
+            (*columns, "updated_at"),
+            [(*values(row, ids), now) for row in changed],
         )
 
 
@@ -298,26 +311,17 @@ def import_departments(
     if dry_run or not (new_rows or changed):
         return report
 
-    ids = {ext: values[0] for ext, values in existing.items()}
-    now = utcnow()
-    if new_rows:
-        _insert_new(
-            session,
-            _table(Department),
-            new_rows,
-            ids,
-            parent_of=lambda row: row.parent_external_id,
-            columns=DEPARTMENT_TABLE_COLUMNS[:-2],
-            values=_department_values,
-            now=now,
-        )
-    if changed:
-        update_tuples(
-            session,
-            _table(Department),
-            (*DEPARTMENT_TABLE_COLUMNS[:-2], "updated_at"),
-            [(*_department_values(r, ids), now) for r in changed],
-        )
+    _write_rows(
+        session,
+        _table(Department),
+        new_rows,
+        changed,
+        {ext: values[0] for ext, values in existing.items()},
+        parent_of=lambda row: row.parent_external_id,
+        columns=DEPARTMENT_TABLE_COLUMNS[:-2],
+        values=_department_values,
+        now=utcnow(),
+    )
     # The bulk statements bypass the identity map: make loaded objects re-read.
     session.expire_all()
     return report
@@ -604,26 +608,17 @@ def apply_employee_import(session: Session, plan: EmployeeImportPlan) -> None:
     if moving:
         session.execute(update(table).where(by_id), moving)
 
-    new_rows = [row for row in plan.rows if row.external_id not in existing]
-    if new_rows:
-        _insert_new(
-            session,
-            _table(Employee),
-            new_rows,
-            ids,
-            parent_of=lambda row: row.manager_external_id,
-            columns=EMPLOYEE_TABLE_COLUMNS[:-2],
-            values=_employee_values,
-            now=now,
-        )
-
-    if changed:
-        update_tuples(
-            session,
-            _table(Employee),
-            (*EMPLOYEE_TABLE_COLUMNS[:-2], "updated_at"),
-            [(*_employee_values(row, ids), now) for row in changed],
-        )
+    _write_rows(
+        session,
+        _table(Employee),
+        [row for row in plan.rows if row.external_id not in existing],
+        changed,
+        ids,
+        parent_of=lambda row: row.manager_external_id,
+        columns=EMPLOYEE_TABLE_COLUMNS[:-2],
+        values=_employee_values,
+        now=now,
+    )
     if plan.deactivate_ids:
         session.execute(
             update(table).where(by_id),
