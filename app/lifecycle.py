@@ -99,12 +99,13 @@ def close_cycle(
     settings = get_settings()
     now = now or utcnow()
     k = max(min_raters if min_raters is not None else settings.anonymity_min_raters, 3)
-    with large_sqlite_cache(session), _no_cycle_collector():
+    with _no_cycle_collector():
         defer_wal_checkpoint(session)
         progress(cycles_service.STEP_RELEASING, 20)
         cycles_service.mark_closed(session, cycle=cycle, now=now)
         counting = cycles_service.counting_responders(session, cycle_id=cycle.id)
-        written_before_pool = ratings_service.has_ballots(session, cycle_id=cycle.id)
+        # With SQLite's default cache: the pool is read once, and its half a gigabyte
+        # would only push the pages the rest of the close needs out of the large one.
         release = ratings_service.release_pool(
             session,
             cycle=cycle,
@@ -113,28 +114,21 @@ def close_cycle(
             counting_raters=counting,
         )
         cycles_service.forget_pool_key(cycle)
-        if written_before_pool:
-            # Ballots of a cycle launched before the pool; migration 0006 already
-            # rewrote them in random order (their seal), but below k none may stay.
-            ratings_service.withhold_below_k(
-                session, cycle_id=cycle.id, suppliers=release.withheld_suppliers
+        with large_sqlite_cache(session):
+            cycles_service.forget_respondents(session, cycle_id=cycle.id)
+            # Who was reminded, and when, says who had not answered by then; unsent mail
+            # of a closed cycle only carries dead links. None of it outlives the cycle.
+            mail_service.delete_messages_by_tags(
+                session, tags=[cycles_service.mail_tag(cycle.id)], now=now
             )
-            # The results need the older ballots too: read them all from the table.
-            release.released = None
-        cycles_service.forget_respondents(session, cycle_id=cycle.id)
-        # Who was reminded, and when, says who had not answered by then; unsent mail of
-        # a closed cycle only carries dead links. None of it outlives the cycle.
-        mail_service.delete_messages_by_tags(
-            session, tags=[cycles_service.mail_tag(cycle.id)], now=now
-        )
-        cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
-        cycle.sealed_at = now
-        session.flush()
-        progress(cycles_service.STEP_COMPUTING, 50)
-        reports_service.compute_cycle_results(
-            session, cycle_id=cycle.id, min_raters=k, release=release
-        )
-        session.flush()
+            cycle = cycles_service.get_cycle(session, cycle_id=cycle_id)
+            cycle.sealed_at = now
+            session.flush()
+            progress(cycles_service.STEP_COMPUTING, 50)
+            reports_service.compute_cycle_results(
+                session, cycle_id=cycle.id, min_raters=k, release=release
+            )
+            session.flush()
     return cycle
 
 
@@ -284,11 +278,11 @@ def close_due_cycles(
 # Every table whose dead row versions could tie a rater to an answer or hold a link:
 # the pool (sealed, but beside its invitation in the same page history), the
 # invitations and the outbox (texts written before migration 0019 carry the name).
-# Ballots are written once, at close, and leave none.
+# Ballot boxes are written once, at close, and leave none.
 VACUUMED_TABLES = ("pending_submission", "invitation", "outbox_message", "outbox_body")
 # Cycles launched before the pool (no pool key check) had ballots written at submit
-# time and rewritten once by migration 0006: their old versions may be in this too.
-LEGACY_VACUUMED_TABLES = ("ballot",)
+# time; the close stores them again in its boxes, and their old versions are in this.
+LEGACY_VACUUMED_TABLES = ("ballot_box",)
 VACUUM_WAIT_SECONDS = 30.0
 # The worker's retry waits less: a long-lived snapshot must not stall mail delivery.
 VACUUM_RETRY_WAIT_SECONDS = 5.0

@@ -164,7 +164,6 @@ def run_send_reference(
 def export_for_duckdb(url: str, cycle_id: int, workdir: Path) -> dict[str, Path]:
     """Write the cycle's ballots and snapshots as CSV files (not timed)."""
     queries = {
-        "ballot": f"SELECT id, supplier_id, nps FROM ballot WHERE cycle_id = {cycle_id}",
         "competency": f"SELECT id, weight FROM cycle_competency WHERE cycle_id = {cycle_id}",
         "employee": (
             f"SELECT employee_id, department_id FROM cycle_employee WHERE cycle_id = {cycle_id}"
@@ -185,30 +184,49 @@ def export_for_duckdb(url: str, cycle_id: int, workdir: Path) -> dict[str, Path]
                 writer.writerow([c[0] for c in cur.description])
                 writer.writerows(cur.fetchall())
             files[name] = path
-        files["ballot_score"] = _export_scores(conn, cycle_id, workdir / "duck-ballot_score.csv")
+        files.update(_export_ballots(conn, cycle_id, workdir))
     finally:
         conn.close()
     return files
 
 
-def _export_scores(conn: Any, cycle_id: int, path: Path) -> Path:
-    """A row per score, as DuckDB's reference query reads them (the app keeps a list per
-    ballot, in the order of the cycle's competency ids)."""
-    from app.db.types import decode_scores
+def _export_ballots(conn: Any, cycle_id: int, workdir: Path) -> dict[str, Path]:
+    """A row per ballot and a row per score, as DuckDB's reference query reads them (the
+    app keeps a box of ballots per supplier)."""
+    import math
+
+    from app.ratings.ballots import unpacked
 
     cur = conn.cursor()
     cur.execute(f"SELECT id FROM cycle_competency WHERE cycle_id = {cycle_id} ORDER BY id")
     order = [row[0] for row in cur.fetchall()]
-    cur.execute(f"SELECT id, scores FROM ballot WHERE cycle_id = {cycle_id}")
-    with path.open("w", newline="") as fh:
+    cur.execute(
+        "SELECT supplier_id, ballots, nps, scores, comments FROM ballot_box "
+        f"WHERE cycle_id = {cycle_id}"
+    )
+    ballots = unpacked(cur.fetchall(), order)
+    paths = {
+        "ballot": workdir / "duck-ballot.csv",
+        "ballot_score": workdir / "duck-ballot_score.csv",
+    }
+    with paths["ballot"].open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "supplier_id", "nps"])
+        writer.writerows(
+            (i, supplier, None if math.isnan(nps) else int(nps))
+            for i, (supplier, nps) in enumerate(
+                zip(ballots.suppliers.tolist(), ballots.nps.tolist(), strict=True)
+            )
+        )
+    with paths["ballot_score"].open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["ballot_id", "cycle_competency_id", "score"])
-        for ballot_id, scores in cur.fetchall():
-            values = decode_scores(scores) if isinstance(scores, bytes) else (scores or [])
+        for i, scores in enumerate(ballots.scores.tolist()):
             writer.writerows(
-                (ballot_id, cid, score) for cid, score in zip(order, values, strict=False)
+                (i, cid, None if math.isnan(score) else int(score))
+                for cid, score in zip(order, scores, strict=True)
             )
-    return path
+    return paths
 
 
 DUCK_TYPES = {

@@ -27,7 +27,7 @@ from app.errors import Conflict
 from app.mail import sender
 from app.mail.models import OutboxBody, OutboxMessage, OutboxStatus
 from app.ratings import service as ratings_service
-from app.ratings.models import Ballot, PendingSubmission
+from app.ratings.models import BallotBox, PendingSubmission
 from app.ratings.schemas import SupplierAnswer
 from app.reports.models import EmployeeComment
 from app.worker import run_pass
@@ -44,7 +44,16 @@ from tests.cycles.helpers import (
     token_of,
     vacuum_eventually,
 )
-from tests.factories import auth_header, link, make_api_key, make_employee, make_message
+from tests.factories import (
+    auth_header,
+    ballot_count,
+    link,
+    make_api_key,
+    make_employee,
+    make_message,
+    stored_ballots,
+    stored_comments,
+)
 
 LINK = re.compile(r"http://testserver/r/[A-Za-z0-9_-]+")
 FORM_TOKEN = re.compile(r'name="form_token" value="([^"]+)"')
@@ -74,7 +83,7 @@ def test_close_ends_links_keeps_answers_and_is_idempotent(db: Session, settings:
             invitation_id=invitation.id,
             answers=answers_for(db, cycle, company.suppliers, score=4, nps=8, comment="fine"),
         )
-    assert db.scalar(select(func.count()).select_from(Ballot)) == 0  # still in the pool
+    assert db.scalar(select(func.count()).select_from(BallotBox)) == 0  # still in the pool
     closed = lifecycle.close_cycle(db, cycle_id=cycle.id)
     assert closed.state == CycleState.closed
     assert closed.closed_at is not None and closed.sealed_at is not None
@@ -87,13 +96,15 @@ def test_close_ends_links_keeps_answers_and_is_idempotent(db: Session, settings:
     assert db.scalar(select(func.count()).select_from(PendingSubmission)) == 0
     for url in links.values():
         assert cycles_service.find_invitation_by_token(db, token=token_of(url)) is None
-    assert db.scalar(select(func.count()).select_from(Ballot)) == 6
-    assert {score for scores in db.scalars(select(Ballot.scores)) for score in scores} == {4}
-    assert set(db.scalars(select(Ballot.comment))) == {"fine"}
+    assert ballot_count(db) == 6
+    assert db.scalar(select(func.count()).select_from(BallotBox)) == 2  # one per supplier
+    assert {score for ballot in stored_ballots(db) for score in ballot.scores} == {4}
+    assert {ballot.nps for ballot in stored_ballots(db)} == {8}
+    assert stored_comments(db) == ["fine"] * 6
     # Closing again changes nothing.
     again = lifecycle.close_cycle(db, cycle_id=cycle.id)
     assert again.state == CycleState.closed
-    assert db.scalar(select(func.count()).select_from(Ballot)) == 6
+    assert ballot_count(db) == 6
 
 
 def test_close_keeps_no_ballot_of_a_supplier_below_k(db: Session, settings: Settings) -> None:
@@ -107,7 +118,7 @@ def test_close_keeps_no_ballot_of_a_supplier_below_k(db: Session, settings: Sett
         )
     lifecycle.close_cycle(db, cycle_id=cycle.id, min_raters=3)
     # Never shown, so never kept: one DBA query would otherwise read two raw ballots.
-    assert db.scalar(select(func.count()).select_from(Ballot)) == 0
+    assert db.scalar(select(func.count()).select_from(BallotBox)) == 0
     assert ratings_service.drop_released_pools(db) == 2
     assert db.scalar(select(func.count()).select_from(PendingSubmission)) == 0
     kept = db.scalars(select(CycleResponse).where(CycleResponse.cycle_id == cycle.id)).all()
@@ -167,7 +178,7 @@ def test_submitting_after_close_is_refused(db: Session, settings: Settings) -> N
             db, invitation_id=invitation_id, answers=answers_for(db, cycle, company.suppliers)
         )
     assert getattr(err.value, "status", None) == 404
-    assert db.scalar(select(func.count()).select_from(Ballot)) == 0
+    assert db.scalar(select(func.count()).select_from(BallotBox)) == 0
 
 
 def test_close_due_cycles(db: Session, settings: Settings) -> None:
@@ -248,19 +259,25 @@ def test_worker_retries_the_vacuum_and_the_mail_purge_of_closed_cycles() -> None
 # --- the raw database after close ---------------------------------------------------------
 
 
-def _physical_order(session: Session, dialect: str) -> list[str]:
+def _physical_order(session: Session, dialect: str) -> list[int]:
+    """The suppliers of the ballot boxes in the order the database stores them."""
     order = "rowid" if dialect == "sqlite" else "ctid"
-    return [
-        str(c)
-        for c in session.execute(text(f"SELECT comment FROM ballot ORDER BY {order}")).scalars()
-    ]
+    return list(
+        session.execute(text(f"SELECT supplier_id FROM ballot_box ORDER BY {order}")).scalars()
+    )
 
 
-def test_ballots_are_grouped_by_supplier_in_random_order_within_each(
+def _box(session: Session, cycle_id: int, supplier_id: int) -> BallotBox:
+    box = session.get(BallotBox, (cycle_id, supplier_id))
+    assert box is not None
+    return box
+
+
+def test_ballots_are_boxed_by_supplier_in_random_order_within_each(
     db: Session, settings: Settings
 ) -> None:
-    # The close writes a supplier's ballots together (the supplier is in every row
-    # anyway), and their order within the group is not the order of the submits.
+    # The close stores a box per supplier (the supplier is named anyway), and the order
+    # of the ballots and of the comments in a box is not the order of the submits.
     company = make_company(db, suppliers=3, customers=8, competencies=1)
     cycle = launched_cycle(db, settings)
     comp = cycle_competency_ids(db, cycle)[0]
@@ -275,23 +292,31 @@ def test_ballots_are_grouped_by_supplier_in_random_order_within_each(
             db,
             invitation_id=invitation_id,
             answers={
-                s.id: SupplierAnswer(scores={comp: 3}, comment=f"order-{i}")
+                s.id: SupplierAnswer(scores={comp: 1 + i}, nps=i, comment=f"order-{i}")
                 for s in company.suppliers
             },
             secret_key=settings.secret_key,
         )
     lifecycle.close_cycle(db, cycle_id=cycle.id, min_raters=3, secret_key=settings.secret_key)
-    rows = db.execute(
-        select(Ballot.supplier_id, Ballot.comment)
-        .where(Ballot.cycle_id == cycle.id)
-        .order_by(Ballot.id)
-    ).all()
-    suppliers = [supplier_id for supplier_id, _ in rows]
-    assert len(rows) == 24 and suppliers == sorted(suppliers)
+    assert _physical_order(db, db.get_bind().dialect.name) == sorted(
+        s.id for s in company.suppliers
+    )
     submitted = [f"order-{i}" for i in range(8)]
-    groups = [[c for s, c in rows if s == supplier.id] for supplier in company.suppliers]
-    assert all(sorted(group) == submitted for group in groups)
-    assert any(group != submitted for group in groups)  # by chance: 1 in 40,320 cubed
+    boxes = [_box(db, cycle.id, supplier.id) for supplier in company.suppliers]
+    assert [box.ballots for box in boxes] == [8, 8, 8]
+    assert all(sorted(box.comments or []) == submitted for box in boxes)
+    assert any(box.comments != submitted for box in boxes)  # by chance: 1 in 40,320 cubed
+    ballots = stored_ballots(db, cycle_id=cycle.id)
+    for supplier in company.suppliers:
+        scores = [b.scores[0] for b in ballots if b.supplier_id == supplier.id]
+        nps = [b.nps for b in ballots if b.supplier_id == supplier.id]
+        assert sorted(scores) == list(range(1, 9)) and sorted(nps) == list(range(8))
+        # The scores and the NPS answers of a ballot stay together; the comments do not.
+        assert [score - 1 for score in scores] == nps
+    assert any(
+        [b.scores[0] for b in ballots if b.supplier_id == s.id] != list(range(1, 9))
+        for s in company.suppliers
+    )
 
 
 def test_ballots_appear_only_at_close_in_an_order_that_says_nothing(
@@ -310,8 +335,8 @@ def test_ballots_appear_only_at_close_in_an_order_that_says_nothing(
         comp_id = cycle_competency_ids(session, cycle)[0]
         cycle_id = cycle.id
         session.commit()
-    # Customers submit one after another, each in its own transaction; the comment
-    # records the order so the test can see it.
+    # Customers submit one after another, each in its own transaction; the comment and
+    # the score record the order so the test can see it.
     with caplog.at_level(logging.DEBUG):
         for i, customer_id in enumerate(customer_ids):
             with committed_db() as session:
@@ -332,6 +357,7 @@ def test_ballots_appear_only_at_close_in_an_order_that_says_nothing(
                 )
                 session.commit()
     submitted = [f"order-{i:03d}" for i in range(n)]
+    scored = [1 + i % 10 for i in range(n)]
 
     with committed_db() as session:
         # While open, nothing readable ties a rater to an answer: no ballot exists yet;
@@ -350,21 +376,18 @@ def test_ballots_appear_only_at_close_in_an_order_that_says_nothing(
 
     with committed_db() as session:
         assert session.get(Cycle, cycle_id).vacuumed_at is not None  # type: ignore[union-attr]
-        after = _physical_order(session, dialect)
-        assert sorted(after) == submitted  # every ballot is there...
+        # One row holds every ballot: no key, rowid or ctid per ballot exists.
+        assert _physical_order(session, dialect) == [supplier_id]
+        after = _box(session, cycle_id, supplier_id).comments or []
+        assert sorted(after) == submitted  # every comment is there...
         assert after != submitted  # ...but not in submission order
         assert after != list(reversed(submitted))
-        # Each ballot's number follows that order, not the submissions'.
-        numbered = list(session.scalars(select(Ballot.comment).order_by(Ballot.id)))
-        assert numbered == after
-        stored = [s for scores in session.scalars(select(Ballot.scores)) for s in scores]
-        assert sorted(stored) == sorted(1 + i % 10 for i in range(n))
+        stored = [b.scores[0] for b in stored_ballots(session, cycle_id=cycle_id)]
+        assert sorted(stored) == sorted(scored)
+        assert stored != scored  # the ballots are not in submission order either
         assert session.scalar(select(func.count()).select_from(Invitation)) == 0
         assert session.scalar(select(func.count()).select_from(PendingSubmission)) == 0
         if dialect == "postgresql":
-            ballot_xmins = set(session.execute(text("SELECT xmin::text FROM ballot")).scalars())
-            # Every ballot was written by the one closing transaction.
-            assert len(ballot_xmins) == 1
             # VACUUM FULL rewrote the pool: the file holding its old rows is gone.
             assert (
                 session.scalar(text("SELECT pg_relation_filenode('pending_submission')"))
@@ -455,7 +478,7 @@ def test_postgresql_vacuum_waits_for_snapshots_older_than_the_seal(
     cycle_id, _invitations = _submit_in_order(committed_db, settings, n)
     with engine.connect().execution_options(isolation_level="REPEATABLE READ") as reader:
         # Another connection (a report, the worker, ...) holds a snapshot from before the
-        # close. It reads another table: no lock on ballot, so VACUUM FULL itself would run
+        # close. It reads another table: no lock on the pool, so VACUUM FULL itself would run
         # and copy the still-visible pre-seal versions into the new file.
         assert reader.execute(text("SELECT count(*) FROM cycle")).scalar_one() == 1
         _close(committed_db, cycle_id)
@@ -474,7 +497,7 @@ def test_postgresql_vacuum_waits_for_snapshots_older_than_the_seal(
     assert _vacuumed_at(committed_db, cycle_id) is not None
     assert _pre_seal_tuples(engine) in (None, 0)
     with committed_db() as session:
-        assert len(set(session.execute(text("SELECT xmin::text FROM ballot")).scalars())) == 1
+        assert len(session.execute(text("SELECT xmin FROM ballot_box")).all()) == 1
     # Nothing left to do: another run of the job changes nothing.
     lifecycle.vacuum_closed_cycles_job(settings, engine, committed_db)
 
@@ -583,11 +606,8 @@ def test_whole_flow_over_smtp(
             assert job["state"] == "done"
 
     with committed_db() as session:
-        assert session.scalar(select(func.count()).select_from(Ballot)) == 6
-        assert (
-            sorted(session.scalars(select(Ballot.comment).where(Ballot.comment.is_not(None))))
-            == comments
-        )
+        assert ballot_count(session) == 6
+        assert sorted(stored_comments(session)) == comments
         assert session.get(Cycle, cycle_id).state == CycleState.closed  # type: ignore[union-attr]
     # Links are dead after close: the same generic page as any bad link.
     with TestClient(live_app) as browser:

@@ -146,16 +146,6 @@ def is_sqlite(session_or_engine: Session | Engine) -> bool:
     return bind.dialect.name == "sqlite"
 
 
-def work_mem_for_bulk(session: Session, *, mib: int = 256) -> None:
-    """Let this PostgreSQL transaction hash and sort ``mib`` in memory (until commit).
-
-    Aggregations over millions of scores would otherwise spill batches to disk. SQLite
-    has no such limit: nothing to do.
-    """
-    if not is_sqlite(session):
-        session.execute(text(f"SET LOCAL work_mem = '{int(mib):d}MB'"))
-
-
 def concurrent_writers(engine: Engine) -> bool:
     """Whether a second connection can write while a transaction holds a write lock
     (PostgreSQL); SQLite has one write lock for the whole database."""

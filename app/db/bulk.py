@@ -10,11 +10,9 @@ from collections.abc import Collection, Generator, Iterable, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Integer, Select, Table, text
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import Select, Table, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.schema import Column
 
 # Rows per executemany on SQLite: bounded memory for any number of rows.
 CHUNK = 5000
@@ -48,9 +46,7 @@ def insert_rows(
         raise KeyError(f"{table.name}: the rows must carry {', '.join(unset)}")
     connection = session.connection()
     dialect = connection.dialect
-    processors = [
-        None if name in stored else _copy_processor(table.c[name], dialect) for name in columns
-    ]
+    processors = [None if name in stored else _bind(table, name, dialect) for name in columns]
 
     # Only the columns whose type converts anything: most values go through untouched.
     active = [(i, process) for i, process in enumerate(processors) if process is not None]
@@ -116,31 +112,6 @@ def stream_values(session: Session, statement: Select[Any], *, batch: int) -> Ge
         copy.set_types([first.lower()])
         for row in copy.rows():
             yield row[0]
-
-
-def _int_array_text(value: Any) -> str | None:
-    # COPY's text form of an integer array: psycopg's generic list dumper inspects
-    # every element of every row, which was most of the close's time writing ballots.
-    if value is None:
-        return None
-    return "{" + ",".join("NULL" if v is None else str(int(v)) for v in value) + "}"
-
-
-def _copy_processor(column: Column[Any], dialect: Dialect) -> Any:
-    """The column type's bind conversion; integer arrays straight to their text form."""
-    impl = column.type.dialect_impl(dialect)
-    # A TypeDecorator (ScoreList) keeps the type it stores as in ``impl_instance``.
-    impl = getattr(impl, "impl_instance", impl)
-    if (
-        dialect.name == "postgresql"
-        and isinstance(impl, postgresql.ARRAY)
-        and isinstance(impl.item_type, Integer)
-    ):
-        process = column.type._cached_bind_processor(dialect)
-        if process is None:
-            return _int_array_text
-        return lambda value: _int_array_text(process(value))
-    return column.type._cached_bind_processor(dialect)
 
 
 # --- the HRIS import's writes: plain tuples straight to the driver ------------------------

@@ -22,7 +22,7 @@ from app.config import Settings
 from app.cycles.models import Cycle, CycleEmployee, CycleState
 from app.db import Base, utcnow, writer_session
 from app.org import service as org_service
-from app.ratings.models import Ballot
+from app.ratings.models import BallotBox
 from app.reports import service as reports_service
 from app.reports.models import EmployeeComment, EmployeeResult
 from app.scheduling import every
@@ -85,9 +85,9 @@ def apply_retention(
         )
         report.comments_deleted = int(getattr(result, "rowcount", 0) or 0)
         session.execute(
-            update(Ballot)
-            .where(Ballot.cycle_id.in_(old_cycles), Ballot.comment.is_not(None))
-            .values(comment=None)
+            update(BallotBox)
+            .where(BallotBox.cycle_id.in_(old_cycles), BallotBox.comments.is_not(None))
+            .values(comments=None)
         )
     if (cutoff := _cutoff(settings.retention_audit_days, now)) is not None:
         result = session.execute(delete(AuditEntry).where(AuditEntry.created_at < cutoff))
@@ -201,8 +201,10 @@ def _delete_results_about(session: Session, *, employee_id: int) -> tuple[int, i
     for model in (EmployeeComment, EmployeeResult):
         result = session.execute(delete(model).where(model.employee_id == employee_id))
         deleted += int(getattr(result, "rowcount", 0) or 0)
-    result = session.execute(delete(Ballot).where(Ballot.supplier_id == employee_id))
-    return deleted, int(getattr(result, "rowcount", 0) or 0)
+    about = BallotBox.supplier_id == employee_id
+    ballots = session.scalar(select(func.coalesce(func.sum(BallotBox.ballots), 0)).where(about))
+    session.execute(delete(BallotBox).where(about))
+    return deleted, int(ballots or 0)
 
 
 # --- the worker's job --------------------------------------------------------------------

@@ -6,43 +6,46 @@ colleague voted. Nor is a ballot written when its rater submits: the submit tran
 also marks the invitation, and the database's own history (PostgreSQL's WAL, SQLite's
 ``-wal`` file, replicas, point-in-time backups) keeps the two side by side. A submit
 writes one encrypted :class:`PendingSubmission` instead; the close decrypts the pool and
-writes every ballot of the cycle in one transaction, grouped by supplier and in random
-order within each (see
-``ratings.service.release_pool``).
+writes every ballot of the cycle in one transaction, a :class:`BallotBox` per supplier
+with the ballots in random order inside (see ``ratings.service.release_pool``).
 """
 
 from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, Text, Uuid
+from sqlalchemy import JSON, ForeignKey, Integer, LargeBinary, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
-from app.db.types import ScoreList
 
 
-class Ballot(Base):
-    """One customer's answers about one supplier in one cycle (the rater is not recorded)."""
+class BallotBox(Base):
+    """Every ballot about one supplier in one cycle, as one row written once at close.
 
-    __tablename__ = "ballot"
-    __table_args__ = (Index("ix_ballot_cycle_id_supplier_id", "cycle_id", "supplier_id"),)
+    The ballots sit in the row in an order drawn at random, so no rowid, key, ``ctid`` or
+    row order exists per ballot at all, and the close writes ~45,000 rows at 50,000
+    employees instead of ~400,000 (see :mod:`app.ratings.ballots` for the format). The
+    comments are a list of their own, in another random order: a comment is not tied to
+    the scores it came with.
+    """
 
-    # A counter (migration 0017): the close writes a cycle's ballots at once in an order
-    # drawn at random, so the numbers say nothing about raters. SQLite's rowid itself.
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    # No foreign keys (migration 0015): their triggers were half the database's cost of
-    # the close's bulk write. Whoever deletes a cycle or a person deletes ballots first.
-    cycle_id: Mapped[int] = mapped_column(Integer)
-    supplier_id: Mapped[int] = mapped_column(Integer)
-    nps: Mapped[int | None] = mapped_column(Integer)
-    comment: Mapped[str | None] = mapped_column(Text)
-    # One score per competency of the cycle, in the order of their ids (see
-    # ``cycle_competency_order``); None means "can't judge". In the row, not a row per
-    # score: the close reads every score of a cycle in one scan of this table. NULL is
-    # allowed (and read as "no scores"): PostgreSQL's NOT NULL error quotes the whole
-    # row, comment included, in its text.
-    scores: Mapped[list[int | None] | None] = mapped_column(ScoreList)
+    __tablename__ = "ballot_box"
+
+    # No foreign keys (migration 0015): whoever deletes a cycle or a person deletes its
+    # boxes first. The key is what every row names anyway: no counter.
+    cycle_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    supplier_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    ballots: Mapped[int] = mapped_column(Integer)
+    # Little-endian int16 arrays: an NPS per ballot, and ``ballots`` x competencies
+    # scores (row-major, the cycle's competencies in the order of their ids, see
+    # ``cycle_competency_order``); ``ballots.NO_ANSWER`` where there is none. The arrays
+    # and the comments may be NULL (read as no answers): PostgreSQL's NOT NULL error
+    # quotes the whole row, comments included, in its text.
+    nps: Mapped[bytes | None] = mapped_column(LargeBinary)
+    scores: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # SQL NULL, not JSON null, when there is none: ``comments IS NULL`` finds them.
+    comments: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True))
 
 
 class PendingSubmission(Base):

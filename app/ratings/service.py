@@ -2,21 +2,19 @@
 
 A submit marks the invitation used and adds one sealed row to the mixing pool
 (:mod:`app.ratings.pool`); it writes no ballot. At close :func:`release_pool` decrypts the
-pool and writes every ballot of the cycle, grouped by supplier and in random order
-within each, with the cycle and the supplier only, in one transaction: what the database
-and its WAL show is the set of everyone who answered and the set of all ballots, never
-which is whose.
+pool and stores every ballot of the cycle, a box per supplier with the ballots in random
+order inside (:mod:`app.ratings.ballots`), in one transaction: what the database and its
+WAL show is the set of everyone who answered and the set of all ballots, never which is
+whose.
 """
 
 from __future__ import annotations
 
 import re
-import secrets
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import compress
 from typing import Any, TypeVar, cast
 
 import numpy as np
@@ -39,11 +37,11 @@ from app.cycles.models import (
 )
 from app.db import ciphertext_delete, core_connection, utcnow
 from app.db.bulk import insert_rows, stream_values
-from app.db.types import stored_score_lists
 from app.errors import Conflict, Invalid, NotFound
 from app.org.models import Employee
 from app.ratings import pool
-from app.ratings.models import Ballot, PendingSubmission
+from app.ratings.ballots import BOX_COLUMNS, Ballots, boxes, comments_by_supplier, unpacked
+from app.ratings.models import BallotBox, PendingSubmission
 from app.ratings.pool import PoolKeyMismatch
 from app.ratings.schemas import (
     COMMENT_MAX_LENGTH,
@@ -57,7 +55,6 @@ from app.ratings.schemas import (
 )
 
 CANT_JUDGE = "na"
-INSERT_CHUNK = 5000
 FIELD_PATTERN = re.compile(r"^s(\d{1,12})-(?:c(\d{1,12})|(nps)|(comment))$")
 
 
@@ -551,19 +548,6 @@ def _read_pool(
 
 
 @dataclass
-class ReleasedBallots:
-    """The ballots the close has just written, as arrays (in no particular order).
-
-    The results are computed from these instead of reading back the rows just written.
-    """
-
-    competencies: list[int]  # cycle competency ids, the columns of ``scores``
-    suppliers: npt.NDArray[np.int64]
-    nps: npt.NDArray[np.float64]  # NaN: no answer
-    scores: npt.NDArray[np.float64]  # ballots x competencies, NaN: can't judge
-
-
-@dataclass
 class Release:
     """What the close learnt from the pool, as counts over raters who count toward k.
 
@@ -577,8 +561,8 @@ class Release:
     thin_competencies: set[tuple[int, int]] = field(default_factory=set)
     # Suppliers whose NPS answers from counting raters are below k.
     thin_nps: set[int] = field(default_factory=set)
-    # Everything the pool held, for the results; never stored in this form.
-    released: ReleasedBallots | None = None
+    # Every ballot the close stored, for the results (not read back from the boxes).
+    released: Ballots | None = None
 
 
 def release_pool(
@@ -589,13 +573,13 @@ def release_pool(
     k: int,
     counting_raters: Mapping[int, int],
 ) -> Release:
-    """Decrypt the cycle's pool and write every ballot once, grouped by supplier and in
-    random order within each.
+    """Decrypt the cycle's pool and store every ballot once: a box per supplier, the
+    ballots in random order inside.
 
     Runs in the closing transaction, after the links died. ``counting_raters`` is, per
     supplier of the cycle, how many customers who count toward k answered (from the
     invitations, see ``cycles.service.counting_responders``). A supplier below k gets
-    no ballot at all (nothing would ever be shown). The ballots are written in one
+    no ballot at all (nothing would ever be shown). The boxes are written in one
     statement, so the WAL shows one set of raters and one set of ballots: the whole
     cycle's. The pool rows are left to :func:`drop_released_pools`, and the caller makes
     them unreadable first. A row that does not decrypt (another SECRET_KEY) stops the
@@ -621,58 +605,64 @@ def release_pool(
         sizes.append(len(doc.suppliers))
         comments.extend(doc.comments)
     supplier_of = np.concatenate(suppliers or [np.zeros(0, np.int32)]).astype(np.int64)
-    nps_of = np.concatenate(nps_parts or [np.zeros(0, np.int16)])
-    scores = np.concatenate(score_parts or [np.zeros((0, len(order)), np.int16)])
-    counts = np.repeat(np.array(counting, dtype=bool), sizes)
-    if withheld:
-        kept = ~np.isin(supplier_of, list(withheld))
-        supplier_of, nps_of, scores, counts = (
-            supplier_of[kept],
-            nps_of[kept],
-            scores[kept],
-            counts[kept],
-        )
-        comments = list(compress(comments, kept.tolist()))
-    released = ReleasedBallots(
+    released = Ballots(
         competencies=order,
         suppliers=supplier_of,
-        nps=_answers(nps_of),
-        scores=_answers(scores),
+        nps=_answers(np.concatenate(nps_parts or [np.zeros(0, np.int16)])),
+        scores=_answers(np.concatenate(score_parts or [np.zeros((0, len(order)), np.int16)])),
+        comments=comments_by_supplier(supplier_of, comments),
     )
+    counts = np.repeat(np.array(counting, dtype=bool), sizes)
+    if legacy := _take_legacy_boxes(session, cycle_id=cycle.id, competencies=order):
+        # Ballots written before the pool existed (migration 0006 shuffled them): stored
+        # again with the pool's, in the same boxes. Their raters counted toward k.
+        released = Ballots.joined([released, legacy])
+        counts = np.concatenate([counts, np.ones(len(legacy), dtype=bool)])
+    if withheld:
+        kept = ~np.isin(released.suppliers, list(withheld))
+        released, counts = released.only(kept), counts[kept]
     release = Release(withheld_suppliers=withheld, released=released)
     _find_thin(release, released, counts, k=k)
     # The pool rows stay until the vacuum after the close (drop_released_pools): deleting
     # half a gigabyte of sealed rows was a seventh of a 50,000-employee close on
     # PostgreSQL. From here on nothing can open them, not even with SECRET_KEY: the close
     # replaces the salt their key came from (cycles.service.forget_pool_key).
-    # Order is all the database keeps of them (and each ballot's number follows it):
-    # make it carry nothing. Grouped by supplier, which every row names anyway, and in
-    # random order within each group (a permutation drawn from 128 secret bits: nobody
-    # can reproduce it to undo it). Grouped, the supplier index grows at its end and
-    # a supplier's ballots sit together for every later read, instead of one random
-    # page each.
-    drawn = np.random.default_rng(secrets.randbits(128)).permutation(len(supplier_of))
-    shuffled = drawn[np.argsort(released.suppliers[drawn], kind="stable")]
-    picked = shuffled.tolist()
-    # Scores are made a column at a time in their stored form: converting each value
-    # through its column type cost more than the inserts.
-    dialect = session.get_bind().dialect
-    rows = zip(
-        [cycle.id] * len(picked),
-        released.suppliers[shuffled].tolist(),
-        [None if v == pool.CANT_JUDGE else v for v in nps_of[shuffled].tolist()],
-        [comments[i] for i in picked],
-        stored_score_lists(released.scores[shuffled], dialect),
-        strict=True,
-    )
-    release.ballots = insert_rows(
+    insert_rows(
         session,
-        cast(Table, Ballot.__table__),
-        rows,
-        columns=BALLOT_COLUMNS,
-        stored=("scores",),
+        cast(Table, BallotBox.__table__),
+        boxes(cycle.id, released),
+        columns=BOX_COLUMNS,
     )
+    release.ballots = len(released)
     return release
+
+
+def _take_legacy_boxes(session: Session, *, cycle_id: int, competencies: list[int]) -> Ballots:
+    """The cycle's boxes stored before its close (none, unless it was launched before
+    the pool), deleted: the close stores their ballots again with the pool's."""
+    legacy = read_ballots(session, cycle_id=cycle_id, competencies=competencies)
+    if len(legacy):
+        session.execute(
+            delete(BallotBox)
+            .where(BallotBox.cycle_id == cycle_id)
+            .execution_options(synchronize_session=False)
+        )
+    return legacy
+
+
+def read_ballots(
+    session: Session, *, cycle_id: int, competencies: list[int] | None = None
+) -> Ballots:
+    """Every stored ballot of a cycle, unpacked from its boxes."""
+    if competencies is None:
+        competencies = cycle_competency_order(session, cycle_id=cycle_id)
+    box = cast(Table, BallotBox.__table__)
+    rows = session.connection().execute(
+        select(box.c.supplier_id, box.c.ballots, box.c.nps, box.c.scores, box.c.comments).where(
+            box.c.cycle_id == cycle_id
+        )
+    )
+    return unpacked(rows, competencies)
 
 
 def _in_columns(doc: pool.Columns, columns: tuple[int, ...]) -> npt.NDArray[np.int16]:
@@ -694,7 +684,7 @@ def _answers(values: npt.NDArray[np.int16]) -> npt.NDArray[np.float64]:
 
 
 def _find_thin(
-    release: Release, ballots: ReleasedBallots, counting: npt.NDArray[np.bool_], *, k: int
+    release: Release, ballots: Ballots, counting: npt.NDArray[np.bool_], *, k: int
 ) -> None:
     """Figures that reach k answers only with answers of raters who do not count.
 
@@ -743,31 +733,6 @@ def cycle_competency_order(session: Session, *, cycle_id: int) -> list[int]:
             .order_by(CycleCompetency.id)
         )
     )
-
-
-BALLOT_COLUMNS = ("cycle_id", "supplier_id", "nps", "comment", "scores")
-
-
-def withhold_below_k(session: Session, *, cycle_id: int, suppliers: set[int]) -> None:
-    """Delete the ballots of suppliers who did not reach k counting raters.
-
-    The pool never writes them; this is for ballots written before the pool existed.
-    """
-    if not suppliers:
-        return
-    ids = list(suppliers)
-    for start in range(0, len(ids), INSERT_CHUNK):
-        chunk = ids[start : start + INSERT_CHUNK]
-        session.execute(
-            delete(Ballot)
-            .where(Ballot.cycle_id == cycle_id, Ballot.supplier_id.in_(chunk))
-            .execution_options(synchronize_session=False)
-        )
-
-
-def has_ballots(session: Session, *, cycle_id: int) -> bool:
-    """Whether ballots were written before the close (by a version without the pool)."""
-    return session.scalar(select(Ballot.id).where(Ballot.cycle_id == cycle_id).limit(1)) is not None
 
 
 def cycles_sealed_under_another_key(session: Session, *, secret_key: str) -> list[str]:

@@ -13,6 +13,7 @@ stored, so the reading side can show everything it finds.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -23,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import pydantic_core
 from pydantic import TypeAdapter
-from sqlalchemy import Table, and_, bindparam, delete, func, insert, literal, or_, select, update
+from sqlalchemy import Table, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
@@ -36,13 +37,12 @@ from app.cycles.models import (
     CyclePair,
     CycleState,
 )
-from app.db import analyze, utcnow, work_mem_for_bulk
+from app.db import analyze, utcnow
 from app.db.bulk import insert_rows
-from app.db.types import raw_scores, score_matrix
 from app.errors import Conflict, NotFound
 from app.org.models import Employee
 from app.ratings import service as ratings_service
-from app.ratings.models import Ballot
+from app.ratings.ballots import Ballots
 from app.reports import coefficients as calc
 from app.reports import ranking
 from app.reports.models import (
@@ -99,14 +99,16 @@ def compute_cycle_results(
         raise NotFound(f"There is no cycle {cycle_id}.")
     k = max(min_raters if min_raters is not None else get_settings().anonymity_min_raters, 3)
     session.flush()
-    # The comments are copied by a join over every ballot: hashed in memory, not on disk.
-    work_mem_for_bulk(session)
     for table in RESULT_TABLES:
         session.execute(delete(table).where(table.cycle_id == cycle_id))
 
     tree = _store_closure(session, cycle_id=cycle_id)
     previous = _previous_cycle(session, cycle=cycle)
     scale = calc.Scale(cycle.scale_min, cycle.scale_max)
+    # The close hands over what it just stored; otherwise the boxes are read back.
+    ballots = release.released if release is not None else None
+    if ballots is None:
+        ballots = ratings_service.read_ballots(session, cycle_id=cycle_id)
     employees = _store_employees(
         session,
         cycle_id=cycle_id,
@@ -115,16 +117,15 @@ def compute_cycle_results(
         previous=previous,
         thin_competencies=release.thin_competencies if release is not None else set(),
         thin_nps=release.thin_nps if release is not None else set(),
-        released=release.released if release is not None else None,
+        ballots=ballots,
     )
     _store_departments(
         session, cycle_id=cycle_id, scale=scale, previous=previous, tree=tree, stored=employees
     )
     _store_company(session, cycle=cycle, k=k, scale=scale, previous=previous, stored=employees)
-    analyze(session, EmployeeResult)
-    _store_comments(session, cycle_id=cycle_id)
-    analyze(session, Ballot, DepartmentClosure, DepartmentResult, DepartmentCompetencyResult)
-    analyze(session, EmployeeComment)
+    _store_comments(session, cycle_id=cycle_id, ballots=ballots, employees=employees)
+    analyze(session, EmployeeResult, DepartmentClosure, DepartmentResult)
+    analyze(session, DepartmentCompetencyResult, EmployeeComment)
 
     cycle.results_ready_at = utcnow()
     session.add(
@@ -263,7 +264,7 @@ def _f(value: Any) -> float | None:
 
 @dataclass
 class _BallotScan:
-    """A cycle's ballots as arrays, read in one scan of the ballot table."""
+    """A cycle's ballots as arrays, grouped by supplier for one pass per figure."""
 
     competencies: list[int]
     weights: npt.NDArray[np.float64]
@@ -273,11 +274,8 @@ class _BallotScan:
     scores: npt.NDArray[np.float64]  # ballots x competencies, NaN: can't judge
 
 
-def _scan_ballots(
-    session: Session, *, cycle_id: int, released: ratings_service.ReleasedBallots | None
-) -> _BallotScan:
-    """The ballots as arrays: those the close just released, else read from the table."""
-    order = ratings_service.cycle_competency_order(session, cycle_id=cycle_id)
+def _scan_ballots(session: Session, *, cycle_id: int, ballots: Ballots) -> _BallotScan:
+    """The ballots as arrays grouped by supplier, with the competencies' weights."""
     weight_of = dict(
         session.execute(
             select(CycleCompetency.id, CycleCompetency.weight).where(
@@ -285,35 +283,17 @@ def _scan_ballots(
             )
         ).all()
     )
-    weights = np.array([float(weight_of[cid] or 0) for cid in order], dtype=np.float64)
-    if released is not None and released.competencies == order:
-        suppliers, which = np.unique(released.suppliers, return_inverse=True)
-        return _BallotScan(
-            competencies=order,
-            weights=weights,
-            suppliers=suppliers,
-            which=which.reshape(-1),
-            nps=released.nps,
-            scores=released.scores,
-        )
-    b = Ballot.__table__
-    rows = (
-        session.connection()
-        .execute(
-            select(b.c.supplier_id, b.c.nps, raw_scores(b.c.scores)).where(b.c.cycle_id == cycle_id)
-        )
-        .all()
+    weights = np.array(
+        [float(weight_of.get(cid) or 0) for cid in ballots.competencies], dtype=np.float64
     )
-    suppliers, which = np.unique(
-        np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)), return_inverse=True
-    )
+    suppliers, which = np.unique(ballots.suppliers, return_inverse=True)
     return _BallotScan(
-        competencies=order,
+        competencies=ballots.competencies,
         weights=weights,
         suppliers=suppliers,
         which=which.reshape(-1),
-        nps=np.array([np.nan if r[1] is None else r[1] for r in rows], dtype=np.float64),
-        scores=score_matrix([r[2] for r in rows], len(order)),
+        nps=ballots.nps,
+        scores=ballots.scores,
     )
 
 
@@ -330,7 +310,7 @@ def _store_employees(
     previous: _Previous | None,
     thin_competencies: set[tuple[int, int]],
     thin_nps: set[int],
-    released: ratings_service.ReleasedBallots | None = None,
+    ballots: Ballots,
 ) -> _Employees:
     """Every employee and employee x competency figure, from one scan of the ballots.
 
@@ -340,7 +320,7 @@ def _store_employees(
     shown competency means, and sd/interval come from each rater's weighted score over
     the shown competencies.
     """
-    scan = _scan_ballots(session, cycle_id=cycle_id, released=released)
+    scan = _scan_ballots(session, cycle_id=cycle_id, ballots=ballots)
     n_suppliers, n_competencies = len(scan.suppliers), len(scan.competencies)
     answered = ~np.isnan(scan.scores)
     filled = np.nan_to_num(scan.scores)
@@ -750,27 +730,26 @@ def _store_company(
     session.flush()
 
 
-def _store_comments(session: Session, *, cycle_id: int) -> None:
+def _store_comments(
+    session: Session, *, cycle_id: int, ballots: Ballots, employees: _Employees
+) -> None:
     # Copied only for employees who meet k, with a random sort key and nothing else:
-    # no ballot id, no date, no order of submission.
-    b, er = Ballot.__table__, EmployeeResult.__table__
-    session.execute(
-        insert(EmployeeComment).from_select(
-            ["cycle_id", "employee_id", "sort_key", "text"],
-            select(literal(cycle_id), b.c.supplier_id, func.random(), func.trim(b.c.comment))
-            .select_from(
-                b.join(
-                    er,
-                    and_(er.c.cycle_id == b.c.cycle_id, er.c.employee_id == b.c.supplier_id),
-                )
-            )
-            .where(
-                b.c.cycle_id == cycle_id,
-                er.c.meets_k.is_(True),
-                b.c.comment.is_not(None),
-                func.trim(b.c.comment) != "",
-            ),
-        )
+    # no ballot, no date, no order of submission.
+    rows = [
+        (cycle_id, employee_id, text)
+        for employee_id, texts in ballots.comments.items()
+        if (figures := employees.figures.get(employee_id)) is not None and figures.meets_k
+        for text in texts
+    ]
+    keys = np.random.default_rng(secrets.randbits(128)).random(len(rows)).tolist()
+    insert_rows(
+        session,
+        cast(Table, EmployeeComment.__table__),
+        (
+            (cycle_id, employee_id, key, text)
+            for (cycle_id, employee_id, text), key in zip(rows, keys, strict=True)
+        ),
+        columns=("cycle_id", "employee_id", "sort_key", "text"),
     )
 
 

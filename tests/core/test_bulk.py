@@ -6,38 +6,42 @@ import uuid
 from pathlib import Path
 from typing import cast
 
-import numpy as np
 import pytest
 from sqlalchemy import Table, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.db import defer_wal_checkpoint, make_engine, make_sessionmaker
 from app.db.bulk import insert_rows, stream_values
-from app.db.types import stored_score_lists
-from app.ratings.models import Ballot, PendingSubmission
-from app.ratings.service import BALLOT_COLUMNS
+from app.ratings.ballots import BOX_COLUMNS
+from app.ratings.models import BallotBox, PendingSubmission
+from app.reports.models import EmployeeComment
 from tests.reports.factories import make_cycle
 
-BALLOT = cast(Table, Ballot.__table__)
+BOX = cast(Table, BallotBox.__table__)
+COMMENT = cast(Table, EmployeeComment.__table__)
 PENDING = cast(Table, PendingSubmission.__table__)
 
 
 def test_insert_rows_converts_each_column_type(db: Session) -> None:
     cycle = make_cycle(db)
     rows = [
-        (cycle.id, 11, 9, "fine work", [5, None, 3]),
-        (cycle.id, 12, None, None, [None, None, None]),
-        (cycle.id, 11, 0, "Отлично", None),
+        (cycle.id, 11, 2, b"\x09\x00\x00\x80", b"\x05\x00", ["fine work", "Отлично"]),
+        (cycle.id, 12, 1, None, None, None),
     ]
-    assert insert_rows(db, BALLOT, iter(rows), columns=BALLOT_COLUMNS) == 3
+    assert insert_rows(db, BOX, iter(rows), columns=BOX_COLUMNS) == 2
     found = [
-        (b.cycle_id, b.supplier_id, b.nps, b.comment, b.scores)
-        for b in db.scalars(select(Ballot).where(Ballot.cycle_id == cycle.id))
+        (b.cycle_id, b.supplier_id, b.ballots, b.nps, b.scores, b.comments)
+        for b in db.scalars(select(BallotBox).where(BallotBox.cycle_id == cycle.id))
     ]
     assert sorted(map(repr, found)) == sorted(map(repr, rows))
-    # The keys come from the database: SQLite's rowid, PostgreSQL's sequence.
-    assert len({b.id for b in db.scalars(select(Ballot))}) == 3
+    # No comments is SQL NULL, not JSON null: the retention's "comments IS NULL" finds it.
+    blank = select(BallotBox.supplier_id).where(BallotBox.comments.is_(None))
+    assert db.scalars(blank.where(BallotBox.cycle_id == cycle.id)).all() == [12]
+    # Keys left out come from the database: SQLite's rowid, PostgreSQL's sequence.
+    comments = [(cycle.id, 11, 0.5, "one"), (cycle.id, 11, 0.25, "two")]
+    insert_rows(db, COMMENT, comments, columns=("cycle_id", "employee_id", "sort_key", "text"))
+    keys = db.scalars(select(EmployeeComment.id).where(EmployeeComment.cycle_id == cycle.id))
+    assert len(set(keys)) == 2
 
 
 def test_insert_rows_refuses_rows_without_a_python_side_default(db: Session) -> None:
@@ -46,29 +50,18 @@ def test_insert_rows_refuses_rows_without_a_python_side_default(db: Session) -> 
     with pytest.raises(KeyError, match="id"):
         insert_rows(db, PENDING, [(cycle.id, b"sealed")], columns=("cycle_id", "sealed"))
     with pytest.raises(KeyError, match="no column"):
-        insert_rows(db, BALLOT, [], columns=("id", "rater_id"))
+        insert_rows(db, BOX, [], columns=("cycle_id", "rater_id"))
 
 
-def test_columns_made_in_their_stored_form_read_back_through_their_types(db: Session) -> None:
-    # The close makes score lists a column at a time (app.db.types); read through the
-    # ORM they must be what the column type's own conversion would have stored.
+def test_columns_in_their_stored_form_reach_the_table_as_they_are(db: Session) -> None:
+    # The close makes some columns in their stored form a column at a time; the JSON
+    # text here would be quoted again by the column type's own conversion.
     cycle = make_cycle(db)
-    dialect = db.get_bind().dialect
-    matrix = np.array([[5, np.nan, 3], [np.nan, np.nan, np.nan], [0, 254, 1]])
-    rows = [
-        (cycle.id, 20 + i, None, None, scores)
-        for i, scores in enumerate(stored_score_lists(matrix, dialect))
-    ]
-    insert_rows(db, BALLOT, rows, columns=BALLOT_COLUMNS, stored=("scores",))
-    found = {
-        b.supplier_id: b.scores
-        for b in db.scalars(select(Ballot).where(Ballot.cycle_id == cycle.id))
-    }
-    assert found == {20: [5, None, 3], 21: [None, None, None], 22: [0, 254, 1]}
-    with pytest.raises(ValueError, match="between 0 and 254"):
-        stored_score_lists(np.array([[255.0]]), dialect)
+    rows = [(cycle.id, 30, 1, None, None, '["as is"]')]
+    insert_rows(db, BOX, rows, columns=BOX_COLUMNS, stored=("comments",))
+    assert db.get_one(BallotBox, (cycle.id, 30)).comments == ["as is"]
     with pytest.raises(KeyError, match="no column"):
-        insert_rows(db, BALLOT, [], columns=("cycle_id",), stored=("scores",))
+        insert_rows(db, BOX, [], columns=("cycle_id",), stored=("comments",))
 
 
 def test_stream_values_reads_every_value_in_batches(db: Session) -> None:
@@ -114,32 +107,3 @@ def test_a_deferred_checkpoint_leaves_the_commit_in_the_log_until_later(
         assert path.with_name(path.name + "-wal").stat().st_size > 8_000_000
     finally:
         engine.dispose()
-
-
-@pytest.mark.parametrize(
-    ("matrix", "expected"),
-    [
-        (np.array([[5, np.nan, 3], [10, 254, 0]]), ["{5,NULL,3}", "{10,254,0}"]),
-        (np.array([[np.nan], [7]]), ["{NULL}", "{7}"]),
-        (np.empty((2, 0)), ["{}", "{}"]),
-        (np.empty((0, 3)), []),
-    ],
-)
-def test_score_lists_for_postgresql_are_each_rows_array_text(
-    matrix: np.ndarray, expected: list[str]
-) -> None:
-    assert list(stored_score_lists(matrix, postgresql.dialect())) == expected
-
-
-@pytest.mark.parametrize(
-    ("matrix", "expected"),
-    [
-        (np.array([[5, np.nan, 0], [0, 0, 0]]), [b"\x05\xff\x00", b"\x00\x00\x00"]),
-        (np.empty((2, 0)), [b"", b""]),
-        (np.empty((0, 3)), []),
-    ],
-)
-def test_score_lists_for_sqlite_are_each_rows_bytes(
-    matrix: np.ndarray, expected: list[bytes]
-) -> None:
-    assert list(stored_score_lists(matrix, sqlite.dialect())) == expected

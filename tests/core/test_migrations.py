@@ -6,18 +6,53 @@ PostgreSQL database), never the session's test database.
 
 from __future__ import annotations
 
+import math
 import uuid
+from collections import Counter
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, select, text
+from sqlalchemy import (
+    JSON,
+    Integer,
+    LargeBinary,
+    Text,
+    column,
+    insert,
+    inspect,
+    select,
+    table,
+    text,
+)
 
 from app.db import make_engine, make_sessionmaker
+from app.db.types import ScoreList
 from app.mail import service as mail_service
 from app.migrate import DataLossRefused, downgrade, upgrade
 from app.models import metadata
-from app.ratings.models import Ballot
+from app.ratings.ballots import unpacked
+
+# The ballot table as revisions 0006 to 0019 have it (a row per ballot; 0020 boxes them).
+OLD_BALLOT = table(
+    "ballot",
+    column("id", Integer),
+    column("cycle_id", Integer),
+    column("supplier_id", Integer),
+    column("nps", Integer),
+    column("comment", Text),
+    column("scores", ScoreList),
+)
+BALLOT_BOX = table(
+    "ballot_box",
+    column("cycle_id", Integer),
+    column("supplier_id", Integer),
+    column("ballots", Integer),
+    column("nps", LargeBinary),
+    column("scores", LargeBinary),
+    column("comments", JSON),
+)
 
 
 def schema_diff(url: str) -> list[object]:
@@ -113,13 +148,16 @@ def test_scores_move_into_the_ballot_row_and_back(fresh_database_url: str) -> No
     upgrade(fresh_database_url, "0006")
     (key,) = query(fresh_database_url, "SELECT id FROM ballot")[0]
     assert uuid.UUID(str(key)) != ballot_id  # rewritten: a new key, a new place
-    upgrade(fresh_database_url)
+    # Up to the last revision with a row per ballot (0020 boxes them, tested below).
+    upgrade(fresh_database_url, "0019")
     engine = make_engine(fresh_database_url)
     try:
         assert "ballot_score" not in inspect(engine).get_table_names()
-        with make_sessionmaker(engine)() as session:
-            ballot = session.scalars(select(Ballot)).one()
-        assert (ballot.nps, ballot.comment, ballot.scores) == (9, "ok", [None, 9, 2])
+        with engine.connect() as conn:
+            ballot = conn.execute(
+                select(OLD_BALLOT.c.nps, OLD_BALLOT.c.comment, OLD_BALLOT.c.scores)
+            ).one()
+        assert tuple(ballot) == (9, "ok", [None, 9, 2])
     finally:
         engine.dispose()
     # Later revisions drop what they added (forced: this test is about 0006).
@@ -236,16 +274,18 @@ def test_ballots_get_integer_keys_in_the_order_of_their_random_ones(
                 )
     finally:
         engine.dispose()
-    upgrade(fresh_database_url)
+    # Up to the last revision with a row per ballot (0020 boxes them, tested below).
+    upgrade(fresh_database_url, "0019")
     rows = query(fresh_database_url, "SELECT id, supplier_id, comment FROM ballot ORDER BY id")
     by_old_key = sorted(range(1, 6), key=lambda s: keys[s - 1].hex)
     assert rows == [(n, s, f"c{s}") for n, s in enumerate(by_old_key, start=1)]
     engine = make_engine(fresh_database_url)
     try:
-        with make_sessionmaker(engine)() as session, session.begin():
-            session.add(Ballot(cycle_id=1, supplier_id=6, scores=[3]))
-            session.flush()
-            later = session.scalars(select(Ballot.id).where(Ballot.supplier_id == 6)).one()
+        with engine.begin() as conn:
+            conn.execute(insert(OLD_BALLOT).values(cycle_id=1, supplier_id=6, scores=[3]))
+            later = conn.execute(
+                select(OLD_BALLOT.c.id).where(OLD_BALLOT.c.supplier_id == 6)
+            ).scalar_one()
         assert later == 6
     finally:
         engine.dispose()
@@ -372,3 +412,167 @@ def test_outbox_texts_move_into_bodies_and_back(fresh_database_url: str) -> None
         key=str,
     )
     assert "outbox_body" not in table_names(fresh_database_url)
+
+
+def _insert_cycle(conn: Any, cycle_id: int, competencies: list[int]) -> None:
+    conn.exec_driver_sql(
+        "INSERT INTO cycle (id, name, period_start, period_end, opens_at, closes_at, state, "
+        "scale_min, scale_max, ask_nps, ask_comment, created_at) VALUES "
+        f"({cycle_id}, 'Q{cycle_id}', '2026-01-01', '2026-03-31', '2026-03-01 00:00:00', "
+        "'2026-03-20 00:00:00', 'closed', 0, 10, true, true, '2026-01-01 00:00:00')"
+    )
+    for cid in competencies:
+        conn.exec_driver_sql(
+            "INSERT INTO cycle_competency (id, cycle_id, code, name, description, "
+            "indicators, weight, display_order) VALUES "
+            f"({cid}, {cycle_id}, 'c{cid}', 'C{cid}', '', '[]', 1.0, {100 - cid})"
+        )
+
+
+def _as_stored(scores: list[int | None] | None, width: int) -> tuple[int | None, ...]:
+    """A ballot's scores as the cycle's columns read them: cut or padded to ``width``,
+    NULL and missing ones "no answer"."""
+    kept = list(scores or [])[:width]
+    return tuple(kept + [None] * (width - len(kept)))
+
+
+def _answer(value: float) -> int | None:
+    return None if math.isnan(value) else int(value)
+
+
+def test_ballots_move_into_boxes_and_back(fresh_database_url: str) -> None:
+    # 0020: the ballots about a supplier in a cycle become one box, shuffled, their
+    # scores in the cycle's competency columns (ids ascending), comments stripped and
+    # blanks dropped; nothing else is lost. Down again: a ballot row each, numbered anew.
+    upgrade(fresh_database_url, "0019")
+    competencies = {1: [10, 11, 12], 2: [20, 21]}  # cycle -> ids, the box's columns
+    # (cycle, supplier, nps, comment, scores); NULL nps and scores, "can't judge", short
+    # and long score lists, blank comments, and two equal ballots.
+    ballots: list[tuple[int, int, int | None, str | None, list[int | None] | None]] = [
+        (1, 1, 9, "  good ", [5, None, 7]),
+        (1, 1, 9, "good", [5, None, 7]),
+        (1, 1, None, "   ", [1, 2]),
+        (1, 1, 3, None, None),
+        (1, 2, 10, "x\n", [4, 4, 4]),
+        (1, 2, None, "", [None, None, None]),
+        (2, 1, 7, "fine", [3, 4]),
+        (2, 3, 0, None, [1, 2, 3]),
+    ]
+    # Enough ballots in one box that their order there cannot follow the old ids by
+    # chance (1 in 30!): NPS 0 to 29, written in that order.
+    ballots += [(1, 4, n % 11, None, [n % 11, 0, 1]) for n in range(30)]
+    engine = make_engine(fresh_database_url)
+    try:
+        with engine.begin() as conn:
+            for cycle_id, ids in competencies.items():
+                _insert_cycle(conn, cycle_id, sorted(ids, reverse=True))
+            conn.execute(
+                insert(OLD_BALLOT),
+                [
+                    {
+                        "id": 100 + i,
+                        "cycle_id": c,
+                        "supplier_id": s,
+                        "nps": n,
+                        "comment": t,
+                        "scores": sc,
+                    }
+                    for i, (c, s, n, t, sc) in enumerate(ballots)
+                ],
+            )
+    finally:
+        engine.dispose()
+    expected = Counter(
+        (c, s, n, _as_stored(sc, len(competencies[c]))) for c, s, n, _, sc in ballots
+    )
+    expected_comments = Counter((c, s, t.strip()) for c, s, _, t, _ in ballots if t and t.strip())
+    assert expected_comments == Counter({(1, 1, "good"): 2, (1, 2, "x"): 1, (2, 1, "fine"): 1})
+
+    upgrade(fresh_database_url, "0020")
+    assert "ballot" not in table_names(fresh_database_url)
+    if not fresh_database_url.startswith("sqlite"):
+        # The key's sequence (OWNED BY ballot.id, 0017) went with the table.
+        assert query(fresh_database_url, "SELECT to_regclass('ballot_id_seq')") == [(None,)]
+    engine = make_engine(fresh_database_url)
+    try:
+        with engine.connect() as conn:
+            boxes = conn.execute(
+                select(BALLOT_BOX).order_by(BALLOT_BOX.c.cycle_id, BALLOT_BOX.c.supplier_id)
+            ).all()
+    finally:
+        engine.dispose()
+    assert [(b.cycle_id, b.supplier_id, b.ballots) for b in boxes] == [
+        (1, 1, 4),
+        (1, 2, 2),
+        (1, 4, 30),
+        (2, 1, 1),
+        (2, 3, 1),
+    ]
+    found: Counter[tuple[Any, ...]] = Counter()
+    found_comments: Counter[tuple[Any, ...]] = Counter()
+    for cycle_id, ids in competencies.items():
+        read = unpacked(
+            [
+                (b.supplier_id, b.ballots, b.nps, b.scores, b.comments)
+                for b in boxes
+                if b.cycle_id == cycle_id
+            ],
+            ids,
+        )
+        for supplier, nps, scores in zip(
+            read.suppliers.tolist(), read.nps.tolist(), read.scores.tolist(), strict=True
+        ):
+            found[(cycle_id, supplier, _answer(nps), tuple(map(_answer, scores)))] += 1
+        for supplier, texts in read.comments.items():
+            found_comments.update((cycle_id, supplier, t) for t in texts)
+    assert found == expected
+    assert found_comments == expected_comments
+    # A box with no comments holds NULL; the big one is not in the old ids' order.
+    assert [b.comments for b in boxes if b.supplier_id in (3, 4)] == [None, None]
+    big = next(b for b in boxes if b.supplier_id == 4)
+    in_box = unpacked([(4, big.ballots, big.nps, big.scores, None)], competencies[1])
+    assert sorted(in_box.nps.tolist()) == sorted(n % 11 for n in range(30))
+    assert in_box.scores[:, 0].tolist() != [n % 11 for n in range(30)]
+
+    # Not a data-losing downgrade: no --force needed.
+    downgrade(fresh_database_url, "0019")
+    assert "ballot_box" not in table_names(fresh_database_url)
+    engine = make_engine(fresh_database_url)
+    try:
+        with engine.begin() as conn:
+            rows = conn.execute(select(OLD_BALLOT).order_by(OLD_BALLOT.c.id)).all()
+            # New ballots continue after the renumbered ones (PostgreSQL: the sequence).
+            conn.execute(insert(OLD_BALLOT).values(cycle_id=1, supplier_id=9, scores=[1]))
+            later = conn.execute(
+                select(OLD_BALLOT.c.id).where(OLD_BALLOT.c.supplier_id == 9)
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert [r.id for r in rows] == list(range(1, len(ballots) + 1))
+    assert all(type(r.id) is int for r in rows)
+    assert later == len(ballots) + 1
+    assert (
+        Counter(
+            (r.cycle_id, r.supplier_id, r.nps, _as_stored(r.scores, len(competencies[r.cycle_id])))
+            for r in rows
+        )
+        == expected
+    )
+    # Full rows, as the close wrote them: a score per competency of the cycle.
+    assert all(len(r.scores) == len(competencies[r.cycle_id]) for r in rows)
+    assert Counter((r.cycle_id, r.supplier_id, r.comment) for r in rows if r.comment) == (
+        expected_comments
+    )
+    # Grouped by supplier, in a fresh random order within (again 1 in 30! to fail).
+    assert [r.supplier_id for r in rows if r.cycle_id == 1] == sorted(
+        r.supplier_id for r in rows if r.cycle_id == 1
+    )
+    assert [r.scores[0] for r in rows if r.supplier_id == 4] != [n % 11 for n in range(30)]
+
+    upgrade(fresh_database_url, "0020")
+    assert query(
+        fresh_database_url,
+        "SELECT cycle_id, supplier_id, ballots FROM ballot_box ORDER BY 1, 2",
+    ) == [(1, 1, 4), (1, 2, 2), (1, 4, 30), (1, 9, 1), (2, 1, 1), (2, 3, 1)]
+    upgrade(fresh_database_url)
+    assert schema_diff(fresh_database_url) == []

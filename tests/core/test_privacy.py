@@ -14,22 +14,17 @@ from sqlalchemy.exc import IntegrityError
 
 from app.config import Settings
 from app.main import create_app
-from app.ratings.models import Ballot
+from app.ratings.models import BallotBox
 
 
 def test_sql_errors_never_carry_parameter_values(engine: Engine) -> None:
     assert engine.hide_parameters
     secret = "SECRET-COMMENT-" + uuid.uuid4().hex
-    ballot_id = 2**30 + uuid.uuid4().int % 2**30  # a key no other test uses
+    supplier_id = 2**30 + uuid.uuid4().int % 2**30  # a key no other test uses
     with engine.connect() as conn, pytest.raises(IntegrityError) as raised:
         # The same key twice: the insert fails inside a bulk write, as a real one might.
-        conn.execute(
-            insert(Ballot),
-            [
-                {"id": ballot_id, "cycle_id": -1, "supplier_id": -1, "comment": secret},
-                {"id": ballot_id, "cycle_id": -1, "supplier_id": -1, "comment": secret},
-            ],
-        )
+        box = {"cycle_id": -1, "supplier_id": supplier_id, "ballots": 1, "comments": [secret]}
+        conn.execute(insert(BallotBox), [box, box])
     assert secret not in str(raised.value)
 
 

@@ -17,7 +17,7 @@ from app.db import progress as job_progress
 from app.db import utcnow, writer_session
 from app.errors import Conflict
 from app.ratings import service as ratings_service
-from app.ratings.models import Ballot, PendingSubmission
+from app.ratings.models import PendingSubmission
 from app.reports.models import EmployeeResult
 from tests.cycles.helpers import (
     answers_for,
@@ -26,6 +26,7 @@ from tests.cycles.helpers import (
     make_company,
     make_cycle,
 )
+from tests.factories import ballot_count
 
 
 def _answered_cycle(committed_db: sessionmaker[Session], settings: Settings) -> int:
@@ -64,7 +65,7 @@ def test_a_failed_close_changes_nothing_and_can_be_retried(
         # Nothing half-done: still open, the answers still sealed, no ballot, no result.
         assert session.get_one(Cycle, cycle_id).state == CycleState.open
         assert session.scalar(select(func.count()).select_from(PendingSubmission)) == 3
-        assert session.scalar(select(func.count()).select_from(Ballot)) == 0
+        assert ballot_count(session) == 0
         assert session.scalar(select(func.count()).select_from(EmployeeResult)) == 0
     # Nothing left to run; HR closes again and the right key finishes it.
     assert lifecycle.run_close_jobs(settings, engine, committed_db) == 0
@@ -77,7 +78,7 @@ def test_a_failed_close_changes_nothing_and_can_be_retried(
         assert (done.state, done.percent, done.step) == (CloseJobState.done, 100, "results ready")
         cycle = session.get_one(Cycle, cycle_id)
         assert cycle.state == CycleState.closed and cycle.results_ready_at is not None
-        assert session.scalar(select(func.count()).select_from(Ballot)) == 6
+        assert ballot_count(session) == 6
         assert sorted(session.scalars(select(EmployeeResult.raters))) == [3, 3]
 
 

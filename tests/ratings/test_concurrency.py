@@ -19,7 +19,7 @@ from app.config import Settings
 from app.cycles.models import Invitation
 from app.errors import NotFound
 from app.ratings import service as ratings_service
-from app.ratings.models import Ballot, PendingSubmission
+from app.ratings.models import PendingSubmission
 from app.ratings.schemas import SupplierAnswer
 from app.ratings.service import AlreadySubmitted
 from tests.conftest import TEST_SECRET_KEY, LiveServer
@@ -32,6 +32,7 @@ from tests.cycles.helpers import (
     make_company,
     token_of,
 )
+from tests.factories import ballot_count
 
 FORM_TOKEN = re.compile(r'name="form_token" value="([^"]+)"')
 CLIENTS = 6
@@ -94,7 +95,7 @@ def test_concurrent_submits_store_one_set_of_ballots(
     assert len(already) == CLIENTS - 1
     with committed_db() as session:
         assert session.scalar(select(func.count()).select_from(PendingSubmission)) == 1
-        assert session.scalar(select(func.count()).select_from(Ballot)) == 0
+        assert ballot_count(session) == 0
         used = session.scalars(select(Invitation.used).where(Invitation.cycle_id == cycle.id))
         assert sorted(used) == [False, True]
 
@@ -147,7 +148,7 @@ def test_a_submit_in_flight_when_the_close_starts_is_released_not_lost(
         # The four released submissions, left for the vacuum (unreadable now).
         assert session.scalar(select(func.count()).select_from(PendingSubmission)) == 4
         # Four raters, two suppliers each: every answer became a ballot.
-        assert session.scalar(select(func.count()).select_from(Ballot)) == 8
+        assert ballot_count(session) == 8
 
 
 def test_a_submit_that_starts_during_the_close_is_refused_and_the_close_goes_on(
@@ -204,7 +205,7 @@ def test_a_submit_that_starts_during_the_close_is_refused_and_the_close_goes_on(
     with committed_db() as session:
         # The three released submissions only: the refused post took its row back.
         assert session.scalar(select(func.count()).select_from(PendingSubmission)) == 3
-        assert session.scalar(select(func.count()).select_from(Ballot)) == 6
+        assert ballot_count(session) == 6
 
 
 def _three_of_four_answered(

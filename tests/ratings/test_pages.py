@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.cycles.models import Cycle, CycleState, Invitation
 from app.ratings import pages as rating_pages
-from app.ratings.models import Ballot, PendingSubmission
+from app.ratings.models import BallotBox, PendingSubmission
 from tests.cycles.helpers import (
     Company,
     cycle_competency_ids,
@@ -31,14 +31,14 @@ FORM_TOKEN = re.compile(r'name="form_token" value="([^"]+)"')
 
 def ballots(db: Session, settings: Settings) -> int:
     """Answers submitted so far (they wait, sealed, in the pool until close)."""
-    assert db.scalar(select(func.count()).select_from(Ballot)) == 0  # none before close
+    assert db.scalar(select(func.count()).select_from(BallotBox)) == 0  # none before close
     return len(pooled_ballots(db, settings))
 
 
 def stored(db: Session) -> int:
     """Rows that hold answers, pooled or released."""
     pending = db.scalar(select(func.count()).select_from(PendingSubmission)) or 0
-    return pending + (db.scalar(select(func.count()).select_from(Ballot)) or 0)
+    return pending + (db.scalar(select(func.count()).select_from(BallotBox)) or 0)
 
 
 def scores(db: Session, settings: Settings) -> int:
@@ -125,14 +125,14 @@ def test_full_submit_stores_ballots_without_rater(
     invitation = invitation_of(db, cycle, company.customers[0])
     db.refresh(invitation)
     assert invitation.used is True
-    # Ballots have no column that could point at the rater, and no timestamp.
-    assert set(Ballot.__table__.columns.keys()) == {
-        "id",
+    # Ballot boxes have no column that could point at a rater, and no timestamp.
+    assert set(BallotBox.__table__.columns.keys()) == {
         "cycle_id",
         "supplier_id",
+        "ballots",
         "scores",
         "nps",
-        "comment",
+        "comments",
     }
     # Reopening the link: "already submitted"; a second submit stores nothing.
     again = client.get("/r/" + token_of(links[company.customers[0].id]))

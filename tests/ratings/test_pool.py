@@ -22,10 +22,11 @@ from app.cycles import service as cycles_service
 from app.cycles.models import Cycle, CycleState, Invitation
 from app.ratings import pool
 from app.ratings import service as ratings_service
-from app.ratings.models import Ballot, PendingSubmission
+from app.ratings.models import PendingSubmission
 from app.ratings.schemas import SupplierAnswer
 from app.reports.models import EmployeeResult
 from tests.cycles.helpers import answers_for, launched_cycle, make_company
+from tests.factories import ballot_count, stored_ballots, stored_comments
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -133,14 +134,12 @@ def test_a_pool_sealed_by_the_previous_version_is_released_at_close(
     with committed_db() as session, session.begin():
         lifecycle.close_cycle(session, cycle_id=cycle_id, secret_key=settings.secret_key)
     with committed_db() as session:
-        ballots = session.scalars(select(Ballot)).all()
-        expected = sorted(
-            (sid, tuple(a.scores.values()), a.comment)
-            for sub in submissions
-            for sid, a in sub.answers.items()
-        )
-        assert sorted((b.supplier_id, tuple(b.scores or ()), b.comment) for b in ballots) == (
-            expected
+        ballots = stored_ballots(session, cycle_id=cycle_id)
+        answers = [(sid, a) for sub in submissions for sid, a in sub.answers.items()]
+        expected = sorted((sid, tuple(a.scores.values()), a.nps) for sid, a in answers)
+        assert sorted((b.supplier_id, b.scores, b.nps) for b in ballots) == expected
+        assert sorted(stored_comments(session, cycle_id=cycle_id)) == sorted(
+            a.comment.strip() for _sid, a in answers if a.comment and a.comment.strip()
         )
         assert len(ballots) == 6
 
@@ -184,7 +183,7 @@ def test_a_close_killed_midway_loses_nothing_and_doubles_nothing(
 ) -> None:
     cycle_id = _open_cycle_with_answers(committed_db, settings, answered=4)
     # Another process closes the cycle and is killed (SIGKILL) after writing the
-    # ballots, before its transaction commits: as a crash or an OOM kill would.
+    # ballot boxes, before its transaction commits: as a crash or an OOM kill would.
     script = textwrap.dedent(
         f"""
         import sys, time
@@ -219,7 +218,8 @@ def test_a_close_killed_midway_loses_nothing_and_doubles_nothing(
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
-        assert line.startswith("written 8"), process.stderr.read() if process.stderr else line
+        # Two suppliers: two boxes, eight ballots in all.
+        assert line.startswith("written 2"), process.stderr.read() if process.stderr else line
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(10)
@@ -227,7 +227,7 @@ def test_a_close_killed_midway_loses_nothing_and_doubles_nothing(
     with committed_db() as session:
         cycle = session.get_one(Cycle, cycle_id)
         assert cycle.state == CycleState.open  # nothing half-closed
-        assert session.scalar(select(func.count()).select_from(Ballot)) == 0
+        assert ballot_count(session) == 0
         assert session.scalar(select(func.count()).select_from(PendingSubmission)) == 4
     deadline = time.monotonic() + 30
     while True:  # PostgreSQL notices the dead connection and rolls it back
@@ -240,7 +240,7 @@ def test_a_close_killed_midway_loses_nothing_and_doubles_nothing(
                 raise
             time.sleep(0.5)
     with committed_db() as session:
-        assert session.scalar(select(func.count()).select_from(Ballot)) == 8
+        assert ballot_count(session) == 8
         raters = session.scalars(
             select(EmployeeResult.raters).where(EmployeeResult.cycle_id == cycle_id)
         ).all()
@@ -270,7 +270,7 @@ def test_the_close_leaves_a_pool_nobody_can_open_and_the_vacuum_drops_it(
         # (With the old salt they would have opened: the test proves its own point.)
         old_key = cycles_service.cycle_pool_key(settings.secret_key, cycle_id, salt)
         assert pool.open_sealed(old_key, next(iter(pooled)), cycle_id=cycle_id).answers
-        assert session.scalar(select(func.count()).select_from(Ballot)) == 6
+        assert ballot_count(session) == 6
 
     assert lifecycle.vacuum_after_close(engine)
     with committed_db() as session:
@@ -312,4 +312,4 @@ def test_another_secret_key_is_refused_at_start_up_and_at_close(
     with committed_db() as session, session.begin():
         lifecycle.close_cycle(session, cycle_id=cycle_id, secret_key=settings.secret_key)
     with committed_db() as session:
-        assert session.scalar(select(func.count()).select_from(Ballot)) == 6
+        assert ballot_count(session) == 6

@@ -24,7 +24,7 @@ from app.cycles.models import Cycle, Invitation
 from app.errors import Invalid
 from app.ratings import rendering
 from app.ratings import service as ratings_service
-from app.ratings.models import Ballot
+from app.ratings.models import BallotBox
 from app.ratings.schemas import SupplierAnswer
 from app.templating import environment
 from tests.cycles.helpers import (
@@ -249,7 +249,7 @@ def test_error_page_keeps_every_answer(
     assert f'href="#s{second}-nps-none"' in r.text
     assert f"{missing}-{cycle.scale_min}" in page.ids and f"s{second}-nps-none" in page.ids
     assert "&lt;/textarea&gt;&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;</textarea>" in r.text
-    assert db.scalar(select(Ballot.id)) is None
+    assert db.scalar(select(BallotBox.supplier_id)) is None
 
 
 # --- the submit loads the form once ---------------------------------------------------------
@@ -315,7 +315,7 @@ def test_submit_checked_answers_checks_against_the_rules(
             ratings_service.submit_checked_answers(
                 db, rules=rules, answers=answers, secret_key=settings.secret_key
             )
-    assert db.scalar(select(Ballot.id)) is None
+    assert db.scalar(select(BallotBox.supplier_id)) is None
     assert not pooled_ballots(db, settings)
     assert invitation.used is False
     assert (

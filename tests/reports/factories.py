@@ -28,10 +28,9 @@ from app.cycles.models import (
 )
 from app.org.models import Department, Employee
 from app.ratings import service as ratings_service
-from app.ratings.models import Ballot
 from app.reports import coefficients as calc
 from app.reports.service import compute_cycle_results
-from tests.factories import make_department, make_employee
+from tests.factories import make_department, make_employee, store_ballots
 
 _seq = itertools.count(1)
 
@@ -115,19 +114,10 @@ def add_ballot(
     *,
     nps: int | None = None,
     comment: str | None = None,
-) -> Ballot:
+) -> None:
     by_id = {comp.id: score for comp, score in scores.items()}
     order = ratings_service.cycle_competency_order(session, cycle_id=cycle.id)
-    ballot = Ballot(
-        cycle_id=cycle.id,
-        supplier_id=supplier.id,
-        nps=nps,
-        comment=comment,
-        scores=[by_id.get(cid) for cid in order],
-    )
-    session.add(ballot)
-    session.flush()
-    return ballot
+    store_ballots(session, cycle.id, [(supplier.id, nps, comment, [by_id.get(c) for c in order])])
 
 
 def rate(
@@ -276,7 +266,7 @@ def random_company(
         ],
     )
     pairs = []
-    ballots: list[dict[str, Any]] = []
+    ballots: list[tuple[int, int | None, str | None, list[int | None]]] = []
     pure: dict[int, list[calc.BallotAnswers]] = {}
     suppliers: dict[int, int | None] = {}
     invitations: dict[int, bool] = {}
@@ -302,16 +292,8 @@ def random_company(
                     answer[code] = min(scale[1], max(scale[0], round(rng.gauss(level, 1.5))))
             nps = rng.randint(0, 10) if rng.random() < 0.7 else None
             comment = rng.choice([None, None, "Great help", "  ", "Slow to answer"])
-            ballots.append(
-                {
-                    "cycle_id": cycle.id,
-                    "supplier_id": supplier.id,
-                    "nps": nps,
-                    "comment": comment,
-                }
-            )
             by_id = {by_code[code].id: s for code, s in answer.items()}
-            ballots[-1]["scores"] = [by_id.get(cid) for cid in order]
+            ballots.append((supplier.id, nps, comment, [by_id.get(cid) for cid in order]))
             pure.setdefault(supplier.id, []).append(calc.BallotAnswers(answer, nps, comment))
     session.execute(insert(CyclePair), pairs)
     session.execute(
@@ -319,7 +301,7 @@ def random_company(
         [{"cycle_id": cycle.id, "customer_id": c, "used": used} for c, used in invitations.items()],
     )
     if ballots:
-        session.execute(insert(Ballot), ballots)
+        store_ballots(session, cycle.id, ballots)
     session.flush()
     data = calc.CycleInput(
         scale=calc.Scale(*scale),

@@ -360,7 +360,7 @@ def test_close_leaves_statistics_for_the_planner(db: Session) -> None:
         assert columns <= with_stats
         return
     tables = set(db.execute(text("SELECT tbl FROM sqlite_stat1")).scalars())
-    assert {"employee_result", "department_closure", "ballot"} <= tables
+    assert {"employee_result", "department_closure", "department_result"} <= tables
     assert db.execute(text("PRAGMA analysis_limit")).scalar_one() == 1000
 
 
