@@ -29,7 +29,7 @@ from app.mail.models import OutboxBody, OutboxMessage, OutboxStatus
 from app.ratings import service as ratings_service
 from app.ratings.models import BallotBox, PendingSubmission
 from app.ratings.schemas import SupplierAnswer
-from app.reports.models import EmployeeComment
+from app.reports.models import EmployeeComment, EmployeeResult
 from app.worker import run_pass
 from tests.conftest import SmtpServer
 from tests.cycles.helpers import (
@@ -51,6 +51,7 @@ from tests.factories import (
     make_api_key,
     make_employee,
     make_message,
+    store_ballots,
     stored_ballots,
     stored_comments,
 )
@@ -159,6 +160,37 @@ def test_close_copies_the_comments_of_suppliers_who_meet_k_only(
     assert sorted(copied) == sorted(
         [(first.id, "fine"), (second.id, "helpful"), (second.id, "helpful")]
     )
+
+
+def test_ballots_stored_before_the_pool_are_boxed_again_with_the_pools(
+    db: Session, settings: Settings
+) -> None:
+    # A cycle launched by a version before the pool had its ballots written at submit
+    # time (migration 0020 boxed them); the close stores them with the pool's, once.
+    company = make_company(db, suppliers=1, customers=3, competencies=1)
+    cycle = launched_cycle(db, settings)
+    supplier = company.suppliers[0]
+    (comp,) = cycle_competency_ids(db, cycle)
+    early = invitation_of(db, cycle, company.customers[0])
+    early.used = True
+    store_ballots(db, cycle.id, [(supplier.id, 10, " written early ", [2])])
+    for customer in company.customers[1:]:
+        ratings_service.submit_answers(
+            db,
+            invitation_id=invitation_of(db, cycle, customer).id,
+            answers={supplier.id: SupplierAnswer(scores={comp: 5}, nps=7, comment="pooled")},
+        )
+    lifecycle.close_cycle(db, cycle_id=cycle.id, min_raters=3)
+    box = _box(db, cycle.id, supplier.id)
+    assert box.ballots == 3
+    assert sorted(box.comments or []) == ["pooled", "pooled", "written early"]
+    assert sorted((b.scores, b.nps) for b in stored_ballots(db, cycle_id=cycle.id)) == [
+        ((2,), 10),
+        ((5,), 7),
+        ((5,), 7),
+    ]
+    result = db.get_one(EmployeeResult, (cycle.id, supplier.id))
+    assert result.raters == 3 and result.coefficient == pytest.approx(4.0)
 
 
 def test_a_draft_cannot_be_closed(db: Session) -> None:

@@ -555,7 +555,6 @@ class Release:
     rater is never written anywhere.
     """
 
-    ballots: int = 0
     withheld_suppliers: set[int] = field(default_factory=set)
     # (supplier, cycle competency) whose real answers from counting raters are below k.
     thin_competencies: set[tuple[int, int]] = field(default_factory=set)
@@ -633,7 +632,6 @@ def release_pool(
         boxes(cycle.id, released),
         columns=BOX_COLUMNS,
     )
-    release.ballots = len(released)
     return release
 
 

@@ -735,19 +735,19 @@ def _store_comments(
 ) -> None:
     # Copied only for employees who meet k, with a random sort key and nothing else:
     # no ballot, no date, no order of submission.
-    rows = [
-        (cycle_id, employee_id, text)
+    shown = [
+        (employee_id, text)
         for employee_id, texts in ballots.comments.items()
         if (figures := employees.figures.get(employee_id)) is not None and figures.meets_k
         for text in texts
     ]
-    keys = np.random.default_rng(secrets.randbits(128)).random(len(rows)).tolist()
+    keys = np.random.default_rng(secrets.randbits(128)).random(len(shown)).tolist()
     insert_rows(
         session,
         cast(Table, EmployeeComment.__table__),
         (
             (cycle_id, employee_id, key, text)
-            for (cycle_id, employee_id, text), key in zip(rows, keys, strict=True)
+            for (employee_id, text), key in zip(shown, keys, strict=True)
         ),
         columns=("cycle_id", "employee_id", "sort_key", "text"),
     )
