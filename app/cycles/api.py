@@ -314,7 +314,7 @@ def close_job_read(job: CloseJob) -> CloseJobRead:
     description=(
         "Queue the close for the worker and answer at once with the job (`202 Accepted`, "
         "`Location` names it): every link ends, the sealed answers are released as "
-        "ballots (grouped by supplier, in random order within each) and every result "
+        "ballots (a box per supplier, the ballots in random order inside) and every result "
         "is computed, in one transaction; "
         "afterwards the tables are vacuumed so no old row version survives. Poll the "
         "job until `state` is `done` (the results are then readable) or `failed` (the "

@@ -78,7 +78,7 @@ class Cycle(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     launched_at: Mapped[datetime | None] = mapped_column(DateTime)
     closed_at: Mapped[datetime | None] = mapped_column(DateTime)
-    # Set once the ballots were rewritten in random order (see ratings.service.seal).
+    # Set once the pool was released into ballot boxes (see ratings.service.release_pool).
     sealed_at: Mapped[datetime | None] = mapped_column(DateTime)
     # Set once the reports for this cycle are computed and stored.
     results_ready_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -1,9 +1,10 @@
 """Reports: computing the results of a cycle when it closes, and reading them.
 
 ``compute_cycle_results`` runs inside the closing transaction (it only flushes). It
-reads the cycle's ballots (scores in the row) in one scan, computes every employee and
-employee x competency figure with array operations in one pass, bulk-writes them, and
-rolls departments and the company up from those figures while still in memory. The formulas
+takes the cycle's ballots as arrays (from the close, or read back from their boxes),
+computes every employee and employee x competency figure with array operations in one
+pass, bulk-writes them, and rolls departments and the company up from those figures
+while still in memory. The formulas
 are the ones of :mod:`app.reports.coefficients`, which the tests hold this code to.
 
 Anonymity: every figure built from fewer than k answers is dropped *before* it is
