@@ -46,6 +46,7 @@ _HEAD = struct.Struct("<BBHH")  # version, counts toward k, suppliers, competenc
 CANT_JUDGE = -32768  # int16 score or NPS: "can't judge", or no NPS answer
 NOT_ASKED = -32767  # int16 score: the competency was not on this supplier's form
 _INT32, _INT16 = np.dtype("<i4"), np.dtype("<i2")
+_JSON = json.JSONDecoder()
 
 
 class PoolKeyMismatch(Conflict):
@@ -153,7 +154,8 @@ def open_columns(key: bytes, sealed: bytes, *, cycle_id: int) -> Columns:
     at += 2 * n * m
     tail = data[at:]
     # Most raters write no comment: "[]" needs no JSON parser (42,000 calls a close).
-    comments = (json.loads(tail) if tail != b"[]" else None) or [None] * n
+    # Text to the decoder: json.loads(bytes) first works out the encoding, every call.
+    comments = (_JSON.decode(tail.decode()) if tail != b"[]" else None) or [None] * n
     return Columns(bool(counts), tuple(competencies.tolist()), suppliers, nps, scores, comments)
 
 
