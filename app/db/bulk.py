@@ -32,8 +32,8 @@ def insert_rows(
     faster than a batched INSERT for hundreds of thousands of rows. SQLite: executemany
     in chunks (an in-process B-tree insert, already cheap). Values go through each
     column type's own conversion, as an ORM insert would, except in the ``stored``
-    columns, whose values are already in their stored form (made a column at a time by
-    :mod:`app.db.types`).
+    columns, whose values are already in their stored form (the close's employee
+    results, made as plain ints, floats and text).
     """
     session.flush()
     missing = [name for name in columns if name not in table.c]

@@ -80,10 +80,9 @@ def comments_by_supplier(
     """Per-ballot comments (None or blank: none) grouped by their ballot's supplier."""
     grouped: dict[int, list[str]] = {}
     # Most ballots carry no comment: look only at those that do.
-    for i in [i for i, text in enumerate(comments) if text]:
-        text = comments[i].strip()  # type: ignore[union-attr]
-        if text:
-            grouped.setdefault(int(suppliers[i]), []).append(text)
+    for i, given in [(i, text) for i, text in enumerate(comments) if text]:
+        if stripped := given.strip():
+            grouped.setdefault(int(suppliers[i]), []).append(stripped)
     return grouped
 
 
